@@ -1,0 +1,4 @@
+"""flowhost: a plugin host for automated workflows."""
+
+__all__ = ["__version__"]
+__version__ = "0.1.0"

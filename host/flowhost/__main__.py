@@ -1,0 +1,5 @@
+import sys
+
+from flowhost.cli import main
+
+sys.exit(main())

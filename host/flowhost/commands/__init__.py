@@ -1,0 +1,1 @@
+"""One module per CLI command group; each returns an exit code."""

@@ -1,0 +1,58 @@
+"""``flowhost validate`` and ``flowhost plan``: static checks, no step runs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from flowhost.commands.common import load_plan
+
+
+def validate_command(args: argparse.Namespace) -> int:
+    spec, plan = load_plan(args)
+    groups = len(plan.levels)
+    print(f"✓ {spec.file} is valid: {len(plan.steps)} steps in {groups} "
+          f"group{'s' if groups != 1 else ''}, {len(plan.final_checks)} final checks")
+    return 0
+
+
+def plan_command(args: argparse.Namespace) -> int:
+    spec, plan = load_plan(args)
+    if args.json:
+        data = {
+            "workflow_id": plan.workflow.workflow_id,
+            "groups": [
+                [
+                    {
+                        "id": sid,
+                        "plugin": plan.steps[sid].step.plugin,
+                        "version": plan.steps[sid].invoker.version,
+                        "transport": plan.steps[sid].invoker.transport,
+                        "needs": list(plan.steps[sid].deps),
+                        "purpose": plan.steps[sid].step.purpose,
+                    }
+                    for sid in group
+                ]
+                for group in plan.levels
+            ],
+        }
+        print(json.dumps(data, indent=2))
+        return 0
+    workflow = plan.workflow
+    print(f"Workflow {workflow.workflow_id}: {len(plan.steps)} steps in "
+          f"{len(plan.levels)} groups" + (f" — {workflow.description}" if workflow.description
+                                          else ""))
+    for number, group in enumerate(plan.levels, start=1):
+        together = " (run in parallel)" if len(group) > 1 else ""
+        print(f"Group {number}{together}:")
+        for sid in sorted(group, key=lambda s: plan.steps[s].index):
+            step = plan.steps[sid]
+            after = f"  after {', '.join(step.deps)}" if step.deps else ""
+            purpose = f" — {step.step.purpose}" if step.step.purpose else ""
+            fallbacks = "".join(f" → fallback {fb.spec.plugin}" for fb in step.fallbacks)
+            print(f"  {step.index}. {sid}: {step.step.plugin} {step.invoker.version} "
+                  f"({step.invoker.transport}){fallbacks}{purpose}{after}")
+    if plan.final_checks:
+        kinds = ", ".join(check.kind for check in plan.final_checks)
+        print(f"Final validation: {kinds}")
+    return 0

@@ -1,0 +1,95 @@
+"""``flowhost plugins list`` and ``flowhost plugins describe``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from flowhost.catalog import Catalog, PluginLoadError
+from flowhost.problems import UserInputError
+
+
+def list_command(args: argparse.Namespace) -> int:
+    catalog = Catalog()
+    entries = catalog.entries(with_distributions=True)
+    rows: list[dict[str, Any]] = []
+    broken = 0
+    for name in sorted(entries):
+        entry = entries[name]
+        row: dict[str, Any] = {
+            "name": name,
+            "version": entry.distribution_version,
+            "distribution": entry.distribution,
+            "target": entry.target,
+            "transport": entry.transport,
+        }
+        if args.check:
+            try:
+                invoker = catalog.get(name)
+                row.update(ok=True, error=None, plugin_version=invoker.version)
+            except PluginLoadError as exc:
+                row.update(ok=False, error=exc.reason)
+                broken += 1
+        rows.append(row)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    elif not rows:
+        print("No plugins installed (entry-point group 'flowhost.plugins').")
+    else:
+        _print_table(rows, args.check)
+    if args.check and broken:
+        print(f"{broken} of {len(rows)} plugins are broken", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _print_table(rows: list[dict[str, Any]], checked: bool) -> None:
+    headers = ["NAME", "VERSION", "DISTRIBUTION", "TARGET"] + (["CHECK"] if checked else [])
+    table = [
+        [row["name"], row["version"] or "?", row["distribution"] or "?", row["target"]]
+        + ([("ok" if row["ok"] else f"BROKEN: {row['error']}")] if checked else [])
+        for row in rows
+    ]
+    widths = [max(len(str(r[i])) for r in [headers, *table]) for i in range(len(headers))]
+    for row in [headers, *table]:
+        cells = [str(cell).ljust(widths[i]) for i, cell in enumerate(row)]
+        print("  ".join(cells).rstrip())
+
+
+def describe_command(args: argparse.Namespace) -> int:
+    catalog = Catalog()
+    try:
+        invoker = catalog.get(args.name)
+    except PluginLoadError as exc:
+        suggestion = f" — {exc.suggestion}" if exc.suggestion else ""
+        raise UserInputError(f"{exc}{suggestion}") from None
+    entry = catalog.entries().get(args.name)
+    data = {
+        "name": invoker.name,
+        "version": invoker.version,
+        "description": invoker.description,
+        "idempotent": invoker.idempotent,
+        "transport": invoker.transport,
+        "target": entry.target if entry else None,
+        "input_schema": invoker.input_schema,
+        "output_schema": invoker.output_schema,
+    }
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return 0
+    print(f"{invoker.name} {invoker.version} ({invoker.transport})"
+          + (f" — {invoker.description}" if invoker.description else ""))
+    print(f"idempotent: {'yes' if invoker.idempotent else 'no'}")
+    if entry:
+        print(f"entry point: {entry.target}")
+    print("inputs (JSON Schema):")
+    print(_indent(json.dumps(invoker.input_schema, indent=2)))
+    print("outputs (JSON Schema):")
+    print(_indent(json.dumps(invoker.output_schema, indent=2)))
+    return 0
+
+
+def _indent(text: str) -> str:
+    return "\n".join("  " + line for line in text.splitlines())

@@ -1,0 +1,81 @@
+"""``flowhost run``: check the spec, run it with live progress, write the result."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+from flowhost.commands.common import load_plan
+from flowhost.engine import Engine, new_run_id
+from flowhost.events import EventBus, RunStatus
+from flowhost.problems import UserInputError
+from flowhost.result import RunResult, fold
+
+EXIT_CODES: dict[str, int] = {"success": 0, "failed": 1, "aborted": 1, "waiting": 3,
+                              "cancelled": 130}
+
+
+def run_command(args: argparse.Namespace) -> int:
+    spec, plan = load_plan(args)
+    json_out = Path(args.json_out) if args.json_out else None
+    if json_out is not None and not json_out.parent.is_dir():
+        raise UserInputError(f"--json-out {args.json_out}: directory {json_out.parent} does "
+                             "not exist")
+    from flowhost.progress import make_progress
+
+    run_id = new_run_id()
+    print(f"run_id: {run_id}", flush=True)
+    bus = EventBus()
+    progress = make_progress(enabled=not args.no_progress, stream=sys.stdout)
+    bus.subscribe(progress)
+    engine = Engine(plan, bus, run_id=run_id, max_parallel=args.max_parallel)
+    try:
+        status = asyncio.run(_run_interruptible(engine))
+    finally:
+        progress.close()
+    assert bus.history is not None
+    result = fold(bus.history, pattern=plan.workflow.pattern)
+    if json_out is not None:
+        _write_json(json_out, result)
+    if status == "cancelled":
+        print("Interrupted: running steps were cancelled.", file=sys.stderr)
+    return EXIT_CODES.get(status, 1)
+
+
+async def _run_interruptible(engine: Engine) -> RunStatus:
+    """Run the engine; the first Ctrl-C (or SIGTERM) cancels it cleanly, a second one exits."""
+    loop = asyncio.get_running_loop()
+    interrupts = 0
+
+    def on_signal() -> None:
+        nonlocal interrupts
+        interrupts += 1
+        if interrupts > 1:
+            os._exit(130)  # the user insists; nothing is left to save
+        engine.cancel("cancelled by the user")
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, on_signal)
+        except (NotImplementedError, RuntimeError):  # not the main thread, or no signals
+            pass
+    try:
+        return await engine.run()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.remove_signal_handler(sig)
+            except (NotImplementedError, RuntimeError):
+                pass
+
+
+def _write_json(path: Path, result: RunResult) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(json.dumps(result.model_dump(mode="json"), indent=2) + "\n",
+                         encoding="utf-8")
+    os.replace(temporary, path)

@@ -1,0 +1,219 @@
+"""The asyncio DAG scheduler: a step starts as soon as every step it depends on finished.
+
+The engine decides what runs when and emits events; the ladder (``flowhost.ladder``)
+decides what happens inside one step's call. Listeners (progress, result, and later the
+store and metrics) only ever see events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+from collections import deque
+from typing import Any
+
+from flowhost.events import (
+    EventBus,
+    FinalValidationFinished,
+    FinalValidationStarted,
+    RunFinished,
+    RunStarted,
+    RunStatus,
+    StepFinished,
+    StepStarted,
+)
+from flowhost.ladder import Ladder, run_checks
+from flowhost.plan import Plan, PlannedStep
+from flowhost.redact import Redactor
+from flowhost.refs import ResolveError, Scope, resolve
+
+
+def new_run_id() -> str:
+    """Sortable by start time, unique without coordination."""
+    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
+
+
+class Engine:
+    def __init__(
+        self,
+        plan: Plan,
+        bus: EventBus,
+        *,
+        run_id: str | None = None,
+        env: dict[str, str] | None = None,
+        max_parallel: int = 8,
+    ) -> None:
+        if max_parallel < 1:
+            raise ValueError("max_parallel must be at least 1")
+        self.plan = plan
+        self.bus = bus
+        self.run_id = run_id or new_run_id()
+        self.env = dict(os.environ if env is None else env)
+        self.max_parallel = max_parallel
+        self.redactor: Redactor = plan.redactor(self.env)
+        self.outputs: dict[str, Any] = {}
+        self.status: dict[str, str] = {}
+        self._waiting = {sid: len(ps.deps) for sid, ps in plan.steps.items()}
+        self._ready: deque[str] = deque(sid for sid, n in self._waiting.items() if n == 0)
+        self._running: dict[str, asyncio.Task[None]] = {}
+        self._unfinished = len(plan.steps)
+        self._all_done: asyncio.Event | None = None
+        self._aborted_by: str | None = None
+        self._cancel_reason: str | None = None
+        self._ladder: Ladder | None = None
+        self._total = len(plan.steps)
+
+    # -- public ------------------------------------------------------------------------
+    async def run(self) -> RunStatus:
+        started = time.monotonic()
+        workflow = self.plan.workflow
+        self.bus.emit(RunStarted(
+            run_id=self.run_id, workflow_id=workflow.workflow_id,
+            description=workflow.description, total_steps=self._total,
+            steps=tuple((ps.id, ps.step.plugin, ps.step.purpose)
+                        for ps in self.plan.steps.values())))
+        self._all_done = asyncio.Event()
+        self._ladder = Ladder(run_id=self.run_id, bus=self.bus, env=self.env,
+                              redactor=self.redactor, outputs=self.outputs)
+        self._launch()
+        if self._unfinished:
+            await self._all_done.wait()
+        status = await self._finish()
+        self.bus.emit(RunFinished(run_id=self.run_id, status=status,
+                                  duration_s=time.monotonic() - started,
+                                  message=self._cancel_reason or ""))
+        return status
+
+    def cancel(self, reason: str = "cancelled by the user") -> None:
+        """Stop the run: running steps are cancelled, nothing new starts (Ctrl-C)."""
+        if self._cancel_reason is None:
+            self._cancel_reason = reason
+        self._ready.clear()
+        for task in list(self._running.values()):
+            task.cancel()
+        self._check_done()
+
+    # -- scheduling --------------------------------------------------------------------
+    def _launch(self) -> None:
+        ready, running, steps = self._ready, self._running, self.plan.steps
+        while ready and len(running) < self.max_parallel:
+            step_id = ready.popleft()
+            running[step_id] = asyncio.create_task(self._run_step(steps[step_id]),
+                                                   name=f"step:{step_id}")
+        self._check_done()
+
+    def _check_done(self) -> None:
+        if self._all_done is not None and not self._running and (
+            not self._ready or self._cancel_reason is not None
+        ):
+            self._all_done.set()
+
+    def _finished(self, step: PlannedStep, status: str) -> None:
+        self.status[step.id] = status
+        self._unfinished -= 1
+        for dependent in step.dependents:
+            self._waiting[dependent] -= 1
+            if status == "success":
+                if self._waiting[dependent] == 0 and self._aborted_by is None:
+                    self._ready.append(dependent)
+            elif dependent not in self.status:
+                verb = "failed" if status == "failed" else f"was {status}"
+                self._skip(self.plan.steps[dependent], f"step '{step.id}' {verb}")
+
+    def _skip(self, step: PlannedStep, reason: str) -> None:
+        if step.id in self.status or self._cancel_reason is not None:
+            return
+        self.bus.emit(StepFinished(run_id=self.run_id, step_id=step.id, plugin=step.step.plugin,
+                                   used_plugin=step.step.plugin, status="skipped", attempts=0,
+                                   duration_s=0.0, reason=reason))
+        self._finished(step, "skipped")
+
+    def _abort(self, failed: PlannedStep) -> None:
+        self._aborted_by = failed.id
+        self._ready.clear()
+        reason = f"run aborted: step '{failed.id}' failed"
+        for task_id, task in list(self._running.items()):
+            if task_id != failed.id:
+                task.cancel(reason)
+        for step in self.plan.steps.values():
+            if step.id not in self.status and step.id not in self._running:
+                self._skip(step, reason)
+
+    # -- one step ----------------------------------------------------------------------
+    async def _run_step(self, step: PlannedStep) -> None:
+        bus, run_id = self.bus, self.run_id
+        started = time.monotonic()
+        bus.emit(StepStarted(run_id=run_id, step_id=step.id, plugin=step.step.plugin,
+                             purpose=step.step.purpose, index=step.index, total=self._total))
+        try:
+            finished = await self._call(step)
+        except asyncio.CancelledError:
+            reason = self._cancel_reason or f"run aborted: step '{self._aborted_by}' failed"
+            finished = StepFinished(run_id=run_id, step_id=step.id, plugin=step.step.plugin,
+                                    used_plugin=step.step.plugin, status="cancelled",
+                                    attempts=0, duration_s=time.monotonic() - started,
+                                    reason=reason)
+        finished = _with_duration(finished, time.monotonic() - started)
+        del self._running[step.id]
+        bus.emit(finished)
+        self._finished(step, finished.status)
+        if finished.status == "failed" and step.step.on_failure == "abort":
+            self._abort(step)
+        if self._cancel_reason is None:
+            self._launch()
+        else:
+            self._check_done()
+
+    async def _call(self, step: PlannedStep) -> StepFinished:
+        assert self._ladder is not None
+        plugin = step.step.plugin
+        try:
+            inputs = resolve(step.inputs, Scope(self.outputs, self.env))
+        except ResolveError as exc:
+            return StepFinished(run_id=self.run_id, step_id=step.id, plugin=plugin,
+                                used_plugin=plugin, status="failed", attempts=0, duration_s=0.0,
+                                error=self.redactor.text(str(exc)), error_type="ResolveError")
+        outcome = await self._ladder.run(step, inputs)
+        if outcome.ok:
+            assert outcome.outputs is not None
+            self.outputs[step.id] = outcome.outputs
+            shown = self.redactor.data(outcome.outputs) if self.redactor else outcome.outputs
+            return StepFinished(run_id=self.run_id, step_id=step.id, plugin=plugin,
+                                used_plugin=outcome.used_plugin, status="success",
+                                attempts=outcome.attempts, duration_s=0.0, outputs=shown,
+                                validation=outcome.validation)
+        return StepFinished(run_id=self.run_id, step_id=step.id, plugin=plugin,
+                            used_plugin=outcome.used_plugin, status="failed",
+                            attempts=outcome.attempts, duration_s=0.0, error=outcome.error,
+                            error_type=outcome.error_type, hint=outcome.hint,
+                            validation=outcome.validation)
+
+    # -- the end -----------------------------------------------------------------------
+    async def _finish(self) -> RunStatus:
+        if self._cancel_reason is not None:
+            return "cancelled"
+        if self._aborted_by is not None:
+            return "failed"
+        checks = self.plan.final_checks
+        if checks:
+            self.bus.emit(FinalValidationStarted(run_id=self.run_id, total_checks=len(checks)))
+            results = await run_checks(checks, Scope(self.outputs, self.env), None, self.env,
+                                       self.redactor)
+            tests = [r.details["test_results"] for r in results if "test_results" in r.details]
+            test_results = None
+            if tests:
+                test_results = {key: sum(t.get(key, 0) for t in tests)
+                                for key in ("total", "passed", "failed")}
+            self.bus.emit(FinalValidationFinished(run_id=self.run_id, results=results,
+                                                  test_results=test_results))
+            if not all(r.passed for r in results):
+                return "failed"
+        return "success"
+
+
+def _with_duration(event: StepFinished, duration: float) -> StepFinished:
+    from dataclasses import replace
+
+    return replace(event, duration_s=duration)

@@ -1,0 +1,156 @@
+"""The typed events a run emits. The engine only emits; everything else listens.
+
+A run's whole story is its event list: the result JSON, the progress view, the store and
+the metrics are all folds over it, so they can never disagree about what happened.
+Events are frozen slotted dataclasses because the engine creates several per step on its
+hot path; they hold only JSON-friendly values (secrets already redacted).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+StepStatus = Literal["success", "failed", "skipped", "cancelled"]
+RunStatus = Literal["success", "failed", "aborted", "waiting", "running", "cancelled"]
+
+
+def _now() -> float:
+    return time.time()
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    """The outcome of one validation check."""
+
+    kind: str
+    passed: bool
+    message: str
+    duration_s: float = 0.0
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "kind": self.kind,
+            "passed": self.passed,
+            "message": self.message,
+            "duration_s": round(self.duration_s, 4),
+        }
+        if self.details:
+            data["details"] = self.details
+        return data
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Event:
+    run_id: str
+    ts: float = field(default_factory=_now)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunStarted(Event):
+    workflow_id: str
+    description: str
+    total_steps: int
+    steps: tuple[tuple[str, str, str], ...]  # (step id, plugin, purpose) in display order
+    resumed: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StepStarted(Event):
+    step_id: str
+    plugin: str
+    purpose: str
+    index: int  # 1-based position in display order
+    total: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AttemptStarted(Event):
+    step_id: str
+    plugin: str
+    attempt: int
+    transport: Literal["local", "grpc"] = "local"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StepProgress(Event):
+    step_id: str
+    fraction: float
+    message: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AttemptFailed(Event):
+    step_id: str
+    plugin: str
+    attempt: int
+    error_type: str
+    error_kind: Literal["transient", "permanent", "intervention", "validation", "timeout"]
+    message: str
+    hint: str | None
+    duration_s: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StepFinished(Event):
+    step_id: str
+    plugin: str
+    used_plugin: str
+    status: StepStatus
+    attempts: int
+    duration_s: float
+    outputs: dict[str, Any] | None = None
+    error: str | None = None
+    error_type: str | None = None
+    hint: str | None = None
+    cached: bool = False
+    reason: str | None = None  # why a step was skipped or cancelled
+    validation: tuple[CheckResult, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FinalValidationStarted(Event):
+    total_checks: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FinalValidationFinished(Event):
+    results: tuple[CheckResult, ...]
+    test_results: dict[str, int] | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunFinished(Event):
+    status: RunStatus
+    duration_s: float
+    message: str = ""
+
+
+Listener = Callable[[Event], None]
+
+
+class EventBus:
+    """Delivers each event to every listener, in subscription order, synchronously.
+
+    Synchronous delivery is what makes checkpoints durable: when ``emit`` returns, every
+    listener (the store among them) has seen the event, before the engine starts any step
+    that depends on it.
+    """
+
+    __slots__ = ("_listeners", "history")
+
+    def __init__(self, *, keep_history: bool = True) -> None:
+        self._listeners: list[Listener] = []
+        self.history: list[Event] | None = [] if keep_history else None
+
+    def subscribe(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    def emit(self, event: Event) -> None:
+        if self.history is not None:
+            self.history.append(event)
+        for listener in self._listeners:
+            listener(event)

@@ -1,0 +1,78 @@
+"""Invoke a plugin class imported in this process."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from concurrent.futures import Executor
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from flowhost.invokers import InvalidInputs, InvalidOutputs, Transport
+from flowhost.threads import shared_executor
+from flowhost_sdk import InvocationContext, Plugin
+
+
+def describe_validation_error(exc: ValidationError, what: str) -> str:
+    parts = []
+    for error in exc.errors(include_url=False)[:5]:
+        field = ".".join(str(p) for p in error["loc"]) or "(root)"
+        parts.append(f"field '{field}': {error['msg']}")
+    more = len(exc.errors()) - 5
+    suffix = f" (and {more} more)" if more > 0 else ""
+    return f"{what}: " + "; ".join(parts) + suffix
+
+
+class LocalInvoker:
+    transport: Transport = "local"
+
+    def __init__(self, plugin: Plugin, executor: Executor | None = None) -> None:
+        cls = type(plugin)
+        self.plugin = plugin
+        self.name = cls.name
+        self.version = cls.version
+        self.description = cls.description
+        self.idempotent = bool(cls.idempotent)
+        self._inputs_model: type[BaseModel] = cls.Inputs
+        self._outputs_model: type[BaseModel] = cls.Outputs
+        self.input_schema = cls.Inputs.model_json_schema()
+        self.output_schema = cls.Outputs.model_json_schema()
+        self._is_async = inspect.iscoroutinefunction(plugin.invoke)
+        self._executor = executor or shared_executor()
+
+    async def invoke(self, inputs: dict[str, Any], ctx: InvocationContext) -> dict[str, Any]:
+        try:
+            model = self._inputs_model.model_validate(inputs)
+        except ValidationError as exc:
+            raise InvalidInputs(
+                describe_validation_error(exc, f"inputs rejected by {self.name}")
+            ) from None
+        if self._is_async:
+            result = await self.plugin.invoke(model, ctx)  # type: ignore[misc]
+        else:
+            loop = asyncio.get_running_loop()
+            try:
+                result = await loop.run_in_executor(
+                    self._executor, self.plugin.invoke, model, ctx
+                )
+            except asyncio.CancelledError:
+                ctx.cancel()  # the thread cannot be stopped; tell a polling plugin to stop
+                raise
+            if inspect.isawaitable(result):
+                result = await result
+        return self._dump(result)
+
+    def _dump(self, result: Any) -> dict[str, Any]:
+        outputs_model = self._outputs_model
+        try:
+            if type(result) is not outputs_model:
+                if isinstance(result, BaseModel):
+                    result = result.model_dump()
+                result = outputs_model.model_validate(result)
+        except ValidationError as exc:
+            raise InvalidOutputs(
+                describe_validation_error(exc, f"outputs of {self.name} do not match its Outputs")
+            ) from None
+        dumped: dict[str, Any] = result.model_dump(mode="json")
+        return dumped

@@ -1,0 +1,55 @@
+"""A checked workflow, ready to run: compiled references, dependencies, order and groups."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from flowhost.invokers import Invoker
+from flowhost.redact import Redactor
+from flowhost.refs import Compiled
+from flowhost.spec import Fallback, RetryPolicy, Step, Workflow
+
+
+@dataclass(slots=True)
+class PlannedCheck:
+    kind: str
+    args: Compiled
+
+
+@dataclass(slots=True)
+class PlannedFallback:
+    spec: Fallback
+    inputs: Compiled
+    invoker: Invoker
+
+
+@dataclass(slots=True)
+class PlannedStep:
+    step: Step
+    index: int  # 1-based, in display order
+    invoker: Invoker
+    inputs: Compiled
+    deps: tuple[str, ...]
+    retry: RetryPolicy
+    timeout: float | None
+    cache: bool
+    fallbacks: list[PlannedFallback] = field(default_factory=list)
+    checks: list[PlannedCheck] = field(default_factory=list)
+    dependents: list[str] = field(default_factory=list)
+    level: int = 0
+
+    @property
+    def id(self) -> str:
+        return self.step.id
+
+
+@dataclass(slots=True)
+class Plan:
+    workflow: Workflow
+    steps: dict[str, PlannedStep]  # in display order
+    levels: list[list[str]]  # groups that can run in parallel, in execution order
+    final_checks: list[PlannedCheck]
+    secret_names: frozenset[str]
+
+    def redactor(self, env: dict[str, str]) -> Redactor:
+        return Redactor(env[name] for name in self.secret_names if name in env)

@@ -1,0 +1,206 @@
+"""References inside step inputs and check arguments, parsed once and resolved fast.
+
+``$id.field.sub.0`` as a whole value keeps its JSON type; ``${id.field}`` inside a longer
+string interpolates (a string that is exactly one ``${…}`` keeps the type too); ``$$`` is a
+literal ``$``. Namespaces besides step ids: ``env``, ``secret`` and, inside a fallback,
+``inputs`` (the primary plugin's resolved inputs).
+
+Values are compiled into a small tree (``Const | Ref | Template | CDict | CList``) at
+planning time so that resolving a step's inputs at run time is a few dict lookups.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Union
+
+NAMESPACES = frozenset({"env", "secret", "inputs"})
+_SEGMENT = r"[A-Za-z0-9_-]+"
+_NAME = r"[A-Za-z_][A-Za-z0-9_-]*"
+_WHOLE = re.compile(rf"^\$({_NAME}(?:\.{_SEGMENT})*)$")
+_BRACED = re.compile(r"\$\$|\$\{([^}]*)\}")
+_EXPR = re.compile(rf"^{_NAME}(?:\.{_SEGMENT})*$")
+
+
+class RefSyntaxError(ValueError):
+    pass
+
+
+class ResolveError(LookupError):
+    """A reference that cannot be resolved at run time (the value is not there)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Ref:
+    root: str  # a step id, or one of NAMESPACES
+    path: tuple[str, ...]
+    text: str  # as written, for messages
+
+    def __str__(self) -> str:
+        return self.text
+
+
+@dataclass(frozen=True, slots=True)
+class Template:
+    parts: tuple[str | Ref, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CDict:
+    items: tuple[tuple[str, Compiled], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CList:
+    items: tuple[Compiled, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Const:
+    value: Any
+
+
+Compiled = Union[Const, Ref, Template, CDict, CList]  # noqa: UP007 - runtime alias
+
+
+def _make_ref(expr: str, text: str) -> Ref:
+    if not _EXPR.match(expr):
+        raise RefSyntaxError(
+            f"'{text}' is not a valid reference: write $step.field or ${{step.field}} "
+            "(letters, digits, '_' and '-', parts separated by '.'); write $$ for a literal $"
+        )
+    root, *path = expr.split(".")
+    if root in ("env", "secret") and len(path) != 1:
+        raise RefSyntaxError(f"'{text}': write ${{{root}.NAME}} with exactly one name")
+    return Ref(root, tuple(path), text)
+
+
+def compile_value(value: Any) -> Compiled:
+    """Parse every reference in ``value`` (any JSON-like data). Raises RefSyntaxError."""
+    if isinstance(value, str):
+        return _compile_str(value)
+    if isinstance(value, dict):
+        items = tuple((str(k), compile_value(v)) for k, v in value.items())
+        if all(isinstance(v, Const) for _, v in items):
+            return Const(value)
+        return CDict(items)
+    if isinstance(value, list):
+        compiled = tuple(compile_value(v) for v in value)
+        if all(isinstance(v, Const) for v in compiled):
+            return Const(value)
+        return CList(compiled)
+    return Const(value)
+
+
+def _compile_str(text: str) -> Compiled:
+    if "$" not in text:
+        return Const(text)
+    whole = _WHOLE.match(text)
+    if whole:
+        return _make_ref(whole.group(1), text)
+    parts: list[str | Ref] = []
+    position = 0
+    for match in _BRACED.finditer(text):
+        parts.append(text[position : match.start()])
+        if match.group(0) == "$$":
+            parts.append("$")
+        else:
+            parts.append(_make_ref(match.group(1).strip(), match.group(0)))
+        position = match.end()
+    parts.append(text[position:])
+    merged: list[str | Ref] = []
+    for part in parts:
+        if isinstance(part, str) and merged and isinstance(merged[-1], str):
+            merged[-1] += part
+        elif part != "":
+            merged.append(part)
+    if not any(isinstance(p, Ref) for p in merged):
+        return Const("".join(p for p in merged if isinstance(p, str)))
+    if len(merged) == 1 and isinstance(merged[0], Ref):
+        return merged[0]
+    return Template(tuple(merged))
+
+
+def iter_refs(compiled: Compiled, where: tuple[str | int, ...] = ()) -> Iterator[
+    tuple[Ref, tuple[str | int, ...], bool]
+]:
+    """Every reference with the path where it sits and whether it keeps its type."""
+    if isinstance(compiled, Ref):
+        yield compiled, where, True
+    elif isinstance(compiled, Template):
+        for part in compiled.parts:
+            if isinstance(part, Ref):
+                yield part, where, False
+    elif isinstance(compiled, CDict):
+        for key, value in compiled.items:
+            yield from iter_refs(value, (*where, key))
+    elif isinstance(compiled, CList):
+        for index, value in enumerate(compiled.items):
+            yield from iter_refs(value, (*where, index))
+
+
+@dataclass(slots=True)
+class Scope:
+    """What references resolve against during a run."""
+
+    outputs: Mapping[str, Any]  # step id -> outputs of finished steps
+    env: Mapping[str, str]
+    inputs: Mapping[str, Any] | None = None  # the primary's inputs, inside a fallback
+
+
+def lookup(ref: Ref, scope: Scope) -> Any:
+    root = ref.root
+    if root == "env" or root == "secret":
+        name = ref.path[0]
+        try:
+            return scope.env[name]
+        except KeyError:
+            raise ResolveError(f"{ref.text}: environment variable {name} is not set") from None
+    if root == "inputs":
+        if scope.inputs is None:
+            raise ResolveError(f"{ref.text}: $inputs exists only inside a fallback")
+        value: Any = scope.inputs
+    else:
+        try:
+            value = scope.outputs[root]
+        except KeyError:
+            raise ResolveError(f"{ref.text}: step '{root}' has no outputs") from None
+    for index, part in enumerate(ref.path):
+        try:
+            if isinstance(value, list):
+                value = value[int(part)]
+            else:
+                value = value[part]
+        except (KeyError, IndexError, ValueError, TypeError):
+            where = ".".join((root, *ref.path[:index]))
+            raise ResolveError(f"{ref.text}: {where} has no '{part}'") from None
+    return value
+
+
+def _to_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, separators=(",", ":"))
+
+
+def resolve(compiled: Compiled, scope: Scope) -> Any:
+    # Ordered by frequency on the hot path: literals and whole references first.
+    if isinstance(compiled, Const):
+        return compiled.value
+    if isinstance(compiled, Ref):
+        return lookup(compiled, scope)
+    if isinstance(compiled, Template):
+        return "".join(
+            part if isinstance(part, str) else _to_text(lookup(part, scope))
+            for part in compiled.parts
+        )
+    if isinstance(compiled, CDict):
+        return {key: resolve(value, scope) for key, value in compiled.items}
+    return [resolve(value, scope) for value in compiled.items]
+
+
+def secret_names(compiled: Compiled) -> set[str]:
+    return {ref.path[0] for ref, _, _ in iter_refs(compiled) if ref.root == "secret"}

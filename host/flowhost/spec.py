@@ -1,0 +1,364 @@
+"""The workflow spec: pydantic models, and loading a file into them with located errors.
+
+Loading validates the shape of each step on its own, so one malformed step does not hide
+the problems of the others; everything that needs the plugins' schemas (references, types,
+cycles) is checked afterwards by ``flowhost.static``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from flowhost.problems import Problem, SpecError
+from flowhost.source import Document, PathKey, load_document, parse_document
+
+RESERVED_IDS = frozenset({"env", "secret", "inputs"})
+STEP_ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RetryPolicy(_Strict):
+    """Level 1 of the recovery ladder: exponential backoff between attempts."""
+
+    max_attempts: int = Field(3, ge=1, le=1000)
+    initial_delay: float = Field(1.0, ge=0)
+    multiplier: float = Field(2.0, ge=1)
+    max_delay: float = Field(60.0, ge=0)
+    jitter: bool = False
+
+    @model_validator(mode="after")
+    def _cap_not_below_start(self) -> RetryPolicy:
+        if self.max_delay < self.initial_delay:
+            raise ValueError(
+                f"max_delay ({self.max_delay}) is below initial_delay ({self.initial_delay})"
+            )
+        return self
+
+    def delay_before(self, attempt: int) -> float:
+        """The (un-jittered) pause before ``attempt`` (2, 3, ...)."""
+        exponent = attempt - 2
+        return float(min(self.initial_delay * self.multiplier**exponent, self.max_delay))
+
+
+NO_RETRY = RetryPolicy(max_attempts=1)
+
+
+class Fallback(_Strict):
+    plugin: str = Field(min_length=1)
+    inputs: dict[str, Any] = Field(default_factory=dict)
+
+
+class ManualPolicy(_Strict):
+    hint: str | None = None
+
+
+class BreakerPolicy(_Strict):
+    failures: int = Field(5, ge=1)
+    reset_after: float = Field(30.0, gt=0)
+
+
+class CheckSpec(BaseModel):
+    """One validation check: ``{kind: args}`` in the spec."""
+
+    model_config = ConfigDict(frozen=True)
+    kind: str
+    args: Any
+
+
+def _parse_checks(value: Any) -> Any:
+    if not isinstance(value, list):
+        return value
+    parsed: list[Any] = []
+    for item in value:
+        if isinstance(item, dict) and len(item) == 1:
+            ((kind, args),) = item.items()
+            parsed.append({"kind": kind, "args": args})
+        elif isinstance(item, CheckSpec):
+            parsed.append(item)
+        else:
+            raise ValueError(
+                "each check is a mapping with exactly one key, the check kind "
+                "(e.g. `- files_exist: [main.py]`)"
+            )
+    return parsed
+
+
+class Step(_Strict):
+    number: int | None = None
+    id: str = ""
+    purpose: str = ""
+    plugin: str = Field(min_length=1)
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    needs: list[str] = Field(default_factory=list)
+    timeout: float | None = Field(None, gt=0)
+    cache: bool | None = None
+    retry: RetryPolicy | None = None
+    fallback: list[Fallback] = Field(default_factory=list)
+    manual: ManualPolicy | None = ManualPolicy()
+    on_failure: Literal["abort", "continue"] = "abort"
+    validation: list[CheckSpec] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthands(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        if not data.get("id") and isinstance(data.get("plugin"), str):
+            data["id"] = default_step_id(data["plugin"])
+        if data.get("manual") is False:
+            data["manual"] = None
+        elif data.get("manual") is True:
+            data["manual"] = {}
+        return data
+
+    @field_validator("validation", mode="before")
+    @classmethod
+    def _checks(cls, value: Any) -> Any:
+        return _parse_checks(value)
+
+    @field_validator("id")
+    @classmethod
+    def _id_shape(cls, value: str) -> str:
+        if not STEP_ID.match(value):
+            raise ValueError(
+                f"'{value}' is not a valid step id: use letters, digits, '_' and '-', "
+                "starting with a letter or '_'"
+            )
+        if value in RESERVED_IDS:
+            raise ValueError(f"'{value}' is reserved for references (${{{value}.…}}); pick another id")
+        return value
+
+
+class Defaults(_Strict):
+    retry: RetryPolicy | None = None
+    timeout: float | None = Field(None, gt=0)
+
+
+class Workflow(_Strict):
+    workflow_id: str = Field(min_length=1)
+    description: str = ""
+    pattern: str | None = None
+    steps: list[Step] = Field(min_length=1)
+    final_validation: list[CheckSpec] = Field(default_factory=list)
+    defaults: Defaults = Defaults()
+    breaker: BreakerPolicy | None = None
+
+    @field_validator("final_validation", mode="before")
+    @classmethod
+    def _checks(cls, value: Any) -> Any:
+        return _parse_checks(value)
+
+    def step(self, step_id: str) -> Step:
+        for step in self.steps:
+            if step.id == step_id:
+                return step
+        raise KeyError(step_id)
+
+    def retry_for(self, step: Step) -> RetryPolicy:
+        return step.retry or self.defaults.retry or NO_RETRY
+
+    def timeout_for(self, step: Step) -> float | None:
+        return step.timeout if step.timeout is not None else self.defaults.timeout
+
+
+def default_step_id(plugin: str) -> str:
+    """A step without ``id`` is named after its plugin (the last path part of a URL)."""
+    name = plugin.rstrip("/").rsplit("/", 1)[-1]
+    return name
+
+
+class LoadedSpec(BaseModel):
+    """A workflow and where it came from, so later checks can point at lines."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True)
+    workflow: Workflow
+    document: Document
+
+    @property
+    def file(self) -> str:
+        return self.document.file
+
+    def problem(
+        self, message: str, *, path: PathKey = (), step: str | None = None,
+        field: str | None = None, fix: str | None = None,
+    ) -> Problem:
+        return Problem(message, file=self.file, line=self.document.line_of(path),
+                       step=step, field=field, fix=fix)
+
+
+def load_spec(path: str | Path, overrides: list[str] | None = None) -> LoadedSpec:
+    return build_spec(load_document(path), overrides)
+
+
+def parse_spec(text: str, file: str = "<spec>", overrides: list[str] | None = None) -> LoadedSpec:
+    return build_spec(parse_document(text, file), overrides)
+
+
+def build_spec(doc: Document, overrides: list[str] | None = None) -> LoadedSpec:
+    problems: list[Problem] = []
+    data = doc.data
+    if not isinstance(data, dict):
+        raise SpecError([Problem("the top level must be a mapping with `workflow_id` and "
+                                 "`steps`", file=doc.file, line=1)])
+    if overrides:
+        problems += _apply_overrides(data, overrides, doc.file)
+    steps_raw = data.get("steps")
+    steps: list[Step] = []
+    if isinstance(steps_raw, list):
+        for index, raw in enumerate(steps_raw):
+            try:
+                steps.append(Step.model_validate(raw))
+            except ValidationError as exc:
+                problems += _located(exc, doc, ("steps", index), _raw_step_id(raw, index))
+    top = {key: value for key, value in data.items() if key != "steps"}
+    top["steps"] = steps if isinstance(steps_raw, list) and steps else steps_raw
+    workflow: Workflow | None = None
+    if not problems:
+        try:
+            workflow = Workflow.model_validate(top)
+        except ValidationError as exc:
+            problems += _located(exc, doc, (), None)
+    else:
+        # Report top-level problems too, but not again the per-step ones.
+        try:
+            Workflow.model_validate({**top, "steps": steps or [_PLACEHOLDER]})
+        except ValidationError as exc:
+            problems += [p for p in _located(exc, doc, (), None) if p.field != "steps"]
+    if isinstance(steps_raw, list):
+        problems += _duplicate_ids([_raw_step_id(raw, i) for i, raw in enumerate(steps_raw)], doc)
+    if problems or workflow is None:
+        raise SpecError(problems)
+    return LoadedSpec(workflow=workflow, document=doc)
+
+
+_PLACEHOLDER = Step(plugin="placeholder")
+
+
+def _raw_step_id(raw: Any, index: int) -> str:
+    if isinstance(raw, dict):
+        if isinstance(raw.get("id"), str) and raw["id"]:
+            return str(raw["id"])
+        if isinstance(raw.get("plugin"), str):
+            return default_step_id(raw["plugin"])
+    return f"#{index + 1}"
+
+
+def _located(exc: ValidationError, doc: Document, base: PathKey, step: str | None) -> list[Problem]:
+    problems = []
+    for error in exc.errors(include_url=False):
+        loc = tuple(part for part in error["loc"] if not str(part).startswith("function-"))
+        # Drop pydantic's union-branch markers so the field reads like the spec.
+        loc = tuple(p for p in loc if p not in {"ManualPolicy", "bool", "CheckSpec"})
+        message = error["msg"]
+        if error["type"] == "extra_forbidden":
+            message = "unknown field"
+            known = _known_fields(base, loc)
+            from flowhost.problems import did_you_mean
+
+            hint = did_you_mean(str(loc[-1]), known) if known else None
+            fix = hint or (f"known fields: {', '.join(sorted(known))}" if known else None)
+        elif error["type"] == "missing":
+            message, fix = "is required", None
+        else:
+            message = message.removeprefix("Value error, ")
+            fix = None
+        problems.append(
+            Problem(
+                message,
+                file=doc.file,
+                line=doc.line_of((*base, *loc)),
+                step=step,
+                field=".".join(str(p) for p in loc) or None,
+                fix=fix,
+            )
+        )
+    return problems
+
+
+def _known_fields(base: PathKey, loc: tuple[Any, ...]) -> list[str]:
+    model: type[BaseModel] = Step if base and base[0] == "steps" else Workflow
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part))
+        if field is None:
+            break
+        annotation = field.annotation
+        candidates = [a for a in getattr(annotation, "__args__", (annotation,))
+                      if isinstance(a, type) and issubclass(a, BaseModel)]
+        if not candidates:
+            break
+        model = candidates[0]
+    return list(model.model_fields)
+
+
+def _duplicate_ids(ids: list[str], doc: Document) -> list[Problem]:
+    seen: dict[str, int] = {}
+    problems = []
+    for index, step_id in enumerate(ids):
+        if step_id in seen:
+            problems.append(
+                Problem(
+                    f"duplicate step id (also step #{seen[step_id] + 1})",
+                    file=doc.file,
+                    line=doc.line_of(("steps", index)),
+                    step=step_id,
+                    field="id",
+                    fix="give each step a unique `id` (a step without `id` is named after "
+                    "its plugin)",
+                )
+            )
+        else:
+            seen[step_id] = index
+    return problems
+
+
+def _apply_overrides(data: dict[str, Any], overrides: list[str], file: str) -> list[Problem]:
+    """``--set id.field=value``: replace (or add) one input of one step; value parsed as YAML."""
+    import yaml
+
+    problems = []
+    steps = data.get("steps") if isinstance(data.get("steps"), list) else []
+    assert isinstance(steps, list)
+    for override in overrides:
+        target, sep, raw_value = override.partition("=")
+        step_id, dot, field = target.partition(".")
+        if not sep or not dot or not step_id or not field:
+            problems.append(Problem(f"--set '{override}' is not of the form id.field=value",
+                                    file="--set"))
+            continue
+        try:
+            value = yaml.safe_load(raw_value) if raw_value.strip() else raw_value
+        except yaml.YAMLError:
+            value = raw_value
+        matches = [s for i, s in enumerate(steps)
+                   if isinstance(s, dict) and _raw_step_id(s, i) == step_id]
+        if not matches:
+            ids = [_raw_step_id(s, i) for i, s in enumerate(steps)]
+            from flowhost.problems import did_you_mean
+
+            problems.append(Problem(f"--set '{override}': no step '{step_id}' in {file}",
+                                    file="--set", fix=did_you_mean(step_id, ids)))
+            continue
+        inputs = matches[0].setdefault("inputs", {})
+        if not isinstance(inputs, dict):
+            problems.append(Problem(f"--set '{override}': the step's inputs are not a mapping",
+                                    file="--set"))
+            continue
+        node = inputs
+        *parents, leaf = field.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                problems.append(Problem(f"--set '{override}': '{part}' is not a mapping",
+                                        file="--set"))
+                break
+        else:
+            node[leaf] = value
+    return problems

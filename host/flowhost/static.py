@@ -1,0 +1,365 @@
+"""Every check that can be made before the first step runs, reported all at once.
+
+Unknown plugins and steps (with "did you mean"), unknown output fields (against the
+producer's output schema), types the consumer's input schema rejects, missing required
+inputs, unset environment variables, check kinds and arguments, and cycles. All passes are
+linear in the size of the spec; suggestions are computed only for errors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from flowhost import checks as check_kinds
+from flowhost import schema as js
+from flowhost.catalog import Catalog, PluginLoadError
+from flowhost.invokers import Invoker
+from flowhost.plan import Plan, PlannedCheck, PlannedFallback, PlannedStep
+from flowhost.problems import Problem, SpecError, did_you_mean
+from flowhost.refs import (
+    NAMESPACES,
+    Compiled,
+    CDict,
+    CList,
+    Const,
+    Ref,
+    RefSyntaxError,
+    Template,
+    compile_value,
+    iter_refs,
+)
+from flowhost.spec import CheckSpec, LoadedSpec, Step
+
+PathKey = tuple[str | int, ...]
+
+
+class _Checker:
+    def __init__(self, spec: LoadedSpec, catalog: Catalog, env: Mapping[str, str]) -> None:
+        self.spec = spec
+        self.workflow = spec.workflow
+        self.catalog = catalog
+        self.env = env
+        self.problems: list[Problem] = []
+        self.ids = {step.id for step in self.workflow.steps}
+        self.positions = {step.id: i for i, step in enumerate(self.workflow.steps)}
+        self.invokers: dict[str, Invoker | None] = {}
+        self.secret_names: set[str] = set()
+
+    def add(self, message: str, path: PathKey, step: str | None = None,
+            field: str | None = None, fix: str | None = None) -> None:
+        self.problems.append(self.spec.problem(message, path=path, step=step, field=field,
+                                               fix=fix))
+
+    # -- plugins -----------------------------------------------------------------------
+    def invoker(self, name: str, path: PathKey, step: str) -> Invoker | None:
+        if name not in self.invokers:
+            try:
+                self.invokers[name] = self.catalog.get(name)
+            except PluginLoadError as exc:
+                self.invokers[name] = None
+                fix = exc.suggestion or (
+                    "install it, or run `flowhost plugins list` to see what is installed"
+                    if "no plugin" in exc.reason else "run `flowhost plugins list --check`"
+                )
+                self.add(f"plugin '{name}': {exc.reason}", path, step, "plugin", fix)
+        elif self.invokers[name] is None:
+            self.add(f"plugin '{name}' is not usable (see above)", path, step, "plugin")
+        return self.invokers[name]
+
+    # -- references --------------------------------------------------------------------
+    def compile(self, value: Any, path: PathKey, step: str | None, field: str) -> Compiled:
+        try:
+            return compile_value(value)
+        except RefSyntaxError as exc:
+            self.add(str(exc), path, step, field)
+            return Const(None)
+
+    def ref_schema(self, ref: Ref, path: PathKey, step: str | None, field: str,
+                   primary_inputs: js.Schema | None, own_step: str | None) -> js.Schema | None:
+        """Check one reference; return the schema of the referenced value (None = unknown)."""
+        root = ref.root
+        if root in ("env", "secret"):
+            if root == "secret":
+                self.secret_names.add(ref.path[0])
+            if ref.path[0] not in self.env:
+                self.add(f"{ref.text}: environment variable {ref.path[0]} is not set", path,
+                         step, field, f"export {ref.path[0]}=… before running")
+            return {"type": "string"}
+        if root == "inputs":
+            if primary_inputs is None:
+                self.add(f"{ref.text}: $inputs can only be used in a fallback's inputs", path,
+                         step, field)
+                return None
+            return self._walk(ref, primary_inputs, path, step, field, "the primary's inputs")
+        if root not in self.ids:
+            self.add(f"{ref.text}: unknown step '{root}'", path, step, field,
+                     did_you_mean(root, self.ids) or f"steps are: {', '.join(sorted(self.ids))}")
+            return None
+        if root == step and own_step is None:
+            self.add(f"{ref.text}: a step cannot use its own outputs as inputs", path, step,
+                     field)
+            return None
+        producer = self.workflow.step(root)
+        invoker = self.invokers.get(producer.plugin)
+        if invoker is None:
+            return None
+        found = self._walk(ref, invoker.output_schema, path, step, field,
+                           f"outputs of {producer.plugin}")
+        for fallback in producer.fallback:
+            alternative = self.invokers.get(fallback.plugin)
+            if alternative is not None:
+                self._walk(ref, alternative.output_schema, path, step, field,
+                           f"outputs of {fallback.plugin} (fallback of step '{root}')")
+        return found
+
+    def _walk(self, ref: Ref, schema: js.Schema, path: PathKey, step: str | None, field: str,
+              what: str) -> js.Schema | None:
+        try:
+            return js.field_schema(schema, ref.path, schema)
+        except js.NoSuchField as exc:
+            self.add(f"{ref.text}: the {what} have no field '{exc.part}'", path, step, field,
+                     did_you_mean(exc.part, exc.known)
+                     or (f"known fields: {', '.join(exc.known)}" if exc.known else None))
+            return None
+
+    def check_value(self, compiled: Compiled, target: js.Schema | None, root: js.Schema,
+                    path: PathKey, step: str | None, field: str,
+                    primary_inputs: js.Schema | None = None) -> None:
+        """Type-check a compiled value against the consumer's schema for it."""
+        if isinstance(compiled, Const):
+            if target is not None:
+                error = js.literal_error(compiled.value, target, root)
+                if error:
+                    self.add(f"value {compiled.value!r} is rejected: {error}", path, step, field)
+            return
+        if isinstance(compiled, Ref | Template):
+            whole = isinstance(compiled, Ref)
+            refs = [compiled] if isinstance(compiled, Ref) else [
+                p for p in compiled.parts if isinstance(p, Ref)]
+            for ref in refs:
+                produced = self.ref_schema(ref, path, step, field, primary_inputs, None)
+                if whole and produced is not None and target is not None:
+                    self._type_match(ref, produced, target, root, path, step, field)
+            if not whole and target is not None:
+                accepts = js.json_types(target, root)
+                if not js.accepts(accepts, frozenset({"string"})) and not (
+                    accepts and accepts & {"integer", "number", "boolean"}
+                ):
+                    self.add(f"a text with interpolations is a string, but the input expects "
+                             f"{_types(accepts)}", path, step, field)
+            return
+        if isinstance(compiled, CList):
+            item = None
+            if target is not None:
+                schema = js.deref(target, root)
+                item = js.deref(schema.get("items", {}), root) if "items" in schema else None
+            for i, value in enumerate(compiled.items):
+                self.check_value(value, item, root, (*path, i), step, f"{field}.{i}",
+                                 primary_inputs)
+            return
+        if isinstance(compiled, CDict):
+            props: dict[str, js.Schema] = {}
+            if target is not None:
+                props = js.deref(target, root).get("properties") or {}
+            for key, value in compiled.items:
+                sub = js.deref(props[key], root) if key in props else None
+                self.check_value(value, sub, root, (*path, key), step, f"{field}.{key}",
+                                 primary_inputs)
+
+    def _type_match(self, ref: Ref, produced: js.Schema, target: js.Schema, root: js.Schema,
+                    path: PathKey, step: str | None, field: str) -> None:
+        produced_root = self._producer_root(ref)
+        have = js.json_types(produced, produced_root)
+        want = js.json_types(target, root)
+        if not js.accepts(want, have):
+            self.add(f"{ref.text} is {_types(have)}, but the input expects {_types(want)}",
+                     path, step, field)
+
+    def _producer_root(self, ref: Ref) -> js.Schema:
+        if ref.root in self.ids:
+            invoker = self.invokers.get(self.workflow.step(ref.root).plugin)
+            if invoker is not None:
+                return invoker.output_schema
+        return {}
+
+    # -- steps -------------------------------------------------------------------------
+    def inputs(self, inputs: dict[str, Any], invoker: Invoker | None, path: PathKey,
+               step: Step, primary_inputs: js.Schema | None = None) -> Compiled:
+        compiled = self.compile(inputs, path, step.id, "inputs")
+        if invoker is None:
+            for ref, where, _ in iter_refs(compiled):
+                self.ref_schema(ref, (*path, *where), step.id, _dotted("inputs", where),
+                                primary_inputs, None)
+            return compiled
+        root = invoker.input_schema
+        properties, required, open_ended = js.input_fields(root, root)
+        for name in sorted(required - set(inputs)):
+            self.add(f"required input '{name}' of {invoker.name} is missing", path, step.id,
+                     f"inputs.{name}")
+        items = dict(compiled.items) if isinstance(compiled, CDict) else {
+            k: Const(v) for k, v in inputs.items()}
+        for name, value in items.items():
+            where: PathKey = (*path, name)
+            if name not in properties and not open_ended:
+                self.add(f"{invoker.name} has no input '{name}'", where, step.id,
+                         f"inputs.{name}",
+                         did_you_mean(name, properties)
+                         or f"its inputs are: {', '.join(properties) or '(none)'}")
+                continue
+            target = js.deref(properties[name], root) if name in properties else None
+            self.check_value(value, target, root, where, step.id, f"inputs.{name}",
+                             primary_inputs)
+        return compiled
+
+    def checks(self, specs: list[CheckSpec], path: PathKey, step: str | None) -> list[
+        PlannedCheck
+    ]:
+        planned = []
+        for i, check in enumerate(specs):
+            where: PathKey = (*path, i)
+            field = f"{path[-1]}.{i}.{check.kind}"
+            try:
+                check_kinds.parse_check_args(check.kind, check.args)
+            except check_kinds.UnknownCheckKind as exc:
+                self.add(str(exc), where, step, field)
+                continue
+            except check_kinds.CheckArgsError as exc:
+                self.add(str(exc), where, step, field)
+            compiled = self.compile(check.args, where, step, field)
+            for ref, _, _ in iter_refs(compiled):
+                self.ref_schema(ref, where, step, field, None, step)
+            planned.append(PlannedCheck(check.kind, compiled))
+        return planned
+
+
+def _dotted(base: str, where: PathKey) -> str:
+    return ".".join([base, *(str(p) for p in where)])
+
+
+def _types(types: frozenset[str] | None) -> str:
+    if not types:
+        return "any value"
+    names = sorted(types)
+    return names[0] if len(names) == 1 else " or ".join(names)
+
+
+def check(spec: LoadedSpec, catalog: Catalog, env: Mapping[str, str]) -> Plan:
+    """Check ``spec`` completely and return its plan; raise SpecError with every problem."""
+    checker = _Checker(spec, catalog, env)
+    workflow = spec.workflow
+    # Load every plugin first, so references can be checked against any producer.
+    for index, step in enumerate(workflow.steps):
+        checker.invoker(step.plugin, ("steps", index, "plugin"), step.id)
+        for j, fallback in enumerate(step.fallback):
+            checker.invoker(fallback.plugin, ("steps", index, "fallback", j, "plugin"), step.id)
+
+    planned: dict[str, PlannedStep] = {}
+    order = sorted(range(len(workflow.steps)),
+                   key=lambda i: (workflow.steps[i].number is None, workflow.steps[i].number or 0,
+                                  i))
+    for display, index in enumerate(order, start=1):
+        step = workflow.steps[index]
+        base: PathKey = ("steps", index)
+        invoker = checker.invokers.get(step.plugin)
+        inputs = checker.inputs(step.inputs, invoker, (*base, "inputs"), step)
+        fallbacks = []
+        for j, fallback in enumerate(step.fallback):
+            alternative = checker.invokers.get(fallback.plugin)
+            primary = invoker.input_schema if invoker is not None else {}
+            compiled = checker.inputs(fallback.inputs, alternative,
+                                      (*base, "fallback", j, "inputs"), step, primary)
+            if alternative is not None:
+                fallbacks.append(PlannedFallback(fallback, compiled, alternative))
+        checks = checker.checks(step.validation, (*base, "validation"), step.id)
+        deps: dict[str, None] = {}
+        for ref, _, _ in iter_refs(inputs):
+            if ref.root not in NAMESPACES and ref.root in checker.ids:
+                deps[ref.root] = None
+        for fb in fallbacks:
+            for ref, _, _ in iter_refs(fb.inputs):
+                if ref.root not in NAMESPACES and ref.root in checker.ids:
+                    deps[ref.root] = None
+        for pc in checks:
+            for ref, _, _ in iter_refs(pc.args):
+                if ref.root in checker.ids and ref.root != step.id:
+                    deps[ref.root] = None
+        for j, need in enumerate(step.needs):
+            if need not in checker.ids:
+                checker.add(f"needs unknown step '{need}'", (*base, "needs", j), step.id,
+                            "needs", did_you_mean(need, checker.ids))
+            elif need == step.id:
+                checker.add("a step cannot need itself", (*base, "needs", j), step.id, "needs")
+            else:
+                deps[need] = None
+        if invoker is None:
+            continue
+        planned[step.id] = PlannedStep(
+            step=step,
+            index=display,
+            invoker=invoker,
+            inputs=inputs,
+            deps=tuple(deps),
+            retry=workflow.retry_for(step),
+            timeout=workflow.timeout_for(step),
+            cache=step.cache if step.cache is not None else invoker.idempotent,
+            fallbacks=fallbacks,
+            checks=checks,
+        )
+    final = checker.checks(workflow.final_validation, ("final_validation",), None)
+    levels = _levels(planned, checker) if not checker.problems else []
+    if checker.problems:
+        raise SpecError(checker.problems)
+    return Plan(workflow=workflow, steps=planned, levels=levels, final_checks=final,
+                secret_names=frozenset(checker.secret_names))
+
+
+def _levels(planned: dict[str, PlannedStep], checker: _Checker) -> list[list[str]]:
+    """Kahn's algorithm: the groups of steps that can run together, or the cycles."""
+    indegree = {sid: len(ps.deps) for sid, ps in planned.items()}
+    for sid, ps in planned.items():
+        for dep in ps.deps:
+            if dep in planned:
+                planned[dep].dependents.append(sid)
+    current = [sid for sid, degree in indegree.items() if degree == 0]
+    levels: list[list[str]] = []
+    done = 0
+    while current:
+        levels.append(current)
+        done += len(current)
+        following = []
+        for sid in current:
+            for dependent in planned[sid].dependents:
+                indegree[dependent] -= 1
+                if indegree[dependent] == 0:
+                    planned[dependent].level = len(levels)
+                    following.append(dependent)
+        current = following
+    if done < len(planned):
+        stuck = {sid for sid, degree in indegree.items() if degree > 0}
+        for cycle in _cycles(planned, stuck):
+            first = cycle[0]
+            checker.add("dependency cycle: " + " → ".join([*cycle, first]),
+                        ("steps", checker.positions[first]), first, None,
+                        "remove one of these references or `needs`")
+    return levels
+
+
+def _cycles(planned: dict[str, PlannedStep], stuck: set[str]) -> list[list[str]]:
+    cycles: list[list[str]] = []
+    seen: set[str] = set()
+    for start in sorted(stuck, key=lambda s: planned[s].index):
+        if start in seen:
+            continue
+        path: list[str] = []
+        position: dict[str, int] = {}
+        node = start
+        # Follow a stuck dependency until a node repeats: that loop is a cycle.
+        while node not in position and node not in seen:
+            position[node] = len(path)
+            path.append(node)
+            node = next(d for d in planned[node].deps if d in stuck)
+        if node in position:
+            cycles.append(path[position[node]:])
+        seen.update(path)
+    return cycles
