@@ -100,8 +100,20 @@ class Engine:
         ready, running, steps = self._ready, self._running, self.plan.steps
         while ready and len(running) < self.max_parallel:
             step_id = ready.popleft()
-            running[step_id] = asyncio.create_task(self._run_step(steps[step_id]),
-                                                   name=f"step:{step_id}")
+            task = asyncio.create_task(self._run_step(steps[step_id]), name=f"step:{step_id}")
+            task.add_done_callback(self._task_done)
+            running[step_id] = task
+        self._check_done()
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        """A task cancelled before its coroutine began never ran its own bookkeeping."""
+        step_id = task.get_name().removeprefix("step:")
+        if self._running.get(step_id) is not task:
+            return
+        del self._running[step_id]
+        step = self.plan.steps[step_id]
+        if self._cancel_reason is None:
+            self._skip(step, f"run aborted: step '{self._aborted_by}' failed")
         self._check_done()
 
     def _check_done(self) -> None:
@@ -134,12 +146,12 @@ class Engine:
         self._aborted_by = failed.id
         self._ready.clear()
         reason = f"run aborted: step '{failed.id}' failed"
-        for task_id, task in list(self._running.items()):
-            if task_id != failed.id:
-                task.cancel(reason)
         for step in self.plan.steps.values():
             if step.id not in self.status and step.id not in self._running:
                 self._skip(step, reason)
+        for task_id, task in list(self._running.items()):
+            if task_id != failed.id:
+                task.cancel(reason)
 
     # -- one step ----------------------------------------------------------------------
     async def _run_step(self, step: PlannedStep) -> None:

@@ -18,7 +18,6 @@ from flowhost.invokers import Invoker
 from flowhost.plan import Plan, PlannedCheck, PlannedFallback, PlannedStep
 from flowhost.problems import Problem, SpecError, did_you_mean
 from flowhost.refs import (
-    NAMESPACES,
     Compiled,
     CDict,
     CList,
@@ -273,15 +272,9 @@ def check(spec: LoadedSpec, catalog: Catalog, env: Mapping[str, str]) -> Plan:
                 fallbacks.append(PlannedFallback(fallback, compiled, alternative))
         checks = checker.checks(step.validation, (*base, "validation"), step.id)
         deps: dict[str, None] = {}
-        for ref, _, _ in iter_refs(inputs):
-            if ref.root not in NAMESPACES and ref.root in checker.ids:
-                deps[ref.root] = None
-        for fb in fallbacks:
-            for ref, _, _ in iter_refs(fb.inputs):
-                if ref.root not in NAMESPACES and ref.root in checker.ids:
-                    deps[ref.root] = None
-        for pc in checks:
-            for ref, _, _ in iter_refs(pc.args):
+        compiled_values = [inputs, *(fb.inputs for fb in fallbacks), *(c.args for c in checks)]
+        for value in compiled_values:
+            for ref, _, _ in iter_refs(value):
                 if ref.root in checker.ids and ref.root != step.id:
                     deps[ref.root] = None
         for j, need in enumerate(step.needs):
@@ -307,7 +300,7 @@ def check(spec: LoadedSpec, catalog: Catalog, env: Mapping[str, str]) -> Plan:
             checks=checks,
         )
     final = checker.checks(workflow.final_validation, ("final_validation",), None)
-    levels = _levels(planned, checker) if not checker.problems else []
+    levels = _levels(planned, checker)
     if checker.problems:
         raise SpecError(checker.problems)
     return Plan(workflow=workflow, steps=planned, levels=levels, final_checks=final,
@@ -316,7 +309,7 @@ def check(spec: LoadedSpec, catalog: Catalog, env: Mapping[str, str]) -> Plan:
 
 def _levels(planned: dict[str, PlannedStep], checker: _Checker) -> list[list[str]]:
     """Kahn's algorithm: the groups of steps that can run together, or the cycles."""
-    indegree = {sid: len(ps.deps) for sid, ps in planned.items()}
+    indegree = {sid: sum(1 for d in ps.deps if d in planned) for sid, ps in planned.items()}
     for sid, ps in planned.items():
         for dep in ps.deps:
             if dep in planned:

@@ -1,0 +1,214 @@
+"""The DAG scheduler, end to end in process, with real entry-point plugins."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from flowhost.catalog import Catalog
+from flowhost.engine import Engine
+from flowhost.events import AttemptFailed, Event, EventBus, StepFinished, StepProgress, StepStarted
+from flowhost.result import RunResult, fold
+from flowhost.spec import parse_spec
+from flowhost.static import check
+
+
+async def run(text: str, env: dict[str, str] | None = None, max_parallel: int = 8,
+              cancel_after: float | None = None) -> tuple[str, RunResult, list[Event]]:
+    plan = check(parse_spec(text, "wf.yaml"), Catalog(), env or {})
+    bus = EventBus()
+    engine = Engine(plan, bus, env=env or {}, max_parallel=max_parallel)
+    if cancel_after is not None:
+        asyncio.get_running_loop().call_later(cancel_after, engine.cancel)
+    status = await engine.run()
+    assert bus.history is not None
+    return status, fold(bus.history), bus.history
+
+
+def step(result: RunResult, step_id: str) -> Any:
+    return next(s for s in result.steps if s.id == step_id)
+
+
+async def test_chain_passes_typed_outputs() -> None:
+    status, result, _ = await run("""
+workflow_id: w
+steps:
+  - {id: a, plugin: numbers, inputs: {count: 3}}
+  - {id: b, plugin: echo, inputs: {text: "${a.label}!", tags: ["$a.label"], data: {n: $a.items}}}
+""")
+    assert status == "success"
+    assert result.outputs["b"] == {"text": "n3!", "length": 3, "data": {"n": [0, 1, 2]},
+                                   "tags": ["n3"]}
+    assert result.steps_completed == 2 and result.steps_failed == 0
+
+
+async def test_sync_plugins_run_off_the_event_loop() -> None:
+    status, result, events = await run(
+        "workflow_id: w\nsteps:\n  - {plugin: sync-echo, inputs: {text: hi}}\n")
+    assert status == "success"
+    assert result.outputs["sync-echo"]["thread"].startswith("flowhost-worker")
+    assert any(isinstance(e, StepProgress) and e.fraction == 1.0 for e in events)
+
+
+async def test_independent_steps_run_in_parallel() -> None:
+    steps = "\n".join(f"  - {{id: s{i}, plugin: sleeper, inputs: {{seconds: 0.3}}}}"
+                      for i in range(6))
+    started = time.monotonic()
+    status, _, _ = await run(f"workflow_id: w\nsteps:\n{steps}\n", max_parallel=6)
+    assert status == "success"
+    assert time.monotonic() - started < 1.5  # serially it would take 1.8 s
+
+
+async def test_max_parallel_bounds_concurrency() -> None:
+    steps = "\n".join(f"  - {{id: s{i}, plugin: sleeper, inputs: {{seconds: 0.05}}}}"
+                      for i in range(8))
+    _, _, events = await run(f"workflow_id: w\nsteps:\n{steps}\n", max_parallel=3)
+    running = peak = 0
+    for event in events:
+        if isinstance(event, StepStarted):
+            running += 1
+            peak = max(peak, running)
+        elif isinstance(event, StepFinished):
+            running -= 1
+    assert peak == 3
+
+
+async def test_failure_aborts_and_skips_the_rest() -> None:
+    status, result, _ = await run("""
+workflow_id: w
+steps:
+  - {id: first, plugin: sleeper, inputs: {seconds: 0.1}}
+  - {id: bad, plugin: fail, inputs: {kind: permanent, message: nope, hint: do X}, needs: [first]}
+  - {id: after, plugin: echo, inputs: {text: x}, needs: [bad]}
+  - {id: slow, plugin: sleeper, inputs: {seconds: 5}}
+  - {id: queued, plugin: sleeper, inputs: {seconds: 5}, needs: [first]}
+""", max_parallel=2)
+    assert status == "failed"
+    bad = step(result, "bad")
+    assert (bad.status, bad.error, bad.error_type, bad.hint) == (
+        "failed", "nope", "PermanentError", "do X")
+    assert step(result, "after").status == "skipped"
+    assert step(result, "slow").status == "cancelled"
+    assert "bad" in step(result, "slow").reason
+    assert step(result, "queued").status == "skipped"  # never started: --max-parallel 2
+
+
+async def test_a_step_cancelled_before_it_started_is_skipped() -> None:
+    status, result, _ = await run("""
+workflow_id: w
+steps:
+  - {id: bad, plugin: fail}
+  - {id: other, plugin: sleeper, inputs: {seconds: 5}}
+""")
+    assert status == "failed"
+    assert step(result, "other").status == "skipped"
+    assert step(result, "other").reason == "run aborted: step 'bad' failed"
+
+
+async def test_continue_skips_only_dependents() -> None:
+    status, result, _ = await run("""
+workflow_id: w
+steps:
+  - {id: bad, plugin: crash, on_failure: continue}
+  - {id: dependent, plugin: echo, inputs: {text: x}, needs: [bad]}
+  - {id: transitive, plugin: echo, inputs: {text: $dependent.text}}
+  - {id: other, plugin: echo, inputs: {text: y}}
+""")
+    assert status == "success"
+    assert step(result, "bad").error_type == "ZeroDivisionError"
+    assert step(result, "bad").error == "division by zero in the plugin"
+    assert step(result, "dependent").reason == "step 'bad' failed"
+    assert step(result, "transitive").reason == "step 'dependent' was skipped"
+    assert step(result, "other").status == "success"
+    assert (result.steps_failed, result.steps_skipped, result.steps_completed) == (1, 2, 1)
+
+
+async def test_output_not_matching_model_names_the_field() -> None:
+    status, result, _ = await run("workflow_id: w\nsteps:\n  - {plugin: bad-output}\n")
+    assert status == "failed"
+    error = step(result, "bad-output").error
+    assert "field 'count'" in error and "outputs of bad-output" in error
+
+
+async def test_timeout_cancels_the_attempt() -> None:
+    started = time.monotonic()
+    status, result, events = await run("""
+workflow_id: w
+steps:
+  - {plugin: sleeper, inputs: {seconds: 10}, timeout: 0.2}
+  - {plugin: sync-sleeper, inputs: {seconds: 10}, timeout: 0.2, on_failure: continue}
+""")
+    assert time.monotonic() - started < 3
+    assert status == "failed"
+    failures = [e for e in events if isinstance(e, AttemptFailed)]
+    assert {f.error_kind for f in failures} == {"timeout"}
+    assert "timed out after 0.2s" in step(result, "sleeper").error
+
+
+async def test_cancel_stops_running_steps() -> None:
+    status, result, _ = await run("""
+workflow_id: w
+steps:
+  - {id: a, plugin: sleeper, inputs: {seconds: 10}}
+  - {id: b, plugin: echo, inputs: {text: $a.label}}
+""", cancel_after=0.2)
+    assert status == "cancelled"
+    assert step(result, "a").status == "cancelled"
+    assert step(result, "b").status == "pending"
+
+
+async def test_step_validation_uses_own_outputs(tmp_path: Any) -> None:
+    status, result, _ = await run(f"""
+workflow_id: w
+steps:
+  - id: w1
+    plugin: file-writer
+    inputs: {{directory: "{tmp_path}"}}
+    validation:
+      - files_exist: ["${{w1.path}}"]
+      - python_syntax: ["${{w1.directory}}"]
+      - output: {{field: path, matches: "out\\\\.py$"}}
+  - id: w2
+    plugin: file-writer
+    needs: [w1]
+    inputs: {{directory: "{tmp_path}/b", content: "def (:"}}
+    validation:
+      - python_syntax: ["$w2.path"]
+""")
+    assert status == "failed"
+    assert step(result, "w1").status == "success"
+    assert [v["passed"] for v in step(result, "w1").validation] == [True, True, True]
+    w2 = step(result, "w2")
+    assert w2.status == "failed" and w2.error.startswith("validation failed: python_syntax")
+
+
+async def test_final_validation_collects_test_results(tmp_path: Any) -> None:
+    test_file = tmp_path / "test_ok.py"
+    test_file.write_text("def test_a():\n    pass\n\ndef test_b():\n    pass\n")
+    status, result, _ = await run(f"""
+workflow_id: w
+steps:
+  - {{plugin: echo, inputs: {{text: x}}}}
+final_validation:
+  - command: {{run: ["python", "-m", "pytest", "-q", "-p", "no:cacheprovider", "{test_file}"],
+               cwd: "{tmp_path}"}}
+""", env={"PATH": __import__("os").environ["PATH"]})
+    assert status == "success", result.final_validation
+    assert result.test_results == {"total": 2, "passed": 2, "failed": 0}
+
+
+async def test_secrets_never_reach_the_result(tmp_path: Any) -> None:
+    status, result, events = await run(f"""
+workflow_id: w
+steps:
+  - id: w
+    plugin: file-writer
+    inputs: {{directory: "{tmp_path}", secret: "${{secret.TOKEN}}", filename: "${{secret.TOKEN}}.py"}}
+  - {{plugin: fail, inputs: {{message: "bad token ${{secret.TOKEN}}"}}, needs: [w]}}
+""", env={"TOKEN": "hunter2-very-secret"})
+    assert (tmp_path / "secret.txt").read_text() == "hunter2-very-secret"  # the plugin got it
+    dumped = result.model_dump_json()
+    assert "hunter2" not in dumped
+    assert "***" in dumped
+    assert all("hunter2" not in repr(e) for e in events)

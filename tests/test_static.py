@@ -1,0 +1,160 @@
+"""Static checks: everything wrong with a spec is found before a step runs, all at once."""
+
+from __future__ import annotations
+
+import pytest
+
+from flowhost.catalog import Catalog
+from flowhost.problems import SpecError
+from flowhost.spec import parse_spec
+from flowhost.static import check
+
+
+def plan_of(text: str, env: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
+    return check(parse_spec(text, "wf.yaml"), Catalog(), env or {})
+
+
+def problems(text: str, env: dict[str, str] | None = None) -> str:
+    with pytest.raises(SpecError) as info:
+        plan_of(text, env)
+    return "\n".join(str(p) for p in info.value.problems)
+
+
+def test_valid_chain_plans_levels() -> None:
+    plan = plan_of("""
+workflow_id: w
+steps:
+  - {id: a, plugin: numbers, inputs: {count: 3}}
+  - {id: b, plugin: numbers, inputs: {count: $a.count}}
+  - {id: c, plugin: echo, inputs: {text: "${a.label}"}}
+  - {id: d, plugin: echo, inputs: {text: x}, needs: [b, c]}
+""")
+    assert plan.levels == [["a"], ["b", "c"], ["d"]]
+    assert plan.steps["d"].deps == ("b", "c")
+    assert plan.steps["a"].dependents == ["b", "c"]
+
+
+def test_unknown_plugin_suggests() -> None:
+    text = problems("workflow_id: w\nsteps:\n  - plugin: ecko\n    inputs: {text: a}\n")
+    assert "wf.yaml:3: step 'ecko', field 'plugin': plugin 'ecko': no plugin" in text
+    assert "did you mean 'echo'?" in text
+
+
+def test_broken_plugin_is_reported_but_others_are_checked() -> None:
+    text = problems("""
+workflow_id: w
+steps:
+  - plugin: broken-import
+  - {plugin: echo, inputs: {txt: a}}
+""")
+    assert "ModuleNotFoundError" in text
+    assert "echo has no input 'txt'" in text and "did you mean 'text'?" in text
+
+
+def test_all_reference_problems_at_once() -> None:
+    text = problems("""
+workflow_id: w
+steps:
+  - {id: a, plugin: numbers, inputs: {count: 2}}
+  - id: b
+    plugin: numbers
+    inputs:
+      count: $a.label
+      ratio: $scafolder.x
+      flag: $a.cuont
+  - {id: c, plugin: echo, inputs: {}}
+  - {id: d, plugin: echo, inputs: {text: "${env.FLOWHOST_UNSET_VAR}"}, needs: [zz]}
+""")
+    assert "$a.label is string, but the input expects integer" in text
+    assert "unknown step 'scafolder'" in text
+    assert "the outputs of numbers have no field 'cuont'" in text and "did you mean 'count'" in text
+    assert "required input 'text' of echo is missing" in text
+    assert "FLOWHOST_UNSET_VAR is not set" in text
+    assert "needs unknown step 'zz'" in text
+    assert "wf.yaml:8: step 'b', field 'inputs.count'" in text
+
+
+def test_literal_types_are_checked() -> None:
+    text = problems("""
+workflow_id: w
+steps:
+  - {id: a, plugin: numbers, inputs: {count: lots, ratio: "0.5", flag: 3}}
+""")
+    assert "value 'lots' is rejected" in text
+    assert "ratio" not in text  # a quoted number is fine, as pydantic accepts it
+    assert "value 3 is rejected" in text
+
+
+def test_list_index_references_are_typed() -> None:
+    plan_of("""
+workflow_id: w
+steps:
+  - {id: a, plugin: numbers, inputs: {count: 2}}
+  - {id: b, plugin: numbers, inputs: {count: $a.items.0}}
+""")
+    text = problems("""
+workflow_id: w
+steps:
+  - {id: a, plugin: numbers, inputs: {count: 2}}
+  - {id: b, plugin: echo, inputs: {text: $a.items}}
+""")
+    assert "$a.items is array, but the input expects string" in text
+
+
+def test_cycles_are_named() -> None:
+    text = problems("""
+workflow_id: w
+steps:
+  - {id: a, plugin: echo, inputs: {text: $c.text}}
+  - {id: b, plugin: echo, inputs: {text: $a.text}}
+  - {id: c, plugin: echo, inputs: {text: $b.text}}
+  - {id: d, plugin: echo, inputs: {text: $d.text}}
+""")
+    assert "dependency cycle: a → c → b → a" in text
+    assert "cannot use its own outputs" in text
+
+
+def test_checks_are_validated_statically() -> None:
+    text = problems("""
+workflow_id: w
+steps:
+  - plugin: echo
+    inputs: {text: a}
+    validation:
+      - files_exits: [x]
+      - output: {field: text, equals: a, bogus: 1}
+final_validation:
+  - command: {run: "true", cwd: "${nope.path}"}
+""")
+    assert "files_exits" in text and "files_exist" in text
+    assert "bogus" in text
+    assert "unknown step 'nope'" in text
+
+
+def test_fallback_inputs_and_outputs_are_checked() -> None:
+    text = problems("""
+workflow_id: w
+steps:
+  - id: a
+    plugin: numbers
+    inputs: {count: 2}
+    fallback:
+      - plugin: echo
+        inputs: {text: $inputs.count, tags: $inputs.nothing}
+  - {id: b, plugin: echo, inputs: {text: $a.label}}
+""")
+    assert "$inputs.count is integer, but the input expects string" in text
+    assert "the primary's inputs have no field 'nothing'" in text
+    assert "outputs of echo (fallback of step 'a') have no field 'label'" in text
+
+
+def test_inputs_namespace_outside_fallback() -> None:
+    text = problems("workflow_id: w\nsteps:\n  - {plugin: echo, inputs: {text: $inputs.x}}\n")
+    assert "$inputs can only be used in a fallback" in text
+
+
+def test_secrets_are_collected() -> None:
+    plan = plan_of("workflow_id: w\nsteps:\n  - {plugin: echo, inputs: {text: '${secret.TOK}'}}\n",
+                   {"TOK": "abc"})
+    assert plan.secret_names == {"TOK"}
+    assert plan.redactor({"TOK": "abc"}).text("key=abc") == "key=***"
