@@ -24,7 +24,7 @@ from flowhost.events import (
     StepFinished,
     StepStarted,
 )
-from flowhost.ladder import Ladder, run_checks
+from flowhost.ladder import CallOutcome, Ladder, run_checks
 from flowhost.plan import Plan, PlannedStep
 from flowhost.redact import Redactor
 from flowhost.refs import ResolveError, Scope, resolve
@@ -63,6 +63,7 @@ class Engine:
         self._aborted_by: str | None = None
         self._cancel_reason: str | None = None
         self._ladder: Ladder | None = None
+        self._scope = Scope(self.outputs, self.env)
         self._total = len(plan.steps)
 
     # -- public ------------------------------------------------------------------------
@@ -100,21 +101,38 @@ class Engine:
         ready, running, steps = self._ready, self._running, self.plan.steps
         while ready and len(running) < self.max_parallel:
             step_id = ready.popleft()
-            task = asyncio.create_task(self._run_step(steps[step_id]), name=f"step:{step_id}")
+            task = asyncio.create_task(self._drive(steps[step_id]), name=f"step:{step_id}")
             task.add_done_callback(self._task_done)
             running[step_id] = task
         self._check_done()
 
+    async def _drive(self, step: PlannedStep) -> None:
+        """Run ``step``, then keep this task's slot busy with the next ready step.
+
+        Reusing the task instead of creating one per step keeps a long chain as cheap as a
+        plain loop of awaits.
+        """
+        task = self._running[step.id]
+        while True:
+            await self._run_one(step)
+            if self._cancel_reason is not None or not self._ready:
+                self._check_done()
+                return
+            step = self.plan.steps[self._ready.popleft()]
+            self._running[step.id] = task
+            if self._ready:
+                self._launch()
+
     def _task_done(self, task: asyncio.Task[None]) -> None:
         """A task cancelled before its coroutine began never ran its own bookkeeping."""
-        step_id = task.get_name().removeprefix("step:")
-        if self._running.get(step_id) is not task:
-            return
-        del self._running[step_id]
-        step = self.plan.steps[step_id]
-        if self._cancel_reason is None:
-            self._skip(step, f"run aborted: step '{self._aborted_by}' failed")
-        self._check_done()
+        orphans = [sid for sid, t in self._running.items() if t is task]
+        for step_id in orphans:
+            del self._running[step_id]
+            if self._cancel_reason is None:
+                self._skip(self.plan.steps[step_id],
+                           f"run aborted: step '{self._aborted_by}' failed")
+        if orphans:
+            self._check_done()
 
     def _check_done(self) -> None:
         if self._all_done is not None and not self._running and (
@@ -154,51 +172,47 @@ class Engine:
                 task.cancel(reason)
 
     # -- one step ----------------------------------------------------------------------
-    async def _run_step(self, step: PlannedStep) -> None:
-        bus, run_id = self.bus, self.run_id
+    async def _run_one(self, step: PlannedStep) -> None:
+        bus, run_id, plugin = self.bus, self.run_id, step.step.plugin
         started = time.monotonic()
-        bus.emit(StepStarted(run_id=run_id, step_id=step.id, plugin=step.step.plugin,
+        bus.emit(StepStarted(run_id=run_id, step_id=step.id, plugin=plugin,
                              purpose=step.step.purpose, index=step.index, total=self._total))
         try:
-            finished = await self._call(step)
-        except asyncio.CancelledError:
-            reason = self._cancel_reason or f"run aborted: step '{self._aborted_by}' failed"
-            finished = StepFinished(run_id=run_id, step_id=step.id, plugin=step.step.plugin,
-                                    used_plugin=step.step.plugin, status="cancelled",
-                                    attempts=0, duration_s=time.monotonic() - started,
-                                    reason=reason)
-        finished = _with_duration(finished, time.monotonic() - started)
+            inputs = resolve(step.inputs, self._scope)
+        except ResolveError as exc:
+            outcome = CallOutcome(False, plugin, 0, error=self.redactor.text(str(exc)),
+                                  error_type="ResolveError")
+        else:
+            try:
+                outcome = await self._ladder.run(step, inputs)  # type: ignore[union-attr]
+            except asyncio.CancelledError:
+                outcome = CallOutcome(False, plugin, 0, cancelled=True)
+        finished = self._finished_event(step, outcome, time.monotonic() - started)
         del self._running[step.id]
         bus.emit(finished)
         self._finished(step, finished.status)
         if finished.status == "failed" and step.step.on_failure == "abort":
             self._abort(step)
-        if self._cancel_reason is None:
-            self._launch()
-        else:
-            self._check_done()
 
-    async def _call(self, step: PlannedStep) -> StepFinished:
-        assert self._ladder is not None
+    def _finished_event(self, step: PlannedStep, outcome: CallOutcome,
+                        duration: float) -> StepFinished:
         plugin = step.step.plugin
-        try:
-            inputs = resolve(step.inputs, Scope(self.outputs, self.env))
-        except ResolveError as exc:
-            return StepFinished(run_id=self.run_id, step_id=step.id, plugin=plugin,
-                                used_plugin=plugin, status="failed", attempts=0, duration_s=0.0,
-                                error=self.redactor.text(str(exc)), error_type="ResolveError")
-        outcome = await self._ladder.run(step, inputs)
         if outcome.ok:
             assert outcome.outputs is not None
             self.outputs[step.id] = outcome.outputs
             shown = self.redactor.data(outcome.outputs) if self.redactor else outcome.outputs
             return StepFinished(run_id=self.run_id, step_id=step.id, plugin=plugin,
                                 used_plugin=outcome.used_plugin, status="success",
-                                attempts=outcome.attempts, duration_s=0.0, outputs=shown,
+                                attempts=outcome.attempts, duration_s=duration, outputs=shown,
                                 validation=outcome.validation)
+        if outcome.cancelled:
+            reason = self._cancel_reason or f"run aborted: step '{self._aborted_by}' failed"
+            return StepFinished(run_id=self.run_id, step_id=step.id, plugin=plugin,
+                                used_plugin=plugin, status="cancelled", attempts=0,
+                                duration_s=duration, reason=reason)
         return StepFinished(run_id=self.run_id, step_id=step.id, plugin=plugin,
                             used_plugin=outcome.used_plugin, status="failed",
-                            attempts=outcome.attempts, duration_s=0.0, error=outcome.error,
+                            attempts=outcome.attempts, duration_s=duration, error=outcome.error,
                             error_type=outcome.error_type, hint=outcome.hint,
                             validation=outcome.validation)
 
@@ -223,9 +237,3 @@ class Engine:
             if not all(r.passed for r in results):
                 return "failed"
         return "success"
-
-
-def _with_duration(event: StepFinished, duration: float) -> StepFinished:
-    from dataclasses import replace
-
-    return replace(event, duration_s=duration)

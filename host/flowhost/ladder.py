@@ -11,7 +11,8 @@ import asyncio
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from flowhost import checks as check_kinds
@@ -35,7 +36,7 @@ class CallOutcome:
     error_type: str | None = None
     hint: str | None = None
     validation: tuple[CheckResult, ...] = ()
-    extra: dict[str, Any] = field(default_factory=dict)
+    cancelled: bool = False
 
 
 class AttemptError(Exception):
@@ -76,6 +77,7 @@ class Ladder:
         self.outputs = outputs  # shared with the engine: step id -> outputs
         self.sleep = sleep
         self._loop_thread = threading.get_ident()
+        self._loop = asyncio.get_running_loop()
 
     async def run(self, step: PlannedStep, inputs: dict[str, Any]) -> CallOutcome:
         invoker = step.invoker
@@ -91,14 +93,15 @@ class Ladder:
                       attempt: int) -> tuple[dict[str, Any], tuple[CheckResult, ...]]:
         """One call plus the step's checks; raises AttemptError after emitting AttemptFailed."""
         run_id, step_id = self.run_id, step.id
-        self.bus.emit(AttemptStarted(run_id=run_id, step_id=step_id, plugin=invoker.name,
-                                     attempt=attempt, transport=invoker.transport))
+        if attempt > 1 or invoker is not step.invoker:
+            self.bus.emit(AttemptStarted(run_id=run_id, step_id=step_id, plugin=invoker.name,
+                                         attempt=attempt, transport=invoker.transport))
         started = time.monotonic()
         timeout = step.timeout
         ctx = InvocationContext(
             run_id=run_id, step_id=step_id, attempt=attempt,
             deadline=started + timeout if timeout is not None else None,
-            on_progress=self._progress_sink(step_id),
+            on_progress=partial(self._progress, step_id),
         )
         validation: tuple[CheckResult, ...] = ()
         try:
@@ -143,17 +146,11 @@ class Ladder:
                 duration_s=time.monotonic() - started))
             raise
 
-    def _progress_sink(self, step_id: str) -> Callable[[float, str], None]:
-        bus, run_id, loop_thread = self.bus, self.run_id, self._loop_thread
-        loop = asyncio.get_running_loop()
-        redact = self.redactor.text
-
-        def sink(fraction: float, message: str) -> None:
-            event = StepProgress(run_id=run_id, step_id=step_id, fraction=fraction,
-                                 message=redact(message))
-            if threading.get_ident() == loop_thread:
-                bus.emit(event)
-            else:
-                loop.call_soon_threadsafe(bus.emit, event)
-
-        return sink
+    def _progress(self, step_id: str, fraction: float, message: str) -> None:
+        """``ctx.progress`` of a plugin: sync plugins call it from their worker thread."""
+        event = StepProgress(run_id=self.run_id, step_id=step_id, fraction=fraction,
+                             message=self.redactor.text(message))
+        if threading.get_ident() == self._loop_thread:
+            self.bus.emit(event)
+        else:
+            self._loop.call_soon_threadsafe(self.bus.emit, event)

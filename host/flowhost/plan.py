@@ -25,6 +25,7 @@ class PlannedFallback:
 
 @dataclass(slots=True)
 class PlannedStep:
+    id: str
     step: Step
     index: int  # 1-based, in display order
     invoker: Invoker
@@ -37,10 +38,6 @@ class PlannedStep:
     checks: list[PlannedCheck] = field(default_factory=list)
     dependents: list[str] = field(default_factory=list)
     level: int = 0
-
-    @property
-    def id(self) -> str:
-        return self.step.id
 
 
 @dataclass(slots=True)

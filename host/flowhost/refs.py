@@ -42,25 +42,53 @@ class Ref:
     def __str__(self) -> str:
         return self.text
 
+    def resolve(self, scope: Scope) -> Any:
+        if self.root not in NAMESPACES:
+            # Fast path for the common case, a field of a dict output; anything else
+            # (list indexes, errors) takes the general lookup.
+            try:
+                value = scope.outputs[self.root]
+                for part in self.path:
+                    value = value[part]
+                return value
+            except (KeyError, TypeError, IndexError):
+                pass
+        return lookup(self, scope)
+
 
 @dataclass(frozen=True, slots=True)
 class Template:
     parts: tuple[str | Ref, ...]
+
+    def resolve(self, scope: Scope) -> str:
+        return "".join(
+            part if isinstance(part, str) else _to_text(lookup(part, scope))
+            for part in self.parts
+        )
 
 
 @dataclass(frozen=True, slots=True)
 class CDict:
     items: tuple[tuple[str, Compiled], ...]
 
+    def resolve(self, scope: Scope) -> dict[str, Any]:
+        return {key: value.resolve(scope) for key, value in self.items}
+
 
 @dataclass(frozen=True, slots=True)
 class CList:
     items: tuple[Compiled, ...]
 
+    def resolve(self, scope: Scope) -> list[Any]:
+        return [value.resolve(scope) for value in self.items]
+
 
 @dataclass(frozen=True, slots=True)
 class Const:
     value: Any
+
+    def resolve(self, scope: Scope) -> Any:
+        return self.value
 
 
 Compiled = Union[Const, Ref, Template, CDict, CList]  # noqa: UP007 - runtime alias
@@ -187,19 +215,8 @@ def _to_text(value: Any) -> str:
 
 
 def resolve(compiled: Compiled, scope: Scope) -> Any:
-    # Ordered by frequency on the hot path: literals and whole references first.
-    if isinstance(compiled, Const):
-        return compiled.value
-    if isinstance(compiled, Ref):
-        return lookup(compiled, scope)
-    if isinstance(compiled, Template):
-        return "".join(
-            part if isinstance(part, str) else _to_text(lookup(part, scope))
-            for part in compiled.parts
-        )
-    if isinstance(compiled, CDict):
-        return {key: resolve(value, scope) for key, value in compiled.items}
-    return [resolve(value, scope) for value in compiled.items]
+    """The value of ``compiled`` in ``scope``; raises ResolveError when a value is missing."""
+    return compiled.resolve(scope)
 
 
 def secret_names(compiled: Compiled) -> set[str]:

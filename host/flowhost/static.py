@@ -40,7 +40,8 @@ class _Checker:
         self.catalog = catalog
         self.env = env
         self.problems: list[Problem] = []
-        self.ids = {step.id for step in self.workflow.steps}
+        self.by_id = {step.id: step for step in self.workflow.steps}
+        self.ids = self.by_id.keys()
         self.positions = {step.id: i for i, step in enumerate(self.workflow.steps)}
         self.invokers: dict[str, Invoker | None] = {}
         self.secret_names: set[str] = set()
@@ -99,7 +100,7 @@ class _Checker:
             self.add(f"{ref.text}: a step cannot use its own outputs as inputs", path, step,
                      field)
             return None
-        producer = self.workflow.step(root)
+        producer = self.by_id[root]
         invoker = self.invokers.get(producer.plugin)
         if invoker is None:
             return None
@@ -177,7 +178,7 @@ class _Checker:
 
     def _producer_root(self, ref: Ref) -> js.Schema:
         if ref.root in self.ids:
-            invoker = self.invokers.get(self.workflow.step(ref.root).plugin)
+            invoker = self.invokers.get(self.by_id[ref.root].plugin)
             if invoker is not None:
                 return invoker.output_schema
         return {}
@@ -220,11 +221,11 @@ class _Checker:
             field = f"{path[-1]}.{i}.{check.kind}"
             try:
                 check_kinds.parse_check_args(check.kind, check.args)
-            except check_kinds.UnknownCheckKind as exc:
-                self.add(str(exc), where, step, field)
-                continue
             except check_kinds.CheckArgsError as exc:
                 self.add(str(exc), where, step, field)
+            except check_kinds.CheckError as exc:  # unknown kind, or its validator is broken
+                self.add(str(exc), where, step, field)
+                continue
             compiled = self.compile(check.args, where, step, field)
             for ref, _, _ in iter_refs(compiled):
                 self.ref_schema(ref, where, step, field, None, step)
@@ -288,6 +289,7 @@ def check(spec: LoadedSpec, catalog: Catalog, env: Mapping[str, str]) -> Plan:
         if invoker is None:
             continue
         planned[step.id] = PlannedStep(
+            id=step.id,
             step=step,
             index=display,
             invoker=invoker,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
@@ -21,7 +20,8 @@ class InvocationContext:
     ``time_remaining()`` and stop early, since a thread cannot be interrupted from outside.
     """
 
-    __slots__ = ("run_id", "step_id", "attempt", "deadline", "logger", "_on_progress", "_cancel")
+    __slots__ = ("_cancelled", "_logger", "_on_progress", "attempt", "deadline", "run_id",
+                 "step_id")
 
     def __init__(
         self,
@@ -37,9 +37,16 @@ class InvocationContext:
         self.step_id = step_id
         self.attempt = attempt
         self.deadline = deadline
-        self.logger = logger or logging.getLogger(f"flowhost.plugin.{step_id}")
+        self._logger = logger
         self._on_progress = on_progress
-        self._cancel = threading.Event()
+        self._cancelled = False
+
+    @property
+    def logger(self) -> logging.Logger:
+        """A logger named after the step (created on first use: most plugins never log)."""
+        if self._logger is None:
+            self._logger = logging.getLogger(f"flowhost.plugin.{self.step_id}")
+        return self._logger
 
     def progress(self, fraction: float, message: str = "") -> None:
         """Report how far the call is, from 0.0 to 1.0, with an optional status message."""
@@ -55,11 +62,11 @@ class InvocationContext:
     @property
     def cancelled(self) -> bool:
         """True once the host has given up on this call (timeout, Ctrl-C, run aborted)."""
-        return self._cancel.is_set()
+        return self._cancelled
 
     def cancel(self) -> None:
         """Called by the host; plugins only read ``cancelled``."""
-        self._cancel.set()
+        self._cancelled = True  # a plain flag: reads and writes of it are atomic
 
 
 class Plugin:

@@ -1,18 +1,15 @@
-"""Fixtures for the sample plugin tests: contexts, a scaffolded project, a fake Redis."""
+"""Fixtures for the sample plugin tests: contexts, a scaffolded project, fake Redis servers."""
 
 from __future__ import annotations
 
 import socket
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from flowhost_sample_fastapi.plugin import FastAPIScaffolder
-
 from flowhost_sdk import InvocationContext
-
-SAMPLES = Path(__file__).resolve().parents[2] / "sample_plugins"
+from redis_fake import FakeRedisServer
 
 ProgressLog = list[tuple[float, str]]
 
@@ -26,9 +23,9 @@ def progress() -> ProgressLog:
 @pytest.fixture
 def ctx(progress: ProgressLog) -> InvocationContext:
     return InvocationContext(
-        run_id="t", step_id="s", on_progress=lambda fraction, message: progress.append(
-            (fraction, message)
-        )
+        run_id="t",
+        step_id="s",
+        on_progress=lambda fraction, message: progress.append((fraction, message)),
     )
 
 
@@ -49,50 +46,6 @@ def closed_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
     return port
-
-
-class FakeRedisServer:
-    """A loopback TCP server that answers RESP commands from a fixed table of replies."""
-
-    def __init__(self, replies: dict[str, bytes]) -> None:
-        self.replies = replies
-        self.commands: list[list[str]] = []
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port: int = self._listener.getsockname()[1]
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def close(self) -> None:
-        self._listener.close()
-        self._thread.join(timeout=5)
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self._listener.accept()
-            except OSError:
-                return
-            with conn:
-                conn.settimeout(5)
-                try:
-                    self._answer(conn)
-                except OSError:
-                    pass
-
-    def _answer(self, conn: socket.socket) -> None:
-        with conn.makefile("rb") as reader:
-            while header := reader.readline():
-                count = int(header[1:])
-                args: list[str] = []
-                for _ in range(count):
-                    length = int(reader.readline()[1:])
-                    args.append(reader.read(length + 2)[:-2].decode())
-                self.commands.append(args)
-                conn.sendall(self.replies.get(args[0].upper(), b"-ERR unknown command\r\n"))
 
 
 @pytest.fixture

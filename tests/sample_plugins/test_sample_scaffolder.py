@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
-from conftest import ProgressLog
+from flowhost_sample_fastapi._project import merge_requirements
 from flowhost_sample_fastapi.plugin import FastAPIScaffolder, known_templates
 from flowhost_sample_jwt.plugin import JWTAuthPlugin
-
 from flowhost_sdk import InvocationContext, PermanentError
 
 SCAFFOLD_FILES = [
@@ -41,7 +41,7 @@ def snapshot(project: Path) -> dict[str, str]:
 
 
 def test_writes_a_fastapi_project(
-    ctx: InvocationContext, tmp_path: Path, progress: ProgressLog
+    ctx: InvocationContext, tmp_path: Path, progress: list[tuple[float, str]]
 ) -> None:
     outputs = scaffold(ctx, tmp_path)
 
@@ -140,3 +140,23 @@ def test_a_file_in_the_way_is_refused(ctx: InvocationContext, tmp_path: Path) ->
     (tmp_path / "shop").write_text("", encoding="utf-8")
     with pytest.raises(PermanentError, match="not a folder"):
         scaffold(ctx, tmp_path)
+
+
+def test_requirements_merged_by_parallel_plugins_keep_every_line(tmp_path: Path) -> None:
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("fastapi>=0.110\n", encoding="utf-8")
+    start = threading.Barrier(8)
+
+    def add(index: int) -> None:
+        start.wait()
+        merge_requirements(requirements, [f"package-{index}>=1", "fastapi>=0.110"])
+
+    threads = [threading.Thread(target=add, args=(index,)) for index in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    lines = requirements.read_text("utf-8").splitlines()
+    assert lines[0] == "fastapi>=0.110"
+    assert sorted(lines[1:]) == sorted(f"package-{index}>=1" for index in range(8))

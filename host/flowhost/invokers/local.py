@@ -61,9 +61,6 @@ class LocalInvoker:
                 raise
             if inspect.isawaitable(result):
                 result = await result
-        return self._dump(result)
-
-    def _dump(self, result: Any) -> dict[str, Any]:
         outputs_model = self._outputs_model
         try:
             if type(result) is not outputs_model:

@@ -2,18 +2,22 @@
 
 Each sample distribution carries an identical copy of this module, since a plugin may depend
 on nothing of flowhost but ``flowhost_sdk``. It renders ``{{name}}`` placeholders, walks a
-package's template folder, writes files atomically, merges ``requirements.txt`` and
+package's template folder, writes files atomically, merges ``requirements.txt`` under a lock and
 recognises a project made by ``fastapi-scaffolder``.
 """
 
 import os
 import re
+import sys
 import tempfile
 from collections.abc import Mapping
 from importlib.resources.abc import Traversable
 from pathlib import Path
 
 from flowhost_sdk import InvocationContext, PermanentError
+
+if sys.platform != "win32":
+    import fcntl
 
 TEMPLATE_SUFFIX = ".tmpl"
 REQUIREMENTS = "requirements.txt"
@@ -84,19 +88,27 @@ def _requirement_name(line: str) -> str | None:
 def merge_requirements(path: Path, required: list[str]) -> bool:
     """Append each requirement whose project is not listed yet, keeping every existing line.
 
-    Returns whether the file was written.
+    Plugins of one workflow may run in parallel, so the read-modify-write happens under an
+    exclusive lock on the file. Returns whether the file was written.
     """
-    lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
-    present = {name for name in map(_requirement_name, lines) if name}
-    missing: list[str] = []
-    for requirement in required:
-        name = _requirement_name(requirement)
-        if name is not None and name not in present:
-            missing.append(requirement)
-            present.add(name)
-    if not missing and path.exists():
-        return False
-    write_text_atomic(path, "\n".join([*lines, *missing]) + "\n")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    with os.fdopen(fd, "r+", encoding="utf-8", newline="\n") as handle:
+        if sys.platform != "win32":
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)  # released when the file closes
+        lines = handle.read().splitlines()
+        present = {name for name in map(_requirement_name, lines) if name}
+        missing: list[str] = []
+        for requirement in required:
+            name = _requirement_name(requirement)
+            if name is not None and name not in present:
+                missing.append(requirement)
+                present.add(name)
+        if not missing:
+            return False
+        handle.seek(0)
+        handle.truncate()
+        handle.write("\n".join([*lines, *missing]) + "\n")
     return True
 
 
@@ -124,7 +136,8 @@ def install_templates(
                 changed = merge_requirements(target, content.splitlines())
             else:
                 changed = write_file(target, content, overwrite=overwrite)
-            written += changed
+            if changed:
+                written += 1
             fraction = progress_from + (1.0 - progress_from) * index / len(templates)
             ctx.progress(fraction, f"{'wrote' if changed else 'kept'} {relative}")
     except OSError as exc:

@@ -1,0 +1,125 @@
+"""Per-step host overhead: a 2,000-step chain of no-op async plugins.
+
+Compares ``Engine.run`` (progress off) with a minimal reference loop doing the essential
+work per step (resolve the input, validate it, await the plugin, validate and dump the
+output, record it), in the same process. Also times planning (parse + static checks) at
+several sizes to show it grows linearly, and a 1,000-step fan-out at --max-parallel 64.
+
+    python bench/engine_overhead.py [--steps 2000] [--repeats 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from typing import Any
+
+from _common import best_of, chain_spec, fanout_spec, now
+
+from flowhost.catalog import Catalog
+from flowhost.engine import Engine
+from flowhost.events import EventBus
+from flowhost.spec import parse_spec
+from flowhost.static import check
+from flowhost_sdk import InvocationContext
+
+
+def reference_loop(steps: int) -> float:
+    """The seed's core loop, minimal: resolve inputs, await the plugin, validate, record."""
+    from flowhost_test_plugins.basic import Noop
+
+    plugin = Noop()
+    specs = [("s0", {"value": 0})] + [(f"s{i}", {"value": f"$s{i - 1}.value"})
+                                      for i in range(1, steps)]
+
+    def resolve_inputs(raw: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
+        resolved = {}
+        for key, value in raw.items():
+            if isinstance(value, str) and value.startswith("$"):
+                step_id, field = value[1:].split(".")
+                resolved[key] = context[step_id][field]
+            else:
+                resolved[key] = value
+        return resolved
+
+    async def loop() -> float:
+        context: dict[str, Any] = {}
+        records: list[dict[str, Any]] = []
+        start = now()
+        for step_id, raw in specs:
+            began = time.monotonic()
+            inputs = resolve_inputs(raw, context)
+            ctx = InvocationContext(run_id="r", step_id=step_id)
+            result = await plugin.invoke(Noop.Inputs.model_validate(inputs), ctx)
+            outputs = Noop.Outputs.model_validate(result).model_dump(mode="json")
+            context[step_id] = outputs
+            records.append({"id": step_id, "status": "success",
+                            "duration_s": time.monotonic() - began})
+        return now() - start
+
+    return asyncio.run(loop())
+
+
+def engine_run(text: str, max_parallel: int) -> float:
+    plan = check(parse_spec(text), Catalog(), {})
+
+    async def go() -> float:
+        bus = EventBus()
+        engine = Engine(plan, bus, env={}, max_parallel=max_parallel)
+        start = now()
+        status = await engine.run()
+        elapsed = now() - start
+        assert status == "success", status
+        return elapsed
+
+    return asyncio.run(go())
+
+
+def planning(steps: int) -> float:
+    text = chain_spec(steps)
+    catalog = Catalog()
+    catalog.get("noop")
+    start = now()
+    check(parse_spec(text), catalog, {})
+    return now() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    n = args.steps
+    chain = chain_spec(n)
+    engine_run(chain, 8)  # warm up imports and caches
+    reference_loop(10)
+
+    ref_best, ref_median = best_of(args.repeats, lambda: reference_loop(n))
+    eng_best, eng_median = best_of(args.repeats, lambda: engine_run(chain, 8))
+    print(f"chain of {n} no-op steps")
+    print(f"  reference loop : best {ref_best * 1e3:8.1f} ms  ({ref_best / n * 1e6:6.1f} us/step)"
+          f"  median {ref_median * 1e3:8.1f} ms")
+    print(f"  flowhost engine: best {eng_best * 1e3:8.1f} ms  ({eng_best / n * 1e6:6.1f} us/step)"
+          f"  median {eng_median * 1e3:8.1f} ms")
+    print(f"  ratio engine/reference: best {eng_best / ref_best:.2f}x, "
+          f"median {eng_median / ref_median:.2f}x  (target <= 2x)")
+
+    fan = fanout_spec(1000)
+    fan_best, fan_median = best_of(args.repeats, lambda: engine_run(fan, 64))
+    ref_1000, _ = best_of(args.repeats, lambda: reference_loop(1000))
+    print("fan-out of 1000 independent no-op steps, --max-parallel 64")
+    print(f"  flowhost engine: best {fan_best * 1e3:8.1f} ms  ({fan_best / 1000 * 1e6:6.1f} us/step)"
+          f"  ratio to a 1000-step reference loop {fan_best / ref_1000:.2f}x")
+
+    print("planning (parse + static checks) of a chain")
+    base = None
+    for size in (500, 1000, 2000, 4000):
+        best, _ = best_of(3, lambda size=size: planning(size))
+        base = base or best / size
+        print(f"  {size:5d} steps: {best * 1e3:8.1f} ms  ({best / size * 1e6:6.1f} us/step, "
+              f"{best / size / base:.2f}x the per-step cost at 500)")
+
+
+if __name__ == "__main__":
+    main()
