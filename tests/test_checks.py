@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from flowhost import checks
 from flowhost.checks import (
     CheckArgsError,

@@ -195,16 +195,21 @@ final_validation:
                cwd: "{tmp_path}"}}
 """, env={"PATH": __import__("os").environ["PATH"]})
     assert status == "success", result.final_validation
-    assert result.test_results == {"total": 2, "passed": 2, "failed": 0}
+    assert result.test_results is not None
+    assert result.test_results["total"] == result.test_results["passed"] == 2
+    assert result.test_results["failed"] == 0
 
 
 async def test_secrets_never_reach_the_result(tmp_path: Any) -> None:
-    status, result, events = await run(f"""
+    _, result, events = await run(f"""
 workflow_id: w
 steps:
   - id: w
     plugin: file-writer
-    inputs: {{directory: "{tmp_path}", secret: "${{secret.TOKEN}}", filename: "${{secret.TOKEN}}.py"}}
+    inputs:
+      directory: "{tmp_path}"
+      secret: "${{secret.TOKEN}}"
+      filename: "${{secret.TOKEN}}.py"
   - {{plugin: fail, inputs: {{message: "bad token ${{secret.TOKEN}}"}}, needs: [w]}}
 """, env={"TOKEN": "hunter2-very-secret"})
     assert (tmp_path / "secret.txt").read_text() == "hunter2-very-secret"  # the plugin got it

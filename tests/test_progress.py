@@ -9,6 +9,8 @@ import time
 from dataclasses import replace
 
 import pytest
+from rich.console import Console
+
 from flowhost.events import (
     AttemptFailed,
     AttemptStarted,
@@ -23,7 +25,6 @@ from flowhost.events import (
     StepStarted,
 )
 from flowhost.progress import PlainProgress, RichProgress, human_duration, make_progress
-from rich.console import Console
 
 T0 = time.mktime((2024, 5, 1, 12, 0, 0, 0, 0, -1))  # 12:00:00 local time
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")

@@ -74,7 +74,7 @@ def test_bad_references_are_syntax_errors(text: str) -> None:
 
 def test_missing_values_name_the_path() -> None:
     scope = Scope({"a": {"b": {"c": 1}}}, {})
-    with pytest.raises(ResolveError, match="a.b has no 'd'"):
+    with pytest.raises(ResolveError, match=r"a\.b has no 'd'"):
         resolve(compile_value("$a.b.d"), scope)
     with pytest.raises(ResolveError, match="exists only inside a fallback"):
         resolve(compile_value("$inputs.x"), scope)

@@ -84,7 +84,7 @@ def test_overrides_set_inputs() -> None:
     spec = parse_spec("workflow_id: w\nsteps:\n  - plugin: echo\n    inputs: {text: hi}\n",
                       overrides=["echo.text=bye", "echo.data.n=3"])
     assert spec.workflow.steps[0].inputs == {"text": "bye", "data": {"n": 3}}
-    with pytest.raises(SpecError, match="no step 'ecko'.*did you mean 'echo'"):
+    with pytest.raises(SpecError, match=r"no step 'ecko'.*did you mean 'echo'"):
         parse_spec("workflow_id: w\nsteps:\n  - plugin: echo\n", overrides=["ecko.text=x"])
     with pytest.raises(SpecError, match="not of the form"):
         parse_spec("workflow_id: w\nsteps:\n  - plugin: echo\n", overrides=["echo"])

@@ -43,7 +43,9 @@ def _entry_points() -> list[importlib.metadata.EntryPoint]:
     from stevedore import NamedExtensionManager
 
     # Naming no plugin makes stevedore read the (cached) entry points without importing any.
-    manager = NamedExtensionManager(PLUGIN_GROUP, names=[], on_missing_entrypoints_callback=None)
+    manager: Any = NamedExtensionManager(
+        PLUGIN_GROUP, names=[], on_missing_entrypoints_callback=None
+    )
     entry_points: list[importlib.metadata.EntryPoint] = manager.list_entry_points()
     return entry_points
 
@@ -128,7 +130,9 @@ class Catalog:
         try:
             plugin = cls()
         except Exception as exc:
-            raise PluginLoadError(name, f"cannot be instantiated: {type(exc).__name__}: {exc}")
+            raise PluginLoadError(
+                name, f"cannot be instantiated: {type(exc).__name__}: {exc}"
+            ) from None
         try:
             return LocalInvoker(plugin)
         except Exception as exc:

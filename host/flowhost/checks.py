@@ -136,7 +136,7 @@ class CheckError(Exception):
         self.message = message
 
 
-class UnknownCheckKind(CheckError):  # noqa: N818 (the contract's name)
+class UnknownCheckKind(CheckError):
     def __init__(self, kind: str, known: list[str]) -> None:
         self.known = known
         close = difflib.get_close_matches(kind, known, n=1)

@@ -230,8 +230,8 @@ class Engine:
             tests = [r.details["test_results"] for r in results if "test_results" in r.details]
             test_results = None
             if tests:
-                test_results = {key: sum(t.get(key, 0) for t in tests)
-                                for key in ("total", "passed", "failed")}
+                keys = sorted({key for t in tests for key in t})
+                test_results = {key: sum(t.get(key, 0) for t in tests) for key in keys}
             self.bus.emit(FinalValidationFinished(run_id=self.run_id, results=results,
                                                   test_results=test_results))
             if not all(r.passed for r in results):

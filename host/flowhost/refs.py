@@ -181,7 +181,7 @@ class Scope:
 
 def lookup(ref: Ref, scope: Scope) -> Any:
     root = ref.root
-    if root == "env" or root == "secret":
+    if root in {"env", "secret"}:
         name = ref.path[0]
         try:
             return scope.env[name]
@@ -198,10 +198,7 @@ def lookup(ref: Ref, scope: Scope) -> Any:
             raise ResolveError(f"{ref.text}: step '{root}' has no outputs") from None
     for index, part in enumerate(ref.path):
         try:
-            if isinstance(value, list):
-                value = value[int(part)]
-            else:
-                value = value[part]
+            value = value[int(part)] if isinstance(value, list) else value[part]
         except (KeyError, IndexError, ValueError, TypeError):
             where = ".".join((root, *ref.path[:index]))
             raise ResolveError(f"{ref.text}: {where} has no '{part}'") from None

@@ -102,8 +102,8 @@ def field_schema(schema: Schema, path: tuple[str, ...], root: Schema) -> Schema:
         found: list[Schema] = []
         known: list[str] = []
         open_ended = False
-        for option in options:
-            option = deref(option, root)
+        for branch in options:
+            option = deref(branch, root)
             kind = option.get("type")
             if kind == "array" or "items" in option:
                 if part.isdigit():

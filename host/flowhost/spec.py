@@ -133,7 +133,9 @@ class Step(_Strict):
                 "starting with a letter or '_'"
             )
         if value in RESERVED_IDS:
-            raise ValueError(f"'{value}' is reserved for references (${{{value}.…}}); pick another id")
+            raise ValueError(
+                f"'{value}' is reserved for references (${{{value}.…}}); pick another id"
+            )
         return value
 
 

@@ -18,9 +18,9 @@ from flowhost.invokers import Invoker
 from flowhost.plan import Plan, PlannedCheck, PlannedFallback, PlannedStep
 from flowhost.problems import Problem, SpecError, did_you_mean
 from flowhost.refs import (
-    Compiled,
     CDict,
     CList,
+    Compiled,
     Const,
     Ref,
     RefSyntaxError,
@@ -188,8 +188,8 @@ class _Checker:
                step: Step, primary_inputs: js.Schema | None = None) -> Compiled:
         compiled = self.compile(inputs, path, step.id, "inputs")
         if invoker is None:
-            for ref, where, _ in iter_refs(compiled):
-                self.ref_schema(ref, (*path, *where), step.id, _dotted("inputs", where),
+            for ref, inside, _ in iter_refs(compiled):
+                self.ref_schema(ref, (*path, *inside), step.id, _dotted("inputs", inside),
                                 primary_inputs, None)
             return compiled
         root = invoker.input_schema

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 from flowhost_sample_fastapi.plugin import FastAPIScaffolder
-from flowhost_sdk import InvocationContext
 from redis_fake import FakeRedisServer
+
+from flowhost_sdk import InvocationContext
 
 ProgressLog = list[tuple[float, str]]
 

@@ -9,8 +9,9 @@ import pytest
 from flowhost_sample_memory_cache.plugin import MemoryCachePlugin
 from flowhost_sample_redis_cache.ping import check_redis
 from flowhost_sample_redis_cache.plugin import RedisCachePlugin
-from flowhost_sdk import InvocationContext, PermanentError, TransientError
 from redis_fake import FakeRedisServer
+
+from flowhost_sdk import InvocationContext, PermanentError, TransientError
 
 CACHE_FILES = ["app/cache.py", "app/routers/items.py", "tests/test_cache.py"]
 START_REDIS = "Start Redis: redis-server --daemonize yes"

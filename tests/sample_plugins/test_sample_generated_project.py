@@ -11,8 +11,9 @@ from pathlib import Path
 from flowhost_sample_jwt.plugin import JWTAuthPlugin
 from flowhost_sample_memory_cache.plugin import MemoryCachePlugin
 from flowhost_sample_redis_cache.plugin import RedisCachePlugin
-from flowhost_sdk import InvocationContext
 from redis_fake import FakeRedisServer
+
+from flowhost_sdk import InvocationContext
 
 
 def run_project_tests(project: Path) -> tuple[int, str]:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from flowhost_sample_jwt.plugin import JWTAuthPlugin
+
 from flowhost_sdk import InvocationContext, PermanentError
 
 JWT_FILES = [

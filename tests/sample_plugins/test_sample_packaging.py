@@ -11,6 +11,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
+
 from flowhost_sdk import Plugin, check_plugin_class
 
 SAMPLES = Path(__file__).resolve().parents[2] / "sample_plugins"

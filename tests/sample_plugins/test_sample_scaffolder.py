@@ -9,6 +9,7 @@ import pytest
 from flowhost_sample_fastapi._project import merge_requirements
 from flowhost_sample_fastapi.plugin import FastAPIScaffolder, known_templates
 from flowhost_sample_jwt.plugin import JWTAuthPlugin
+
 from flowhost_sdk import InvocationContext, PermanentError
 
 SCAFFOLD_FILES = [

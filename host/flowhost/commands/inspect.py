@@ -17,7 +17,7 @@ def validate_command(args: argparse.Namespace) -> int:
 
 
 def plan_command(args: argparse.Namespace) -> int:
-    spec, plan = load_plan(args)
+    _, plan = load_plan(args)
     if args.json:
         data = {
             "workflow_id": plan.workflow.workflow_id,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -21,7 +22,7 @@ EXIT_CODES: dict[str, int] = {"success": 0, "failed": 1, "aborted": 1, "waiting"
 
 
 def run_command(args: argparse.Namespace) -> int:
-    spec, plan = load_plan(args)
+    _, plan = load_plan(args)
     json_out = Path(args.json_out) if args.json_out else None
     if json_out is not None and not json_out.parent.is_dir():
         raise UserInputError(f"--json-out {args.json_out}: directory {json_out.parent} does "
@@ -60,18 +61,15 @@ async def _run_interruptible(engine: Engine) -> RunStatus:
         engine.cancel("cancelled by the user")
 
     for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
+        # Not the main thread, or a platform without signals: Ctrl-C then stops abruptly.
+        with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, on_signal)
-        except (NotImplementedError, RuntimeError):  # not the main thread, or no signals
-            pass
     try:
         return await engine.run()
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
+            with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(sig)
-            except (NotImplementedError, RuntimeError):
-                pass
 
 
 def _write_json(path: Path, result: RunResult) -> None:
