@@ -217,3 +217,64 @@ steps:
     assert "hunter2" not in dumped
     assert "***" in dumped
     assert all("hunter2" not in repr(e) for e in events)
+
+
+class DictCache:
+    def __init__(self) -> None:
+        self.data: dict[str, dict[str, Any]] = {}
+
+    def lookup(self, step: Any, inputs: dict[str, Any]) -> dict[str, Any] | None:
+        return self.data.get(f"{step.invoker.name}:{inputs}")
+
+    def store(self, step: Any, inputs: dict[str, Any], outputs: dict[str, Any]) -> None:
+        self.data[f"{step.invoker.name}:{inputs}"] = outputs
+
+
+async def test_cache_hits_are_revalidated(tmp_path: Any) -> None:
+    text = f"""
+workflow_id: w
+steps:
+  - id: w1
+    plugin: file-writer
+    cache: true
+    inputs: {{directory: "{tmp_path}/out"}}
+    validation: [{{files_exist: ["$w1.path"]}}]
+"""
+    plan = check(parse_spec(text, "wf.yaml"), Catalog(), {})
+    cache = DictCache()
+
+    async def once() -> RunResult:
+        bus = EventBus()
+        assert await Engine(plan, bus, env={}, cache=cache).run() == "success"
+        assert bus.history is not None
+        return fold(bus.history)
+
+    assert step(await once(), "w1").cached is False
+    assert step(await once(), "w1").cached is True
+    (tmp_path / "out" / "out.py").unlink()
+    again = step(await once(), "w1")
+    assert again.cached is False and again.attempts == 1
+    assert (tmp_path / "out" / "out.py").exists()
+
+
+async def test_restored_steps_never_run_again() -> None:
+    text = """
+workflow_id: w
+steps:
+  - {id: a, plugin: numbers, inputs: {count: 2}}
+  - {id: b, plugin: numbers, inputs: {count: $a.count}}
+  - {id: c, plugin: echo, inputs: {text: "${b.label}"}}
+"""
+    plan = check(parse_spec(text, "wf.yaml"), Catalog(), {})
+    done = StepFinished(run_id="r", step_id="a", plugin="numbers", used_plugin="numbers",
+                        status="success", attempts=1, duration_s=0.1,
+                        outputs={"count": 7, "label": "n7", "items": []})
+    bus = EventBus()
+    engine = Engine(plan, bus, run_id="r", env={}, restored={"a": done}, rerun=frozenset({"b"}))
+    assert await engine.run() == "success"
+    assert bus.history is not None
+    started = [e.step_id for e in bus.history if isinstance(e, StepStarted)]
+    assert started == ["b", "c"]
+    result = fold(bus.history)
+    assert result.outputs["c"]["text"] == "n7"
+    assert step(result, "b").rerun_after_interruption is True

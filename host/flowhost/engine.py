@@ -12,9 +12,11 @@ import os
 import time
 import uuid
 from collections import deque
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 from flowhost.events import (
+    CheckResult,
     EventBus,
     FinalValidationFinished,
     FinalValidationStarted,
@@ -35,7 +37,19 @@ def new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
 
 
+class StepCache(Protocol):
+    """Outputs of earlier calls of idempotent steps, by plugin, version and inputs."""
+
+    def lookup(self, step: PlannedStep, inputs: dict[str, Any]) -> dict[str, Any] | None: ...
+
+    def store(self, step: PlannedStep, inputs: dict[str, Any],
+              outputs: dict[str, Any]) -> None: ...
+
+
 class Engine:
+    """Runs a plan. ``restored`` holds the steps a resumed run already finished (they never
+    run again); ``rerun`` names the steps that were in flight when the run was interrupted."""
+
     def __init__(
         self,
         plan: Plan,
@@ -44,6 +58,9 @@ class Engine:
         run_id: str | None = None,
         env: dict[str, str] | None = None,
         max_parallel: int = 8,
+        cache: StepCache | None = None,
+        restored: Mapping[str, StepFinished] | None = None,
+        rerun: frozenset[str] = frozenset(),
     ) -> None:
         if max_parallel < 1:
             raise ValueError("max_parallel must be at least 1")
@@ -56,7 +73,10 @@ class Engine:
         self.outputs: dict[str, Any] = {}
         self.status: dict[str, str] = {}
         self._waiting = {sid: len(ps.deps) for sid, ps in plan.steps.items()}
-        self._ready: deque[str] = deque(sid for sid, n in self._waiting.items() if n == 0)
+        self._ready: deque[str] = deque()
+        self.cache = cache
+        self._restored = dict(restored or {})
+        self._rerun = rerun
         self._running: dict[str, asyncio.Task[None]] = {}
         self._unfinished = len(plan.steps)
         self._all_done: asyncio.Event | None = None
@@ -74,7 +94,9 @@ class Engine:
             run_id=self.run_id, workflow_id=workflow.workflow_id,
             description=workflow.description, total_steps=self._total,
             steps=tuple((ps.id, ps.step.plugin, ps.step.purpose)
-                        for ps in self.plan.steps.values())))
+                        for ps in self.plan.steps.values()),
+            resumed=bool(self._restored or self._rerun)))
+        self._restore()
         self._all_done = asyncio.Event()
         self._ladder = Ladder(run_id=self.run_id, bus=self.bus, env=self.env,
                               redactor=self.redactor, outputs=self.outputs)
@@ -86,6 +108,27 @@ class Engine:
                                   duration_s=time.monotonic() - started,
                                   message=self._cancel_reason or ""))
         return status
+
+    def _restore(self) -> None:
+        """Take over what an interrupted run finished; find the steps ready to start."""
+        steps = self.plan.steps
+        for step_id, finished in self._restored.items():
+            if step_id not in steps or step_id in self.status:
+                continue
+            self.status[step_id] = finished.status
+            self._unfinished -= 1
+            if finished.status == "success":
+                self.outputs[step_id] = finished.outputs or {}
+            for dependent in steps[step_id].dependents:
+                self._waiting[dependent] -= 1
+        for step_id, finished in self._restored.items():
+            # A crash can land between a failure and the skips it implies: redo those.
+            if step_id in steps and finished.status != "success":
+                for dependent in steps[step_id].dependents:
+                    self._skip(steps[dependent], f"step '{step_id}' {finished.status}"
+                               if finished.status != "failed" else f"step '{step_id}' failed")
+        self._ready.extend(sid for sid, waiting in self._waiting.items()
+                           if waiting == 0 and sid not in self.status)
 
     def cancel(self, reason: str = "cancelled by the user") -> None:
         """Stop the run: running steps are cancelled, nothing new starts (Ctrl-C)."""
@@ -176,7 +219,8 @@ class Engine:
         bus, run_id, plugin = self.bus, self.run_id, step.step.plugin
         started = time.monotonic()
         bus.emit(StepStarted(run_id=run_id, step_id=step.id, plugin=plugin,
-                             purpose=step.step.purpose, index=step.index, total=self._total))
+                             purpose=step.step.purpose, index=step.index, total=self._total,
+                             rerun=step.id in self._rerun))
         try:
             inputs = resolve(step.inputs, self._scope)
         except ResolveError as exc:
@@ -184,7 +228,7 @@ class Engine:
                                   error_type="ResolveError")
         else:
             try:
-                outcome = await self._ladder.run(step, inputs)  # type: ignore[union-attr]
+                outcome = await self._call(step, inputs)
             except asyncio.CancelledError:
                 outcome = CallOutcome(False, plugin, 0, cancelled=True)
         finished = self._finished_event(step, outcome, time.monotonic() - started)
@@ -193,6 +237,35 @@ class Engine:
         self._finished(step, finished.status)
         if finished.status == "failed" and step.step.on_failure == "abort":
             self._abort(step)
+
+    async def _call(self, step: PlannedStep, inputs: dict[str, Any]) -> CallOutcome:
+        cache = self.cache if step.cache else None
+        if cache is not None:
+            hit = cache.lookup(step, inputs)
+            if hit is not None:
+                outcome = await self._trust(step, hit)
+                if outcome is not None:
+                    return outcome
+        outcome = await self._ladder.run(step, inputs)  # type: ignore[union-attr]
+        if cache is not None and outcome.ok and outcome.outputs is not None:
+            cache.store(step, inputs, outcome.outputs)
+        return outcome
+
+    async def _trust(self, step: PlannedStep, outputs: dict[str, Any]) -> CallOutcome | None:
+        """A cached result counts only if the step's checks still pass on it (the folder a
+        cached ``project_path`` names may have been deleted since)."""
+        validation: tuple[CheckResult, ...] = ()
+        if step.checks:
+            self.outputs[step.id] = outputs
+            try:
+                validation = await run_checks(step.checks, self._scope, outputs, self.env,
+                                              self.redactor)
+            finally:
+                del self.outputs[step.id]
+            if not all(result.passed for result in validation):
+                return None
+        return CallOutcome(True, step.invoker.name, 0, outputs=outputs, validation=validation,
+                           cached=True)
 
     def _finished_event(self, step: PlannedStep, outcome: CallOutcome,
                         duration: float) -> StepFinished:
@@ -204,7 +277,7 @@ class Engine:
             return StepFinished(run_id=self.run_id, step_id=step.id, plugin=plugin,
                                 used_plugin=outcome.used_plugin, status="success",
                                 attempts=outcome.attempts, duration_s=duration, outputs=shown,
-                                validation=outcome.validation)
+                                validation=outcome.validation, cached=outcome.cached)
         if outcome.cancelled:
             reason = self._cancel_reason or f"run aborted: step '{self._aborted_by}' failed"
             return StepFinished(run_id=self.run_id, step_id=step.id, plugin=plugin,

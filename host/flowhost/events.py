@@ -62,6 +62,7 @@ class StepStarted(Event):
     purpose: str
     index: int  # 1-based position in display order
     total: int
+    rerun: bool = False  # it was in flight when an earlier process of this run died
 
 
 @dataclass(slots=True, kw_only=True)
@@ -91,6 +92,57 @@ class AttemptFailed(Event):
     message: str
     hint: str | None
     duration_s: float
+
+
+@dataclass(slots=True, kw_only=True)
+class RetryScheduled(Event):
+    """Level 1 of the ladder: the next attempt of ``plugin`` starts after ``delay_s``."""
+
+    step_id: str
+    plugin: str
+    next_attempt: int
+    delay_s: float
+
+
+@dataclass(slots=True, kw_only=True)
+class FallbackChosen(Event):
+    """Level 2: ``fallback`` replaces ``plugin`` (the one that failed) for this step."""
+
+    step_id: str
+    plugin: str
+    fallback: str
+    reason: str
+
+
+@dataclass(slots=True, kw_only=True)
+class InterventionRequested(Event):
+    """Level 3: a human must choose retry, skip or abort for this step."""
+
+    step_id: str
+    plugin: str
+    error: str
+    error_type: str
+    hint: str | None
+    attempts: int
+
+
+@dataclass(slots=True, kw_only=True)
+class InterventionResolved(Event):
+    """The human's (or the policy's) answer to an ``InterventionRequested``."""
+
+    step_id: str
+    action: Literal["retry", "skip", "abort"]
+    outputs: dict[str, Any] | None = None
+    by: str = "user"  # "user", "policy" (--on-manual), or who answered over the API
+
+
+@dataclass(slots=True, kw_only=True)
+class BreakerChanged(Event):
+    """The circuit breaker of a plugin opened, half-opened (one probe) or closed."""
+
+    plugin: str
+    state: Literal["open", "half-open", "closed"]
+    failures: int
 
 
 @dataclass(slots=True, kw_only=True)

@@ -37,6 +37,7 @@ class CallOutcome:
     hint: str | None = None
     validation: tuple[CheckResult, ...] = ()
     cancelled: bool = False
+    cached: bool = False
 
 
 class AttemptError(Exception):

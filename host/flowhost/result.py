@@ -45,6 +45,7 @@ class StepResult(BaseModel):
     error_type: str | None = None
     hint: str | None = None
     reason: str | None = None
+    rerun_after_interruption: bool = False
     failed_attempts: list[AttemptRecord] = Field(default_factory=list)
 
 
@@ -89,6 +90,8 @@ def fold(events: Iterable[Event], *, pattern: str | None = None) -> RunResult:
                                                      used_plugin=plugin, status="pending"))
         elif isinstance(event, StepStarted):
             steps[event.step_id].status = "running"
+            if event.rerun:
+                steps[event.step_id].rerun_after_interruption = True
         elif isinstance(event, AttemptFailed):
             steps[event.step_id].failed_attempts.append(AttemptRecord(
                 attempt=event.attempt, plugin=event.plugin, error_type=event.error_type,
