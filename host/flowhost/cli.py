@@ -47,6 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="run at most N steps at once (default 8)")
     run.add_argument("--no-progress", action="store_true",
                      help="plain log lines instead of the live view")
+    run.add_argument("--on-manual", choices=("abort", "skip", "wait"), default=None,
+                     help="when a step needs a human and none is at a terminal: abort (the "
+                     "step fails; default), skip it, or wait (exit 3; answer with "
+                     "`flowhost runs resolve`). On a terminal flowhost asks instead")
 
     validate = commands.add_parser("validate", help="check a workflow without running it")
     validate.add_argument("file", metavar="FILE")

@@ -12,9 +12,10 @@ import os
 import time
 import uuid
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
+from flowhost.breaker import Breakers
 from flowhost.events import (
     CheckResult,
     EventBus,
@@ -26,10 +27,17 @@ from flowhost.events import (
     StepFinished,
     StepStarted,
 )
+from flowhost.intervene import Intervener
 from flowhost.ladder import CallOutcome, Ladder, run_checks
 from flowhost.plan import Plan, PlannedStep
 from flowhost.redact import Redactor
 from flowhost.refs import ResolveError, Scope, resolve
+
+
+def _passes(finished: StepFinished) -> bool:
+    """Whether dependents may go on: it succeeded, or a skip gave outputs to stand in."""
+    return finished.status == "success" or (
+        finished.status == "skipped" and finished.outputs is not None)
 
 
 def new_run_id() -> str:
@@ -61,6 +69,9 @@ class Engine:
         cache: StepCache | None = None,
         restored: Mapping[str, StepFinished] | None = None,
         rerun: frozenset[str] = frozenset(),
+        intervener: Intervener | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if max_parallel < 1:
             raise ValueError("max_parallel must be at least 1")
@@ -77,6 +88,11 @@ class Engine:
         self.cache = cache
         self._restored = dict(restored or {})
         self._rerun = rerun
+        self._intervener = intervener
+        self._sleep = sleep
+        self.breakers = Breakers(plan.workflow.breaker, clock)
+        self.waiting: set[str] = set()  # steps left for a human to decide on later
+        self._aborted_by_user = False
         self._running: dict[str, asyncio.Task[None]] = {}
         self._unfinished = len(plan.steps)
         self._all_done: asyncio.Event | None = None
@@ -99,7 +115,9 @@ class Engine:
         self._restore()
         self._all_done = asyncio.Event()
         self._ladder = Ladder(run_id=self.run_id, bus=self.bus, env=self.env,
-                              redactor=self.redactor, outputs=self.outputs)
+                              redactor=self.redactor, outputs=self.outputs,
+                              breakers=self.breakers, intervener=self._intervener,
+                              sleep=self._sleep)
         self._launch()
         if self._unfinished:
             await self._all_done.wait()
@@ -117,13 +135,13 @@ class Engine:
                 continue
             self.status[step_id] = finished.status
             self._unfinished -= 1
-            if finished.status == "success":
+            if _passes(finished):
                 self.outputs[step_id] = finished.outputs or {}
             for dependent in steps[step_id].dependents:
                 self._waiting[dependent] -= 1
         for step_id, finished in self._restored.items():
             # A crash can land between a failure and the skips it implies: redo those.
-            if step_id in steps and finished.status != "success":
+            if step_id in steps and not _passes(finished):
                 for dependent in steps[step_id].dependents:
                     self._skip(steps[dependent], f"step '{step_id}' {finished.status}"
                                if finished.status != "failed" else f"step '{step_id}' failed")
@@ -183,12 +201,14 @@ class Engine:
         ):
             self._all_done.set()
 
-    def _finished(self, step: PlannedStep, status: str) -> None:
+    def _finished(self, step: PlannedStep, finished: StepFinished) -> None:
+        status = finished.status
         self.status[step.id] = status
         self._unfinished -= 1
+        passes = _passes(finished)
         for dependent in step.dependents:
             self._waiting[dependent] -= 1
-            if status == "success":
+            if passes:
                 if self._waiting[dependent] == 0 and self._aborted_by is None:
                     self._ready.append(dependent)
             elif dependent not in self.status:
@@ -198,15 +218,18 @@ class Engine:
     def _skip(self, step: PlannedStep, reason: str) -> None:
         if step.id in self.status or self._cancel_reason is not None:
             return
-        self.bus.emit(StepFinished(run_id=self.run_id, step_id=step.id, plugin=step.step.plugin,
-                                   used_plugin=step.step.plugin, status="skipped", attempts=0,
-                                   duration_s=0.0, reason=reason))
-        self._finished(step, "skipped")
+        finished = StepFinished(run_id=self.run_id, step_id=step.id, plugin=step.step.plugin,
+                                used_plugin=step.step.plugin, status="skipped", attempts=0,
+                                duration_s=0.0, reason=reason)
+        self.bus.emit(finished)
+        self._finished(step, finished)
 
-    def _abort(self, failed: PlannedStep) -> None:
+    def _abort(self, failed: PlannedStep, *, by_user: bool = False) -> None:
         self._aborted_by = failed.id
+        self._aborted_by_user = by_user
         self._ready.clear()
-        reason = f"run aborted: step '{failed.id}' failed"
+        reason = (f"run aborted by the user at step '{failed.id}'" if by_user
+                  else f"run aborted: step '{failed.id}' failed")
         for step in self.plan.steps.values():
             if step.id not in self.status and step.id not in self._running:
                 self._skip(step, reason)
@@ -231,11 +254,16 @@ class Engine:
                 outcome = await self._call(step, inputs)
             except asyncio.CancelledError:
                 outcome = CallOutcome(False, plugin, 0, cancelled=True)
-        finished = self._finished_event(step, outcome, time.monotonic() - started)
         del self._running[step.id]
+        if outcome.waiting:
+            self.waiting.add(step.id)  # unfinished: `runs resolve` + `resume` take it on
+            return
+        finished = self._finished_event(step, outcome, time.monotonic() - started)
         bus.emit(finished)
-        self._finished(step, finished.status)
-        if finished.status == "failed" and step.step.on_failure == "abort":
+        self._finished(step, finished)
+        if outcome.aborted:
+            self._abort(step, by_user=True)
+        elif finished.status == "failed" and step.step.on_failure == "abort":
             self._abort(step)
 
     async def _call(self, step: PlannedStep, inputs: dict[str, Any]) -> CallOutcome:
@@ -283,6 +311,19 @@ class Engine:
             return StepFinished(run_id=self.run_id, step_id=step.id, plugin=plugin,
                                 used_plugin=plugin, status="cancelled", attempts=0,
                                 duration_s=duration, reason=reason)
+        if outcome.skipped:
+            given = outputs = outcome.outputs
+            if given is not None:
+                self.outputs[step.id] = given
+                outputs = self.redactor.data(given) if self.redactor else given
+            how = "with outputs given by" if given is not None else "by"
+            return StepFinished(run_id=self.run_id, step_id=step.id, plugin=plugin,
+                                used_plugin=outcome.used_plugin, status="skipped",
+                                attempts=outcome.attempts, duration_s=duration, outputs=outputs,
+                                error=outcome.error, error_type=outcome.error_type,
+                                hint=outcome.hint, validation=outcome.validation,
+                                reason=f"skipped {how} {outcome.decided_by} after: "
+                                       f"{outcome.error}")
         return StepFinished(run_id=self.run_id, step_id=step.id, plugin=plugin,
                             used_plugin=outcome.used_plugin, status="failed",
                             attempts=outcome.attempts, duration_s=duration, error=outcome.error,
@@ -294,7 +335,9 @@ class Engine:
         if self._cancel_reason is not None:
             return "cancelled"
         if self._aborted_by is not None:
-            return "failed"
+            return "aborted" if self._aborted_by_user else "failed"
+        if self.waiting:
+            return "waiting"
         checks = self.plan.final_checks
         if checks:
             self.bus.emit(FinalValidationStarted(run_id=self.run_id, total_checks=len(checks)))

@@ -1,13 +1,16 @@
-"""Everything that happens around one plugin call: the attempt, its timeout, its checks.
+"""The recovery ladder: everything that happens around the calls of one step.
 
-This is the one place that wraps every call the same way, local or remote. Today a step
-gets one attempt of its primary plugin; retries with backoff, fallbacks and manual
-intervention plug in here (``Ladder.run``), without the engine knowing.
+Every call, local or remote, goes through ``Ladder.run`` the same way: attempts with a
+fresh timeout each and the step's checks (level 1: retries with backoff), then each
+fallback plugin with its own retry budget (level 2), then a human's decision (level 3). What
+to do after each failure is decided by the pure ``recovery.decide``; this module applies it,
+with an injected ``sleep`` and random source so backoff is tested exactly.
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -16,12 +19,33 @@ from functools import partial
 from typing import Any
 
 from flowhost import checks as check_kinds
-from flowhost.events import AttemptFailed, AttemptStarted, CheckResult, EventBus, StepProgress
+from flowhost.breaker import Breakers, Change
+from flowhost.events import (
+    AttemptFailed,
+    AttemptStarted,
+    BreakerChanged,
+    CheckResult,
+    EventBus,
+    FallbackChosen,
+    InterventionRequested,
+    InterventionResolved,
+    RetryScheduled,
+    StepProgress,
+)
+from flowhost.hints import HintRegistry, choose_hint
+from flowhost.intervene import (
+    AttemptSummary,
+    Intervener,
+    InterventionRequest,
+    PolicyIntervener,
+    Resolution,
+)
 from flowhost.invokers import Invoker
-from flowhost.plan import PlannedCheck, PlannedStep
+from flowhost.plan import PlannedCheck, PlannedFallback, PlannedStep
+from flowhost.recovery import decide
 from flowhost.redact import Redactor
 from flowhost.refs import ResolveError, Scope, resolve
-from flowhost_sdk import InvocationContext, PluginError
+from flowhost_sdk import InvocationContext, PluginError, TransientError
 
 
 @dataclass(slots=True)
@@ -38,19 +62,27 @@ class CallOutcome:
     validation: tuple[CheckResult, ...] = ()
     cancelled: bool = False
     cached: bool = False
+    skipped: bool = False  # a decision skipped it (outputs, if any, stand in for it)
+    aborted: bool = False  # a person chose to abort the whole run
+    waiting: bool = False  # the decision is left to someone later (--on-manual wait)
+    decided_by: str | None = None
+    escalate: bool = False  # the ladder wants a human (level 3)
 
 
 class AttemptError(Exception):
     """One failed attempt, classified for the ladder."""
 
     def __init__(self, kind: str, error_type: str, message: str, hint: str | None,
-                 validation: tuple[CheckResult, ...] = ()) -> None:
+                 validation: tuple[CheckResult, ...] = (),
+                 retry_after: float | None = None) -> None:
         super().__init__(message)
         self.kind = kind
         self.error_type = error_type
         self.message = message
         self.hint = hint
         self.validation = validation
+        self.retry_after = retry_after
+        self.summary: AttemptSummary | None = None
 
 
 async def run_checks(checks: list[PlannedCheck], scope: Scope, outputs: dict[str, Any] | None,
@@ -69,27 +101,156 @@ async def run_checks(checks: list[PlannedCheck], scope: Scope, outputs: dict[str
 
 class Ladder:
     def __init__(self, *, run_id: str, bus: EventBus, env: dict[str, str], redactor: Redactor,
-                 outputs: dict[str, Any],
-                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+                 outputs: dict[str, Any], breakers: Breakers | None = None,
+                 intervener: Intervener | None = None, hints: HintRegistry | None = None,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+                 rand: Callable[[], float] = random.random) -> None:
         self.run_id = run_id
         self.bus = bus
         self.env = env
         self.redactor = redactor
         self.outputs = outputs  # shared with the engine: step id -> outputs
+        self.breakers = breakers or Breakers(None)
+        self.intervener: Intervener = intervener or PolicyIntervener("abort")
+        self.hints = hints or HintRegistry()
         self.sleep = sleep
+        self.rand = rand
         self._loop_thread = threading.get_ident()
         self._loop = asyncio.get_running_loop()
 
+    # -- the three levels --------------------------------------------------------------
     async def run(self, step: PlannedStep, inputs: dict[str, Any]) -> CallOutcome:
-        invoker = step.invoker
-        try:
-            outputs, validation = await self.attempt(step, invoker, inputs, 1)
-        except AttemptError as failure:
-            return CallOutcome(False, invoker.name, 1, error=failure.message,
-                               error_type=failure.error_type, hint=failure.hint,
-                               validation=failure.validation)
-        return CallOutcome(True, invoker.name, 1, outputs=outputs, validation=validation)
+        history: list[AttemptSummary] = []
+        while True:
+            outcome = await self._climb(step, inputs, history)
+            if outcome.ok or not outcome.escalate:
+                return outcome
+            resolution = await self._ask(step, outcome, history)
+            if resolution.action == "retry":
+                continue  # the whole ladder again, with fresh budgets
+            outcome.escalate = False
+            outcome.decided_by = resolution.by
+            if resolution.action == "wait":
+                outcome.waiting = True
+            elif resolution.action == "skip":
+                outcome.skipped, outcome.outputs = True, resolution.outputs
+            elif resolution.by != "policy":
+                outcome.aborted = True
+            return outcome
 
+    async def _climb(self, step: PlannedStep, inputs: dict[str, Any],
+                     history: list[AttemptSummary]) -> CallOutcome:
+        """Levels 1 and 2: the primary plugin, then each fallback, each with its retries."""
+        manual = step.step.manual is not None
+        candidates: list[tuple[Invoker, PlannedFallback | None]] = [(step.invoker, None)]
+        candidates += [(fallback.invoker, fallback) for fallback in step.fallbacks]
+        last: CallOutcome | None = None
+        previous = step.invoker.name
+        for index, (invoker, fallback) in enumerate(candidates):
+            fallbacks_left = len(candidates) - index - 1
+            if fallback is not None:
+                reason = last.error if last is not None and last.error else "primary failed"
+                self.bus.emit(FallbackChosen(run_id=self.run_id, step_id=step.id,
+                                             plugin=previous, fallback=invoker.name,
+                                             reason=reason))
+            previous = invoker.name
+            allowed, change = self.breakers.allow(invoker.name)
+            self._breaker_event(change)
+            if not allowed:
+                last = CallOutcome(False, invoker.name, len(history),
+                                   error=f"circuit breaker of {invoker.name} is open",
+                                   error_type="CircuitOpen")
+                continue
+            try:
+                call_inputs = inputs if fallback is None else self._fallback_inputs(
+                    fallback, inputs)
+            except ResolveError as exc:
+                last = CallOutcome(False, invoker.name, len(history),
+                                   error=self.redactor.text(str(exc)), error_type="ResolveError")
+                continue
+            attempt = 1
+            while True:
+                try:
+                    outputs, validation = await self.attempt(step, invoker, call_inputs, attempt)
+                except AttemptError as failure:
+                    assert failure.summary is not None
+                    history.append(failure.summary)
+                    self._breaker_event(self.breakers.record(invoker.name, ok=False))
+                    last = CallOutcome(False, invoker.name, len(history), error=failure.message,
+                                       error_type=failure.error_type, hint=failure.hint,
+                                       validation=failure.validation)
+                    decision = decide(kind=failure.kind, attempt=attempt,  # type: ignore[arg-type]
+                                      policy=step.retry, fallbacks_left=fallbacks_left,
+                                      manual=manual, retry_after=failure.retry_after,
+                                      rand=self.rand)
+                    if decision.action == "retry" and self.breakers.state(invoker.name) != "open":
+                        self.bus.emit(RetryScheduled(run_id=self.run_id, step_id=step.id,
+                                                     plugin=invoker.name,
+                                                     next_attempt=attempt + 1,
+                                                     delay_s=decision.delay_s))
+                        if decision.delay_s > 0:
+                            await self.sleep(decision.delay_s)
+                        attempt += 1
+                        continue
+                    if decision.action == "give_up":
+                        return last
+                    if decision.action == "manual":  # asked for, or nothing is left to try
+                        last.escalate = True
+                        return last
+                    if fallbacks_left:  # level 2, or a retry that the open breaker forbids
+                        break
+                    last.escalate = manual
+                    return last
+                self._breaker_event(self.breakers.record(invoker.name, ok=True))
+                return CallOutcome(True, invoker.name, len(history) + 1, outputs=outputs,
+                                   validation=validation)
+        assert last is not None
+        last.escalate = manual
+        return last
+
+    def _fallback_inputs(self, fallback: PlannedFallback, inputs: dict[str, Any]) -> dict[str, Any]:
+        """Inputs for a fallback: its own (``$inputs.x`` = the primary's), or else the
+        primary's inputs restricted to the fields the fallback declares."""
+        if fallback.inputs is not None:
+            scope = Scope(self.outputs, self.env, inputs=inputs)
+            converted: dict[str, Any] = resolve(fallback.inputs, scope)
+            return converted
+        fields = fallback.invoker.input_schema.get("properties")
+        if not isinstance(fields, dict):
+            return dict(inputs)
+        return {key: value for key, value in inputs.items() if key in fields}
+
+    async def _ask(self, step: PlannedStep, outcome: CallOutcome,
+                   history: list[AttemptSummary]) -> Resolution:
+        """Level 3: request a decision, record it."""
+        error = outcome.error or "unknown error"
+        error_type = outcome.error_type or "Error"
+        manual_hint = step.step.manual.hint if step.step.manual is not None else None
+        hint = outcome.hint or choose_hint(None, manual_hint, self.hints, error_type, error)
+        self.bus.emit(InterventionRequested(run_id=self.run_id, step_id=step.id,
+                                            plugin=outcome.used_plugin, error=error,
+                                            error_type=error_type, hint=hint,
+                                            attempts=len(history)))
+        purpose = f": {step.step.purpose}" if step.step.purpose else ""
+        request = InterventionRequest(
+            step_id=step.id, label=f"{step.index}{purpose}", plugin=outcome.used_plugin,
+            error=error, error_type=error_type, hint=hint, attempts=tuple(history),
+            output_schema=step.invoker.output_schema)
+        resolution = await self.intervener.resolve(request)
+        if resolution.action != "wait":
+            outputs = self.redactor.data(resolution.outputs) if resolution.outputs else None
+            self.bus.emit(InterventionResolved(run_id=self.run_id, step_id=step.id,
+                                               action=resolution.action, outputs=outputs,
+                                               by=resolution.by))
+        return resolution
+
+    def _breaker_event(self, change: Change | None) -> None:
+        if change is not None:
+            plugin, state, failures = change
+            self.bus.emit(BreakerChanged(run_id=self.run_id, plugin=plugin, state=state,
+                                         failures=failures))
+
+    # -- one attempt -------------------------------------------------------------------
     async def attempt(self, step: PlannedStep, invoker: Invoker, inputs: dict[str, Any],
                       attempt: int) -> tuple[dict[str, Any], tuple[CheckResult, ...]]:
         """One call plus the step's checks; raises AttemptError after emitting AttemptFailed."""
@@ -117,8 +278,9 @@ class Ladder:
                 raise AttemptError("timeout", "TimeoutError",
                                    f"timed out after {timeout:g}s", None) from None
             except PluginError as exc:
+                retry_after = exc.retry_after if isinstance(exc, TransientError) else None
                 raise AttemptError(exc.kind, type(exc).__name__, str(exc) or type(exc).__name__,
-                                   exc.hint) from None
+                                   exc.hint, retry_after=retry_after) from None
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -139,12 +301,17 @@ class Ladder:
                                        f"validation failed: {text}", None, validation)
             return outputs, validation
         except AttemptError as failure:
+            duration = time.monotonic() - started
             failure.message = self.redactor.text(failure.message)
+            manual_hint = step.step.manual.hint if step.step.manual is not None else None
+            failure.hint = choose_hint(failure.hint, manual_hint, self.hints,
+                                       failure.error_type, failure.message)
+            failure.summary = AttemptSummary(
+                invoker.name, attempt, failure.error_type, failure.message, duration)
             self.bus.emit(AttemptFailed(
                 run_id=run_id, step_id=step_id, plugin=invoker.name, attempt=attempt,
                 error_type=failure.error_type, error_kind=failure.kind,  # type: ignore[arg-type]
-                message=failure.message, hint=failure.hint,
-                duration_s=time.monotonic() - started))
+                message=failure.message, hint=failure.hint, duration_s=duration))
             raise
 
     def _progress(self, step_id: str, fraction: float, message: str) -> None:

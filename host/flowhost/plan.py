@@ -19,7 +19,7 @@ class PlannedCheck:
 @dataclass(slots=True)
 class PlannedFallback:
     spec: Fallback
-    inputs: Compiled
+    inputs: Compiled | None  # None: the primary's inputs, as far as the fallback takes them
     invoker: Invoker
 
 

@@ -27,10 +27,15 @@ from rich.text import Text
 from flowhost.events import (
     AttemptFailed,
     AttemptStarted,
+    BreakerChanged,
     CheckResult,
     Event,
+    FallbackChosen,
     FinalValidationFinished,
     FinalValidationStarted,
+    InterventionRequested,
+    InterventionResolved,
+    RetryScheduled,
     RunFinished,
     RunStarted,
     StepFinished,
@@ -55,6 +60,33 @@ class ProgressListener(Protocol):
     def __call__(self, event: Event) -> None: ...
 
     def close(self) -> None: ...
+
+    def hold(self) -> None:
+        """Stop drawing (a prompt needs the terminal); events are still taken in."""
+
+    def release(self) -> None:
+        """Draw again, showing what happened while held."""
+
+
+def _ladder_line(e: Event, step: str) -> str | None:
+    """The text both views show for the recovery ladder's events."""
+    match e:
+        case RetryScheduled():
+            return f"{step}: retrying {e.plugin} in {human_duration(e.delay_s)} " \
+                   f"(attempt {e.next_attempt})"
+        case FallbackChosen():
+            return f"{step}: falling back to {e.fallback} instead of {e.plugin} ({e.reason})"
+        case InterventionRequested():
+            hint = f" — hint: {e.hint}" if e.hint else ""
+            return f"{step}: needs a human decision after {e.attempts} attempts: " \
+                   f"{e.error_type}: {e.error}{hint}"
+        case InterventionResolved():
+            given = " with outputs" if e.outputs else ""
+            return f"{step}: decision {e.action}{given} (by {e.by})"
+        case BreakerChanged():
+            return f"circuit breaker of {e.plugin} is now {e.state}" + (
+                f" after {e.failures} consecutive failures" if e.state == "open" else "")
+    return None
 
 
 def human_duration(seconds: float) -> str:
@@ -133,6 +165,7 @@ class PlainProgress:
         self._tally = _Tally()
         self._shown: dict[str, tuple[int, str, float]] = {}  # step -> (quarter, message, ts)
         self._clock = (-1, "")  # (second, "HH:MM:SS")
+        self._held: list[str] | None = None  # lines kept back while a prompt is open
 
     def __call__(self, event: Event) -> None:
         line = self._line(event)
@@ -141,14 +174,31 @@ class PlainProgress:
         if (second := int(event.ts)) != self._clock[0]:
             self._clock = (second, time.strftime("%H:%M:%S", time.localtime(second)))
         line = line.replace("\r\n", "\n").replace("\n", "\\n").replace("\r", "\\r")
+        self._write(f"[{self._clock[1]}] {line}\n")
+
+    def _write(self, text: str) -> None:
+        if self._held is not None:
+            self._held.append(text)
+            return
+        if self._stream is None:
+            return
         try:
-            self._stream.write(f"[{self._clock[1]}] {line}\n")
+            self._stream.write(text)
             self._stream.flush()
         except (OSError, ValueError):  # a closed pipe (`| head`) must not break the run
             self._stream = None
 
     def close(self) -> None:
-        """Nothing to stop: every line is already flushed."""
+        self.release()
+
+    def hold(self) -> None:
+        if self._held is None:
+            self._held = []
+
+    def release(self) -> None:
+        held, self._held = self._held, None
+        if held:
+            self._write("".join(held))
 
     def _step(self, step_id: str, plugin: str = "") -> str:
         label, plugin, _ = self._tally.get(step_id, plugin)
@@ -203,6 +253,11 @@ class PlainProgress:
                     error = e.error or e.error_type or "unknown error"
                     return f"{head} failed{tries} in {e.duration_s:.2f}s: {error}{hint}"
                 return f"{head} {e.status}" + (f": {e.reason}" if e.reason else "")
+            case RetryScheduled() | FallbackChosen() | InterventionRequested() | \
+                    InterventionResolved():
+                return _ladder_line(e, self._step(e.step_id))
+            case BreakerChanged():
+                return _ladder_line(e, "")
             case FinalValidationStarted():
                 return f"final validation started: {e.total_checks} checks"
             case FinalValidationFinished():
@@ -254,6 +309,7 @@ class RichProgress:
         self._live: Live | None = None
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
+        self._held = False
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, RunStarted):
@@ -262,13 +318,34 @@ class RichProgress:
             self.close()
             self._console.print(self._summary(event))
         else:
-            if self._live is None:
+            if self._live is None and not self._held:
                 self._open()
             with self._lock:
                 self._apply(event)
 
+    def hold(self) -> None:
+        """Stop the live area, keeping what runs: a prompt is about to use the terminal."""
+        if self._held:
+            return
+        self._held = True
+        if self._ticker is not None:
+            self._stop.set()
+            self._ticker.join()
+            self._ticker = None
+        if self._live is not None:
+            self._draw()
+            self._live.update(_EMPTY, refresh=True)
+            self._live.stop()
+            self._live = None
+
+    def release(self) -> None:
+        if self._held:
+            self._held = False
+            self._open()
+
     def close(self) -> None:
         """Print what is pending and end the live area, leaving nothing of it behind."""
+        self._held = False
         if self._ticker is not None:
             self._stop.set()
             self._ticker.join()
@@ -332,6 +409,13 @@ class RichProgress:
                 if e.status == "failed" and e.hint != self._hinted.get(e.step_id):
                     self._hint(e.hint)  # unless the last failed attempt just showed it
                 self._hinted.pop(e.step_id, None)
+            case RetryScheduled() | FallbackChosen() | InterventionRequested() | \
+                    InterventionResolved():
+                line = _ladder_line(e, f"⚠️ Step {t.get(e.step_id)[0]}")
+                if line:
+                    out.append(Text(line, "yellow"))
+            case BreakerChanged():
+                out.append(Text(f"⚡ {_ladder_line(e, '')}", "magenta"))
             case FinalValidationStarted():
                 self._validating = max(e.total_checks, 1)
             case FinalValidationFinished():

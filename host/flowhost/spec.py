@@ -52,7 +52,8 @@ NO_RETRY = RetryPolicy(max_attempts=1)
 
 class Fallback(_Strict):
     plugin: str = Field(min_length=1)
-    inputs: dict[str, Any] = Field(default_factory=dict)
+    # None: the primary's resolved inputs, restricted to the fields the fallback declares
+    inputs: dict[str, Any] | None = None
 
 
 class ManualPolicy(_Strict):

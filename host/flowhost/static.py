@@ -212,6 +212,20 @@ class _Checker:
                              primary_inputs)
         return compiled
 
+    def inherited_inputs(self, step: Step, fallback: Invoker, where: PathKey) -> None:
+        """A fallback without ``inputs`` gets the primary's: they must cover what it needs."""
+        root = fallback.input_schema
+        properties, required, _ = js.input_fields(root, root)
+        for name in sorted(required - set(step.inputs)):
+            self.add(f"fallback {fallback.name} requires input '{name}', which the step's "
+                     "inputs do not give", where, step.id, "fallback.inputs",
+                     f"give the fallback its own `inputs:` (e.g. {name}: $inputs.<field>)")
+        for name, value in step.inputs.items():
+            if name in properties:
+                self.check_value(self.compile(value, where, step.id, "inputs"),
+                                 js.deref(properties[name], root), root, where, step.id,
+                                 f"inputs.{name} (for fallback {fallback.name})")
+
     def checks(self, specs: list[CheckSpec], path: PathKey, step: str | None) -> list[
         PlannedCheck
     ]:
@@ -267,13 +281,19 @@ def check(spec: LoadedSpec, catalog: Catalog, env: Mapping[str, str]) -> Plan:
         for j, fallback in enumerate(step.fallback):
             alternative = checker.invokers.get(fallback.plugin)
             primary = invoker.input_schema if invoker is not None else {}
-            compiled = checker.inputs(fallback.inputs, alternative,
-                                      (*base, "fallback", j, "inputs"), step, primary)
+            where: PathKey = (*base, "fallback", j)
+            compiled: Compiled | None = None
+            if fallback.inputs is not None:
+                compiled = checker.inputs(fallback.inputs, alternative, (*where, "inputs"), step,
+                                          primary)
+            elif alternative is not None:
+                checker.inherited_inputs(step, alternative, where)
             if alternative is not None:
                 fallbacks.append(PlannedFallback(fallback, compiled, alternative))
         checks = checker.checks(step.validation, (*base, "validation"), step.id)
         deps: dict[str, None] = {}
-        compiled_values = [inputs, *(fb.inputs for fb in fallbacks), *(c.args for c in checks)]
+        compiled_values = [inputs, *(fb.inputs for fb in fallbacks if fb.inputs is not None),
+                           *(c.args for c in checks)]
         for value in compiled_values:
             for ref, _, _ in iter_refs(value):
                 if ref.root in checker.ids and ref.root != step.id:

@@ -10,11 +10,14 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import Literal
 
 from flowhost.commands.common import load_plan
 from flowhost.engine import Engine, new_run_id
 from flowhost.events import EventBus, RunStatus
+from flowhost.intervene import Intervener, PolicyIntervener, TerminalIntervener
 from flowhost.problems import UserInputError
+from flowhost.progress import ProgressListener, make_progress
 from flowhost.result import RunResult, fold
 
 EXIT_CODES: dict[str, int] = {"success": 0, "failed": 1, "aborted": 1, "waiting": 3,
@@ -27,14 +30,13 @@ def run_command(args: argparse.Namespace) -> int:
     if json_out is not None and not json_out.parent.is_dir():
         raise UserInputError(f"--json-out {args.json_out}: directory {json_out.parent} does "
                              "not exist")
-    from flowhost.progress import make_progress
-
     run_id = new_run_id()
     print(f"run_id: {run_id}", flush=True)
     bus = EventBus()
     progress = make_progress(enabled=not args.no_progress, stream=sys.stdout)
     bus.subscribe(progress)
-    engine = Engine(plan, bus, run_id=run_id, max_parallel=args.max_parallel)
+    engine = Engine(plan, bus, run_id=run_id, max_parallel=args.max_parallel,
+                    intervener=choose_intervener(args.on_manual, progress))
     try:
         status = asyncio.run(_run_interruptible(engine))
     finally:
@@ -70,6 +72,16 @@ async def _run_interruptible(engine: Engine) -> RunStatus:
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(sig)
+
+
+def choose_intervener(on_manual: str | None, progress: ProgressListener) -> Intervener:
+    """Ask on the terminal when there is one and no --on-manual was given."""
+    if on_manual is None and sys.stdin.isatty() and sys.stdout.isatty():
+        return TerminalIntervener(hold=progress.hold, release=progress.release)
+    policy: Literal["abort", "skip", "wait"] = "abort"
+    if on_manual in ("skip", "wait"):
+        policy = "skip" if on_manual == "skip" else "wait"
+    return PolicyIntervener(policy)
 
 
 def _write_json(path: Path, result: RunResult) -> None:

@@ -1,0 +1,164 @@
+"""Level 3 of the ladder: who decides what happens to a step the ladder could not save.
+
+``TerminalIntervener`` asks the person at the terminal (retry / skip / abort), one prompt at
+a time, without stopping the branches of the run that can go on. ``PolicyIntervener``
+answers for runs without a terminal (``--on-manual abort|skip|wait``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, TextIO
+
+Action = Literal["retry", "skip", "abort", "wait"]
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptSummary:
+    plugin: str
+    attempt: int
+    error_type: str
+    message: str
+    duration_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class InterventionRequest:
+    step_id: str
+    label: str  # "3/8: Setup caching"
+    plugin: str
+    error: str
+    error_type: str
+    hint: str | None
+    attempts: tuple[AttemptSummary, ...]
+    output_schema: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    action: Action
+    outputs: dict[str, Any] | None = None
+    by: str = "user"
+
+
+class Intervener(Protocol):
+    async def resolve(self, request: InterventionRequest) -> Resolution: ...
+
+
+class PolicyIntervener:
+    """No human at hand: the same answer every time. ``abort`` here means the step fails
+    and its ``on_failure`` applies; only a person's abort stops the whole run."""
+
+    def __init__(self, action: Literal["abort", "skip", "wait"]) -> None:
+        self.action = action
+
+    async def resolve(self, request: InterventionRequest) -> Resolution:
+        return Resolution(self.action, by="policy")
+
+
+def outputs_problem(outputs: Any, schema: dict[str, Any]) -> str | None:
+    """Why ``outputs`` cannot stand in for the plugin's outputs, or None."""
+    if not isinstance(outputs, dict):
+        return "outputs must be a JSON object"
+    if not schema:
+        return None
+    import jsonschema
+
+    error = jsonschema.exceptions.best_match(
+        jsonschema.Draft202012Validator(schema).iter_errors(outputs))
+    if error is None:
+        return None
+    where = ".".join(str(p) for p in error.absolute_path)
+    return f"{where + ': ' if where else ''}{error.message}"
+
+
+class TerminalIntervener:
+    """Asks on the terminal. While a prompt is open, other branches keep running; their
+    progress is held back (``hold``/``release``) so it does not overwrite the question."""
+
+    def __init__(self, *, hold: Callable[[], None] = lambda: None,
+                 release: Callable[[], None] = lambda: None,
+                 read: Callable[[str], str] | None = None, out: TextIO | None = None) -> None:
+        self._hold = hold
+        self._release = release
+        self._read = read or input
+        self._out = out or sys.stdout
+        self._lock = asyncio.Lock()
+
+    async def resolve(self, request: InterventionRequest) -> Resolution:
+        async with self._lock:  # one question at a time
+            self._hold()
+            try:
+                return await self._ask(request)
+            finally:
+                self._release()
+
+    async def _ask(self, request: InterventionRequest) -> Resolution:
+        self._say(_describe(request))
+        while True:
+            answer = (await self._input("Choose [r]etry, [s]kip or [a]bort: ")).strip().lower()
+            if answer in {"r", "retry"}:
+                return Resolution("retry")
+            if answer in {"a", "abort"}:
+                return Resolution("abort")
+            if answer in {"s", "skip"}:
+                outputs = await self._outputs(request)
+                if outputs != "back":
+                    return Resolution("skip", outputs=outputs)
+                continue
+            self._say("Please answer r, s or a.")
+
+    async def _outputs(
+        self, request: InterventionRequest
+    ) -> dict[str, Any] | Literal["back"] | None:
+        """Outputs to stand in for the step (None: none), or "back" to choose again."""
+        while True:
+            text = (await self._input(
+                "Outputs for the steps that depend on it, as JSON (Enter for none, "
+                "'back' to choose again): ")).strip()
+            if not text:
+                return None
+            if text == "back":
+                return "back"
+            try:
+                outputs = json.loads(text)
+            except json.JSONDecodeError as exc:
+                self._say(f"Not valid JSON: {exc}")
+                continue
+            problem = outputs_problem(outputs, request.output_schema)
+            if problem is None:
+                assert isinstance(outputs, dict)
+                return outputs
+            self._say(f"These outputs do not fit {request.plugin}'s output schema: {problem}")
+
+    async def _input(self, prompt: str) -> str:
+        from flowhost.threads import shared_executor
+
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(shared_executor(), self._read, prompt)
+        except EOFError:
+            return "abort"  # the terminal closed: nobody will answer
+
+    def _say(self, text: str) -> None:
+        self._out.write(text + "\n")
+        self._out.flush()
+
+
+def _describe(request: InterventionRequest) -> str:
+    lines = [
+        "",
+        f"⚠️  Manual intervention required for step {request.label} ({request.plugin})",
+        f"   Error: {request.error_type}: {request.error}",
+    ]
+    if request.attempts:
+        lines.append("   Attempts:")
+        lines += [f"     {a.attempt}. {a.plugin}: {a.error_type}: {a.message} "
+                  f"({a.duration_s:.2f}s)" for a in request.attempts]
+    lines.append(f"   Action: {request.hint}" if request.hint else
+                 "   Action: review the error and fix it by hand")
+    return "\n".join(lines)
