@@ -13,8 +13,12 @@ from pydantic import BaseModel, Field
 
 from flowhost.events import (
     AttemptFailed,
+    BreakerChanged,
     Event,
     FinalValidationFinished,
+    InterventionRequested,
+    InterventionResolved,
+    RetryScheduled,
     RunFinished,
     RunStarted,
     StepFinished,
@@ -30,6 +34,22 @@ class AttemptRecord(BaseModel):
     message: str
     hint: str | None = None
     duration_s: float
+    delay_s: float | None = None  # the pause before the next attempt, when one was retried
+
+
+class Intervention(BaseModel):
+    error: str
+    hint: str | None = None
+    action: str | None = None  # None while waiting for an answer
+    by: str | None = None
+    outputs: dict[str, Any] | None = None
+
+
+class BreakerRecord(BaseModel):
+    plugin: str
+    state: str
+    failures: int
+    at: float
 
 
 class StepResult(BaseModel):
@@ -47,6 +67,7 @@ class StepResult(BaseModel):
     reason: str | None = None
     rerun_after_interruption: bool = False
     failed_attempts: list[AttemptRecord] = Field(default_factory=list)
+    interventions: list[Intervention] = Field(default_factory=list)
 
 
 class Learnings(BaseModel):
@@ -68,6 +89,7 @@ class RunResult(BaseModel):
     final_validation: list[dict[str, Any]]
     test_results: dict[str, int] | None
     learnings: Learnings
+    circuit_breakers: list[BreakerRecord] = Field(default_factory=list)
     started_at: float | None = None
     finished_at: float | None = None
 
@@ -82,6 +104,7 @@ def fold(events: Iterable[Event], *, pattern: str | None = None) -> RunResult:
     duration = 0.0
     started_at = finished_at = None
     modifications: list[str] = []
+    breakers: list[BreakerRecord] = []
     for event in events:
         if isinstance(event, RunStarted):
             workflow_id, run_id, started_at = event.workflow_id, event.run_id, event.ts
@@ -97,6 +120,27 @@ def fold(events: Iterable[Event], *, pattern: str | None = None) -> RunResult:
                 attempt=event.attempt, plugin=event.plugin, error_type=event.error_type,
                 error_kind=event.error_kind, message=event.message, hint=event.hint,
                 duration_s=round(event.duration_s, 4)))
+        elif isinstance(event, RetryScheduled):
+            attempts = steps[event.step_id].failed_attempts
+            if attempts:
+                attempts[-1].delay_s = round(event.delay_s, 4)
+        elif isinstance(event, InterventionRequested):
+            steps[event.step_id].interventions.append(
+                Intervention(error=event.error, hint=event.hint))
+            steps[event.step_id].status = "waiting"
+        elif isinstance(event, InterventionResolved):
+            record = steps[event.step_id]
+            if not record.interventions or record.interventions[-1].action is not None:
+                record.interventions.append(Intervention(error="(decided later)"))
+            answer = record.interventions[-1]
+            answer.action, answer.by, answer.outputs = event.action, event.by, event.outputs
+            record.status = "running"
+            if event.action != "abort" or event.by != "policy":
+                modifications.append(f"Step {event.step_id}: {event.action} chosen by "
+                                     f"{event.by}")
+        elif isinstance(event, BreakerChanged):
+            breakers.append(BreakerRecord(plugin=event.plugin, state=event.state,
+                                          failures=event.failures, at=event.ts))
         elif isinstance(event, StepFinished):
             record = steps[event.step_id]
             record.status = event.status
@@ -132,6 +176,7 @@ def fold(events: Iterable[Event], *, pattern: str | None = None) -> RunResult:
         test_results=tests,
         learnings=Learnings(pattern_used=pattern or workflow_id, modifications=modifications,
                             success=status == "success"),
+        circuit_breakers=breakers,
         started_at=started_at,
         finished_at=finished_at,
     )
