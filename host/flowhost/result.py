@@ -94,89 +94,113 @@ class RunResult(BaseModel):
     finished_at: float | None = None
 
 
-def fold(events: Iterable[Event], *, pattern: str | None = None) -> RunResult:
-    steps: dict[str, StepResult] = {}
-    outputs: dict[str, Any] = {}
-    final: list[dict[str, Any]] = []
-    tests: dict[str, int] | None = None
-    workflow_id = run_id = ""
-    status = "running"
-    duration = 0.0
-    started_at = finished_at = None
-    modifications: list[str] = []
-    breakers: list[BreakerRecord] = []
-    for event in events:
+class _Fold:
+    """Accumulates the result, one event at a time."""
+
+    def __init__(self) -> None:
+        self.steps: dict[str, StepResult] = {}
+        self.outputs: dict[str, Any] = {}
+        self.final: list[dict[str, Any]] = []
+        self.tests: dict[str, int] | None = None
+        self.workflow_id = self.run_id = ""
+        self.status = "running"
+        self.duration = 0.0
+        self.started_at: float | None = None
+        self.finished_at: float | None = None
+        self.modifications: list[str] = []
+        self.breakers: list[BreakerRecord] = []
+
+    def add(self, event: Event) -> None:
         if isinstance(event, RunStarted):
-            workflow_id, run_id, started_at = event.workflow_id, event.run_id, event.ts
+            self.workflow_id, self.run_id, self.started_at = (
+                event.workflow_id, event.run_id, event.ts)
             for step_id, plugin, _purpose in event.steps:
-                steps.setdefault(step_id, StepResult(id=step_id, plugin=plugin,
-                                                     used_plugin=plugin, status="pending"))
+                self.steps.setdefault(step_id, StepResult(
+                    id=step_id, plugin=plugin, used_plugin=plugin, status="pending"))
         elif isinstance(event, StepStarted):
-            steps[event.step_id].status = "running"
+            self.steps[event.step_id].status = "running"
             if event.rerun:
-                steps[event.step_id].rerun_after_interruption = True
+                self.steps[event.step_id].rerun_after_interruption = True
         elif isinstance(event, AttemptFailed):
-            steps[event.step_id].failed_attempts.append(AttemptRecord(
+            self.steps[event.step_id].failed_attempts.append(AttemptRecord(
                 attempt=event.attempt, plugin=event.plugin, error_type=event.error_type,
                 error_kind=event.error_kind, message=event.message, hint=event.hint,
                 duration_s=round(event.duration_s, 4)))
         elif isinstance(event, RetryScheduled):
-            attempts = steps[event.step_id].failed_attempts
+            attempts = self.steps[event.step_id].failed_attempts
             if attempts:
                 attempts[-1].delay_s = round(event.delay_s, 4)
         elif isinstance(event, InterventionRequested):
-            steps[event.step_id].interventions.append(
-                Intervention(error=event.error, hint=event.hint))
-            steps[event.step_id].status = "waiting"
+            record = self.steps[event.step_id]
+            record.interventions.append(Intervention(error=event.error, hint=event.hint))
+            record.status = "waiting"
         elif isinstance(event, InterventionResolved):
-            record = steps[event.step_id]
-            if not record.interventions or record.interventions[-1].action is not None:
-                record.interventions.append(Intervention(error="(decided later)"))
-            answer = record.interventions[-1]
-            answer.action, answer.by, answer.outputs = event.action, event.by, event.outputs
-            record.status = "running"
-            if event.action != "abort" or event.by != "policy":
-                modifications.append(f"Step {event.step_id}: {event.action} chosen by "
-                                     f"{event.by}")
+            self._resolved(event)
         elif isinstance(event, BreakerChanged):
-            breakers.append(BreakerRecord(plugin=event.plugin, state=event.state,
-                                          failures=event.failures, at=event.ts))
+            self.breakers.append(BreakerRecord(plugin=event.plugin, state=event.state,
+                                               failures=event.failures, at=event.ts))
         elif isinstance(event, StepFinished):
-            record = steps[event.step_id]
-            record.status = event.status
-            record.used_plugin = event.used_plugin
-            record.attempts = event.attempts
-            record.cached = event.cached
-            record.duration_s = round(event.duration_s, 4)
-            record.validation = [r.to_json() for r in event.validation]
-            record.error, record.error_type = event.error, event.error_type
-            record.hint, record.reason = event.hint, event.reason
-            if event.status == "success" and event.outputs is not None:
-                outputs[event.step_id] = event.outputs
-            if event.status == "success" and event.used_plugin != event.plugin:
-                modifications.append(f"Used {event.used_plugin} instead of {event.plugin} "
-                                     f"(step {event.step_id})")
+            self._finished(event)
         elif isinstance(event, FinalValidationFinished):
-            final = [r.to_json() for r in event.results]
-            tests = event.test_results
+            self.final = [r.to_json() for r in event.results]
+            self.tests = event.test_results
         elif isinstance(event, RunFinished):
-            status, duration, finished_at = event.status, event.duration_s, event.ts
-    records = list(steps.values())
-    return RunResult(
-        workflow_id=workflow_id,
-        run_id=run_id,
-        status=status,
-        execution_time_s=round(duration, 3),
-        steps_completed=sum(1 for r in records if r.status == "success"),
-        steps_failed=sum(1 for r in records if r.status == "failed"),
-        steps_skipped=sum(1 for r in records if r.status == "skipped"),
-        steps=records,
-        outputs=outputs,
-        final_validation=final,
-        test_results=tests,
-        learnings=Learnings(pattern_used=pattern or workflow_id, modifications=modifications,
-                            success=status == "success"),
-        circuit_breakers=breakers,
-        started_at=started_at,
-        finished_at=finished_at,
-    )
+            self.status, self.duration, self.finished_at = (
+                event.status, event.duration_s, event.ts)
+
+    def _resolved(self, event: InterventionResolved) -> None:
+        record = self.steps[event.step_id]
+        if not record.interventions or record.interventions[-1].action is not None:
+            record.interventions.append(Intervention(error="(decided later)"))
+        answer = record.interventions[-1]
+        answer.action, answer.by, answer.outputs = event.action, event.by, event.outputs
+        record.status = "running"
+        if event.action != "abort" or event.by != "policy":
+            self.modifications.append(
+                f"Step {event.step_id}: {event.action} chosen by {event.by}")
+
+    def _finished(self, event: StepFinished) -> None:
+        record = self.steps[event.step_id]
+        record.status = event.status
+        record.used_plugin = event.used_plugin
+        record.attempts = event.attempts
+        record.cached = event.cached
+        record.duration_s = round(event.duration_s, 4)
+        record.validation = [r.to_json() for r in event.validation]
+        record.error, record.error_type = event.error, event.error_type
+        record.hint, record.reason = event.hint, event.reason
+        if event.outputs is not None and event.status in ("success", "skipped"):
+            self.outputs[event.step_id] = event.outputs
+        if event.status == "success" and event.used_plugin != event.plugin:
+            self.modifications.append(
+                f"Used {event.used_plugin} instead of {event.plugin} (step {event.step_id})")
+
+    def result(self, pattern: str | None) -> RunResult:
+        records = list(self.steps.values())
+        return RunResult(
+            workflow_id=self.workflow_id,
+            run_id=self.run_id,
+            status=self.status,
+            execution_time_s=round(self.duration, 3),
+            steps_completed=sum(1 for r in records if r.status == "success"),
+            steps_failed=sum(1 for r in records if r.status == "failed"),
+            steps_skipped=sum(1 for r in records if r.status == "skipped"),
+            steps=records,
+            outputs=self.outputs,
+            final_validation=self.final,
+            test_results=self.tests,
+            learnings=Learnings(pattern_used=pattern or self.workflow_id,
+                                modifications=self.modifications,
+                                success=self.status == "success"),
+            circuit_breakers=self.breakers,
+            started_at=self.started_at,
+            finished_at=self.finished_at,
+        )
+
+
+def fold(events: Iterable[Event], *, pattern: str | None = None) -> RunResult:
+    """The result of a run from its events (of one process, or of several: a resume)."""
+    folder = _Fold()
+    for event in events:
+        folder.add(event)
+    return folder.result(pattern)
