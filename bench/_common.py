@@ -28,6 +28,17 @@ def chain_spec(steps: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+def chain_with_ladder_spec(steps: int) -> str:
+    """The chain, with a retry policy and a fallback declared on every step (never used)."""
+    ladder = ("retry: {max_attempts: 3, initial_delay: 1, jitter: true}, "
+              "fallback: [{plugin: noop}]")
+    lines = ["workflow_id: bench-chain-ladder", "steps:",
+             f"  - {{id: s0, plugin: noop, inputs: {{value: 0}}, {ladder}}}"]
+    lines += [f"  - {{id: s{i}, plugin: noop, inputs: {{value: $s{i - 1}.value}}, {ladder}}}"
+              for i in range(1, steps)]
+    return "\n".join(lines) + "\n"
+
+
 def fanout_spec(steps: int) -> str:
     lines = ["workflow_id: bench-fanout", "steps:"]
     lines += [f"  - {{id: s{i}, plugin: noop, inputs: {{value: {i}}}}}" for i in range(steps)]

@@ -142,12 +142,13 @@ class Ladder:
                      history: list[AttemptSummary]) -> CallOutcome:
         """Levels 1 and 2: the primary plugin, then each fallback, each with its retries."""
         manual = step.step.manual is not None
-        candidates: list[tuple[Invoker, PlannedFallback | None]] = [(step.invoker, None)]
-        candidates += [(fallback.invoker, fallback) for fallback in step.fallbacks]
+        fallbacks = step.fallbacks
         last: CallOutcome | None = None
         previous = step.invoker.name
-        for index, (invoker, fallback) in enumerate(candidates):
-            fallbacks_left = len(candidates) - index - 1
+        for index in range(len(fallbacks) + 1):
+            fallback = fallbacks[index - 1] if index else None
+            invoker = fallback.invoker if fallback is not None else step.invoker
+            fallbacks_left = len(fallbacks) - index
             if fallback is not None:
                 reason = last.error if last is not None and last.error else "primary failed"
                 self.bus.emit(FallbackChosen(run_id=self.run_id, step_id=step.id,

@@ -34,6 +34,9 @@ class Problem:
         return f"{text} — {self.fix}" if self.fix else text
 
 
+SHOWN_PROBLEMS = 30  # a spec generated wrong can have thousands; the first ones tell the story
+
+
 class UserInputError(Exception):
     """Bad input from the user; the message is meant to be shown as is."""
 
@@ -46,7 +49,10 @@ class SpecError(UserInputError):
     def __str__(self) -> str:
         count = len(self.problems)
         head = f"{count} problem{'s' if count != 1 else ''} in the workflow spec:"
-        return head + "\n" + "\n".join(f"  {p}" for p in self.problems)
+        shown = [f"  {p}" for p in self.problems[:SHOWN_PROBLEMS]]
+        if count > SHOWN_PROBLEMS:
+            shown.append(f"  … and {count - SHOWN_PROBLEMS} more like these")
+        return head + "\n" + "\n".join(shown)
 
 
 def did_you_mean(word: str, candidates: Iterable[str]) -> str | None:

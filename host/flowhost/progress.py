@@ -78,7 +78,8 @@ def _ladder_line(e: Event, step: str) -> str | None:
             return f"{step}: falling back to {e.fallback} instead of {e.plugin} ({e.reason})"
         case InterventionRequested():
             hint = f" — hint: {e.hint}" if e.hint else ""
-            return f"{step}: needs a human decision after {e.attempts} attempts: " \
+            tries = f"{e.attempts} attempt{'s' if e.attempts != 1 else ''}"
+            return f"{step}: needs a human decision after {tries}: " \
                    f"{e.error_type}: {e.error}{hint}"
         case InterventionResolved():
             given = " with outputs" if e.outputs else ""
