@@ -1,0 +1,93 @@
+#!/usr/bin/env python3
+"""Set up a development environment and run things in it, with nothing but python3.
+
+    python3 scripts/dev.py demo     # venv + install, then run examples/rest-api.yaml
+    python3 scripts/dev.py test     # venv + install, then ruff, mypy and the whole test suite
+    python3 scripts/dev.py setup    # just the venv (.venv) with everything installed
+
+The venv is reused; packages are reinstalled only when a pyproject.toml changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV = Path(os.environ.get("FLOWHOST_VENV", ROOT / ".venv"))
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+PYTHON = BIN / "python"
+PACKAGES = [
+    "plugin_sdk",
+    ".[dev,demo]",
+    *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "sample_plugins").iterdir()
+            if (p / "pyproject.toml").is_file()),
+    "tests/fixture_plugins",
+]
+
+
+def run(*command: str | Path, env: dict[str, str] | None = None, cwd: Path = ROOT) -> None:
+    print("+", " ".join(str(c) for c in command), flush=True)
+    result = subprocess.run([str(c) for c in command], cwd=cwd, env=env, check=False)
+    if result.returncode != 0:
+        sys.exit(result.returncode)
+
+
+def setup() -> None:
+    if sys.version_info < (3, 11):
+        sys.exit(f"flowhost needs Python 3.11 or newer; this is {sys.version.split()[0]}")
+    if not PYTHON.exists():
+        print(f"creating a virtual environment in {VENV}", flush=True)
+        venv.EnvBuilder(with_pip=True).create(VENV)
+        run(PYTHON, "-m", "pip", "install", "--quiet", "--upgrade", "pip")
+    stamp = VENV / ".flowhost-installed"
+    digest = hashlib.sha256()
+    for package in PACKAGES:
+        path = ROOT / package.split("[")[0] / "pyproject.toml"
+        digest.update(path.read_bytes())
+    if stamp.exists() and stamp.read_text() == digest.hexdigest():
+        return
+    editable = [arg for package in PACKAGES for arg in ("-e", package)]
+    run(PYTHON, "-m", "pip", "install", "--quiet", *editable)
+    stamp.write_text(digest.hexdigest())
+
+
+def venv_env() -> dict[str, str]:
+    """The environment of an activated venv: its bin first on PATH."""
+    return {**os.environ, "VIRTUAL_ENV": str(VENV),
+            "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+
+def demo() -> None:
+    setup()
+    workdir = ROOT / "demo-output"
+    workdir.mkdir(exist_ok=True)
+    print(f"\nRunning the demo workflow in {workdir}\n", flush=True)
+    run(BIN / "flowhost", "run", ROOT / "examples" / "rest-api.yaml",
+        "--json-out", workdir / "result.json", env=venv_env(), cwd=workdir)
+    print(f"\nThe generated project is in {workdir / 'my-api'}; "
+          f"the result JSON in {workdir / 'result.json'}.")
+
+
+def test() -> None:
+    setup()
+    env = venv_env()
+    run(BIN / "ruff", "check", "host", "plugin_sdk", "sample_plugins", "tests", "bench", "scripts",
+        env=env)
+    run(BIN / "mypy", env=env)
+    run(PYTHON, "-m", "pytest", "-q", *sys.argv[2:], env=env)
+
+
+def main() -> None:
+    commands = {"setup": setup, "demo": demo, "test": test}
+    if len(sys.argv) < 2 or sys.argv[1] not in commands:
+        sys.exit(__doc__)
+    commands[sys.argv[1]]()
+
+
+if __name__ == "__main__":
+    main()
