@@ -38,7 +38,7 @@ def run(*command: str | Path, env: dict[str, str] | None = None, cwd: Path = ROO
 
 
 def setup() -> None:
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 - this script may run on an old python3
         sys.exit(f"flowhost needs Python 3.11 or newer; this is {sys.version.split()[0]}")
     if not PYTHON.exists():
         print(f"creating a virtual environment in {VENV}", flush=True)

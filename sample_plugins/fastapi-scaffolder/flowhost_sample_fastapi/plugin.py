@@ -8,10 +8,10 @@ import re
 from importlib.resources import files
 from pathlib import Path
 
-from flowhost_sdk import InvocationContext, PermanentError, Plugin
 from pydantic import BaseModel, Field
 
 from flowhost_sample_fastapi._project import install_templates, template_files
+from flowhost_sdk import InvocationContext, PermanentError, Plugin
 
 _TEMPLATES = files("flowhost_sample_fastapi") / "generated_project"
 _APP_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")

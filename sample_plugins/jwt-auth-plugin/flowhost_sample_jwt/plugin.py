@@ -9,7 +9,6 @@ import keyword
 import re
 from importlib.resources import files
 
-from flowhost_sdk import InvocationContext, PermanentError, Plugin
 from pydantic import BaseModel, Field
 
 from flowhost_sample_jwt._project import (
@@ -17,6 +16,7 @@ from flowhost_sample_jwt._project import (
     require_scaffolded_project,
     template_files,
 )
+from flowhost_sdk import InvocationContext, PermanentError, Plugin
 
 _TEMPLATES = files("flowhost_sample_jwt") / "generated_project"
 ENDPOINTS = ["POST /register", "POST /login", "GET /me"]

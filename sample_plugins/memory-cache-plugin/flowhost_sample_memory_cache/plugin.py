@@ -8,7 +8,6 @@ this is its fallback, needing no server.
 
 from importlib.resources import files
 
-from flowhost_sdk import InvocationContext, Plugin
 from pydantic import BaseModel, Field
 
 from flowhost_sample_memory_cache._project import (
@@ -16,6 +15,7 @@ from flowhost_sample_memory_cache._project import (
     require_scaffolded_project,
     template_files,
 )
+from flowhost_sdk import InvocationContext, Plugin
 
 _TEMPLATES = files("flowhost_sample_memory_cache") / "generated_project"
 BACKEND = "memory"

@@ -11,7 +11,6 @@ import json
 from importlib.resources import files
 from urllib.parse import urlsplit, urlunsplit
 
-from flowhost_sdk import InvocationContext, Plugin
 from pydantic import BaseModel, Field
 
 from flowhost_sample_redis_cache._project import (
@@ -20,6 +19,7 @@ from flowhost_sample_redis_cache._project import (
     template_files,
 )
 from flowhost_sample_redis_cache.ping import check_redis
+from flowhost_sdk import InvocationContext, Plugin
 
 _TEMPLATES = files("flowhost_sample_redis_cache") / "generated_project"
 BACKEND = "redis"
