@@ -296,3 +296,47 @@ async def test_terminal_prompt_asks_validates_outputs_and_answers() -> None:
     assert "Not valid JSON" in text
     assert "'x' is not of type 'integer'" in text
     assert held == ["hold", "release"]
+
+
+async def test_hint_rules_from_entry_points_apply() -> None:
+    _, result, _ = await run("""
+workflow_id: w
+steps:
+  - {id: f, plugin: fail, inputs: {message: "API quota exceeded for today"}}
+""")
+    record = step(result, "f")
+    assert record.failed_attempts[0].hint == "Raise the quota: fixturectl quota --increase"
+
+
+async def test_bad_ladder_settings_are_spec_errors(tmp_path: Path) -> None:
+    from flowhost.problems import SpecError
+    from flowhost.static import check_file
+
+    text = """
+workflow_id: w
+defaults: {retry: {max_attempts: 0}}
+steps:
+  - id: a
+    plugin: echo
+    inputs: {text: x}
+    retry: {initial_delay: -1, multiplier: 0.5}
+  - id: b
+    plugin: echo
+    inputs: {text: $a.text}
+    fallback:
+      - {plugin: no-such-plugin}
+      - {plugin: numbers, inputs: {count: not-a-number}}
+"""
+    path = tmp_path / "wf.yaml"
+    path.write_text(text)
+    try:
+        check_file(str(path), [], Catalog(), {})
+    except SpecError as exc:
+        message = str(exc)
+    else:
+        raise AssertionError("expected a SpecError")
+    assert "field 'defaults.retry.max_attempts'" in message
+    assert "field 'retry.initial_delay'" in message
+    assert "field 'retry.multiplier'" in message
+    assert "plugin 'no-such-plugin': no plugin of that name" in message
+    assert "value 'not-a-number' is rejected" in message

@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,8 +43,11 @@ class UserInputError(Exception):
 
 
 class SpecError(UserInputError):
-    def __init__(self, problems: Iterable[Problem]) -> None:
+    def __init__(self, problems: Iterable[Problem], *, partial: Any = None,
+                 known_ids: frozenset[str] = frozenset()) -> None:
         self.problems = sorted(problems, key=lambda p: (p.file or "", p.line or 0, p.message))
+        self.partial = partial  # the valid part of the spec, when there is one
+        self.known_ids = known_ids  # every step id, the malformed steps' too
         super().__init__("\n".join(str(p) for p in self.problems))
 
     def __str__(self) -> str:

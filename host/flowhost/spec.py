@@ -230,16 +230,35 @@ def build_spec(doc: Document, overrides: list[str] | None = None) -> LoadedSpec:
         except ValidationError as exc:
             problems += _located(exc, doc, (), None)
     else:
-        # Report top-level problems too, but not again the per-step ones.
-        try:
-            Workflow.model_validate({**top, "steps": steps or [_PLACEHOLDER]})
-        except ValidationError as exc:
-            problems += [p for p in _located(exc, doc, (), None) if p.field != "steps"]
-    if isinstance(steps_raw, list):
-        problems += _duplicate_ids([_raw_step_id(raw, i) for i, raw in enumerate(steps_raw)], doc)
+        workflow = _partial(top, steps, doc, problems)
+    raw_ids = [_raw_step_id(raw, i) for i, raw in enumerate(steps_raw)] if isinstance(
+        steps_raw, list) else []
+    problems += _duplicate_ids(raw_ids, doc)
     if problems or workflow is None:
-        raise SpecError(problems)
+        # The valid part still goes through the other checks, so that one malformed
+        # step does not hide the reference and type problems of the rest.
+        partial = LoadedSpec(workflow=workflow, document=doc) if workflow and steps else None
+        raise SpecError(problems, partial=partial, known_ids=frozenset(raw_ids))
     return LoadedSpec(workflow=workflow, document=doc)
+
+
+def _partial(top: dict[str, Any], steps: list[Step], doc: Document,
+             problems: list[Problem]) -> Workflow | None:
+    """Report the top-level problems too (not again the per-step ones), and build what is
+    valid of the workflow, the faulty top-level fields left at their defaults."""
+    candidate = {**top, "steps": steps or [_PLACEHOLDER]}
+    try:
+        Workflow.model_validate(candidate)
+    except ValidationError as exc:
+        problems += [p for p in _located(exc, doc, (), None) if p.field != "steps"]
+        for error in exc.errors():
+            candidate.pop(str(error["loc"][0]), None)
+    candidate.setdefault("workflow_id", "(invalid)")
+    candidate["steps"] = steps or [_PLACEHOLDER]
+    try:
+        return Workflow.model_validate(candidate) if steps else None
+    except ValidationError:
+        return None
 
 
 _PLACEHOLDER = Step(plugin="placeholder")

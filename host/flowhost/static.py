@@ -34,14 +34,15 @@ PathKey = tuple[str | int, ...]
 
 
 class _Checker:
-    def __init__(self, spec: LoadedSpec, catalog: Catalog, env: Mapping[str, str]) -> None:
+    def __init__(self, spec: LoadedSpec, catalog: Catalog, env: Mapping[str, str],
+                 known_ids: frozenset[str] = frozenset()) -> None:
         self.spec = spec
         self.workflow = spec.workflow
         self.catalog = catalog
         self.env = env
         self.problems: list[Problem] = []
         self.by_id = {step.id: step for step in self.workflow.steps}
-        self.ids = self.by_id.keys()
+        self.ids = self.by_id.keys() | known_ids
         self.positions = {step.id: i for i, step in enumerate(self.workflow.steps)}
         self.invokers: dict[str, Invoker | None] = {}
         self.secret_names: set[str] = set()
@@ -100,7 +101,9 @@ class _Checker:
             self.add(f"{ref.text}: a step cannot use its own outputs as inputs", path, step,
                      field)
             return None
-        producer = self.by_id[root]
+        producer = self.by_id.get(root)
+        if producer is None:  # a step too malformed to load: reported already
+            return None
         invoker = self.invokers.get(producer.plugin)
         if invoker is None:
             return None
@@ -177,7 +180,7 @@ class _Checker:
                      path, step, field)
 
     def _producer_root(self, ref: Ref) -> js.Schema:
-        if ref.root in self.ids:
+        if ref.root in self.by_id:
             invoker = self.invokers.get(self.by_id[ref.root].plugin)
             if invoker is not None:
                 return invoker.output_schema
@@ -258,9 +261,10 @@ def _types(types: frozenset[str] | None) -> str:
     return names[0] if len(names) == 1 else " or ".join(names)
 
 
-def check(spec: LoadedSpec, catalog: Catalog, env: Mapping[str, str]) -> Plan:
+def check(spec: LoadedSpec, catalog: Catalog, env: Mapping[str, str],
+          known_ids: frozenset[str] = frozenset()) -> Plan:
     """Check ``spec`` completely and return its plan; raise SpecError with every problem."""
-    checker = _Checker(spec, catalog, env)
+    checker = _Checker(spec, catalog, env, known_ids)
     workflow = spec.workflow
     # Load every plugin first, so references can be checked against any producer.
     for index, step in enumerate(workflow.steps):
@@ -378,3 +382,21 @@ def _cycles(planned: dict[str, PlannedStep], stuck: set[str]) -> list[list[str]]
             cycles.append(path[position[node]:])
         seen.update(path)
     return cycles
+
+
+def check_file(path: str, overrides: list[str], catalog: Catalog,
+               env: Mapping[str, str]) -> tuple[LoadedSpec, Plan]:
+    """Load and check a spec file; every problem of both stages in one SpecError."""
+    from flowhost.spec import load_spec
+
+    try:
+        spec = load_spec(path, overrides)
+    except SpecError as exc:
+        if exc.partial is None:
+            raise
+        try:
+            check(exc.partial, catalog, env, exc.known_ids)
+        except SpecError as more:
+            raise SpecError([*exc.problems, *more.problems]) from None
+        raise
+    return spec, check(spec, catalog, env)

@@ -7,12 +7,10 @@ import os
 
 from flowhost.catalog import Catalog
 from flowhost.plan import Plan
-from flowhost.spec import LoadedSpec, load_spec
-from flowhost.static import check
+from flowhost.spec import LoadedSpec
+from flowhost.static import check_file
 
 
 def load_plan(args: argparse.Namespace, catalog: Catalog | None = None) -> tuple[LoadedSpec, Plan]:
     """Load and check the spec named on the command line; raises SpecError (exit 2)."""
-    spec = load_spec(args.file, args.overrides)
-    plan = check(spec, catalog or Catalog(), os.environ)
-    return spec, plan
+    return check_file(args.file, args.overrides, catalog or Catalog(), os.environ)
