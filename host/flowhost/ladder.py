@@ -120,9 +120,20 @@ class Ladder:
 
     # -- the three levels --------------------------------------------------------------
     async def run(self, step: PlannedStep, inputs: dict[str, Any]) -> CallOutcome:
+        first: AttemptError | None = None
+        if self.breakers.policy is None:
+            # The common case, first attempt of the primary, without the ladder's bookkeeping.
+            try:
+                outputs, validation = await self.attempt(step, step.invoker, inputs, 1)
+            except AttemptError as failure:
+                first = failure
+            else:
+                return CallOutcome(True, step.invoker.name, 1, outputs=outputs,
+                                   validation=validation)
         history: list[AttemptSummary] = []
         while True:
-            outcome = await self._climb(step, inputs, history)
+            outcome = await self._climb(step, inputs, history, first)
+            first = None
             if outcome.ok or not outcome.escalate:
                 return outcome
             resolution = await self._ask(step, outcome, history)
@@ -139,8 +150,9 @@ class Ladder:
             return outcome
 
     async def _climb(self, step: PlannedStep, inputs: dict[str, Any],
-                     history: list[AttemptSummary]) -> CallOutcome:
-        """Levels 1 and 2: the primary plugin, then each fallback, each with its retries."""
+                     history: list[AttemptSummary], first: AttemptError | None) -> CallOutcome:
+        """Levels 1 and 2: the primary plugin, then each fallback, each with its retries.
+        ``first`` is the primary's first attempt when ``run`` already made it."""
         manual = step.step.manual is not None
         fallbacks = step.fallbacks
         last: CallOutcome | None = None
@@ -172,6 +184,9 @@ class Ladder:
             attempt = 1
             while True:
                 try:
+                    if first is not None:
+                        failure, first = first, None
+                        raise failure
                     outputs, validation = await self.attempt(step, invoker, call_inputs, attempt)
                 except AttemptError as failure:
                     assert failure.summary is not None
