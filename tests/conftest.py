@@ -15,6 +15,7 @@ import pytest
 
 _CACHE = tempfile.mkdtemp(prefix="flowhost-test-cache-")
 os.environ["XDG_CACHE_HOME"] = _CACHE
+os.environ.pop("FLOWHOST_CONFIG", None)  # a developer's own flowhost.toml stays out of tests
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -29,6 +29,7 @@ from flowhost.checks import (
     parse_pytest_summary,
     run_check,
 )
+from flowhost.checks import registry as check_registry
 
 # ------------------------------------------------------------------------------- helpers
 
@@ -631,7 +632,7 @@ def fake_validators(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator
         "command = fake_flowhost_validators:SaysWord\n"  # a built-in name always wins
     )
     monkeypatch.syspath_prepend(str(site))
-    monkeypatch.setattr(checks, "_LOADED", {})
+    monkeypatch.setattr(check_registry, "_LOADED", {})
     yield
     sys.modules.pop("fake_flowhost_validators", None)
 
@@ -645,7 +646,7 @@ async def test_entry_point_validator_is_listed_without_import_and_runs() -> None
     result = await run_check("says_word", {"word": "yes"})
     assert result.passed and result.message == "said yes" and result.kind == "says_word"
     assert (await run_check("says_word", {"word": "no"})).passed is False
-    assert get_check("command") is checks._BUILTINS["command"]
+    assert get_check("command") is check_registry._BUILTINS["command"]
 
 
 @pytest.mark.usefixtures("fake_validators")

@@ -1,19 +1,27 @@
-"""Plugin discovery: entry points in group ``flowhost.plugins``, loaded by name, lazily.
+"""Plugin discovery: entry points in group ``flowhost.plugins``, loaded by name, lazily;
+remote plugins from ``grpc://`` / ``grpcs://`` URLs and the ``[remote]`` table of
+``flowhost.toml``.
 
 Listing reads entry-point metadata only (through stevedore's on-disk cache) and imports no
 plugin module; a workflow imports just the plugins it names, so a broken plugin never
-breaks discovery nor a workflow that does not use it.
+breaks discovery nor a workflow that does not use it. A remote plugin is asked for its
+descriptor (``ListPlugins``) when it is first used, within ``[grpc] connect_timeout``.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flowhost.invokers import Invoker
 from flowhost.problems import did_you_mean
+
+if TYPE_CHECKING:  # imported where used: listing plugins needs neither, nor pydantic
+    from flowhost.config import HostConfig
+    from flowhost.invokers import Invoker
+    from flowhost.invokers.grpc import Endpoint, RemoteDescriptor, RemoteUnavailable
 
 PLUGIN_GROUP = "flowhost.plugins"
 
@@ -23,7 +31,7 @@ class PluginEntry:
     """What is known about an installed plugin without importing it."""
 
     name: str
-    target: str  # "module:Class"
+    target: str  # "module:Class", or the URL of a remote plugin
     distribution: str | None = None
     distribution_version: str | None = None
     transport: str = "local"
@@ -71,16 +79,42 @@ def _distributions_by_entry() -> dict[str, tuple[str, str]]:
                 in_group = section.group("group").strip() == PLUGIN_GROUP
             elif in_group and "=" in line:
                 name, _, target = line.partition("=")
-                found[f"{name.strip()}={target.strip()}"] = (dist.metadata["Name"], dist.version)
+                meta = dist.metadata  # parsed on each access: once per distribution
+                found[f"{name.strip()}={target.strip()}"] = (meta["Name"], meta["Version"])
     return found
 
 
-class Catalog:
-    """Name → plugin. Local plugins come from entry points."""
+def _no_config_file() -> bool:
+    """True when ``load_config()`` would find no file (no ``$FLOWHOST_CONFIG``, no
+    ./flowhost.toml): the config is then empty, and listing need not import it."""
+    return not os.environ.get("FLOWHOST_CONFIG") and not os.path.exists("flowhost.toml")
 
-    def __init__(self) -> None:
+
+class Catalog:
+    """Name → plugin. Local plugins come from entry points; remote ones from URLs and from
+    ``[remote]`` in flowhost.toml, which wins over a local plugin of the same name."""
+
+    def __init__(self, config: HostConfig | None = None) -> None:
         self._entries: dict[str, PluginEntry] | None = None
         self._invokers: dict[str, Invoker] = {}
+        self._config = config
+        # What each server hosts, or why it could not be asked (asked once per catalog).
+        self._remote: dict[Endpoint, dict[str, RemoteDescriptor] | RemoteUnavailable] = {}
+
+    @property
+    def config(self) -> HostConfig:
+        """The host config (``$FLOWHOST_CONFIG`` or ./flowhost.toml), read on first use."""
+        if self._config is None:
+            from flowhost.config import load_config
+
+            self._config = load_config()
+        return self._config
+
+    def _remote_table(self) -> dict[str, str]:
+        """``[remote]`` of the host config."""
+        if self._config is None and _no_config_file():
+            return {}
+        return self.config.remote
 
     def entries(self, *, with_distributions: bool = False) -> dict[str, PluginEntry]:
         if self._entries is None or with_distributions:
@@ -96,6 +130,8 @@ class Catalog:
                     distribution=dist[0] if dist else None,
                     distribution_version=dist[1] if dist else None,
                 )
+            for name, url in self._remote_table().items():
+                entries[name] = PluginEntry(name=name, target=url, transport="grpc")
             self._entries = entries
         return self._entries
 
@@ -114,11 +150,14 @@ class Catalog:
         return invoker
 
     def _load(self, name: str) -> Invoker:
-        if name.startswith(("grpc://", "grpcs://")):
-            raise PluginLoadError(
-                name, "remote gRPC plugins are not available in this version of flowhost"
-            )
-        if name not in self.entries():
+        from flowhost.config import is_remote_url
+
+        if is_remote_url(name):
+            return self._load_remote(name, name)
+        entry = self.entries().get(name)
+        if entry is not None and entry.transport == "grpc":
+            return self._load_remote(name, entry.target)
+        if entry is None:
             raise PluginLoadError(
                 name,
                 f"no plugin of that name is installed (entry-point group '{PLUGIN_GROUP}')",
@@ -139,6 +178,46 @@ class Catalog:
             raise PluginLoadError(
                 name, f"its Inputs/Outputs schemas cannot be built: {type(exc).__name__}: {exc}"
             ) from None
+
+    def _load_remote(self, name: str, url: str) -> Invoker:
+        """A GrpcInvoker, after asking the server for its plugins (blocking, at most
+        ``[grpc] connect_timeout``; inside an event loop, call ``get`` from a thread)."""
+        from flowhost.config import is_remote_url, parse_remote_url
+        from flowhost.invokers import grpc as remote
+
+        try:
+            target, served_as = parse_remote_url(url)
+        except ValueError as exc:
+            raise PluginLoadError(name, str(exc)) from None
+        if served_as is None:
+            if is_remote_url(name):
+                raise PluginLoadError(name, "the URL does not say which plugin: end it with the "
+                                      "plugin's name, grpc://HOST:PORT/NAME")
+            served_as = name
+        config = self.config
+        if not target.tls and config.tls_for(target) is not None:
+            raise PluginLoadError(name, f"flowhost.toml has TLS settings for {target.address} "
+                                  "but the URL says grpc:// (plaintext): use grpcs://")
+        try:
+            endpoint = remote.Endpoint.create(target, config)
+        except remote.RemoteUnavailable as exc:
+            raise PluginLoadError(name, str(exc)) from None
+        served = self._remote.get(endpoint)
+        if served is None:
+            try:
+                served = remote.list_plugins(endpoint, config.grpc.connect_timeout)
+            except remote.RemoteUnavailable as exc:
+                served = exc
+            self._remote[endpoint] = served
+        if isinstance(served, remote.RemoteUnavailable):
+            raise PluginLoadError(name, str(served), served.fix)
+        descriptor = served.get(served_as)
+        if descriptor is None:
+            raise PluginLoadError(
+                name, f"the server at {target.url} does not serve '{served_as}'; it serves: "
+                f"{', '.join(sorted(served)) or 'nothing'}", did_you_mean(served_as, served))
+        return remote.GrpcInvoker(descriptor, endpoint, name=name,
+                                  default_timeout=config.grpc.default_timeout)
 
 
 def _import_plugin_class(name: str) -> Any:

@@ -20,6 +20,22 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
+class _VersionAction(argparse.Action):
+    """``--version``; the installed version is looked up only when asked for, because reading
+    the distributions' metadata costs every other command tens of milliseconds."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS,
+                 default: str = argparse.SUPPRESS,
+                 help: str = "show program's version number and exit") -> None:
+        super().__init__(option_strings=option_strings, dest=dest, default=default, nargs=0,
+                         help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: object, option_string: str | None = None) -> None:
+        print(f"flowhost {_version()}")
+        parser.exit()
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -35,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="flowhost",
         description="Run workflows of plugin steps with validation, recovery and live progress.",
     )
-    parser.add_argument("--version", action="version", version=f"flowhost {_version()}")
+    parser.add_argument("--version", action=_VersionAction)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     commands.required = True
 
@@ -51,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="when a step needs a human and none is at a terminal: abort (the "
                      "step fails; default), skip it, or wait (exit 3; answer with "
                      "`flowhost runs resolve`). On a terminal flowhost asks instead")
+    _add_state(run, cache=True)
 
     validate = commands.add_parser("validate", help="check a workflow without running it")
     validate.add_argument("file", metavar="FILE")
@@ -68,11 +85,70 @@ def build_parser() -> argparse.ArgumentParser:
     listing = plugin_commands.add_parser("list", help="installed plugins, from metadata only")
     listing.add_argument("--json", action="store_true")
     listing.add_argument("--check", action="store_true",
-                         help="import every plugin and report the broken ones")
+                         help="import every plugin (call every remote one) and report the "
+                         "broken ones")
     describe = plugin_commands.add_parser("describe", help="a plugin's input/output schemas")
     describe.add_argument("name", metavar="NAME")
     describe.add_argument("--json", action="store_true")
+    _add_durable_commands(commands)
     return parser
+
+
+def _add_state(parser: argparse.ArgumentParser, *, cache: bool = False) -> None:
+    parser.add_argument("--state-dir", metavar="D", default=None,
+                        help="state directory: checkpoints, run history, cache (default "
+                        "$FLOWHOST_STATE_DIR or ./.flowhost)")
+    if cache:
+        parser.add_argument("--no-cache", action="store_true",
+                            help="neither use nor fill the cache of idempotent steps")
+
+
+def _add_durable_commands(commands: argparse._SubParsersAction[_Parser]) -> None:
+    """``resume``, ``runs list|show|resolve`` and ``cache clear``: the local state dir."""
+    resume = commands.add_parser(
+        "resume", help="continue an interrupted or waiting run from its checkpoints")
+    resume.add_argument("run_id", metavar="RUN_ID", nargs="?",
+                        help="the run (default: the latest unfinished one)")
+    resume.add_argument("--json-out", metavar="F", help="write the result JSON to file F")
+    resume.add_argument("--max-parallel", metavar="N", type=_positive_int, default=8,
+                        help="run at most N steps at once (default 8)")
+    resume.add_argument("--no-progress", action="store_true",
+                        help="plain log lines instead of the live view")
+    resume.add_argument("--on-manual", choices=("abort", "skip", "wait"), default=None,
+                        help="as for `flowhost run`")
+    _add_state(resume, cache=True)
+
+    runs = commands.add_parser("runs", help="the runs of the state dir: list, show, resolve")
+    run_commands = runs.add_subparsers(dest="runs_command", metavar="SUBCOMMAND",
+                                       parser_class=_Parser)
+    run_commands.required = True
+    listing = run_commands.add_parser("list", help="the latest runs, newest first")
+    listing.add_argument("--json", action="store_true")
+    listing.add_argument("--limit", metavar="N", type=_positive_int, default=50,
+                         help="at most N runs (default 50)")
+    _add_state(listing)
+    show = run_commands.add_parser("show", help="one run's result")
+    show.add_argument("run_id", metavar="RUN_ID")
+    show.add_argument("--json", action="store_true", help="the result JSON")
+    _add_state(show)
+    resolve = run_commands.add_parser(
+        "resolve", help="answer a waiting run's manual intervention; then `flowhost resume`")
+    resolve.add_argument("run_id", metavar="RUN_ID")
+    resolve.add_argument("step", metavar="STEP")
+    resolve.add_argument("--action", choices=("retry", "skip", "abort"), required=True)
+    resolve.add_argument("--outputs", metavar="JSON", default=None,
+                         help="with --action skip: outputs (a JSON object) that stand in for "
+                         "the step's, so the steps that depend on it can go on")
+    _add_state(resolve)
+
+    cache = commands.add_parser("cache", help="the cache of idempotent steps")
+    cache_commands = cache.add_subparsers(dest="cache_command", metavar="SUBCOMMAND",
+                                          parser_class=_Parser)
+    cache_commands.required = True
+    clear = cache_commands.add_parser("clear", help="forget cached step results")
+    clear.add_argument("--plugin", metavar="NAME", default=None,
+                       help="only this plugin's results")
+    _add_state(clear)
 
 
 def _add_set(parser: argparse.ArgumentParser) -> None:
@@ -107,6 +183,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from flowhost.commands.inspect import plan_command
 
             return plan_command(args)
+        if args.command in ("resume", "runs", "cache"):
+            return _durable_command(args)
         from flowhost.commands.plugins import describe_command, list_command
 
         return list_command(args) if args.plugins_command == "list" else describe_command(args)
@@ -125,6 +203,20 @@ def main(argv: Sequence[str] | None = None) -> int:
               "Set FLOWHOST_DEBUG=1 to see the traceback, and please report it.",
               file=sys.stderr)
         return EXIT_FAILED
+
+
+def _durable_command(args: argparse.Namespace) -> int:
+    if args.command == "resume":
+        from flowhost.commands.resume import resume_command
+
+        return resume_command(args)
+    from flowhost.commands import runs
+
+    if args.command == "cache":
+        return runs.cache_clear_command(args)
+    handlers = {"list": runs.list_command, "show": runs.show_command,
+                "resolve": runs.resolve_command}
+    return handlers[args.runs_command](args)
 
 
 if __name__ == "__main__":

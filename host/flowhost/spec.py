@@ -99,7 +99,8 @@ class Step(_Strict):
     inputs: dict[str, Any] = Field(default_factory=dict)
     needs: list[str] = Field(default_factory=list)
     timeout: float | None = Field(None, gt=0)
-    cache: bool | None = None
+    cache: bool | None = None  # `cache: {ttl: N}` is read as `cache: true, cache_ttl: N`
+    cache_ttl: float | None = Field(None, gt=0)  # seconds a cached result stays usable
     retry: RetryPolicy | None = None
     fallback: list[Fallback] = Field(default_factory=list)
     manual: ManualPolicy | None = ManualPolicy()
@@ -118,6 +119,17 @@ class Step(_Strict):
             data["manual"] = None
         elif data.get("manual") is True:
             data["manual"] = {}
+        if isinstance(data.get("cache"), dict):
+            options = dict(data["cache"])
+            unknown = sorted(str(key) for key in options if key != "ttl")
+            if unknown or "cache_ttl" in data:
+                raise ValueError(
+                    "`cache` is true, false or {ttl: SECONDS}"
+                    + (f"; unknown field '{unknown[0]}'" if unknown else
+                       "; give the ttl once, not in both `cache` and `cache_ttl`"))
+            data["cache"] = True
+            if options.get("ttl") is not None:
+                data["cache_ttl"] = options["ttl"]
         return data
 
     @field_validator("validation", mode="before")

@@ -1,14 +1,22 @@
-"""``flowhost plugins list`` and ``flowhost plugins describe``."""
+"""``flowhost plugins list`` and ``flowhost plugins describe``.
+
+Local plugins come from entry-point metadata; remote ones from ``[remote]`` in
+flowhost.toml. ``--check`` imports each local plugin and calls each remote one
+(``ListPlugins`` and the standard health check).
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flowhost.catalog import Catalog, PluginLoadError
 from flowhost.problems import UserInputError
+
+if TYPE_CHECKING:  # listing imports no pydantic: the invokers are imported by --check only
+    from flowhost.invokers import Invoker
 
 
 def list_command(args: argparse.Namespace) -> int:
@@ -25,18 +33,29 @@ def list_command(args: argparse.Namespace) -> int:
             "target": entry.target,
             "transport": entry.transport,
         }
+        if entry.transport == "grpc":
+            row["health"] = None
         if args.check:
             try:
                 invoker = catalog.get(name)
                 row.update(ok=True, error=None, plugin_version=invoker.version)
+                if entry.transport == "grpc":
+                    row["version"] = invoker.version
+                    row["health"] = _health(invoker, catalog)
+                    if row["health"] not in ("SERVING", "UNKNOWN"):
+                        row.update(ok=False, error=f"health: {row['health']}")
             except PluginLoadError as exc:
                 row.update(ok=False, error=exc.reason)
+                if entry.transport == "grpc":
+                    row["health"] = "UNREACHABLE"
+            if not row["ok"]:
                 broken += 1
         rows.append(row)
     if args.json:
         print(json.dumps(rows, indent=2))
     elif not rows:
-        print("No plugins installed (entry-point group 'flowhost.plugins').")
+        print("No plugins installed (entry-point group 'flowhost.plugins') or configured "
+              "([remote] in flowhost.toml).")
     else:
         _print_table(rows, args.check)
     if args.check and broken:
@@ -45,17 +64,35 @@ def list_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _health(invoker: Invoker, catalog: Catalog) -> str:
+    from flowhost.invokers.grpc import GrpcInvoker, check_health
+
+    if not isinstance(invoker, GrpcInvoker):
+        return "UNKNOWN"
+    return check_health(invoker.endpoint, invoker.served_as,
+                        catalog.config.grpc.connect_timeout)
+
+
 def _print_table(rows: list[dict[str, Any]], checked: bool) -> None:
     headers = ["NAME", "VERSION", "DISTRIBUTION", "TARGET"] + (["CHECK"] if checked else [])
     table = [
-        [row["name"], row["version"] or "?", row["distribution"] or "?", row["target"]]
-        + ([("ok" if row["ok"] else f"BROKEN: {row['error']}")] if checked else [])
+        [row["name"], row["version"] or "?",
+         row["distribution"] or ("(remote)" if row["transport"] == "grpc" else "?"),
+         row["target"]]
+        + ([_check_cell(row)] if checked else [])
         for row in rows
     ]
     widths = [max(len(str(r[i])) for r in [headers, *table]) for i in range(len(headers))]
     for row in [headers, *table]:
         cells = [str(cell).ljust(widths[i]) for i, cell in enumerate(row)]
         print("  ".join(cells).rstrip())
+
+
+def _check_cell(row: dict[str, Any]) -> str:
+    text = "ok" if row["ok"] else f"BROKEN: {row['error']}"
+    if row.get("health") and row["ok"]:
+        text += f" ({row['health']})"
+    return text
 
 
 def describe_command(args: argparse.Namespace) -> int:
@@ -66,13 +103,14 @@ def describe_command(args: argparse.Namespace) -> int:
         suggestion = f" — {exc.suggestion}" if exc.suggestion else ""
         raise UserInputError(f"{exc}{suggestion}") from None
     entry = catalog.entries().get(args.name)
+    target = getattr(invoker, "url", None) or (entry.target if entry else None)
     data = {
         "name": invoker.name,
         "version": invoker.version,
         "description": invoker.description,
         "idempotent": invoker.idempotent,
         "transport": invoker.transport,
-        "target": entry.target if entry else None,
+        "target": target,
         "input_schema": invoker.input_schema,
         "output_schema": invoker.output_schema,
     }
@@ -82,7 +120,9 @@ def describe_command(args: argparse.Namespace) -> int:
     print(f"{invoker.name} {invoker.version} ({invoker.transport})"
           + (f" — {invoker.description}" if invoker.description else ""))
     print(f"idempotent: {'yes' if invoker.idempotent else 'no'}")
-    if entry:
+    if invoker.transport == "grpc":
+        print(f"served at: {target}")
+    elif entry:
         print(f"entry point: {entry.target}")
     print("inputs (JSON Schema):")
     print(_indent(json.dumps(invoker.input_schema, indent=2)))

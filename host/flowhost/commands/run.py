@@ -1,4 +1,5 @@
-"""``flowhost run``: check the spec, run it with live progress, write the result."""
+"""``flowhost run``: check the spec, run it with live progress and checkpoints, write the
+result. ``execute`` is shared with ``flowhost resume``."""
 
 from __future__ import annotations
 
@@ -9,13 +10,16 @@ import json
 import os
 import signal
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Literal
 
 from flowhost.commands.common import load_plan
+from flowhost.commands.durable import Durable
 from flowhost.engine import Engine, new_run_id
-from flowhost.events import EventBus, RunStatus
+from flowhost.events import Event, EventBus, RunStatus, StepFinished
 from flowhost.intervene import Intervener, PolicyIntervener, TerminalIntervener
+from flowhost.plan import Plan
 from flowhost.problems import UserInputError
 from flowhost.progress import ProgressListener, make_progress
 from flowhost.result import RunResult, fold
@@ -25,29 +29,51 @@ EXIT_CODES: dict[str, int] = {"success": 0, "failed": 1, "aborted": 1, "waiting"
 
 
 def run_command(args: argparse.Namespace) -> int:
-    _, plan = load_plan(args)
+    spec, plan = load_plan(args)
+    json_out = json_out_path(args)
+    run_id = new_run_id()
+    durable = Durable.begin(args, spec, plan, run_id)
+    print(f"run_id: {run_id}", flush=True)
+    return execute(args, plan, durable, json_out)
+
+
+def json_out_path(args: argparse.Namespace) -> Path | None:
     json_out = Path(args.json_out) if args.json_out else None
     if json_out is not None and not json_out.parent.is_dir():
         raise UserInputError(f"--json-out {args.json_out}: directory {json_out.parent} does "
                              "not exist")
-    run_id = new_run_id()
-    print(f"run_id: {run_id}", flush=True)
+    if json_out is not None and json_out.is_dir():
+        raise UserInputError(f"--json-out {args.json_out}: is a directory; name the file to "
+                             "write, e.g. --json-out result.json")
+    return json_out
+
+
+def execute(args: argparse.Namespace, plan: Plan, durable: Durable, json_out: Path | None, *,
+            restored: Mapping[str, StepFinished] | None = None,
+            rerun: frozenset[str] = frozenset(), prior: Sequence[Event] = ()) -> int:
+    """Run ``plan`` (or what is left of it) with progress and checkpoints; the exit code."""
     bus = EventBus()
-    progress = make_progress(enabled=not args.no_progress, stream=sys.stdout)
+    durable.subscribe(bus)
+    progress = make_progress(enabled=not args.no_progress, stream=sys.stdout,
+                             estimate_s=durable.estimate(plan, args.max_parallel,
+                                                         done=restored or {}))
     bus.subscribe(progress)
-    engine = Engine(plan, bus, run_id=run_id, max_parallel=args.max_parallel,
-                    intervener=choose_intervener(args.on_manual, progress))
+    engine = Engine(plan, bus, run_id=durable.run_id, max_parallel=args.max_parallel,
+                    intervener=choose_intervener(args.on_manual, progress),
+                    cache=durable.cache, restored=restored, rerun=rerun)
+    durable.watch(engine)
     try:
         status = asyncio.run(_run_interruptible(engine))
     finally:
         progress.close()
+        durable.close()
     assert bus.history is not None
-    result = fold(bus.history, pattern=plan.workflow.pattern)
+    events = [*prior, *bus.history]
+    result = fold(events, pattern=plan.workflow.pattern)
+    outcome = durable.conclude(args, status, result, events)
     if json_out is not None:
         _write_json(json_out, result)
-    if status == "cancelled":
-        print("Interrupted: running steps were cancelled.", file=sys.stderr)
-    return EXIT_CODES.get(status, 1)
+    return EXIT_CODES.get(outcome, 1)
 
 
 async def _run_interruptible(engine: Engine) -> RunStatus:

@@ -1,0 +1,253 @@
+"""The host's configuration file, ``flowhost.toml``: remote plugins and how to reach them.
+
+Read from ``$FLOWHOST_CONFIG`` when set, else from ``./flowhost.toml`` when there is one::
+
+    [remote]                                  # plugin name -> where it is served
+    redis-cache-plugin = "grpc://10.0.0.5:50070"             # same name on the server
+    auth = "grpcs://plugins.example.com:50443/jwt-auth-plugin"  # another name there
+
+    [tls."plugins.example.com:50443"]         # per target HOST:PORT, for grpcs:// URLs
+    ca = "certs/ca.pem"                       # CA to trust (default: the system's roots)
+    cert = "certs/client.pem"                 # client certificate + key: mutual TLS
+    key = "certs/client.key"
+    server_name = "plugins.example.com"       # name to verify, when it differs from HOST
+
+    [grpc]                                    # every remote call
+    connect_timeout = 3.0                     # s, to reach a server when checking a spec
+    default_timeout = 3600.0                  # s, deadline of calls whose step has no timeout
+    max_message_bytes = 16777216              # largest request or response
+
+Relative paths are relative to the file's folder. A problem names the file and the key and
+is a ``UserInputError`` (exit code 2).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    model_validator,
+)
+
+from flowhost.problems import UserInputError
+
+CONFIG_ENV = "FLOWHOST_CONFIG"
+CONFIG_NAME = "flowhost.toml"
+_PLUGIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteTarget:
+    """A plugin server: ``grpc://HOST:PORT`` (plaintext) or ``grpcs://HOST:PORT`` (TLS)."""
+
+    scheme: Literal["grpc", "grpcs"]
+    host: str
+    port: int
+
+    @property
+    def address(self) -> str:
+        """``HOST:PORT`` as gRPC and the ``[tls]`` table spell it (``[::1]:50070`` for v6)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"{self.scheme}://{self.address}"
+
+    @property
+    def tls(self) -> bool:
+        return self.scheme == "grpcs"
+
+
+def parse_remote_url(url: str) -> tuple[RemoteTarget, str | None]:
+    """``grpc[s]://HOST:PORT[/NAME]`` -> (target, NAME or None); raises ValueError."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("grpc", "grpcs"):
+        raise ValueError(f"'{url}' is not a grpc:// or grpcs:// URL")
+    if parts.username is not None or parts.query or parts.fragment:
+        raise ValueError(f"'{url}': a plugin URL has no user, query or fragment "
+                         "(grpc://HOST:PORT/NAME)")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"'{url}' has a bad port") from None
+    if not parts.hostname or port is None:
+        raise ValueError(f"'{url}' needs a host and a port: grpc://HOST:PORT/NAME")
+    name = parts.path.strip("/") or None
+    if name is not None and not _PLUGIN_NAME.fullmatch(name):
+        raise ValueError(f"'{url}': '{name}' is not a plugin name (one path part: "
+                         "grpc://HOST:PORT/NAME)")
+    scheme: Literal["grpc", "grpcs"] = "grpcs" if parts.scheme == "grpcs" else "grpc"
+    return RemoteTarget(scheme, parts.hostname, port), name
+
+
+def is_remote_url(name: str) -> bool:
+    return name.startswith(("grpc://", "grpcs://"))
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TLSSettings(_Strict):
+    """How to reach one TLS target: the CA to trust, and a client certificate for mTLS."""
+
+    ca: Path | None = None
+    cert: Path | None = None
+    key: Path | None = None
+    server_name: str | None = Field(None, min_length=1)
+
+    @model_validator(mode="after")
+    def _pairs(self) -> TLSSettings:
+        if (self.cert is None) != (self.key is None):
+            raise ValueError("cert and key go together (the client certificate for mutual "
+                             "TLS and its private key)")
+        return self
+
+
+class GrpcSettings(_Strict):
+    connect_timeout: float = Field(3.0, gt=0)
+    default_timeout: float = Field(3600.0, gt=0)
+    max_message_bytes: int = Field(16 * 1024 * 1024, ge=1024)
+
+
+class HostConfig(_Strict):
+    """The parsed ``flowhost.toml`` (empty when there is none)."""
+
+    remote: dict[str, str] = Field(default_factory=dict)
+    tls: dict[str, TLSSettings] = Field(default_factory=dict)
+    grpc: GrpcSettings = Field(default_factory=GrpcSettings)
+    _path: Path | None = PrivateAttr(None)
+
+    @property
+    def path(self) -> Path | None:
+        """The file it was read from (None: no file)."""
+        return self._path
+
+    def remote_plugin(self, name: str) -> tuple[RemoteTarget, str] | None:
+        """(target, name on the server) for a name mapped in ``[remote]``, else None."""
+        url = self.remote.get(name)
+        if url is None:
+            return None
+        target, served_as = parse_remote_url(url)  # checked when the file was loaded
+        return target, served_as or name
+
+    def tls_for(self, target: RemoteTarget) -> TLSSettings | None:
+        return self.tls.get(target.address) or self.tls.get(f"{target.host}:{target.port}")
+
+
+def load_config(path: str | Path | None = None, *, environ: dict[str, str] | None = None,
+                cwd: Path | None = None) -> HostConfig:
+    """Read ``path``, else ``$FLOWHOST_CONFIG``, else ``./flowhost.toml``; empty when none."""
+    env = os.environ if environ is None else environ
+    explicit = path is not None or bool(env.get(CONFIG_ENV))
+    where = Path(path if path is not None else env.get(CONFIG_ENV) or
+                 (cwd or Path.cwd()) / CONFIG_NAME)
+    try:
+        text = where.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        if explicit:
+            source = f" (from ${CONFIG_ENV})" if path is None else ""
+            raise UserInputError(f"{where}: the config file{source} does not exist") from None
+        return HostConfig()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserInputError(f"{where}: cannot read the config file: {exc}") from None
+    return parse_config(text, where)
+
+
+def parse_config(text: str, where: Path) -> HostConfig:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise UserInputError(f"{where}: not valid TOML: {exc}") from None
+    try:
+        config = HostConfig.model_validate(data)
+    except ValidationError as exc:
+        raise UserInputError(_describe(where, exc)) from None
+    problems = [f"{where}: [remote] {name}: {problem}"
+                for name, problem in _remote_problems(config)]
+    problems += _tls_problems(config, where)
+    if problems:
+        raise UserInputError("\n".join(problems))
+    config = _resolve_paths(config, where.parent)
+    config._path = where
+    return config
+
+
+def _remote_problems(config: HostConfig) -> list[tuple[str, str]]:
+    problems = []
+    for name, url in config.remote.items():
+        if not _PLUGIN_NAME.fullmatch(name):
+            problems.append((name, "is not a plugin name"))
+            continue
+        try:
+            target, _ = parse_remote_url(url)
+        except ValueError as exc:
+            problems.append((name, f"{exc} — write it like \"grpc://10.0.0.5:50070\""))
+            continue
+        if not target.tls and config.tls_for(target) is not None:
+            problems.append((name, f"[tls.\"{target.address}\"] sets TLS for this target but "
+                             f"the URL says grpc:// (plaintext); use grpcs://"))
+    return problems
+
+
+def _tls_problems(config: HostConfig, where: Path) -> list[str]:
+    problems = []
+    for address, settings in config.tls.items():
+        host, sep, port = address.rpartition(":")
+        if not sep or not host or not port.isdigit():
+            problems.append(f"{where}: [tls.\"{address}\"]: the key must be the target's "
+                            "HOST:PORT, as in its grpcs:// URL")
+        for field in ("ca", "cert", "key"):
+            value: Path | None = getattr(settings, field)
+            if value is not None and not (where.parent / value).expanduser().is_file():
+                problems.append(f"{where}: [tls.\"{address}\"] {field}: no such file: "
+                                f"{where.parent / value}")
+    return problems
+
+
+def _resolve_paths(config: HostConfig, folder: Path) -> HostConfig:
+    tls = {
+        address: settings.model_copy(update={
+            field: (folder / value).expanduser()
+            for field in ("ca", "cert", "key")
+            if (value := getattr(settings, field)) is not None
+        })
+        for address, settings in config.tls.items()
+    }
+    return config.model_copy(update={"tls": tls})
+
+
+def _describe(where: Path, exc: ValidationError) -> str:
+    lines = []
+    for error in exc.errors(include_url=False):
+        location = _key(error["loc"])
+        message = str(error["msg"]).removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = "unknown key" + (" (the tables are [remote], [tls.\"HOST:PORT\"] and "
+                                       "[grpc])" if len(error["loc"]) == 1 else "")
+        lines.append(f"{where}: {location}: {message}" if location else f"{where}: {message}")
+    return "\n".join(lines)
+
+
+def _key(loc: tuple[Any, ...]) -> str:
+    """A pydantic error location as the TOML key a user wrote: ``[tls."h:1"] cert``."""
+    parts = [str(p) for p in loc]
+    if not parts:
+        return ""
+    if len(parts) == 1:
+        return parts[0] if parts[0] not in ("remote", "tls", "grpc") else f"[{parts[0]}]"
+    table = parts[0] if parts[0] != "tls" else f'tls."{parts[1]}"'
+    rest = parts[1:] if parts[0] != "tls" else parts[2:]
+    return f"[{table}] {'.'.join(rest)}".rstrip()

@@ -1,0 +1,358 @@
+"""Invoke a plugin served over gRPC (``flowhost.v1.PluginService``) as if it were imported.
+
+``ListPlugins`` gives the plugin's name, version, idempotency and JSON Schemas, so static
+checks and the ladder treat it exactly like a local plugin. Calls go over one ``grpc.aio``
+channel per target (and event loop), shared by every step and run of the process; each
+carries the step's timeout as its deadline. A failed call comes out as the SDK error the
+status code and metadata stand for (``flowhost_sdk.protocol``); outputs are checked against
+the plugin's declared output schema, since the host has no pydantic model for them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import json
+import os
+import time
+import weakref
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+# grpc's core logs handshake failures and the like on stderr; the host reports them itself.
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+
+import grpc
+import jsonschema
+from grpc import aio
+from grpc_health.v1 import health_pb2
+
+from flowhost.config import HostConfig, RemoteTarget
+from flowhost.invokers import InvalidInputs, InvalidOutputs, Transport
+from flowhost_sdk import InvocationContext, PluginError, protocol
+from flowhost_sdk._proto import plugin_pb2 as pb
+
+Code = grpc.StatusCode
+HEALTH_CHECK = "/grpc.health.v1.Health/Check"
+InvokeCall = Callable[..., Awaitable[pb.InvokeResponse]]
+
+
+class RemoteUnavailable(Exception):
+    """A plugin server cannot be reached or does not answer as a plugin server should."""
+
+    def __init__(self, message: str, fix: str | None = None) -> None:
+        super().__init__(message)
+        self.fix = fix
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """A target and everything needed to open a channel to it (hashable: the pool's key)."""
+
+    target: RemoteTarget
+    max_message_bytes: int = protocol.DEFAULT_MAX_MESSAGE_BYTES
+    ca: bytes | None = None
+    cert: bytes | None = None
+    key: bytes | None = None
+    server_name: str | None = None
+
+    @classmethod
+    def create(cls, target: RemoteTarget, config: HostConfig) -> Endpoint:
+        """Read the target's TLS files from the config; raises RemoteUnavailable."""
+        settings = config.tls_for(target)
+        files: dict[str, bytes | None] = {"ca": None, "cert": None, "key": None}
+        if settings is not None:
+            for field in files:
+                path = getattr(settings, field)
+                if path is not None:
+                    try:
+                        files[field] = path.read_bytes()
+                    except OSError as exc:
+                        raise RemoteUnavailable(
+                            f"[tls.\"{target.address}\"] {field} in {config.path}: cannot read "
+                            f"{path}: {exc.strerror or exc}") from None
+        return cls(target, config.grpc.max_message_bytes, files["ca"], files["cert"],
+                   files["key"], settings.server_name if settings is not None else None)
+
+    def options(self) -> list[tuple[str, Any]]:
+        options: list[tuple[str, Any]] = [
+            ("grpc.max_send_message_length", self.max_message_bytes),
+            ("grpc.max_receive_message_length", self.max_message_bytes),
+            # A restarted server is found again quickly, not after minutes of backoff.
+            ("grpc.initial_reconnect_backoff_ms", 250),
+            ("grpc.min_reconnect_backoff_ms", 250),
+            ("grpc.max_reconnect_backoff_ms", 5000),
+        ]
+        if self.server_name:
+            options.append(("grpc.ssl_target_name_override", self.server_name))
+        return options
+
+    def credentials(self) -> grpc.ChannelCredentials:
+        return grpc.ssl_channel_credentials(root_certificates=self.ca, private_key=self.key,
+                                            certificate_chain=self.cert)
+
+    def sync_channel(self) -> grpc.Channel:
+        if self.target.tls:
+            return grpc.secure_channel(self.target.address, self.credentials(), self.options())
+        return grpc.insecure_channel(self.target.address, self.options())
+
+    def aio_channel(self) -> aio.Channel:
+        if self.target.tls:
+            return aio.secure_channel(self.target.address, self.credentials(), self.options())
+        return aio.insecure_channel(self.target.address, self.options())
+
+
+class ChannelPool:
+    """One ``grpc.aio`` channel per endpoint and event loop, opened on first use.
+
+    A channel belongs to the loop it was opened on; the CLI runs one loop per run, a daemon
+    one loop for all runs. A channel is closed when its loop shuts down (``asyncio.run``
+    closes asynchronous generators, and one of those holds it), or by ``close()``.
+    """
+
+    def __init__(self) -> None:
+        self._open: dict[Endpoint, weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, _Open]] = {}
+
+    async def invoke_call(self, endpoint: Endpoint) -> InvokeCall:
+        """The Invoke method on the endpoint's channel for the running loop."""
+        loop = asyncio.get_running_loop()
+        per_loop = self._open.get(endpoint)
+        if per_loop is None:
+            per_loop = self._open[endpoint] = weakref.WeakKeyDictionary()
+        found = per_loop.get(loop)
+        if found is not None:
+            return found.call
+        channel = endpoint.aio_channel()
+        call: InvokeCall = channel.unary_unary(
+            protocol.INVOKE, request_serializer=pb.InvokeRequest.SerializeToString,
+            response_deserializer=pb.InvokeResponse.FromString)
+        # The loop finalizes asynchronous generators when it shuts down: this one closes
+        # the channel then. It is kept here, since dropping it would close the channel now.
+        closer = self._close_at_shutdown(endpoint, channel)
+        per_loop[loop] = _Open(channel, call, closer)  # before any await: one per loop
+        await closer.__anext__()
+        return call
+
+    async def _close_at_shutdown(self, endpoint: Endpoint, channel: aio.Channel
+                                 ) -> AsyncGenerator[None, None]:
+        try:
+            yield
+        finally:
+            per_loop = self._open.get(endpoint)
+            if per_loop is not None:  # forget it, so the finished loop can be collected
+                per_loop.pop(asyncio.get_running_loop(), None)
+            await channel.close()
+
+    def channels(self) -> list[aio.Channel]:
+        """The channels open on the running loop."""
+        loop = asyncio.get_running_loop()
+        return [per_loop[loop].channel for per_loop in self._open.values() if loop in per_loop]
+
+    async def close(self) -> None:
+        """Close every channel opened on the running loop."""
+        loop = asyncio.get_running_loop()
+        for per_loop in self._open.values():
+            found = per_loop.pop(loop, None)
+            if found is not None:
+                await found.closer.aclose()
+
+
+@dataclass(slots=True)
+class _Open:
+    channel: aio.Channel
+    call: InvokeCall
+    closer: AsyncGenerator[None, None]
+
+
+CHANNELS = ChannelPool()  # the process's channels
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteDescriptor:
+    name: str
+    version: str
+    description: str
+    idempotent: bool
+    input_schema: dict[str, Any]
+    output_schema: dict[str, Any]
+
+
+def list_plugins(endpoint: Endpoint, timeout: float) -> dict[str, RemoteDescriptor]:
+    """The plugins a server hosts, by name (blocking: run it in a thread inside a loop)."""
+    with endpoint.sync_channel() as channel:
+        method = channel.unary_unary(
+            protocol.LIST_PLUGINS, request_serializer=pb.ListPluginsRequest.SerializeToString,
+            response_deserializer=pb.ListPluginsResponse.FromString)
+        try:
+            response: pb.ListPluginsResponse = method(pb.ListPluginsRequest(), timeout=timeout)
+        except grpc.RpcError as exc:
+            raise RemoteUnavailable(*_unreachable(endpoint, exc, timeout)) from None
+    found: dict[str, RemoteDescriptor] = {}
+    for plugin in response.plugins:
+        schemas = []
+        for what, text in (("input", plugin.input_schema_json),
+                           ("output", plugin.output_schema_json)):
+            try:
+                schema = json.loads(text) if text else {}
+                if not isinstance(schema, dict):
+                    raise ValueError("not a JSON object")
+                jsonschema.Draft202012Validator.check_schema(schema)
+            except (ValueError, jsonschema.SchemaError) as exc:
+                message = exc.message if isinstance(exc, jsonschema.SchemaError) else str(exc)
+                raise RemoteUnavailable(
+                    f"{endpoint.target.url} sent an invalid {what} schema for plugin "
+                    f"'{plugin.name}': {message}") from None
+            schemas.append(schema)
+        found[plugin.name] = RemoteDescriptor(plugin.name, plugin.version, plugin.description,
+                                              plugin.idempotent, schemas[0], schemas[1])
+    return found
+
+
+def check_health(endpoint: Endpoint, name: str, timeout: float) -> str:
+    """The standard health status of plugin ``name`` on the server (of the whole server when
+    it reports none per plugin): SERVING, NOT_SERVING, ... or UNREACHABLE."""
+    with endpoint.sync_channel() as channel:
+        check = channel.unary_unary(
+            HEALTH_CHECK, request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
+            response_deserializer=health_pb2.HealthCheckResponse.FromString)
+        for service in (name, ""):
+            try:
+                reply = check(health_pb2.HealthCheckRequest(service=service), timeout=timeout)
+            except grpc.RpcError as exc:
+                if exc.code() is Code.NOT_FOUND and service:
+                    continue
+                if exc.code() is Code.UNIMPLEMENTED:
+                    return "UNKNOWN"  # no health service: reachable, but cannot tell
+                return "UNREACHABLE"
+            status: str = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+            return status
+    return "UNKNOWN"
+
+
+def _unreachable(endpoint: Endpoint, exc: grpc.RpcError, timeout: float
+                 ) -> tuple[str, str]:
+    """Why a server could not be asked for its plugins, and what to do about it."""
+    code, details = exc.code(), exc.details() or ""
+    target = endpoint.target
+    tls_table = f'[tls."{target.address}"] in flowhost.toml'
+    start = (f"start its server (flowhost-plugin serve ... --listen {target.address}) or fix "
+             "the URL")
+    if code is Code.UNIMPLEMENTED:
+        return (f"{target.url} answers, but does not serve flowhost.v1.PluginService",
+                "point the URL at a flowhost plugin server")
+    if _tls_failure(details):
+        return (f"TLS with {target.url} failed: {details}",
+                f"check ca, cert and key in {tls_table}")
+    if code is Code.DEADLINE_EXCEEDED:
+        return f"no answer from {target.url} within {timeout:g}s", start
+    message = f"cannot reach {target.url}: {code.name}: {details}"
+    if "socket closed" in details.lower():  # connected, then dropped: often a TLS mismatch
+        if target.tls:
+            return message, (f"{start}; if it is running, it may want a client certificate: "
+                             f"cert and key in {tls_table}")
+        return message, f"{start}; if the server uses TLS, use grpcs://"
+    return message, start
+
+
+def _tls_failure(details: str) -> bool:
+    lowered = details.lower()
+    return any(word in lowered for word in ("handshake", "ssl", "certificate", "tls"))
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime.date | datetime.time):
+        return value.isoformat()  # YAML dates; pydantic on the other side parses them
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    raise TypeError(f"a value of type {type(value).__name__} cannot be sent as JSON")
+
+
+class GrpcInvoker:
+    """A remote plugin behind the ``Invoker`` protocol.
+
+    ``name`` is what the workflow calls it (its URL, or its name in ``[remote]``), so a step
+    that uses it is not taken for a substitution; ``served_as`` is its name on the server.
+    """
+
+    transport: Transport = "grpc"
+
+    def __init__(self, descriptor: RemoteDescriptor, endpoint: Endpoint, *,
+                 name: str | None = None, default_timeout: float = 3600.0,
+                 pool: ChannelPool | None = None) -> None:
+        self.name = name or descriptor.name
+        self.served_as = descriptor.name
+        self.version = descriptor.version
+        self.description = descriptor.description
+        self.idempotent = descriptor.idempotent
+        self.input_schema = descriptor.input_schema
+        self.output_schema = descriptor.output_schema
+        self.endpoint = endpoint
+        self.url = f"{endpoint.target.url}/{descriptor.name}"
+        self.label = self.name if self.name == self.url else f"{self.name} (at {self.url})"
+        self._default_timeout = default_timeout
+        self._pool = pool or CHANNELS
+        self._outputs = jsonschema.Draft202012Validator(descriptor.output_schema)
+
+    async def invoke(self, inputs: dict[str, Any], ctx: InvocationContext) -> dict[str, Any]:
+        call = await self._pool.invoke_call(self.endpoint)
+        timeout = (ctx.deadline - time.monotonic() if ctx.deadline is not None
+                   else self._default_timeout)
+        try:
+            payload = json.dumps(inputs, default=_json_default).encode("utf-8")
+        except (TypeError, ValueError) as exc:
+            raise InvalidInputs(f"the inputs of {self.name} cannot be sent as JSON: {exc}"
+                                ) from None
+        request = pb.InvokeRequest(plugin=self.served_as, inputs_json=payload, run_id=ctx.run_id,
+                                   step_id=ctx.step_id, attempt=ctx.attempt)
+        try:
+            response = await call(request, timeout=max(timeout, 0.001))
+        except aio.AioRpcError as exc:
+            raise self._error(exc) from None
+        return self._check_outputs(response.outputs_json)
+
+    def _error(self, exc: aio.AioRpcError) -> PluginError:
+        metadata = exc.trailing_metadata() or ()
+        error = protocol.error_from_status(exc.code(), exc.details(), metadata)
+        if any(key == protocol.KIND_KEY for key, _ in metadata):
+            return error  # the plugin's own error, as it would be in-process
+        # The call itself failed (connection, deadline, size limit...): say where.
+        error.message = (f"remote plugin {self.label}: {exc.code().name}: "
+                         f"{exc.details() or 'no details'}")
+        error.args = (error.message,)
+        if error.hint is None and exc.code() is Code.UNAVAILABLE:
+            error.hint = (
+                f"Check the TLS settings for {self.endpoint.target.address} in flowhost.toml"
+                if _tls_failure(exc.details() or "") else
+                f"Start the plugin server on {self.endpoint.target.address} "
+                f"(flowhost-plugin serve ... --listen {self.endpoint.target.address})")
+        return error
+
+    def _check_outputs(self, raw: bytes) -> dict[str, Any]:
+        try:
+            outputs = json.loads(raw)
+        except ValueError as exc:
+            raise InvalidOutputs(f"outputs of {self.label} are not valid JSON: "
+                                 f"{exc}") from None
+        if not isinstance(outputs, dict):
+            raise InvalidOutputs(f"outputs of {self.label} are not a JSON "
+                                 f"object but {type(outputs).__name__}")
+        if not self._outputs.is_valid(outputs):
+            raise InvalidOutputs(self._describe(outputs))
+        return outputs
+
+    def _describe(self, outputs: dict[str, Any]) -> str:
+        errors = sorted(self._outputs.iter_errors(outputs),
+                        key=lambda e: [str(p) for p in e.absolute_path])
+        parts = []
+        for error in errors[:5]:
+            field = ".".join(str(p) for p in error.absolute_path)
+            if error.validator == "required" and isinstance(error.validator_value, list):
+                missing = [f for f in error.validator_value if f not in error.instance]
+                for name in missing:
+                    parts.append(f"field '{'.'.join(filter(None, (field, name)))}': missing")
+                continue
+            parts.append(f"field '{field or '(root)'}': {error.message}")
+        return (f"outputs of {self.label} do not match its declared output "
+                f"schema: " + "; ".join(parts))

@@ -1,0 +1,31 @@
+"""Durable runs: the SQLite state store, the checkpoint listener and the step cache.
+
+A run's state is what its events say: ``StoreListener`` appends them to the state
+database as they happen, ``Store.events`` loads them back for ``flowhost.result.fold`` and
+for ``resume``, and ``checkpoint.read`` tells which steps are finished, in flight or waiting.
+"""
+
+from flowhost.store.cache import StoreCache
+from flowhost.store.checkpoint import Checkpoint, read
+from flowhost.store.db import (
+    DEFAULT_STATE_DIR,
+    RunRecord,
+    Store,
+    busy_timeout_from_env,
+    state_dir_from,
+)
+from flowhost.store.estimate import estimate
+from flowhost.store.listener import StoreListener
+
+__all__ = [
+    "DEFAULT_STATE_DIR",
+    "Checkpoint",
+    "RunRecord",
+    "Store",
+    "StoreCache",
+    "StoreListener",
+    "busy_timeout_from_env",
+    "estimate",
+    "read",
+    "state_dir_from",
+]

@@ -1,0 +1,194 @@
+"""Events to JSON rows and back, generically, for every event class of ``flowhost.events``.
+
+A row is ``(type name, step id or None, JSON payload)``: the payload holds the fields of the
+event but ``run_id`` (the row's key says it), ``step_id`` (its own column), and those at
+their default value (an event's usual ``None``, ``False`` and ``()``). Decoding rebuilds the
+same dataclasses, so ``flowhost.result.fold`` works on loaded events as on live ones.
+Converters are derived once per class from its type hints (tuples of tuples, nested
+dataclasses such as ``CheckResult``); fields a newer flowhost added are ignored, and an
+unknown event type is skipped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from collections.abc import Callable
+from typing import Any
+
+from flowhost import events as ev
+
+Converter = Callable[[Any], Any]
+
+
+def _subclasses(cls: type[ev.Event]) -> list[type[ev.Event]]:
+    found: list[type[ev.Event]] = []
+    for sub in cls.__subclasses__():
+        found += [sub, *_subclasses(sub)]
+    return found
+
+
+EVENT_TYPES: dict[str, type[ev.Event]] = {cls.__name__: cls for cls in _subclasses(ev.Event)}
+
+
+_NESTED: dict[type, tuple[str, ...]] = {}
+
+
+def _default(value: Any) -> Any:
+    """JSON for what ``json`` does not know: nested dataclasses (``CheckResult``)."""
+    names = _NESTED.get(type(value))
+    if names is None and dataclasses.is_dataclass(value) and not isinstance(value, type):
+        names = _NESTED[type(value)] = tuple(f.name for f in dataclasses.fields(value))
+    if names is not None:
+        return {name: getattr(value, name) for name in names}
+    if isinstance(value, set | frozenset):
+        return sorted(value, key=str)
+    return str(value)
+
+
+def make_encoder(*, sort_keys: bool = False) -> Callable[[Any], str]:
+    """A compact JSON encoder built once: ``json.dumps`` builds one per call, which costs
+    more than encoding a small event."""
+    c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
+    if c_make_encoder is None:  # pragma: no cover - Python without the C accelerator
+        return json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=_default,
+                                sort_keys=sort_keys).encode
+    encoder = c_make_encoder(None, _default, json.encoder.encode_basestring, None, ":", ",",
+                             sort_keys, False, True)
+
+    def encode(value: Any) -> str:
+        return "".join(encoder(value, 0))
+
+    return encode
+
+
+dumps = make_encoder()
+
+
+_REQUIRED = object()  # stands for "no default": such a field is always stored
+
+
+class _Spec:
+    """What encoding and decoding one event class needs, computed once."""
+
+    __slots__ = ("cls", "converters", "defaults", "fields", "has_step", "name", "payload",
+                 "row", "stored")
+    payload: Callable[[Any], str]
+    row: Callable[[Any, int], Row]
+
+    def __init__(self, cls: type[ev.Event]) -> None:
+        hints = typing.get_type_hints(cls, vars(ev))
+        fields = [f for f in dataclasses.fields(cls) if f.name != "run_id"]
+        self.cls = cls
+        self.name = cls.__name__
+        self.fields = tuple(f.name for f in fields)
+        self.has_step = "step_id" in self.fields
+        # step_id has its own column; a field at its default value is left out
+        kept = [f for f in fields if f.name != "step_id"]
+        self.stored = tuple(f.name for f in kept)
+        self.defaults = tuple(_REQUIRED if f.default is dataclasses.MISSING else f.default
+                              for f in kept)
+        self.payload, self.row = _compile(self.name, self.stored, self.defaults, self.has_step)
+        self.converters: dict[str, Converter] = {}
+        for name in self.fields:
+            converter = _converter(hints[name])
+            if converter is not None:
+                self.converters[name] = converter
+
+
+
+Row = tuple[int, str, str | None, str]
+
+
+def _compile(name: str, names: tuple[str, ...], defaults: tuple[Any, ...],
+             has_step: bool) -> tuple[Callable[[Any], str], Callable[[Any, int], Row]]:
+    """``payload(event)``, the JSON object of an event's fields, and ``row(event, row_id)``,
+    its ``events`` row: generated for each class (as ``dataclasses`` generates
+    ``__init__``), because they run on the checkpoint's path. Strings, finite floats and ints
+    are written inline, anything else goes through ``dumps``; fields at their default value
+    are left out. About twice as fast as building a dict for ``json``."""
+    body = ["    out = ''"]
+    namespace: dict[str, Any] = {"esc": json.encoder.encode_basestring, "dumps": dumps,
+                                 "float_repr": float.__repr__, "int_repr": int.__repr__}
+    for index, field in enumerate(names):
+        namespace[f"default{index}"] = defaults[index]
+        guard = "" if defaults[index] is _REQUIRED else f"if value is not default{index}: "
+        body += [
+            f"    value = event.{field}",
+            f"    {guard}out += {',' + json.dumps(field) + ':'!r} + ("
+            "esc(value) if type(value) is str else "
+            "float_repr(value) if type(value) is float and -1e308 < value < 1e308 else "
+            "int_repr(value) if type(value) is int else dumps(value))",
+        ]
+    text = "'{' + out[1:] + '}'"
+    step = "event.step_id" if has_step else "None"
+    source = "\n".join(["def payload(event):", *body, f"    return {text}",
+                        "def row(event, row_id):", *body,
+                        f"    return (row_id, {name!r}, {step}, {text})"])
+    exec(source, namespace)  # the source is built above from the field names only
+    return namespace["payload"], namespace["row"]
+
+
+def _converter(hint: Any) -> Converter | None:
+    """A function turning the JSON form of a ``hint``-typed value back into it (None: as is)."""
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        cls = hint
+        hints = typing.get_type_hints(cls, vars(ev))
+        nested = {f.name: c for f in dataclasses.fields(cls)
+                  if (c := _converter(hints[f.name])) is not None}
+        names = {f.name for f in dataclasses.fields(cls)}
+
+        def build(value: Any) -> Any:
+            data = {k: v for k, v in value.items() if k in names}
+            for key, convert in nested.items():
+                if key in data:
+                    data[key] = convert(data[key])
+            return cls(**data)
+
+        return build
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin is tuple:
+        if len(args) == 2 and args[1] is Ellipsis:
+            item = _converter(args[0])
+            if item is None:
+                return tuple
+            return lambda value: tuple(item(v) for v in value)
+        items = [_converter(a) for a in args]
+        return lambda value: tuple(c(v) if c is not None else v
+                                   for c, v in zip(items, value, strict=False))
+    if origin in (typing.Union, types.UnionType):
+        options = [a for a in args if a is not type(None)]
+        if len(options) == 1:
+            inner = _converter(options[0])
+            if inner is not None:
+                return lambda value: None if value is None else inner(value)
+    return None
+
+
+SPECS: dict[type[ev.Event], _Spec] = {cls: _Spec(cls) for cls in EVENT_TYPES.values()}
+_BY_NAME: dict[str, _Spec] = {spec.cls.__name__: spec for spec in SPECS.values()}
+
+
+def encode(event: ev.Event) -> tuple[str, str | None, str]:
+    """``(type, step_id, payload)`` of one event."""
+    spec = SPECS[type(event)]
+    step_id: str | None = getattr(event, "step_id") if spec.has_step else None  # noqa: B009
+    return spec.name, step_id, spec.payload(event)
+
+
+def decode(run_id: str, type_name: str, step_id: str | None, payload: str) -> ev.Event | None:
+    """The event of a row; None for a type this flowhost does not know."""
+    spec = _BY_NAME.get(type_name)
+    if spec is None:
+        return None
+    data = json.loads(payload)
+    values = {name: data[name] for name in spec.fields if name in data}
+    if spec.has_step:
+        values["step_id"] = step_id
+    for name, convert in spec.converters.items():
+        if name in values:
+            values[name] = convert(values[name])
+    return spec.cls(run_id=run_id, **values)

@@ -1,0 +1,316 @@
+"""The state database: opening it safely, runs, their event logs, cache housekeeping.
+
+One SQLite file, ``state.db``, in the state dir (default ``./.flowhost/``), in WAL mode with
+``synchronous=NORMAL``: readers never block the writer, a commit survives the process being
+killed (a power cut may lose the last few commits, never corrupt the file). Several
+processes may share a state dir: every write is a short ``BEGIN IMMEDIATE`` transaction
+and waits up to ``busy_timeout`` seconds for another writer. Whatever is wrong with the
+state dir when it is opened becomes a ``UserInputError`` (exit 2) that says what to do.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict
+
+from flowhost.events import (
+    Event,
+    InterventionRequested,
+    InterventionResolved,
+    RunFinished,
+    RunStarted,
+)
+from flowhost.problems import UserInputError, did_you_mean
+from flowhost.store import codec
+from flowhost.store.lease import RunLocks
+from flowhost.store.schema import LATEST, NewerSchemaError, migrate
+
+DEFAULT_STATE_DIR = ".flowhost"
+DB_NAME = "state.db"
+DEFAULT_BUSY_TIMEOUT = 10.0
+UNFINISHED = ("running", "cancelled", "waiting")
+SEQ_BITS = 32
+
+
+def state_dir_from(flag: str | None) -> Path:
+    """``--state-dir``, else ``$FLOWHOST_STATE_DIR``, else ``./.flowhost``."""
+    return Path(flag or os.environ.get("FLOWHOST_STATE_DIR") or DEFAULT_STATE_DIR)
+
+
+def busy_timeout_from_env() -> float:
+    """How long to wait for another process's write (``$FLOWHOST_LOCK_TIMEOUT`` seconds)."""
+    text = os.environ.get("FLOWHOST_LOCK_TIMEOUT", "")
+    try:
+        return max(float(text), 0.0) if text else DEFAULT_BUSY_TIMEOUT
+    except ValueError:
+        raise UserInputError(f"FLOWHOST_LOCK_TIMEOUT={text!r} is not a number of seconds") \
+            from None
+
+
+def event_range(run_no: int) -> tuple[int, int]:
+    low = run_no << SEQ_BITS
+    return low, low + (1 << SEQ_BITS) - 1
+
+
+def describe(exc: BaseException, path: Path, busy_timeout: float) -> str:
+    """What went wrong with the state database, and what to do, in a sentence or two."""
+    text = str(exc)
+    low = text.lower()
+    if "disk is full" in low or "database or disk is full" in low:
+        return (f"{path}: the disk is full (sqlite: {text}). Free some space, or point "
+                "--state-dir at another disk")
+    if "locked" in low or "busy" in low:
+        return (f"{path}: another flowhost process kept the state database locked for more "
+                f"than {busy_timeout:g}s. Wait for it to finish, or use another --state-dir "
+                "(FLOWHOST_LOCK_TIMEOUT sets the wait in seconds)")
+    if "not a database" in low or "malformed" in low or "corrupt" in low:
+        return (f"{path}: this is not a flowhost state database, or it is corrupt "
+                f"(sqlite: {text}). Move it away to start afresh (the run history in it "
+                "is lost), or pass another --state-dir")
+    if "readonly" in low or "read-only" in low:
+        return (f"{path}: the state database is read-only. Make {path.parent} and its files "
+                "writable, or pass another --state-dir")
+    if "unable to open" in low or isinstance(exc, OSError):
+        return (f"{path}: cannot open the state database ({text}). Check that "
+                f"{path.parent} is a directory you can read and write, or pass another "
+                "--state-dir")
+    return f"{path}: state database error: {text}"
+
+
+class RunRecord(BaseModel):
+    """One row of ``runs``: what ``resume`` needs to run it again."""
+
+    model_config = ConfigDict(frozen=True)
+    run_no: int
+    run_id: str
+    workflow_id: str
+    status: str
+    spec_text: str
+    spec_path: str
+    spec_redacted: bool
+    overrides: list[str]
+    cwd: str
+    total_steps: int
+    created_at: float
+    updated_at: float
+    finished_at: float | None
+    pid: int | None
+
+
+_RUN_COLUMNS = ("run_no, run_id, workflow_id, status, spec_text, spec_path, spec_redacted, "
+                "overrides, cwd, total_steps, created_at, updated_at, finished_at, pid")
+
+
+def _record(row: tuple[object, ...]) -> RunRecord:
+    names = [name.strip() for name in _RUN_COLUMNS.split(",")]
+    data = dict(zip(names, row, strict=True))
+    data["overrides"] = json.loads(str(data["overrides"]))
+    return RunRecord.model_validate(data)
+
+
+class Store:
+    """An open state dir. Use from one thread (the event loop's, during a run)."""
+
+    def __init__(self, conn: sqlite3.Connection, state_dir: Path, busy_timeout: float) -> None:
+        self.conn = conn
+        self.state_dir = state_dir
+        self.path = state_dir / DB_NAME
+        self.busy_timeout = busy_timeout
+        self.locks = RunLocks.of(state_dir)
+
+    @classmethod
+    def open(cls, state_dir: str | Path, *, busy_timeout: float | None = None,
+             create: bool = True) -> Store:
+        """Open (or, with ``create``, make) the state dir; exit-2 errors for what is wrong."""
+        directory = Path(state_dir)
+        timeout = busy_timeout_from_env() if busy_timeout is None else busy_timeout
+        path = directory / DB_NAME
+        if directory.exists() and not directory.is_dir():
+            raise UserInputError(f"--state-dir {directory}: is a file, not a directory; pass "
+                                 "a directory (it is created if missing)")
+        if not create and not path.exists():
+            raise UserInputError(f"no flowhost state in {directory}: no run was recorded "
+                                 "there. Pass the --state-dir the run used (default "
+                                 f"$FLOWHOST_STATE_DIR or ./{DEFAULT_STATE_DIR})")
+        conn: sqlite3.Connection | None = None
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(path, timeout=timeout, isolation_level=None)
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            migrate(conn)
+            conn.execute("SELECT count(*) FROM runs").fetchone()
+        except NewerSchemaError as exc:
+            if conn is not None:
+                conn.close()
+            raise UserInputError(
+                f"{path}: written by a newer flowhost (state schema {exc.found}; this one "
+                f"knows up to {LATEST}). Upgrade flowhost, or pass another --state-dir"
+            ) from None
+        except (sqlite3.Error, OSError) as exc:
+            if conn is not None:
+                conn.close()
+            raise UserInputError(describe(exc, path, timeout)) from None
+        return cls(conn, directory, timeout)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """One short write transaction; database errors become a ``UserInputError``."""
+        conn = self.conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise UserInputError(describe(exc, self.path, self.busy_timeout)) from None
+
+    # -- runs --------------------------------------------------------------------------
+    def create_run(self, *, run_id: str, workflow_id: str, spec_text: str, spec_path: str,
+                   spec_redacted: bool, overrides: list[str], cwd: str,
+                   total_steps: int) -> RunRecord:
+        now = time.time()
+        with self.write() as conn:
+            cursor = conn.execute(
+                "INSERT INTO runs (run_id, workflow_id, status, spec_text, spec_path, "
+                "spec_redacted, overrides, cwd, total_steps, created_at, updated_at, pid) "
+                "VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (run_id, workflow_id, spec_text, spec_path, int(spec_redacted),
+                 json.dumps(overrides), cwd, total_steps, now, now, os.getpid()))
+        assert cursor.lastrowid is not None
+        return self.run(run_id)
+
+    def run(self, run_id: str) -> RunRecord:
+        row = self.conn.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?",
+                                (run_id,)).fetchone()
+        if row is None:
+            recent = [r.run_id for r in self.runs(limit=200)]
+            hint = did_you_mean(run_id, recent)
+            raise UserInputError(
+                f"no run '{run_id}' in {self.path}" + (f" — {hint}" if hint else "")
+                + ". `flowhost runs list` shows the runs of this state dir (--state-dir "
+                "picks another)")
+        return _record(row)
+
+    def runs(self, *, limit: int | None = None,
+             statuses: Iterable[str] | None = None) -> list[RunRecord]:
+        """Newest first."""
+        where, params = "", []
+        if statuses is not None:
+            wanted = list(statuses)
+            where = f"WHERE status IN ({', '.join('?' * len(wanted))})"
+            params += wanted
+        sql = f"SELECT {_RUN_COLUMNS} FROM runs {where} ORDER BY run_no DESC"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        return [_record(row) for row in self.conn.execute(sql, params)]
+
+    def latest_resumable(self) -> RunRecord | None:
+        """The newest unfinished run that no live process is running."""
+        for record in self.runs(statuses=UNFINISHED):
+            if not self.locks.busy(record.run_no):
+                return record
+        return None
+
+    def live_status(self, record: RunRecord) -> str:
+        """``running`` only while a process runs it; ``interrupted`` once that one died."""
+        if record.status == "running" and not self.locks.busy(record.run_no):
+            return "interrupted"
+        return record.status
+
+    def set_status(self, record: RunRecord, status: str) -> None:
+        with self.write() as conn:
+            conn.execute("UPDATE runs SET status = ?, updated_at = ?, pid = ? WHERE run_no = ?",
+                         (status, time.time(), os.getpid(), record.run_no))
+
+    # -- events ------------------------------------------------------------------------
+    def events(self, record: RunRecord) -> list[Event]:
+        low, high = event_range(record.run_no)
+        rows = self.conn.execute("SELECT type, step_id, payload FROM events "
+                                 "WHERE id BETWEEN ? AND ? ORDER BY id", (low, high))
+        decoded = (codec.decode(record.run_id, kind, step_id, payload)
+                   for kind, step_id, payload in rows)
+        return [event for event in decoded if event is not None]
+
+    def next_seq(self, record: RunRecord) -> int:
+        low, high = event_range(record.run_no)
+        row = self.conn.execute("SELECT max(id) FROM events WHERE id BETWEEN ? AND ?",
+                                (low, high)).fetchone()
+        return 0 if row[0] is None else int(row[0]) - low + 1
+
+    def append(self, record: RunRecord, events: Iterable[Event]) -> None:
+        """Add events to a run's log at once (decisions, and what resume applies)."""
+        low = record.run_no << SEQ_BITS
+        with self.write() as conn:
+            seq = self.next_seq(record)
+            for offset, event in enumerate(events):
+                kind, step_id, payload = codec.encode(event)
+                conn.execute("INSERT INTO events (id, type, step_id, payload) "
+                             "VALUES (?, ?, ?, ?)", (low + seq + offset, kind, step_id, payload))
+                side_tables(conn, record.run_no, seq + offset, event)
+
+    # -- history -----------------------------------------------------------------------
+    def durations(self, plugins: Iterable[str], per_plugin: int = 20) -> dict[str, list[float]]:
+        """The latest successful, uncached durations of each plugin."""
+        found: dict[str, list[float]] = {}
+        for plugin in set(plugins):
+            rows = self.conn.execute("SELECT duration_s FROM durations WHERE plugin = ? "
+                                     "ORDER BY id DESC LIMIT ?", (plugin, per_plugin))
+            values = [float(row[0]) for row in rows]
+            if values:
+                found[plugin] = values
+        return found
+
+    def clear_cache(self, plugin: str | None = None) -> int:
+        with self.write() as conn:
+            if plugin is None:
+                cursor = conn.execute("DELETE FROM cache")
+            else:
+                cursor = conn.execute("DELETE FROM cache WHERE plugin = ?", (plugin,))
+        return int(cursor.rowcount)
+
+
+def side_tables(conn: sqlite3.Connection, run_no: int, seq: int, event: Event,
+                mask: Callable[[str], str] = str) -> None:
+    """What an event changes besides the log: the run's status, its interventions (their
+    texts through ``mask``, which hides secrets)."""
+    now = time.time()
+    if isinstance(event, RunStarted):
+        conn.execute("UPDATE runs SET status = 'running', updated_at = ?, pid = ?, "
+                     "finished_at = NULL WHERE run_no = ?", (now, os.getpid(), run_no))
+    elif isinstance(event, RunFinished):
+        finished = event.ts if event.status != "waiting" else None
+        conn.execute("UPDATE runs SET status = ?, updated_at = ?, finished_at = ? "
+                     "WHERE run_no = ?", (event.status, now, finished, run_no))
+    elif isinstance(event, InterventionRequested):
+        conn.execute(
+            "INSERT OR REPLACE INTO interventions (run_no, step_id, seq, plugin, error, "
+            "error_type, hint, attempts, requested_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (run_no, event.step_id, seq, event.plugin, mask(event.error), event.error_type,
+             mask(event.hint) if event.hint is not None else None, event.attempts, event.ts))
+    elif isinstance(event, InterventionResolved):
+        outputs = mask(codec.dumps(event.outputs)) if event.outputs is not None else None
+        conn.execute(
+            "UPDATE interventions SET action = ?, outputs = ?, decided_by = ?, "
+            "resolved_at = ? WHERE run_no = ? AND step_id = ? AND action IS NULL",
+            (event.action, outputs, event.by, event.ts, run_no, event.step_id))

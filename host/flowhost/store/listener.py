@@ -1,0 +1,201 @@
+"""The checkpoint: a listener that appends a run's events to the state database.
+
+The engine relies on synchronous listeners: when ``emit`` returns, every listener has seen
+the event. This one commits ``StepFinished`` (and the run's start and end, and the requests
+and answers of manual interventions) before returning, so a step's outputs are durable
+before any step that depends on it starts. Other events (a step's start, attempts,
+progress) wait in memory and go out with the next commit, or as soon as the event loop is
+idle (a step awaiting its plugin), whichever comes first: a chain of fast steps costs one
+commit per step, and a step that runs for a while is known to have started.
+
+Cache entries and plugin durations are written in batches (every thousand, every two
+seconds, and at the end of the run): losing them in a crash costs a cache miss, no more.
+The checkpoint itself is one INSERT statement (its own transaction) in the common case.
+
+A write that fails (disk full, database locked for too long) makes the listener stop
+writing and call ``on_failure`` with a message; every earlier commit stays intact.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sqlite3
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+
+from flowhost.events import (
+    Event,
+    InterventionRequested,
+    InterventionResolved,
+    RunFinished,
+    RunStarted,
+    StepFinished,
+)
+from flowhost.redact import Redactor
+from flowhost.store import codec
+from flowhost.store.cache import StoreCache
+from flowhost.store.db import SEQ_BITS, RunRecord, Store, describe, side_tables
+
+_INSERT_EVENT = "INSERT INTO events (id, type, step_id, payload) VALUES (?, ?, ?, ?)"
+# one statement per number of rows (up to 63): the checkpoint is a single INSERT
+_INSERT_ROWS = ["", *(_INSERT_EVENT + ", (?, ?, ?, ?)" * (n - 1) for n in range(1, 64))]
+_INSERT_DURATION = "INSERT INTO durations (plugin, duration_s, at) VALUES (?, ?, ?)"
+_INSERT_CACHE = ("INSERT OR REPLACE INTO cache (plugin, key, version, event_id, created_at) "
+                 "VALUES (?, ?, ?, ?, ?)")
+_CHUNK = 100  # rows per statement when writing a batch: a third cheaper than executemany
+_BATCH_ROWS = 1024
+_BATCH_AGE_S = 2.0
+_DURATIONS_KEPT = 20  # per plugin and batch: the estimate takes the median of the latest 20
+_ALSO_DURABLE = frozenset({RunStarted, RunFinished, InterventionRequested, InterventionResolved})
+_ROWS = {cls: spec.row for cls, spec in codec.SPECS.items()}
+
+
+class StoreListener:
+    """Subscribe it to the run's ``EventBus`` first, before the progress view."""
+
+    def __init__(self, store: Store, record: RunRecord, *, cache: StoreCache | None = None,
+                 on_failure: Callable[[str], None] | None = None,
+                 secrets: Iterable[str] = ()) -> None:
+        self.store = store
+        self.record = record
+        self.cache = cache
+        self.on_failure = on_failure
+        self.failure: str | None = None
+        self._conn = store.conn
+        self._cursor = store.conn.cursor()
+        self._next_id = (record.run_no << SEQ_BITS) + store.next_seq(record)
+        self._pending: list[int | str | None] = []  # flat: 4 values per event row
+        self._durations: list[tuple[str, float, float]] = []
+        self._batched = 0  # cache entries and durations not written yet
+        self._batch_since = time.time()
+        self._idle: asyncio.Handle | None = None
+        # The engine redacts its events; this is the last line of defence for the store
+        # (a secret value written in clear in a spec can come back, e.g. in a plugin's hint).
+        values = sorted({secret for secret in secrets if secret})
+        self._redactor = Redactor(values)
+        self._needles = tuple({form for secret in values
+                               for form in (secret, json.dumps(secret)[1:-1])})
+
+    def __call__(self, event: Event) -> None:
+        if self.failure is not None:
+            return
+        cls = type(event)
+        row = _ROWS[cls](event, self._next_id)
+        if self._needles and any(needle in row[3] for needle in self._needles):
+            row = (*row[:3], self._masked(row[3]))
+        self._pending += row
+        self._next_id += 1
+        if cls is StepFinished:
+            self._finished(event)  # type: ignore[arg-type]
+        elif cls in _ALSO_DURABLE:
+            self._commit(event)
+        elif self._idle is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                self._commit(None)
+            else:
+                self._idle = loop.call_soon(self._flush_when_idle)
+
+    def _finished(self, event: StepFinished) -> None:
+        """The checkpoint of a step: the fast path of ``_commit``, inlined (it runs once
+        per step)."""
+        if self.cache is not None:
+            self._batched += self.cache.settle(event, self._next_id - 1)
+        if event.status == "success" and not event.cached:
+            self._durations.append((event.used_plugin, event.duration_s, event.ts))
+            self._batched += 1
+        pending = self._pending
+        rows = len(pending) >> 2
+        if (rows >= len(_INSERT_ROWS) or self._batched >= _BATCH_ROWS
+                or event.ts - self._batch_since >= _BATCH_AGE_S):
+            self._commit(None)
+            return
+        try:
+            self._cursor.execute(_INSERT_ROWS[rows], pending)
+        except sqlite3.Error as exc:
+            self._fail(exc)
+        else:
+            pending.clear()
+
+    def _masked(self, payload: str) -> str:
+        return codec.dumps(self._redactor.data(json.loads(payload)))
+
+    def _flush_when_idle(self) -> None:
+        self._idle = None
+        if self._pending and self.failure is None:
+            self._commit(None)
+
+    def close(self) -> None:
+        """Write whatever is left (events, cache entries, durations)."""
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
+        if self.failure is None and (self._pending or self._batched):
+            self._commit(None, everything=True)
+
+    # -- writing -----------------------------------------------------------------------
+    def _commit(self, event: Event | None, *, everything: bool = False) -> None:
+        conn, pending = self._conn, self._pending
+        batch = self._batched and (
+            everything or isinstance(event, RunFinished) or self._batched >= _BATCH_ROWS
+            or time.time() - self._batch_since >= _BATCH_AGE_S)
+        rows = len(pending) >> 2
+        if not rows and not batch and event is None:
+            return
+        try:
+            if event is None and not batch and rows < len(_INSERT_ROWS):
+                # The common checkpoint: one statement, which is its own transaction.
+                self._cursor.execute(_INSERT_ROWS[rows], pending)
+            else:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.executemany(_INSERT_EVENT, [pending[i:i + 4]
+                                                 for i in range(0, len(pending), 4)])
+                if event is not None:
+                    seq = (self._next_id - 1) & ((1 << SEQ_BITS) - 1)
+                    side_tables(conn, self.record.run_no, seq, event, self._redactor.text)
+                if batch:
+                    self._write_batch(conn)
+                conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            self._fail(exc)
+            return
+        pending.clear()
+        if batch:
+            self._batched = 0
+            self._batch_since = time.time()
+
+    def _write_batch(self, conn: sqlite3.Connection) -> None:
+        if self._durations:
+            latest: dict[str, deque[tuple[str, float, float]]] = {}
+            for row in self._durations:
+                latest.setdefault(row[0], deque(maxlen=_DURATIONS_KEPT)).append(row)
+            _insert_all(conn, _INSERT_DURATION, [row for kept in latest.values()
+                                                 for row in kept])
+            self._durations = []
+        if self.cache is not None:
+            _insert_all(conn, _INSERT_CACHE, self.cache.drain())
+
+    def _fail(self, exc: sqlite3.Error) -> None:
+        self.failure = (f"cannot checkpoint run {self.record.run_id}: "
+                        + describe(exc, self.store.path, self.store.busy_timeout))
+        if self.on_failure is not None:
+            self.on_failure(self.failure)
+
+
+def _insert_all(conn: sqlite3.Connection, insert: str, rows: Sequence[tuple[object, ...]]) -> None:
+    """``insert`` (one ``VALUES (...)`` row) for every row, up to ``_CHUNK`` per statement."""
+    if not rows:
+        return
+    values = insert[insert.index("VALUES") + len("VALUES"):]
+    for start in range(0, len(rows), _CHUNK):
+        chunk = rows[start:start + _CHUNK]
+        sql = insert + ("," + values) * (len(chunk) - 1)
+        conn.execute(sql, [value for row in chunk for value in row])
+

@@ -1,0 +1,139 @@
+"""The state database's schema, as an ordered list of migrations.
+
+``schema_version`` holds one row per applied migration. A database whose version is newer
+than the last migration here was written by a newer flowhost: it is refused, never touched.
+
+Layout choices, for a cheap checkpoint (one page written per step in a chain):
+- ``events.id`` is ``(run_no << 32) | seq``: a run's events are one contiguous, append-only
+  range of the table's own b-tree, so no secondary index is written per event;
+- step outputs are a view over the ``StepFinished`` events (the events are the truth; a
+  second copy would double the write per step and could disagree with them);
+- cache entries and plugin durations are written in batches, off the checkpoint's path.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+
+MIGRATIONS: list[tuple[int, str]] = [
+    (1, """
+CREATE TABLE runs (
+    run_no        INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id        TEXT NOT NULL UNIQUE,
+    workflow_id   TEXT NOT NULL,
+    status        TEXT NOT NULL,     -- running | success | failed | aborted | waiting | cancelled
+    spec_text     TEXT NOT NULL,     -- the spec as run (references, never secret values)
+    spec_path     TEXT NOT NULL,
+    spec_redacted INTEGER NOT NULL DEFAULT 0,  -- 1: the text held a secret value, masked
+    overrides     TEXT NOT NULL DEFAULT '[]',  -- JSON list of --set, secrets as references
+    cwd           TEXT NOT NULL,
+    total_steps   INTEGER NOT NULL,
+    created_at    REAL NOT NULL,
+    updated_at    REAL NOT NULL,
+    finished_at   REAL,
+    pid           INTEGER            -- the process that last ran it
+);
+CREATE INDEX runs_by_status ON runs (status, run_no);
+
+CREATE TABLE events (
+    id      INTEGER PRIMARY KEY,     -- (run_no << 32) | seq: append-only, one range per run
+    type    TEXT NOT NULL,           -- the event class name (flowhost.events)
+    step_id TEXT,
+    payload TEXT NOT NULL            -- JSON: the event's fields but run_id
+);
+
+CREATE VIEW step_outputs AS
+    SELECT r.run_id AS run_id, e.step_id AS step_id,
+           json_extract(e.payload, '$.status') AS status,
+           json_extract(e.payload, '$.used_plugin') AS plugin,
+           json_extract(e.payload, '$.outputs') AS outputs,
+           json_extract(e.payload, '$.ts') AS finished_at
+    FROM runs AS r JOIN events AS e
+      ON e.id BETWEEN (r.run_no << 32) AND (r.run_no << 32) + 4294967295
+    WHERE e.type = 'StepFinished'
+      AND json_extract(e.payload, '$.status') IN ('success', 'skipped');
+
+CREATE TABLE interventions (
+    run_no       INTEGER NOT NULL REFERENCES runs (run_no),
+    step_id      TEXT NOT NULL,
+    seq          INTEGER NOT NULL,   -- of its InterventionRequested event
+    plugin       TEXT NOT NULL,
+    error        TEXT NOT NULL,
+    error_type   TEXT NOT NULL,
+    hint         TEXT,
+    attempts     INTEGER NOT NULL,
+    requested_at REAL NOT NULL,
+    action       TEXT,               -- retry | skip | abort; NULL while waiting
+    outputs      TEXT,               -- JSON given with a skip
+    decided_by   TEXT,
+    resolved_at  REAL,
+    PRIMARY KEY (run_no, seq)
+);
+
+CREATE TABLE cache (
+    plugin     TEXT NOT NULL,
+    key        BLOB NOT NULL,        -- sha256(plugin, version, canonical inputs, secrets hashed)
+    version    TEXT NOT NULL,
+    event_id   INTEGER NOT NULL,     -- the StepFinished event holding the outputs (never
+                                     -- outputs with a secret)
+    created_at REAL NOT NULL,
+    PRIMARY KEY (plugin, key)
+) WITHOUT ROWID;
+
+CREATE TABLE durations (
+    id         INTEGER PRIMARY KEY,
+    plugin     TEXT NOT NULL,
+    duration_s REAL NOT NULL,
+    at         REAL NOT NULL
+);
+CREATE INDEX durations_by_plugin ON durations (plugin, id);
+"""),
+]
+
+LATEST = MIGRATIONS[-1][0]
+
+
+class NewerSchemaError(Exception):
+    def __init__(self, found: int) -> None:
+        super().__init__(found)
+        self.found = found
+
+
+def current_version(conn: sqlite3.Connection) -> int:
+    exists = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' "
+                          "AND name = 'schema_version'").fetchone()
+    if exists is None:
+        return 0
+    row = conn.execute("SELECT max(version) FROM schema_version").fetchone()
+    return int(row[0] or 0)
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    """Bring the schema up to date, in one write transaction; refuse a newer one."""
+    version = current_version(conn)
+    if version > LATEST:
+        raise NewerSchemaError(version)
+    if version == LATEST:
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute("CREATE TABLE IF NOT EXISTS schema_version "
+                     "(version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)")
+        version = current_version(conn)  # another process may have migrated meanwhile
+        if version > LATEST:
+            raise NewerSchemaError(version)
+        for number, script in MIGRATIONS:
+            if number > version:
+                for statement in _statements(script):
+                    conn.execute(statement)
+                conn.execute("INSERT INTO schema_version VALUES (?, ?)", (number, time.time()))
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def _statements(script: str) -> list[str]:
+    """Split a script on ``;`` at line ends (``executescript`` would commit on its own)."""
+    return [part.strip() for part in script.split(";\n") if part.strip()]

@@ -1,0 +1,158 @@
+"""The wire rules of the plugin protocol (``protos/flowhost/v1/plugin.proto``), in one place.
+
+Both ends use them: the SDK's server turns a plugin's exception into a status code and
+trailing metadata (``status_for_error``), and clients (the host's gRPC invoker, the
+conformance kit) turn a failed call back into the SDK's error classes
+(``error_from_status``), so a remote plugin fails exactly like an imported one. The rules
+are written out for implementers in other languages in ``protos/README.md``.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Iterable
+from typing import Any
+from urllib.parse import quote, unquote
+
+import grpc
+
+from flowhost_sdk.errors import (
+    ErrorKind,
+    NeedsIntervention,
+    PermanentError,
+    PluginError,
+    TransientError,
+)
+
+SERVICE = "flowhost.v1.PluginService"
+LIST_PLUGINS = f"/{SERVICE}/ListPlugins"
+INVOKE = f"/{SERVICE}/Invoke"
+
+KIND_KEY = "flowhost-error-kind"  # transient | permanent | intervention: overrides the code
+HINT_KEY = "flowhost-hint"  # what a human should do; UTF-8, percent-encoded
+RETRY_AFTER_KEY = "flowhost-retry-after"  # seconds, a decimal number (transient errors)
+TYPE_KEY = "flowhost-error-type"  # the exception's class name, for messages and hints
+
+DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+MAX_TEXT = 2000  # longest hint or status message sent: metadata must stay well under 8 KiB
+
+Code = grpc.StatusCode
+TRANSIENT_CODES = frozenset({Code.UNAVAILABLE, Code.DEADLINE_EXCEEDED, Code.RESOURCE_EXHAUSTED,
+                             Code.ABORTED, Code.CANCELLED})
+# Codes the contract leaves open are permanent: a retry cannot fix a missing permission.
+CODE_FOR_KIND: dict[ErrorKind, grpc.StatusCode] = {
+    "transient": Code.UNAVAILABLE,
+    "permanent": Code.FAILED_PRECONDITION,
+    "intervention": Code.FAILED_PRECONDITION,
+}
+_KINDS: frozenset[str] = frozenset(CODE_FOR_KIND)
+_BASES: dict[str, type[PluginError]] = {
+    "transient": TransientError,
+    "permanent": PermanentError,
+    "intervention": NeedsIntervention,
+}
+# What Python gRPC servers say when a handler raised: a bug in the plugin, not the network.
+_APPLICATION_FAILURE = re.compile(r"^(Exception calling application|Exception iterating|"
+                                  r"Unexpected error)", re.IGNORECASE)
+_TOO_LARGE = re.compile(r"message larger than max", re.IGNORECASE)
+_SAFE = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) != "%")
+
+Metadata = tuple[tuple[str, str], ...]
+
+
+def encode_text(text: str) -> str:
+    """A metadata-safe form of ``text``: UTF-8, with bytes outside printable ASCII and ``%``
+    percent-encoded (like ``grpc-message``); plain ASCII text is left as it is."""
+    return quote(text[:MAX_TEXT], safe=_SAFE)
+
+
+def decode_text(value: str | bytes) -> str:
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    return unquote(value)
+
+
+def status_for_error(exc: BaseException) -> tuple[grpc.StatusCode, str, Metadata]:
+    """The status code, message and trailing metadata that report ``exc`` to the host."""
+    if isinstance(exc, PluginError):
+        kind: ErrorKind = exc.kind if exc.kind in _KINDS else "permanent"
+        code = CODE_FOR_KIND[kind]
+        details = str(exc) or type(exc).__name__
+        hint = exc.hint
+        retry_after = exc.retry_after if isinstance(exc, TransientError) else None
+    else:  # any other exception is a bug in the plugin: permanent
+        kind, code, hint, retry_after = "permanent", Code.INTERNAL, None, None
+        text = str(exc)
+        details = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    metadata: list[tuple[str, str]] = [(KIND_KEY, kind)]
+    name = type(exc).__name__
+    if name.isascii() and name.isidentifier():
+        metadata.append((TYPE_KEY, name))
+    if hint:
+        metadata.append((HINT_KEY, encode_text(hint)))
+    if retry_after is not None:
+        metadata.append((RETRY_AFTER_KEY, f"{retry_after:g}"))
+    return code, details[:MAX_TEXT], tuple(metadata)
+
+
+def error_from_status(code: grpc.StatusCode, details: str | None,
+                      metadata: Iterable[tuple[str, Any]] | None) -> PluginError:
+    """The SDK error a failed call stands for (CONTRACT §3).
+
+    The code decides the kind: UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, ABORTED,
+    CANCELLED and an UNKNOWN that came from the transport are transient, everything else is
+    permanent; ``flowhost-error-kind`` overrides it. Two cases are refined because a retry
+    cannot help them: an UNKNOWN that a server reports for an exception in its handler, and
+    a message past the size limit.
+    """
+    meta: dict[str, Any] = {}
+    for key, value in metadata or ():
+        meta.setdefault(key.lower(), value)
+    message = details or code.name
+    kind = decode_text(meta.get(KIND_KEY, "")).strip().lower()
+    hint = decode_text(meta[HINT_KEY]) if HINT_KEY in meta else None
+    if kind not in _KINDS:
+        kind = _kind_for_code(code, message)
+        if kind == "permanent" and _TOO_LARGE.search(message) and hint is None:
+            hint = ("Raise the limit on both ends: flowhost-plugin serve --max-message-bytes N "
+                    "and max_message_bytes in the [grpc] table of flowhost.toml")
+    type_name = decode_text(meta.get(TYPE_KEY, "")).strip()
+    if type_name and message.startswith(f"{type_name}: "):
+        message = message[len(type_name) + 2:]  # shown again by whoever prints the type
+    elif type_name and message == type_name:
+        message = ""  # an exception without text: the server could only send its type
+    cls = _error_class(kind, type_name)
+    if issubclass(cls, TransientError):
+        return cls(message, hint=hint, retry_after=_seconds(meta.get(RETRY_AFTER_KEY)))
+    return cls(message, hint=hint)
+
+
+def _kind_for_code(code: grpc.StatusCode, message: str) -> ErrorKind:
+    if code is Code.UNKNOWN:
+        return "permanent" if _APPLICATION_FAILURE.match(message) else "transient"
+    if code is Code.RESOURCE_EXHAUSTED and _TOO_LARGE.search(message):
+        return "permanent"
+    return "transient" if code in TRANSIENT_CODES else "permanent"
+
+
+def _seconds(value: Any) -> float | None:
+    if value is None:
+        return None
+    try:
+        seconds = float(decode_text(value))
+    except ValueError:
+        return None
+    return seconds if 0 <= seconds < float("inf") else None
+
+
+@functools.lru_cache(maxsize=256)
+def _error_class(kind: str, type_name: str) -> type[PluginError]:
+    """The SDK class for ``kind``, or a subclass of it named like the remote exception, so
+    messages, hint rules and metrics see the same error type as for an imported plugin."""
+    base = _BASES[kind]
+    if not type_name or type_name == base.__name__ or not (
+            type_name.isascii() and type_name.isidentifier()):
+        return base
+    return type(type_name, (base,), {"__module__": "flowhost_sdk.remote",
+                                     "__doc__": f"{type_name}, raised by a remote plugin."})

@@ -1,0 +1,414 @@
+"""Serve plugins over gRPC: ``flowhost_sdk.serve(...)``, ``PluginServer``.
+
+    flowhost_sdk.serve([Scaffolder()], "127.0.0.1:50070")   # or: flowhost-plugin serve ...
+
+The same ``Plugin`` classes that flowhost imports in-process, unchanged. The server speaks
+``flowhost.v1.PluginService`` (``protos/flowhost/v1/plugin.proto``) and the standard
+``grpc.health.v1.Health`` service on ``grpc.aio``; sync plugins run on daemon threads, off
+the event loop. Errors become status codes and trailing metadata by ``flowhost_sdk.protocol``.
+SIGTERM or SIGINT stops it gracefully: health turns NOT_SERVING, new calls are refused,
+calls in flight get ``grace`` seconds to finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import json
+import logging
+import os
+import signal
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+from grpc import aio
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from pydantic import BaseModel, ValidationError
+
+from flowhost_sdk import protocol
+from flowhost_sdk._proto import plugin_pb2 as pb
+from flowhost_sdk._threads import DaemonPool
+from flowhost_sdk.plugin import InvocationContext, Plugin, check_plugin_class
+
+log = logging.getLogger("flowhost_sdk.server")
+
+DEFAULT_LISTEN = "127.0.0.1:50070"
+DEFAULT_GRACE = 10.0
+PemSource = str | os.PathLike[str] | bytes  # a file path, or the PEM text itself
+
+
+class ServeError(Exception):
+    """The server cannot start: a bad plugin, address or certificate."""
+
+
+class _Abort(Exception):
+    def __init__(self, code: grpc.StatusCode, details: str,
+                 metadata: protocol.Metadata = ((protocol.KIND_KEY, "permanent"),)) -> None:
+        super().__init__(details)
+        self.code, self.details, self.metadata = code, details, metadata
+
+
+def _typed(error_type: str) -> protocol.Metadata:
+    """Metadata of a permanent error named like the host's own for the same problem."""
+    return (protocol.KIND_KEY, "permanent"), (protocol.TYPE_KEY, error_type)
+
+
+def describe_validation_error(exc: ValidationError, what: str) -> str:
+    """``what: field 'a.b': message; ...`` for the first few errors of ``exc``."""
+    errors = exc.errors(include_url=False)
+    parts = [f"field '{'.'.join(str(p) for p in e['loc']) or '(root)'}': {e['msg']}"
+             for e in errors[:5]]
+    more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
+    return f"{what}: " + "; ".join(parts) + more
+
+
+@dataclass(frozen=True, slots=True)
+class _Hosted:
+    plugin: Plugin
+    name: str
+    inputs: type[BaseModel]
+    outputs: type[BaseModel]
+    is_async: bool
+    descriptor: pb.PluginDescriptor
+
+
+def _host(plugin: Plugin | type[Plugin]) -> _Hosted:
+    if isinstance(plugin, type):
+        problems = check_plugin_class(plugin)
+        if problems:
+            raise ServeError(f"{plugin.__module__}.{plugin.__qualname__}: {'; '.join(problems)}")
+        plugin = plugin()
+    cls = type(plugin)
+    problems = check_plugin_class(cls)
+    if problems:
+        raise ServeError(f"{cls.__module__}.{cls.__qualname__}: {'; '.join(problems)}")
+    try:
+        descriptor = pb.PluginDescriptor(
+            name=cls.name, version=cls.version, description=cls.description,
+            input_schema_json=json.dumps(cls.input_schema(), separators=(",", ":")),
+            output_schema_json=json.dumps(cls.output_schema(), separators=(",", ":")),
+            idempotent=bool(cls.idempotent))
+    except Exception as exc:
+        raise ServeError(f"{cls.name}: its Inputs/Outputs schemas cannot be built: "
+                         f"{type(exc).__name__}: {exc}") from exc
+    return _Hosted(plugin, cls.name, cls.Inputs, cls.Outputs,
+                   inspect.iscoroutinefunction(plugin.invoke), descriptor)
+
+
+_Context = aio.ServicerContext[Any, Any]
+
+
+class _PluginService:
+    """The ``flowhost.v1.PluginService`` handlers."""
+
+    def __init__(self, hosted: dict[str, _Hosted], max_message_bytes: int,
+                 pool: DaemonPool) -> None:
+        self._hosted = hosted
+        self._max_message_bytes = max_message_bytes
+        self._pool = pool
+        self._listing = pb.ListPluginsResponse(plugins=[h.descriptor for h in hosted.values()])
+
+    def handlers(self) -> dict[str, grpc.RpcMethodHandler[Any, Any]]:
+        return {
+            "ListPlugins": grpc.unary_unary_rpc_method_handler(
+                self.list_plugins, request_deserializer=pb.ListPluginsRequest.FromString,
+                response_serializer=pb.ListPluginsResponse.SerializeToString),
+            "Invoke": grpc.unary_unary_rpc_method_handler(
+                self.invoke, request_deserializer=pb.InvokeRequest.FromString,
+                response_serializer=pb.InvokeResponse.SerializeToString),
+        }
+
+    async def list_plugins(self, request: pb.ListPluginsRequest,
+                           context: _Context) -> pb.ListPluginsResponse:
+        return self._listing
+
+    async def invoke(self, request: pb.InvokeRequest, context: _Context) -> pb.InvokeResponse:
+        try:
+            return await self._invoke(request, context)
+        except _Abort as abort:
+            context.set_trailing_metadata(abort.metadata)
+            await context.abort(abort.code, abort.details)
+            raise  # unreachable: abort() raises
+
+    async def _invoke(self, request: pb.InvokeRequest, context: _Context) -> pb.InvokeResponse:
+        hosted = self._hosted.get(request.plugin)
+        if hosted is None:
+            raise _Abort(grpc.StatusCode.NOT_FOUND,
+                         f"no plugin named '{request.plugin}' on this server; it serves: "
+                         + ", ".join(sorted(self._hosted)))
+        try:
+            inputs = hosted.inputs.model_validate_json(request.inputs_json)
+        except ValidationError as exc:
+            raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, _inputs_problem(exc, hosted.name),
+                         _typed("InvalidInputs")) from None
+        remaining = context.time_remaining()
+        ctx = InvocationContext(
+            run_id=request.run_id, step_id=request.step_id or hosted.name,
+            attempt=max(request.attempt, 1),
+            deadline=None if remaining is None else time.monotonic() + remaining)
+        try:
+            result = await self._call(hosted, inputs, ctx)
+        except asyncio.CancelledError:
+            ctx.cancel()  # the caller gave up (deadline, cancellation): tell the plugin
+            raise
+        except Exception as exc:
+            code, details, metadata = protocol.status_for_error(exc)
+            if code is grpc.StatusCode.INTERNAL:
+                log.error("plugin %s failed", hosted.name, exc_info=exc)
+            else:
+                log.info("plugin %s raised %s: %s", hosted.name, type(exc).__name__, details)
+            raise _Abort(code, details, metadata) from None
+        data = _dump_outputs(hosted, result)
+        if len(data) > self._max_message_bytes:
+            raise _Abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                         f"the outputs of {hosted.name} are {len(data)} bytes, past this "
+                         f"server's message limit of {self._max_message_bytes} bytes "
+                         "(flowhost-plugin serve --max-message-bytes)")
+        return pb.InvokeResponse(outputs_json=data)
+
+    async def _call(self, hosted: _Hosted, inputs: BaseModel, ctx: InvocationContext) -> Any:
+        if hosted.is_async:
+            return await hosted.plugin.invoke(inputs, ctx)  # type: ignore[misc]
+        loop = asyncio.get_running_loop()
+        result = await loop.run_in_executor(self._pool, hosted.plugin.invoke, inputs, ctx)
+        if inspect.isawaitable(result):
+            result = await result
+        return result
+
+
+def _inputs_problem(exc: ValidationError, name: str) -> str:
+    errors = exc.errors(include_url=False)
+    if errors and errors[0]["type"] == "json_invalid":
+        return f"inputs_json is not valid JSON: {errors[0]['msg']}"
+    if errors and errors[0]["type"] == "model_type" and not errors[0]["loc"]:
+        return f"inputs_json must be a JSON object, not {errors[0]['input'].__class__.__name__}"
+    return describe_validation_error(exc, f"inputs rejected by {name}")
+
+
+def _dump_outputs(hosted: _Hosted, result: Any) -> bytes:
+    outputs = hosted.outputs
+    try:
+        if type(result) is not outputs:
+            if isinstance(result, BaseModel):
+                result = result.model_dump()
+            result = outputs.model_validate(result)
+    except ValidationError as exc:
+        raise _Abort(grpc.StatusCode.INTERNAL, describe_validation_error(
+            exc, f"outputs of {hosted.name} do not match its Outputs"),
+            _typed("InvalidOutputs")) from None
+    data: bytes = result.model_dump_json().encode("utf-8")
+    return data
+
+
+@dataclass(frozen=True, slots=True)
+class TLSFiles:
+    """The server's certificate and key, and the CA that client certificates must chain to
+    (mutual TLS) when ``client_ca`` is given."""
+
+    cert: bytes
+    key: bytes
+    client_ca: bytes | None = None
+
+    @classmethod
+    def load(cls, cert: PemSource, key: PemSource, client_ca: PemSource | None = None
+             ) -> TLSFiles:
+        return cls(_pem(cert, "--tls-cert"), _pem(key, "--tls-key"),
+                   _pem(client_ca, "--tls-client-ca") if client_ca is not None else None)
+
+
+def _pem(source: PemSource, what: str) -> bytes:
+    if isinstance(source, bytes):
+        data, name = source, "the given PEM"
+    else:
+        try:
+            data, name = Path(source).read_bytes(), str(source)
+        except OSError as exc:
+            raise ServeError(f"{what} {source}: {exc.strerror or exc}") from None
+    if b"-----BEGIN " not in data:
+        raise ServeError(f"{what} {name}: not a PEM file (-----BEGIN ... -----)")
+    return data
+
+
+def split_address(address: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[v6]:PORT`` too) -> (host, port); raises ServeError."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ServeError(f"listen address {address!r} is not HOST:PORT (e.g. 127.0.0.1:50070, "
+                         "or port 0 for any free port)")
+    return host, int(port)
+
+
+class PluginServer:
+    """A gRPC server for some plugins: ``await start()``, then ``await stop()``.
+
+    ``start`` returns the address actually bound (port 0 picks a free port).
+    """
+
+    def __init__(self, plugins: Iterable[Plugin | type[Plugin]], address: str = DEFAULT_LISTEN,
+                 *, tls: TLSFiles | None = None,
+                 max_message_bytes: int = protocol.DEFAULT_MAX_MESSAGE_BYTES,
+                 max_workers: int = 64) -> None:
+        hosted: dict[str, _Hosted] = {}
+        for plugin in plugins:
+            entry = _host(plugin)
+            if entry.name in hosted:
+                raise ServeError(f"two plugins are named '{entry.name}'")
+            hosted[entry.name] = entry
+        if not hosted:
+            raise ServeError("no plugins to serve")
+        if max_message_bytes < 1024:
+            raise ServeError(f"max_message_bytes must be at least 1024, got {max_message_bytes}")
+        self.host, self.port = split_address(address)
+        self.names = list(hosted)
+        self.tls = tls
+        self.max_message_bytes = max_message_bytes
+        self._hosted = hosted
+        self._pool = DaemonPool(max_workers)
+        self._server: aio.Server | None = None
+        self._health: Any = None
+        self._stopping = False
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def ready_line(self) -> str:
+        security = "" if self.tls is None else (
+            " with mTLS" if self.tls.client_ca is not None else " with TLS")
+        return f"flowhost-plugin: serving {', '.join(self.names)} on {self.address}{security}"
+
+    async def start(self) -> str:
+        options = [("grpc.max_receive_message_length", self.max_message_bytes),
+                   ("grpc.max_send_message_length", self.max_message_bytes),
+                   ("grpc.so_reuseport", 0)]  # a busy port is an error, not shared
+        server = aio.server(options=options)
+        service = _PluginService(self._hosted, self.max_message_bytes, self._pool)
+        handlers = service.handlers()
+        server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler(protocol.SERVICE, handlers),))
+        server.add_registered_method_handlers(protocol.SERVICE, handlers)
+        self._health = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        try:
+            if self.tls is None:
+                port = server.add_insecure_port(self.address)
+            else:
+                credentials = grpc.ssl_server_credentials(
+                    [(self.tls.key, self.tls.cert)], root_certificates=self.tls.client_ca,
+                    require_client_auth=self.tls.client_ca is not None)
+                port = server.add_secure_port(self.address, credentials)
+        except RuntimeError as exc:
+            why = (" (or the TLS certificate and key are unusable: do they match?)"
+                   if self.tls is not None else "")
+            raise ServeError(f"cannot listen on {self.address}{why}: {exc}") from None
+        if not port:
+            raise ServeError(f"cannot listen on {self.address} (in use, or not an address of "
+                             "this machine)")
+        self.port = port
+        await server.start()
+        self._server = server
+        serving = health_pb2.HealthCheckResponse.SERVING
+        for name in ["", *self.names]:
+            await self._health.set(name, serving)
+        return self.address
+
+    async def stop(self, grace: float | None = DEFAULT_GRACE) -> None:
+        """Refuse new calls, let calls in flight finish within ``grace`` seconds, stop."""
+        server = self._server
+        if server is None:
+            return
+        if not self._stopping:
+            self._stopping = True
+            await self._health.enter_graceful_shutdown()
+        # Idempotent: a later call with a shorter grace (a second signal) cuts the wait.
+        await server.stop(grace)
+        self._server = None
+        self._pool.shutdown(wait=False)
+
+    async def wait_closed(self) -> None:
+        if self._server is not None:
+            await self._server.wait_for_termination()
+
+    async def __aenter__(self) -> PluginServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop(grace=0)
+
+
+async def serve_async(plugins: Iterable[Plugin | type[Plugin]], address: str = DEFAULT_LISTEN,
+                      *, tls_cert: PemSource | None = None, tls_key: PemSource | None = None,
+                      tls_client_ca: PemSource | None = None,
+                      max_message_bytes: int = protocol.DEFAULT_MAX_MESSAGE_BYTES,
+                      grace: float = DEFAULT_GRACE,
+                      ready: Callable[[PluginServer], Awaitable[None] | None] | None = None,
+                      stop: asyncio.Event | None = None, handle_signals: bool = True) -> None:
+    """Serve ``plugins`` until SIGTERM/SIGINT (or until ``stop`` is set), then stop gracefully.
+
+    ``ready(server)`` is called once the port is bound (``server.address`` has the real
+    port); by default the ready line is logged. A second signal stops without waiting.
+    """
+    tls = None
+    if tls_cert is not None or tls_key is not None:
+        if tls_cert is None or tls_key is None:
+            raise ServeError("TLS needs both a certificate and its key")
+        tls = TLSFiles.load(tls_cert, tls_key, tls_client_ca)
+    elif tls_client_ca is not None:
+        raise ServeError("a client CA (mutual TLS) needs the server's own certificate and key")
+    server = PluginServer(plugins, address, tls=tls, max_message_bytes=max_message_bytes)
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    signals = 0
+
+    def on_signal() -> None:
+        nonlocal signals
+        signals += 1
+        stop.set()
+
+    installed: list[signal.Signals] = []
+    if handle_signals:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(sig, on_signal)
+                installed.append(sig)
+    try:
+        await server.start()
+        if ready is None:
+            log.info("%s", server.ready_line())
+        else:
+            announced = ready(server)
+            if announced is not None:
+                await announced
+        await stop.wait()
+        log.info("flowhost-plugin: stopping (grace %gs)", grace)
+        stopping = asyncio.ensure_future(server.stop(grace))
+        while not stopping.done():
+            await asyncio.wait([stopping], timeout=0.1)
+            if signals > 1:  # asked twice: do not wait for calls in flight
+                await server.stop(None)
+        await stopping
+    finally:
+        await server.stop(None)
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+
+
+def serve(plugins: Iterable[Plugin | type[Plugin]], address: str = DEFAULT_LISTEN,
+          **options: Any) -> None:
+    """Serve ``plugins`` on ``address`` and block until SIGTERM/SIGINT (see ``serve_async``).
+
+    From inside a running event loop, ``await serve_async(...)`` instead.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        asyncio.run(serve_async(plugins, address, **options))
+        return
+    raise RuntimeError("flowhost_sdk.serve() blocks; inside an event loop use "
+                       "`await flowhost_sdk.serve_async(...)`")

@@ -1,0 +1,369 @@
+"""Durable runs through the real CLI: Ctrl-C and resume, waiting runs, `runs`, the state dir's
+faults, secrets."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flowhost.cli import main
+from flowhost.store import Store
+
+SECRET = "hunter2-very-secret-value"
+
+
+def flowhost(*args: str, cwd: Path, env: dict[str, str] | None = None,
+             timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "flowhost", *args], cwd=cwd,
+                          env={**os.environ, **(env or {})}, capture_output=True, text=True,
+                          timeout=timeout, check=False)
+
+
+def start(*args: str, cwd: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "flowhost", *args], cwd=cwd,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def chain(tmp_path: Path, count: int = 6, seconds: float = 0.3, prefix: str = "") -> Path:
+    journal = tmp_path / "journal.txt"
+    lines = ["workflow_id: chain", "steps:"]
+    for i in range(count):
+        value = f"$s{i - 1}.value" if i else "0"
+        lines.append(f"  - {{id: s{i}, plugin: journal, inputs: {{journal: '{journal}', "
+                     f"label: {prefix}s{i}, seconds: {seconds}, value: {value}}}}}")
+    spec = tmp_path / "wf.yaml"
+    spec.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return spec
+
+
+def journal(tmp_path: Path) -> list[str]:
+    """The labels of the completed calls of the journal plugin, in order."""
+    path = tmp_path / "journal.txt"
+    lines = path.read_text().splitlines() if path.exists() else []
+    return [line.split()[1] for line in lines if line.startswith("end ")]
+
+
+def wait_for(predicate: Any, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def run_id_of(output: str) -> str:
+    first = output.splitlines()[0]
+    assert first.startswith("run_id: "), output
+    return first.removeprefix("run_id: ")
+
+
+def show(tmp_path: Path, run_id: str) -> dict[str, Any]:
+    done = flowhost("runs", "show", run_id, "--json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    shown: dict[str, Any] = json.loads(done.stdout)
+    return shown
+
+
+def test_ctrl_c_checkpoints_then_resume_finishes_the_run(tmp_path: Path) -> None:
+    chain(tmp_path)
+    proc = start("run", "wf.yaml", "--no-progress", cwd=tmp_path)
+    wait_for(lambda: len(journal(tmp_path)) >= 2)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 130, err
+    run_id = run_id_of(out)
+    assert f"Continue with: flowhost resume {run_id}" in err
+    interrupted = show(tmp_path, run_id)
+    assert interrupted["status"] == "cancelled"
+    done_before = {s["id"] for s in interrupted["steps"] if s["status"] == "success"}
+    cancelled = {s["id"] for s in interrupted["steps"] if s["status"] == "cancelled"}
+    assert len(done_before) >= 2 and len(cancelled) == 1
+
+    resumed = flowhost("resume", "--no-progress", "--json-out", "result.json", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert run_id_of(resumed.stdout) == run_id
+    assert f"{len(done_before)} of 6 steps finished before" in resumed.stdout
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert result["status"] == "success" and result["steps_completed"] == 6
+    assert result["outputs"]["s5"] == {"label": "s5", "value": 6}
+    assert {s["id"] for s in result["steps"] if s["rerun_after_interruption"]} == cancelled
+    runs = journal(tmp_path)
+    assert sorted(set(runs)) == [f"s{i}" for i in range(6)]
+    assert all(runs.count(step) == 1 for step in done_before)  # never ran again
+    assert show(tmp_path, run_id) == result  # the store and --json-out agree
+    listing = json.loads(flowhost("runs", "list", "--json", cwd=tmp_path).stdout)
+    assert [(r["run_id"], r["status"], r["steps_completed"]) for r in listing] == [
+        (run_id, "success", 6)]
+
+
+def test_resume_refuses_what_it_cannot_resume(tmp_path: Path) -> None:
+    chain(tmp_path, count=1, seconds=0)
+    nothing = flowhost("resume", cwd=tmp_path)
+    assert nothing.returncode == 2 and "no flowhost state in " in nothing.stderr
+    assert flowhost("runs", "list", cwd=tmp_path).stdout == "No runs in .flowhost.\n"
+    assert not (tmp_path / ".flowhost").exists()  # reading commands create nothing
+    done = flowhost("run", "wf.yaml", "--no-progress", cwd=tmp_path)
+    run_id = run_id_of(done.stdout)
+    finished = flowhost("resume", run_id, cwd=tmp_path)
+    assert finished.returncode == 2
+    assert f"run {run_id} already finished (success)" in finished.stderr
+    nothing = flowhost("resume", cwd=tmp_path)
+    assert nothing.returncode == 2 and "no unfinished run to resume" in nothing.stderr
+    unknown = flowhost("resume", "nope", cwd=tmp_path)
+    assert unknown.returncode == 2 and "no run 'nope'" in unknown.stderr
+    assert "Traceback" not in unknown.stderr + finished.stderr + nothing.stderr
+
+
+def test_a_run_another_process_runs_is_not_resumed_twice(tmp_path: Path) -> None:
+    chain(tmp_path, count=3, seconds=2)
+    proc = start("run", "wf.yaml", "--no-progress", "--state-dir", "state", cwd=tmp_path)
+    try:
+        line = proc.stdout.readline() if proc.stdout else ""
+        run_id = run_id_of(line)
+        busy = flowhost("resume", run_id, "--state-dir", "state", cwd=tmp_path)
+        assert busy.returncode == 2 and "being run by another process" in busy.stderr
+        listing = flowhost("runs", "list", "--state-dir", "state", cwd=tmp_path)
+        assert "running" in listing.stdout
+        nothing = flowhost("resume", "--state-dir", "state", cwd=tmp_path)
+        assert nothing.returncode == 2 and "no unfinished run" in nothing.stderr
+    finally:
+        proc.kill()
+        proc.communicate()
+    listing = flowhost("runs", "list", "--state-dir", "state", cwd=tmp_path)
+    assert "interrupted" in listing.stdout  # SIGKILLed: no process runs it any more
+    shown = flowhost("runs", "show", run_id, "--state-dir", "state", cwd=tmp_path)
+    assert f"flowhost resume {run_id} --state-dir state" in shown.stdout
+
+
+def test_state_dir_faults_exit_2_with_what_to_do(tmp_path: Path) -> None:
+    spec = chain(tmp_path, count=1, seconds=0)
+    (tmp_path / "corrupt").mkdir()
+    (tmp_path / "corrupt" / "state.db").write_bytes(b"garbage" * 1000)
+    (tmp_path / "a-file").write_text("x")
+    Store.open(tmp_path / "newer").close()
+    with sqlite3.connect(tmp_path / "newer" / "state.db") as conn:
+        conn.execute("INSERT INTO schema_version VALUES (999, 0)")
+    Store.open(tmp_path / "locked").close()
+    holder = sqlite3.connect(tmp_path / "locked" / "state.db", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    cases = {"corrupt": "not a flowhost state database", "a-file": "is a file",
+             "newer": "written by a newer flowhost", "locked": "locked for more than 0.3s"}
+    try:
+        for state, message in cases.items():
+            # Readers are never blocked by a writer (WAL): a lock only stops writes.
+            readers = [] if state == "locked" else [["runs", "list"], ["resume"]]
+            for args in (["run", str(spec)], *readers):
+                done = flowhost(*args, "--state-dir", state, cwd=tmp_path,
+                                env={"FLOWHOST_LOCK_TIMEOUT": "0.3"})
+                assert done.returncode == 2, (state, args, done.stderr)
+                assert message in done.stderr and "Traceback" not in done.stderr
+        assert flowhost("runs", "list", "--state-dir", "locked", cwd=tmp_path).returncode == 0
+    finally:
+        holder.execute("ROLLBACK")
+    assert journal(tmp_path) == []
+
+
+def test_a_full_disk_fails_the_run_and_resume_goes_on_later(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    chain(tmp_path, count=30, seconds=0, prefix="x" * 3000)  # big events fill the disk
+    opened = Store.open
+
+    def small_disk(state_dir: str | Path, **kwargs: Any) -> Store:
+        store = opened(state_dir, **kwargs)
+        pages = store.conn.execute("PRAGMA page_count").fetchone()[0]
+        store.conn.execute(f"PRAGMA max_page_count = {pages + 40}")
+        return store
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(Store, "open", small_disk)
+    assert main(["run", "wf.yaml", "--no-progress", "--state-dir", "state"]) == 1
+    out, err = capsys.readouterr()
+    run_id = run_id_of(out)
+    assert "the disk is full" in err and f"flowhost resume {run_id} --state-dir state" in err
+    monkeypatch.setattr(Store, "open", opened)
+    assert main(["resume", run_id, "--no-progress", "--state-dir", "state",
+                 "--json-out", "result.json"]) == 0
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert result["status"] == "success" and result["steps_completed"] == 30
+    runs = journal(tmp_path)
+    assert len(set(runs)) == 30 and len(runs) <= 31  # at most the step that failed to save
+
+
+def flaky_workflow(tmp_path: Path) -> Path:
+    spec = tmp_path / "wf.yaml"
+    spec.write_text(f"""
+workflow_id: waiting
+steps:
+  - id: f
+    plugin: flaky
+    inputs: {{counter_file: '{tmp_path / "calls"}', fail_times: 1, kind: intervention,
+             hint: "Start the thing"}}
+  - id: after
+    plugin: echo
+    inputs: {{text: $f.value}}
+  - id: other
+    plugin: noop
+""", encoding="utf-8")
+    return spec
+
+
+def wait_run(tmp_path: Path) -> str:
+    flaky_workflow(tmp_path)
+    done = flowhost("run", "wf.yaml", "--no-progress", "--on-manual", "wait", cwd=tmp_path)
+    assert done.returncode == 3, done.stderr
+    run_id = run_id_of(done.stdout)
+    assert f"flowhost runs resolve {run_id} f --action retry" in done.stdout
+    assert "Hint: Start the thing" in done.stdout
+    assert f"then continue with: flowhost resume {run_id}" in done.stdout
+    return run_id
+
+
+def test_a_waiting_run_is_retried_after_a_decision(tmp_path: Path) -> None:
+    run_id = wait_run(tmp_path)
+    undecided = flowhost("resume", run_id, cwd=tmp_path)
+    assert undecided.returncode == 2 and "still waits for a decision" in undecided.stderr
+    assert show(tmp_path, run_id)["status"] == "waiting"
+    other = flowhost("runs", "resolve", run_id, "after", "--action", "retry", cwd=tmp_path)
+    assert other.returncode == 2 and "waiting: f" in other.stderr
+    retry = flowhost("runs", "resolve", run_id, "f", "--action", "retry", cwd=tmp_path)
+    assert retry.returncode == 0 and f"flowhost resume {run_id}" in retry.stdout
+    again = flowhost("runs", "resolve", run_id, "f", "--action", "skip", cwd=tmp_path)
+    assert again.returncode == 2 and "already decided (retry)" in again.stderr
+    resumed = flowhost("resume", run_id, "--no-progress", "--json-out", "r.json", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert result["status"] == "success" and result["outputs"]["after"]["text"] == "good"
+    record = next(s for s in result["steps"] if s["id"] == "f")
+    assert [i["action"] for i in record["interventions"]] == ["retry"]
+    assert not record["rerun_after_interruption"]
+    assert (tmp_path / "calls").read_text() == "2"
+
+
+def test_a_waiting_step_skipped_with_outputs_lets_dependents_go_on(tmp_path: Path) -> None:
+    run_id = wait_run(tmp_path)
+    for bad, message in [("{nope", "not valid JSON"), ("[1]", "must be a JSON object"),
+                         ('{"calls": "x", "value": 1}', "do not fit the outputs of flaky")]:
+        done = flowhost("runs", "resolve", run_id, "f", "--action", "skip", "--outputs", bad,
+                        cwd=tmp_path)
+        assert done.returncode == 2 and message in done.stderr, done.stderr
+    with_retry = flowhost("runs", "resolve", run_id, "f", "--action", "retry", "--outputs",
+                          "{}", cwd=tmp_path)
+    assert with_retry.returncode == 2 and "--action skip only" in with_retry.stderr
+    done = flowhost("runs", "resolve", run_id, "f", "--action", "skip", "--outputs",
+                    '{"calls": 0, "value": "by hand"}', cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    resumed = flowhost("resume", run_id, "--no-progress", "--json-out", "r.json", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    result = json.loads((tmp_path / "r.json").read_text())
+    skipped = next(s for s in result["steps"] if s["id"] == "f")
+    assert skipped["status"] == "skipped" and "given by user" in skipped["reason"]
+    assert result["outputs"]["after"]["text"] == "by hand"
+    assert (tmp_path / "calls").read_text() == "1"
+
+
+def test_a_waiting_run_is_aborted_after_a_decision(tmp_path: Path) -> None:
+    run_id = wait_run(tmp_path)
+    assert flowhost("runs", "resolve", run_id, "f", "--action", "abort",
+                    cwd=tmp_path).returncode == 0
+    resumed = flowhost("resume", run_id, "--json-out", "r.json", cwd=tmp_path)
+    assert resumed.returncode == 1 and "aborted at step 'f'" in resumed.stdout
+    result = json.loads((tmp_path / "r.json").read_text())
+    statuses = {s["id"]: s["status"] for s in result["steps"]}
+    assert result["status"] == "aborted"
+    assert statuses["f"] == "failed" and statuses["after"] == "skipped"
+    assert show(tmp_path, run_id) == result
+    assert flowhost("resume", run_id, cwd=tmp_path).returncode == 2  # nothing left to do
+
+
+def test_secrets_never_reach_the_state_dir(tmp_path: Path) -> None:
+    journal_file = tmp_path / "journal.txt"
+    (tmp_path / "wf.yaml").write_text(f"""
+workflow_id: secrets
+steps:
+  - id: a
+    plugin: journal
+    inputs: {{journal: '{journal_file}', label: "token=${{secret.TOKEN}}"}}
+  - id: b
+    plugin: echo
+    inputs: {{text: plain}}
+  - id: literal
+    plugin: flaky
+    inputs: {{counter_file: calls, kind: intervention, hint: "{SECRET} in clear"}}
+""", encoding="utf-8")
+    env = {"TOKEN": SECRET}
+    done = flowhost("run", "wf.yaml", "--no-progress", "--set", f"b.text=x{SECRET}x",
+                    "--on-manual", "wait", cwd=tmp_path, env=env)
+    assert done.returncode == 3, done.stderr
+    run_id = run_id_of(done.stdout)
+    assert "Hint: *** in clear" in done.stdout
+    assert flowhost("runs", "resolve", run_id, "literal", "--action", "retry", cwd=tmp_path,
+                    env=env).returncode == 0
+    resumed = flowhost("resume", "--no-progress", cwd=tmp_path, env=env)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"end token={SECRET}" in journal_file.read_text()  # the plugin got it
+    for path in (tmp_path / ".flowhost").iterdir():
+        assert SECRET.encode() not in path.read_bytes(), path
+    record = Store.open(tmp_path / ".flowhost").run(run_id)
+    assert record.overrides == ["b.text=x${secret.TOKEN}x"]
+    assert record.spec_redacted  # the hint held the value in clear: re-read on resume
+    result = show(tmp_path, run_id)
+    assert result["outputs"]["a"]["label"] == "token=***"
+    assert result["outputs"]["b"]["text"] == "x***x" and result["status"] == "success"
+
+
+def test_the_estimate_comes_from_earlier_runs(tmp_path: Path) -> None:
+    chain(tmp_path, count=2, seconds=0.2)
+    first = flowhost("run", "wf.yaml", "--no-progress", cwd=tmp_path)
+    assert "estimated" not in first.stdout
+    second = flowhost("run", "wf.yaml", "--no-progress", cwd=tmp_path)
+    assert re.search(r"started: chain, 2 steps, estimated 4\d\dms", second.stdout), \
+        second.stdout
+
+
+def test_cache_clear_and_no_cache(tmp_path: Path) -> None:
+    (tmp_path / "wf.yaml").write_text(
+        "workflow_id: w\nsteps:\n  - {plugin: counter, inputs: {calls: calls.txt}}\n")
+    flowhost("run", "wf.yaml", "--no-progress", cwd=tmp_path)
+    flowhost("run", "wf.yaml", "--no-progress", "--json-out", "r.json", cwd=tmp_path)
+    assert json.loads((tmp_path / "r.json").read_text())["steps"][0]["cached"]
+    flowhost("run", "wf.yaml", "--no-progress", "--no-cache", cwd=tmp_path)
+    cleared = flowhost("cache", "clear", cwd=tmp_path)
+    assert cleared.returncode == 0 and "Removed 1 cached result " in cleared.stdout
+    flowhost("run", "wf.yaml", "--no-progress", cwd=tmp_path)
+    assert len((tmp_path / "calls.txt").read_text().splitlines()) == 3
+
+
+def test_two_runs_share_a_state_dir(tmp_path: Path) -> None:
+    chain(tmp_path, count=15, seconds=0.01)
+    procs = [start("run", "wf.yaml", "--no-progress", cwd=tmp_path) for _ in range(2)]
+    outputs = [proc.communicate(timeout=60) for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0], outputs
+    ids = {run_id_of(out) for out, _ in outputs}
+    listing = json.loads(flowhost("runs", "list", "--json", cwd=tmp_path).stdout)
+    assert {(r["run_id"], r["status"], r["steps_completed"]) for r in listing} == {
+        (run_id, "success", 15) for run_id in ids}
+
+
+def test_a_run_whose_workflow_no_longer_checks_is_not_resumed(tmp_path: Path) -> None:
+    chain(tmp_path, count=2, seconds=1)
+    proc = start("run", "wf.yaml", "--no-progress", cwd=tmp_path)
+    wait_for((tmp_path / "journal.txt").exists)
+    proc.kill()
+    out, _ = proc.communicate()
+    run_id = run_id_of(out)
+    with sqlite3.connect(tmp_path / ".flowhost" / "state.db") as conn:
+        conn.execute("UPDATE runs SET spec_text = replace(spec_text, 'plugin: journal', "
+                     "'plugin: uninstalled')")
+    done = flowhost("resume", run_id, cwd=tmp_path)
+    assert done.returncode == 2
+    assert "its workflow no longer checks" in done.stderr and "uninstalled" in done.stderr

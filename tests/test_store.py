@@ -1,0 +1,320 @@
+"""The state store: event codec, schema, the checkpoint listener, faults of the state dir."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flowhost import events as ev
+from flowhost.catalog import Catalog
+from flowhost.engine import Engine
+from flowhost.events import EventBus
+from flowhost.problems import UserInputError
+from flowhost.result import fold
+from flowhost.spec import parse_spec
+from flowhost.static import check
+from flowhost.store import RunRecord, Store, StoreListener, codec, estimate, read
+from flowhost.store.schema import LATEST
+
+CHECK = ev.CheckResult("files_exist", True, "ok: é \"quoted\"", 0.25, {"paths": ["a", "b"]})
+SAMPLES: list[ev.Event] = [
+    ev.RunStarted(run_id="r", workflow_id="w", description="d", total_steps=2,
+                  steps=(("a", "noop", "first"), ("b", "echo", "")), resumed=True),
+    ev.StepStarted(run_id="r", step_id="a", plugin="noop", purpose="p", index=1, total=2,
+                   rerun=True),
+    ev.AttemptStarted(run_id="r", step_id="a", plugin="noop", attempt=2, transport="grpc"),
+    ev.StepProgress(run_id="r", step_id="a", fraction=0.5, message="half\nway"),
+    ev.AttemptFailed(run_id="r", step_id="a", plugin="noop", attempt=1, error_type="X",
+                     error_kind="transient", message="m", hint=None, duration_s=0.1),
+    ev.RetryScheduled(run_id="r", step_id="a", plugin="noop", next_attempt=2, delay_s=1.5),
+    ev.FallbackChosen(run_id="r", step_id="a", plugin="noop", fallback="echo", reason="r"),
+    ev.InterventionRequested(run_id="r", step_id="a", plugin="noop", error="e",
+                             error_type="T", hint="h", attempts=3),
+    ev.InterventionResolved(run_id="r", step_id="a", action="skip", outputs={"v": [1, None]},
+                            by="policy"),
+    ev.BreakerChanged(run_id="r", plugin="noop", state="half-open", failures=5),
+    ev.StepFinished(run_id="r", step_id="a", plugin="noop", used_plugin="echo",
+                    status="success", attempts=2, duration_s=0.5, outputs={"value": 1},
+                    cached=True, validation=(CHECK,)),
+    ev.StepFinished(run_id="r", step_id="b", plugin="echo", used_plugin="echo",
+                    status="failed", attempts=1, duration_s=0.0, error="boom",
+                    error_type="PermanentError", hint="fix it", reason=None),
+    ev.FinalValidationStarted(run_id="r", total_checks=1),
+    ev.FinalValidationFinished(run_id="r", results=(CHECK,), test_results={"total": 3}),
+    ev.RunFinished(run_id="r", status="failed", duration_s=2.0, message="why"),
+]
+
+
+def test_every_event_type_has_a_sample() -> None:
+    assert {type(e).__name__ for e in SAMPLES} == set(codec.EVENT_TYPES)
+
+
+@pytest.mark.parametrize("event", SAMPLES, ids=lambda e: type(e).__name__)
+def test_events_round_trip_into_the_same_dataclasses(event: ev.Event) -> None:
+    kind, step_id, payload = codec.encode(event)
+    assert kind == type(event).__name__
+    assert step_id == getattr(event, "step_id", None)
+    assert "run_id" not in payload
+    assert codec.decode("r", kind, step_id, payload) == event
+
+
+def test_decoding_skips_unknown_types_and_ignores_unknown_fields() -> None:
+    assert codec.decode("r", "SomethingNewer", None, "{}") is None
+    event = codec.decode("r", "RunFinished", None,
+                         '{"ts": 1.0, "status": "success", "duration_s": 2, "new": 1}')
+    assert event == ev.RunFinished(run_id="r", ts=1.0, status="success", duration_s=2)
+
+
+def test_defaults_are_left_out_of_the_payload() -> None:
+    _, _, payload = codec.encode(ev.StepFinished(
+        run_id="r", step_id="a", plugin="p", used_plugin="p", status="success", attempts=1,
+        duration_s=0.0, outputs={}))
+    assert "error" not in payload and "cached" not in payload and '"outputs":{}' in payload
+
+
+# -- the database --------------------------------------------------------------------------
+def new_run(store: Store, run_id: str = "run-1", total: int = 2) -> RunRecord:
+    return store.create_run(run_id=run_id, workflow_id="w", spec_text="steps: []",
+                            spec_path="/x/wf.yaml", spec_redacted=False, overrides=["a.b=1"],
+                            cwd="/x", total_steps=total)
+
+
+def test_open_creates_a_wal_database_at_the_latest_schema(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "state")
+    conn = sqlite3.connect(tmp_path / "state" / "state.db")
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("SELECT max(version) FROM schema_version").fetchone()[0] == LATEST
+    record = new_run(store)
+    assert store.run("run-1") == record and record.overrides == ["a.b=1"]
+    store.close()
+    assert Store.open(tmp_path / "state").run("run-1").run_no == record.run_no  # reopened
+
+
+def test_events_append_and_load_per_run(tmp_path: Path) -> None:
+    store = Store.open(tmp_path)
+    first, second = new_run(store, "one"), new_run(store, "two")
+    store.append(first, SAMPLES[:3])
+    store.append(second, SAMPLES[3:5])
+    store.append(first, SAMPLES[5:])
+    assert store.events(first) == [_as(e, "one") for e in [*SAMPLES[:3], *SAMPLES[5:]]]
+    assert store.events(second) == [_as(e, "two") for e in SAMPLES[3:5]]
+    assert [r.run_id for r in store.runs()] == ["two", "one"]
+    row = store.conn.execute("SELECT action, decided_by FROM interventions").fetchone()
+    assert row == ("skip", "policy")
+    assert store.run("one").status == "failed"  # RunFinished updates the run
+
+
+def _as(event: ev.Event, run_id: str) -> ev.Event:
+    kind, step_id, payload = codec.encode(event)
+    decoded = codec.decode(run_id, kind, step_id, payload)
+    assert decoded is not None
+    return decoded
+
+
+def test_an_unknown_run_is_an_input_error_with_a_suggestion(tmp_path: Path) -> None:
+    store = Store.open(tmp_path)
+    new_run(store, "20240101-000000-abcdef")
+    with pytest.raises(UserInputError, match="did you mean '20240101-000000-abcdef'"):
+        store.run("20240101-000000-abcdeg")
+
+
+def test_a_newer_schema_is_refused_untouched(tmp_path: Path) -> None:
+    Store.open(tmp_path).close()
+    conn = sqlite3.connect(tmp_path / "state.db")
+    conn.execute("INSERT INTO schema_version VALUES (?, 0)", (LATEST + 1,))
+    conn.commit()
+    conn.close()
+    with pytest.raises(UserInputError, match=r"newer flowhost.*Upgrade flowhost"):
+        Store.open(tmp_path)
+
+
+@pytest.mark.parametrize("content", [b"this is not sqlite" * 200, b"\x00" * 4096])
+def test_a_corrupt_database_is_an_input_error(tmp_path: Path, content: bytes) -> None:
+    (tmp_path / "state.db").write_bytes(content)
+    with pytest.raises(UserInputError, match=r"not a flowhost state database.*Move it away"):
+        Store.open(tmp_path)
+
+
+def test_a_file_as_state_dir_is_an_input_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UserInputError, match="is a file, not a directory"):
+        Store.open(tmp_path / "file")
+
+
+def test_a_database_locked_too_long_is_an_input_error(tmp_path: Path) -> None:
+    Store.open(tmp_path).close()
+    holder = sqlite3.connect(tmp_path / "state.db", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        store = Store.open(tmp_path, busy_timeout=0.2)
+        started = time.monotonic()
+        with pytest.raises(UserInputError, match=r"locked for more than 0.2s"):
+            new_run(store)
+        assert time.monotonic() - started < 5
+    finally:
+        holder.execute("ROLLBACK")
+
+
+def test_two_stores_on_one_dir_write_concurrently(tmp_path: Path) -> None:
+    one, two = Store.open(tmp_path), Store.open(tmp_path)
+    a, b = new_run(one, "a"), new_run(two, "b")
+    listeners = [StoreListener(one, a), StoreListener(two, b)]
+    for index in range(50):
+        for listener, run_id in zip(listeners, "ab", strict=True):
+            listener(ev.StepFinished(run_id=run_id, step_id=f"s{index}", plugin="p",
+                                     used_plugin="p", status="success", attempts=1,
+                                     duration_s=0.0))
+    assert len(one.events(two.run("b"))) == len(two.events(one.run("a"))) == 50
+
+
+# -- the listener --------------------------------------------------------------------------
+CHAIN = """
+workflow_id: chain
+steps:
+  - {id: a, plugin: noop, inputs: {value: 1}}
+  - {id: b, plugin: noop, inputs: {value: $a.value}}
+  - {id: c, plugin: sleeper, inputs: {seconds: 0.05}, needs: [b]}
+"""
+
+
+async def run_with_store(store: Store, text: str = CHAIN, **engine: Any) -> tuple[
+        str, StoreListener, list[ev.Event]]:
+    plan = check(parse_spec(text), Catalog(), {})
+    record = new_run(store, total=len(plan.steps))
+    bus = EventBus()
+    listener = StoreListener(store, record)
+    bus.subscribe(listener)
+    engine_ = Engine(plan, bus, run_id=record.run_id, env={}, **engine)
+    listener.on_failure = engine_.cancel
+    status = await engine_.run()
+    listener.close()
+    assert bus.history is not None
+    return status, listener, bus.history
+
+
+async def test_each_finished_step_is_durable_when_emit_returns(tmp_path: Path) -> None:
+    store = Store.open(tmp_path)
+    reader = sqlite3.connect(tmp_path / "state.db")
+    seen: list[tuple[str, int]] = []
+
+    def probe(event: ev.Event) -> None:
+        if isinstance(event, ev.StepFinished):
+            count = reader.execute("SELECT count(*) FROM events WHERE type = 'StepFinished' "
+                                   "AND step_id = ?", (event.step_id,)).fetchone()[0]
+            seen.append((event.step_id, count))
+
+    plan = check(parse_spec(CHAIN), Catalog(), {})
+    record = new_run(store, total=3)
+    bus = EventBus()
+    bus.subscribe(StoreListener(store, record))
+    bus.subscribe(probe)  # another process's view, right after the store's listener
+    assert await Engine(plan, bus, run_id=record.run_id, env={}).run() == "success"
+    assert seen == [("a", 1), ("b", 1), ("c", 1)]
+
+
+async def test_the_stored_events_fold_into_the_same_result(tmp_path: Path) -> None:
+    store = Store.open(tmp_path)
+    status, listener, history = await run_with_store(store)
+    assert status == "success"
+    loaded = store.events(listener.record)
+    assert loaded == history
+    assert fold(loaded) == fold(history)
+    assert store.run(listener.record.run_id).status == "success"
+    outputs = store.conn.execute("SELECT step_id, outputs FROM step_outputs ORDER BY step_id")
+    assert [tuple(row) for row in outputs] == [("a", '{"value":2}'), ("b", '{"value":3}'),
+                                               ("c", '{"slept":0.05,"label":""}')]
+
+
+async def test_a_started_step_is_flushed_once_the_loop_is_idle(tmp_path: Path) -> None:
+    store = Store.open(tmp_path)
+    reader = sqlite3.connect(tmp_path / "state.db")
+    record = new_run(store, total=1)
+    listener = StoreListener(store, record)
+    listener(ev.StepStarted(run_id=record.run_id, step_id="a", plugin="p", purpose="",
+                            index=1, total=1))
+    count = "SELECT count(*) FROM events WHERE type = 'StepStarted'"
+    assert reader.execute(count).fetchone()[0] == 0  # batched...
+    await asyncio.sleep(0)
+    assert reader.execute(count).fetchone()[0] == 1  # ...until the loop is idle
+
+
+async def test_a_full_disk_fails_the_run_and_keeps_earlier_checkpoints(tmp_path: Path) -> None:
+    store = Store.open(tmp_path)
+    big = "x" * 3000
+    steps = "\n".join(f"  - {{id: s{i}, plugin: echo, inputs: {{text: '{big}{i}'}}"
+                      + (f", needs: [s{i - 1}]}}" if i else "}") for i in range(40))
+    used = store.conn.execute("PRAGMA page_count").fetchone()[0]
+    store.conn.execute(f"PRAGMA max_page_count = {used + 12}")
+    status, listener, history = await run_with_store(store, f"workflow_id: w\nsteps:\n{steps}")
+    assert status == "cancelled"
+    assert listener.failure is not None and "disk is full" in listener.failure
+    finished = [e for e in history if isinstance(e, ev.StepFinished) and e.status == "success"]
+    assert 2 < len(finished) < 40
+    store.conn.execute("PRAGMA max_page_count = 1000000")
+    saved = read(store.events(listener.record))
+    # Every checkpoint before the failure is intact; nothing after it was written.
+    assert len(saved.finished) in (len(finished) - 1, len(finished))
+    assert set(saved.finished) <= {e.step_id for e in finished}
+    assert sqlite3.connect(tmp_path / "state.db").execute(
+        "PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+# -- checkpoints and estimates -------------------------------------------------------------
+def finished(step_id: str, status: str = "success") -> ev.StepFinished:
+    return ev.StepFinished(run_id="r", step_id=step_id, plugin="p", used_plugin="p",
+                           status=status, attempts=1, duration_s=0.0)  # type: ignore[arg-type]
+
+
+def started(step_id: str) -> ev.StepStarted:
+    return ev.StepStarted(run_id="r", step_id=step_id, plugin="p", purpose="", index=1,
+                          total=3)
+
+
+def request(step_id: str) -> ev.InterventionRequested:
+    return ev.InterventionRequested(run_id="r", step_id=step_id, plugin="p", error="e",
+                                    error_type="T", hint=None, attempts=1)
+
+
+def test_checkpoint_of_an_interrupted_run() -> None:
+    point = read([started("a"), finished("a"), started("b"), started("c"),
+                  finished("c", "cancelled"), ev.RunFinished(run_id="r", status="cancelled",
+                                                             duration_s=1)])
+    assert set(point.finished) == {"a"}
+    assert point.rerun() == {"b", "c"}
+    assert point.status == "cancelled" and not point.done and not point.waiting
+
+
+def test_checkpoint_of_a_waiting_run_and_its_decisions() -> None:
+    events: list[ev.Event] = [started("a"), request("a"), started("b"), request("b"),
+                              ev.RunFinished(run_id="r", status="waiting", duration_s=1)]
+    point = read(events)
+    assert set(point.waiting) == {"a", "b"} and point.rerun() == frozenset()
+    events.append(ev.InterventionResolved(run_id="r", step_id="a", action="retry"))
+    point = read(events)
+    assert set(point.waiting) == {"b"} and point.decisions["a"].action == "retry"
+
+
+def test_a_request_left_open_by_a_crash_is_a_step_in_flight() -> None:
+    point = read([started("a"), request("a")])  # killed while a prompt was open
+    assert not point.waiting and point.rerun() == {"a"}
+
+
+def test_estimate_takes_the_critical_path_and_the_parallelism() -> None:
+    plan = check(parse_spec("""
+workflow_id: w
+steps:
+  - {id: a, plugin: noop}
+  - {id: b, plugin: sleeper, inputs: {seconds: 1}, needs: [a]}
+  - {id: c, plugin: sleeper, inputs: {seconds: 1}, needs: [a]}
+  - {id: d, plugin: echo, inputs: {text: x}, needs: [b, c]}
+"""), Catalog(), {})
+    history = {"noop": [1.0, 3.0, 2.0], "sleeper": [10.0]}  # echo unknown: median of medians
+    assert estimate(plan, {}, max_parallel=8) is None
+    assert estimate(plan, history, max_parallel=8) == pytest.approx(2 + 10 + 6)
+    assert estimate(plan, history, max_parallel=1) == pytest.approx(2 + 10 + 10 + 6)
+    assert estimate(plan, history, max_parallel=8, done={"a", "b"}) == pytest.approx(16)
