@@ -210,7 +210,8 @@ steps:
       directory: "{tmp_path}"
       secret: "${{secret.TOKEN}}"
       filename: "${{secret.TOKEN}}.py"
-  - {{plugin: fail, inputs: {{message: "bad token ${{secret.TOKEN}}"}}, needs: [w]}}
+  - {{plugin: fail, inputs: {{message: "bad token ${{secret.TOKEN}}",
+                              hint: "try ${{secret.TOKEN}} again"}}, needs: [w]}}
 """, env={"TOKEN": "hunter2-very-secret"})
     assert (tmp_path / "secret.txt").read_text() == "hunter2-very-secret"  # the plugin got it
     dumped = result.model_dump_json()
@@ -278,3 +279,14 @@ steps:
     result = fold(bus.history)
     assert result.outputs["c"]["text"] == "n7"
     assert step(result, "b").rerun_after_interruption is True
+
+
+async def test_cancel_before_the_run_starts_runs_nothing() -> None:
+    plan = check(parse_spec("workflow_id: w\nsteps:\n  - {plugin: echo, inputs: {text: x}}\n",
+                            "wf.yaml"), Catalog(), {})
+    bus = EventBus()
+    engine = Engine(plan, bus, env={})
+    engine.cancel("stop")
+    assert await engine.run() == "cancelled"
+    assert bus.history is not None
+    assert not any(isinstance(e, StepStarted) for e in bus.history)

@@ -160,6 +160,8 @@ class Engine:
     # -- scheduling --------------------------------------------------------------------
     def _launch(self) -> None:
         ready, running, steps = self._ready, self._running, self.plan.steps
+        if self._cancel_reason is not None:  # cancelled before or while starting
+            ready.clear()
         while ready and len(running) < self.max_parallel:
             step_id = ready.popleft()
             task = asyncio.create_task(self._drive(steps[step_id]), name=f"step:{step_id}")

@@ -243,6 +243,7 @@ class Ladder:
         error_type = outcome.error_type or "Error"
         manual_hint = step.step.manual.hint if step.step.manual is not None else None
         hint = outcome.hint or choose_hint(None, manual_hint, self.hints, error_type, error)
+        hint = self.redactor.text(hint) if hint else hint
         self.bus.emit(InterventionRequested(run_id=self.run_id, step_id=step.id,
                                             plugin=outcome.used_plugin, error=error,
                                             error_type=error_type, hint=hint,
@@ -320,8 +321,9 @@ class Ladder:
             duration = time.monotonic() - started
             failure.message = self.redactor.text(failure.message)
             manual_hint = step.step.manual.hint if step.step.manual is not None else None
-            failure.hint = choose_hint(failure.hint, manual_hint, self.hints,
-                                       failure.error_type, failure.message)
+            hint = choose_hint(failure.hint, manual_hint, self.hints, failure.error_type,
+                               failure.message)
+            failure.hint = self.redactor.text(hint) if hint else hint
             failure.summary = AttemptSummary(
                 invoker.name, attempt, failure.error_type, failure.message, duration)
             self.bus.emit(AttemptFailed(

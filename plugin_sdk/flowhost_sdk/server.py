@@ -32,8 +32,8 @@ from pydantic import BaseModel, ValidationError
 
 from flowhost_sdk import protocol
 from flowhost_sdk._proto import plugin_pb2 as pb
-from flowhost_sdk._threads import DaemonPool
 from flowhost_sdk.plugin import InvocationContext, Plugin, check_plugin_class
+from flowhost_sdk.threads import DaemonPool
 
 log = logging.getLogger("flowhost_sdk.server")
 

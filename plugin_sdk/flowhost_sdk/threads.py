@@ -1,4 +1,4 @@
-"""A small pool of daemon threads for sync plugins served over gRPC.
+"""A small pool of daemon threads for sync plugins (served over gRPC, or run by the host).
 
 A sync plugin that ignores its deadline keeps its thread busy. With the standard
 ``ThreadPoolExecutor`` the interpreter waits for such a thread at exit, so a server told to
