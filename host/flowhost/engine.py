@@ -31,7 +31,7 @@ from flowhost.intervene import Intervener
 from flowhost.ladder import CallOutcome, Ladder, run_checks
 from flowhost.plan import Plan, PlannedStep
 from flowhost.redact import Redactor
-from flowhost.refs import ResolveError, Scope, resolve
+from flowhost.refs import ResolveError, Scope
 
 
 def _passes(finished: StepFinished) -> bool:
@@ -247,13 +247,16 @@ class Engine:
                              purpose=step.step.purpose, index=step.index, total=self._total,
                              rerun=step.id in self._rerun))
         try:
-            inputs = resolve(step.inputs, self._scope)
+            inputs: dict[str, Any] = step.inputs.resolve(self._scope)  # type: ignore[assignment]
         except ResolveError as exc:
             outcome = CallOutcome(False, plugin, 0, error=self.redactor.text(str(exc)),
                                   error_type="ResolveError")
         else:
             try:
-                outcome = await self._call(step, inputs)
+                if self.cache is not None and step.cache:
+                    outcome = await self._call(step, inputs)
+                else:
+                    outcome = await self._ladder.run(step, inputs)  # type: ignore[union-attr]
             except asyncio.CancelledError:
                 outcome = CallOutcome(False, plugin, 0, cancelled=True)
         del self._running[step.id]
