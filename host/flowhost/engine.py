@@ -81,6 +81,7 @@ class Engine:
         self.env = dict(os.environ if env is None else env)
         self.max_parallel = max_parallel
         self.redactor: Redactor = plan.redactor(self.env)
+        self._secrets = bool(self.redactor)
         self.outputs: dict[str, Any] = {}
         self.status: dict[str, str] = {}
         self._waiting = {sid: len(ps.deps) for sid, ps in plan.steps.items()}
@@ -207,7 +208,7 @@ class Engine:
         status = finished.status
         self.status[step.id] = status
         self._unfinished -= 1
-        passes = _passes(finished)
+        passes = status == "success" or (status == "skipped" and finished.outputs is not None)
         for dependent in step.dependents:
             self._waiting[dependent] -= 1
             if passes:
@@ -306,7 +307,7 @@ class Engine:
         if outcome.ok:
             assert outcome.outputs is not None
             self.outputs[step.id] = outcome.outputs
-            shown = self.redactor.data(outcome.outputs) if self.redactor else outcome.outputs
+            shown = self.redactor.data(outcome.outputs) if self._secrets else outcome.outputs
             return StepFinished(run_id=self.run_id, step_id=step.id, plugin=plugin,
                                 used_plugin=outcome.used_plugin, status="success",
                                 attempts=outcome.attempts, duration_s=duration, outputs=shown,
@@ -320,7 +321,7 @@ class Engine:
             given = outputs = outcome.outputs
             if given is not None:
                 self.outputs[step.id] = given
-                outputs = self.redactor.data(given) if self.redactor else given
+                outputs = self.redactor.data(given) if self._secrets else given
             how = "with outputs given by" if given is not None else "by"
             return StepFinished(run_id=self.run_id, step_id=step.id, plugin=plugin,
                                 used_plugin=outcome.used_plugin, status="skipped",
