@@ -174,11 +174,24 @@ class Engine:
         """Run ``step``, then keep this task's slot busy with the next ready step.
 
         Reusing the task instead of creating one per step keeps a long chain as cheap as a
-        plain loop of awaits.
+        plain loop of awaits (and so does awaiting the call right here, between the sync
+        bookkeeping of ``_begin`` and ``_end``).
         """
         task = self._running[step.id]
         while True:
-            await self._run_one(step)
+            started = time.monotonic()
+            prepared = self._begin(step)
+            if isinstance(prepared, CallOutcome):
+                outcome = prepared
+            else:
+                try:
+                    if self.cache is not None and step.cache:
+                        outcome = await self._call(step, prepared)
+                    else:
+                        outcome = await self._ladder.run(step, prepared)  # type: ignore[union-attr]
+                except asyncio.CancelledError:
+                    outcome = CallOutcome(False, step.step.plugin, 0, cancelled=True)
+            self._end(step, outcome, started)
             if self._cancel_reason is not None or not self._ready:
                 self._check_done()
                 return
@@ -241,31 +254,27 @@ class Engine:
                 task.cancel(reason)
 
     # -- one step ----------------------------------------------------------------------
-    async def _run_one(self, step: PlannedStep) -> None:
-        bus, run_id, plugin = self.bus, self.run_id, step.step.plugin
-        started = time.monotonic()
-        bus.emit(StepStarted(run_id=run_id, step_id=step.id, plugin=plugin,
-                             purpose=step.step.purpose, index=step.index, total=self._total,
-                             rerun=step.id in self._rerun))
+    def _begin(self, step: PlannedStep) -> dict[str, Any] | CallOutcome:
+        """Announce the step and resolve its inputs (or say why they cannot be)."""
+        plugin = step.step.plugin
+        self.bus.emit(StepStarted(run_id=self.run_id, step_id=step.id, plugin=plugin,
+                                  purpose=step.step.purpose, index=step.index,
+                                  total=self._total, rerun=step.id in self._rerun))
         try:
             inputs: dict[str, Any] = step.inputs.resolve(self._scope)  # type: ignore[assignment]
         except ResolveError as exc:
-            outcome = CallOutcome(False, plugin, 0, error=self.redactor.text(str(exc)),
-                                  error_type="ResolveError")
-        else:
-            try:
-                if self.cache is not None and step.cache:
-                    outcome = await self._call(step, inputs)
-                else:
-                    outcome = await self._ladder.run(step, inputs)  # type: ignore[union-attr]
-            except asyncio.CancelledError:
-                outcome = CallOutcome(False, plugin, 0, cancelled=True)
+            return CallOutcome(False, plugin, 0, error=self.redactor.text(str(exc)),
+                               error_type="ResolveError")
+        return inputs
+
+    def _end(self, step: PlannedStep, outcome: CallOutcome, started: float) -> None:
+        """Record how the step ended, and what that means for the rest of the run."""
         del self._running[step.id]
         if outcome.waiting:
             self.waiting.add(step.id)  # unfinished: `runs resolve` + `resume` take it on
             return
         finished = self._finished_event(step, outcome, time.monotonic() - started)
-        bus.emit(finished)
+        self.bus.emit(finished)
         self._finished(step, finished)
         if outcome.aborted:
             self._abort(step, by_user=True)
