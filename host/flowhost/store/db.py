@@ -115,6 +115,26 @@ def _record(row: tuple[object, ...]) -> RunRecord:
     return RunRecord.model_validate(data)
 
 
+def _prepare(conn: sqlite3.Connection, timeout: float) -> None:
+    """WAL mode and the schema. Until a new database is in WAL mode, two processes opening
+    it at once can deadlock on SQLite's rollback-journal locks, which fails at once instead
+    of waiting: so "locked" here is retried until the busy timeout is spent."""
+    deadline = time.monotonic() + timeout
+    pause = 0.01
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            migrate(conn)
+            conn.execute("SELECT count(*) FROM runs").fetchone()
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.5)
+
+
 class Store:
     """An open state dir. Use from one thread (the event loop's, during a run)."""
 
@@ -143,10 +163,7 @@ class Store:
         try:
             directory.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(path, timeout=timeout, isolation_level=None)
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")
-            migrate(conn)
-            conn.execute("SELECT count(*) FROM runs").fetchone()
+            _prepare(conn, timeout)
         except NewerSchemaError as exc:
             if conn is not None:
                 conn.close()

@@ -116,8 +116,8 @@ def migrate(conn: sqlite3.Connection) -> None:
         raise NewerSchemaError(version)
     if version == LATEST:
         return
-    conn.execute("BEGIN IMMEDIATE")
     try:
+        conn.execute("BEGIN IMMEDIATE")
         conn.execute("CREATE TABLE IF NOT EXISTS schema_version "
                      "(version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)")
         version = current_version(conn)  # another process may have migrated meanwhile
@@ -130,7 +130,8 @@ def migrate(conn: sqlite3.Connection) -> None:
                 conn.execute("INSERT INTO schema_version VALUES (?, ?)", (number, time.time()))
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
         raise
 
 
