@@ -257,9 +257,9 @@ class Engine:
     def _begin(self, step: PlannedStep) -> dict[str, Any] | CallOutcome:
         """Announce the step and resolve its inputs (or say why they cannot be)."""
         plugin = step.step.plugin
-        self.bus.emit(StepStarted(run_id=self.run_id, step_id=step.id, plugin=plugin,
-                                  purpose=step.step.purpose, index=step.index,
-                                  total=self._total, rerun=step.id in self._rerun))
+        # Positional, like StepFinished below: this runs for every step.
+        self.bus.emit(StepStarted(self.run_id, step.id, plugin, step.step.purpose, step.index,
+                                  self._total, step.id in self._rerun))
         try:
             inputs: dict[str, Any] = step.inputs.resolve(self._scope)  # type: ignore[assignment]
         except ResolveError as exc:
@@ -317,10 +317,9 @@ class Engine:
             assert outcome.outputs is not None
             self.outputs[step.id] = outcome.outputs
             shown = self.redactor.data(outcome.outputs) if self._secrets else outcome.outputs
-            return StepFinished(run_id=self.run_id, step_id=step.id, plugin=plugin,
-                                used_plugin=outcome.used_plugin, status="success",
-                                attempts=outcome.attempts, duration_s=duration, outputs=shown,
-                                validation=outcome.validation, cached=outcome.cached)
+            return StepFinished(self.run_id, step.id, plugin, outcome.used_plugin, "success",
+                                outcome.attempts, duration, shown, outcome.validation,
+                                outcome.cached)
         if outcome.cancelled:
             reason = self._cancel_reason or f"run aborted: step '{self._aborted_by}' failed"
             return StepFinished(run_id=self.run_id, step_id=step.id, plugin=plugin,

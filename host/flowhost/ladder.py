@@ -56,10 +56,10 @@ class CallOutcome:
     used_plugin: str
     attempts: int
     outputs: dict[str, Any] | None = None
+    validation: tuple[CheckResult, ...] = ()
     error: str | None = None
     error_type: str | None = None
     hint: str | None = None
-    validation: tuple[CheckResult, ...] = ()
     cancelled: bool = False
     cached: bool = False
     skipped: bool = False  # a decision skipped it (outputs, if any, stand in for it)
@@ -128,8 +128,7 @@ class Ladder:
             except AttemptError as failure:
                 first = failure
             else:
-                return CallOutcome(True, step.invoker.name, 1, outputs=outputs,
-                                   validation=validation)
+                return CallOutcome(True, step.invoker.name, 1, outputs, validation)
         history: list[AttemptSummary] = []
         while True:
             outcome = await self._climb(step, inputs, history, first)
