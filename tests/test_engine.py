@@ -8,7 +8,16 @@ from typing import Any
 
 from flowhost.catalog import Catalog
 from flowhost.engine import Engine
-from flowhost.events import AttemptFailed, Event, EventBus, StepFinished, StepProgress, StepStarted
+from flowhost.events import (
+    AttemptFailed,
+    Event,
+    EventBus,
+    RunFinished,
+    RunStarted,
+    StepFinished,
+    StepProgress,
+    StepStarted,
+)
 from flowhost.result import RunResult, fold
 from flowhost.spec import parse_spec
 from flowhost.static import check
@@ -290,3 +299,27 @@ async def test_cancel_before_the_run_starts_runs_nothing() -> None:
     assert await engine.run() == "cancelled"
     assert bus.history is not None
     assert not any(isinstance(e, StepStarted) for e in bus.history)
+
+
+def test_the_result_of_a_run_over_several_processes_spans_them_all() -> None:
+    steps = (("a", "noop", ""), ("b", "noop", ""))
+
+    def begin(ts: float) -> RunStarted:
+        return RunStarted(run_id="r", ts=ts, workflow_id="w", description="", total_steps=2,
+                          steps=steps)
+
+    def done(step_id: str, ts: float) -> StepFinished:
+        return StepFinished("r", step_id, "noop", "noop", "success", 1, 1.0, {"value": 1},
+                            ts=ts)
+
+    killed = [begin(100.0), StepStarted("r", "a", "noop", "", 1, 2, ts=100.5), done("a", 103.0),
+              StepStarted("r", "b", "noop", "", 2, 2, ts=103.0)]  # kill -9 here
+    resumed = [begin(500.0), StepStarted("r", "b", "noop", "", 2, 2, True, ts=500.0),
+               done("b", 502.0), RunFinished(run_id="r", ts=502.5, status="success",
+                                             duration_s=2.5)]
+    assert fold(killed).execution_time_s == 3.0  # so far: up to its last event
+    result = fold([*killed, *resumed])
+    assert result.execution_time_s == 5.5  # 3.0 in the first process, 2.5 in the second
+    assert result.started_at == 100.0 and result.finished_at == 502.5
+    assert [s.status for s in result.steps] == ["success", "success"]
+    assert result.steps[1].rerun_after_interruption is True

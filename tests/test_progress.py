@@ -265,3 +265,16 @@ def test_make_progress_picks_by_terminal(monkeypatch: pytest.MonkeyPatch) -> Non
     rich.close()
     monkeypatch.setenv("TERM", "dumb")
     assert isinstance(make_progress(enabled=True, stream=FakeTty()), PlainProgress)
+
+
+def test_a_resumed_run_counts_the_steps_an_earlier_process_finished() -> None:
+    out = io.StringIO()
+    listener = PlainProgress(out, carried=["success", "success", "skipped"])
+    events = run_events()
+    listener(events[0])
+    for event in (started(4, T0 + 3), ok("docs", "docs-plugin", T0 + 4),
+                  started(5, T0 + 4), ok("lint", "ruff-plugin", T0 + 5)):
+        listener(event)
+    listener(RunFinished(run_id="r1", ts=T0 + 6, status="success", duration_s=3.0))
+    assert out.getvalue().splitlines()[-1] == (
+        "[12:00:06] run finished: success in 3.0s, 4/5 steps succeeded, 1 skipped")

@@ -313,8 +313,9 @@ steps:
   - {id: c, plugin: sleeper, inputs: {seconds: 1}, needs: [a]}
   - {id: d, plugin: echo, inputs: {text: x}, needs: [b, c]}
 """), Catalog(), {})
-    history = {"noop": [1.0, 3.0, 2.0], "sleeper": [10.0]}  # echo unknown: median of medians
+    history = {"noop": [1.0, 3.0, 2.0], "sleeper": [10.0], "echo": [6.0, 6.0]}
     assert estimate(plan, {}, max_parallel=8) is None
+    assert estimate(plan, {"noop": [1.0], "sleeper": [1.0]}, max_parallel=8) is None  # echo?
     assert estimate(plan, history, max_parallel=8) == pytest.approx(2 + 10 + 6)
     assert estimate(plan, history, max_parallel=1) == pytest.approx(2 + 10 + 10 + 6)
     assert estimate(plan, history, max_parallel=8, done={"a", "b"}) == pytest.approx(16)

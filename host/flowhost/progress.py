@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol, TextIO
 
@@ -112,15 +113,18 @@ def _isatty(stream: object) -> bool:
 class _Tally:
     """What both views need: each step's "i/N", plugin and purpose; the finished counts."""
 
-    def __init__(self) -> None:
+    def __init__(self, carried: Iterable[str] = ()) -> None:
         self.steps: dict[str, tuple[int, str, str]] = {}  # id -> (index, plugin, purpose)
+        # Statuses of steps an earlier process of this run finished (a resume), so the
+        # summary speaks of the whole run.
+        self.carried: Counter[str] = Counter(carried)
         self.counts: Counter[str] = Counter()
         self.total = 0
         self.title = ""
 
     def run_started(self, e: RunStarted) -> None:
         self.steps = {sid: (i, plug, purpose) for i, (sid, plug, purpose) in enumerate(e.steps, 1)}
-        self.counts.clear()
+        self.counts = Counter(self.carried)
         self.total = e.total_steps or len(e.steps)
         self.title = e.description or e.workflow_id
 
@@ -160,10 +164,11 @@ def _tests(results: dict[str, int]) -> str:
 class PlainProgress:
     """One plain line per event worth showing, flushed at once: for logs and pipes."""
 
-    def __init__(self, stream: TextIO | None = None, *, estimate_s: float | None = None) -> None:
+    def __init__(self, stream: TextIO | None = None, *, estimate_s: float | None = None,
+                 carried: Iterable[str] = ()) -> None:
         self._stream: TextIO | None = stream if stream is not None else sys.stdout
         self._estimate_s = estimate_s
-        self._tally = _Tally()
+        self._tally = _Tally(carried)
         self._shown: dict[str, tuple[int, str, float]] = {}  # step -> (quarter, message, ts)
         self._clock = (-1, "")  # (second, "HH:MM:SS")
         self._held: list[str] | None = None  # lines kept back while a prompt is open
@@ -295,11 +300,12 @@ class RichProgress:
         *,
         estimate_s: float | None = None,
         refresh_per_second: float = 10.0,
+        carried: Iterable[str] = (),
     ) -> None:
         self._console = console if console is not None else Console()
         self._estimate_s = estimate_s
         self._interval = 1.0 / refresh_per_second
-        self._tally = _Tally()
+        self._tally = _Tally(carried)
         self._lock = threading.Lock()  # guards the state below, shared with the ticker
         self._running: dict[str, _Running] = {}
         self._validating = 0  # final checks running
@@ -512,10 +518,12 @@ class RichProgress:
 
 
 def make_progress(
-    *, enabled: bool, stream: TextIO | None = None, estimate_s: float | None = None
+    *, enabled: bool, stream: TextIO | None = None, estimate_s: float | None = None,
+    carried: Iterable[str] = (),
 ) -> ProgressListener:
-    """The live view when enabled and writing to a terminal, else plain lines."""
+    """The live view when enabled and writing to a terminal, else plain lines. ``carried``:
+    the statuses of the steps an earlier process of a resumed run finished."""
     out = stream if stream is not None else sys.stdout
     if enabled and _isatty(out) and os.environ.get("TERM") != "dumb":
-        return RichProgress(Console(file=out), estimate_s=estimate_s)
-    return PlainProgress(out, estimate_s=estimate_s)
+        return RichProgress(Console(file=out), estimate_s=estimate_s, carried=carried)
+    return PlainProgress(out, estimate_s=estimate_s, carried=carried)

@@ -104,7 +104,9 @@ class _Fold:
         self.tests: dict[str, int] | None = None
         self.workflow_id = self.run_id = ""
         self.status = "running"
-        self.duration = 0.0
+        self.duration = 0.0  # of the processes that ran this run, summed
+        self._process_start: float | None = None  # of the process whose events come now
+        self._last_ts = 0.0
         self.started_at: float | None = None
         self.finished_at: float | None = None
         self.modifications: list[str] = []
@@ -112,8 +114,11 @@ class _Fold:
 
     def add(self, event: Event) -> None:
         if isinstance(event, RunStarted):
-            self.workflow_id, self.run_id, self.started_at = (
-                event.workflow_id, event.run_id, event.ts)
+            self.duration += self._open_time()  # an earlier process died without RunFinished
+            self._process_start = event.ts
+            self.workflow_id, self.run_id = event.workflow_id, event.run_id
+            if self.started_at is None:
+                self.started_at = event.ts
             for step_id, plugin, _purpose in event.steps:
                 self.steps.setdefault(step_id, StepResult(
                     id=step_id, plugin=plugin, used_plugin=plugin, status="pending"))
@@ -145,8 +150,16 @@ class _Fold:
             self.final = [r.to_json() for r in event.results]
             self.tests = event.test_results
         elif isinstance(event, RunFinished):
-            self.status, self.duration, self.finished_at = (
-                event.status, event.duration_s, event.ts)
+            self.status, self.finished_at = event.status, event.ts
+            self.duration += event.duration_s
+            self._process_start = None
+        self._last_ts = event.ts
+
+    def _open_time(self) -> float:
+        """The time of a process not (yet) finished: up to its last event."""
+        if self._process_start is None:
+            return 0.0
+        return max(self._last_ts - self._process_start, 0.0)
 
     def _resolved(self, event: InterventionResolved) -> None:
         record = self.steps[event.step_id]
@@ -181,7 +194,7 @@ class _Fold:
             workflow_id=self.workflow_id,
             run_id=self.run_id,
             status=self.status,
-            execution_time_s=round(self.duration, 3),
+            execution_time_s=round(self.duration + self._open_time(), 3),
             steps_completed=sum(1 for r in records if r.status == "success"),
             steps_failed=sum(1 for r in records if r.status == "failed"),
             steps_skipped=sum(1 for r in records if r.status == "skipped"),

@@ -56,7 +56,8 @@ def execute(args: argparse.Namespace, plan: Plan, durable: Durable, json_out: Pa
     durable.subscribe(bus)
     progress = make_progress(enabled=not args.no_progress, stream=sys.stdout,
                              estimate_s=durable.estimate(plan, args.max_parallel,
-                                                         done=restored or {}))
+                                                         done=restored or {}),
+                             carried=[f.status for f in (restored or {}).values()])
     bus.subscribe(progress)
     engine = Engine(plan, bus, run_id=durable.run_id, max_parallel=args.max_parallel,
                     intervener=choose_intervener(args.on_manual, progress),

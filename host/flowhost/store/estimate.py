@@ -1,8 +1,9 @@
 """How long a run should take, from the past durations of its plugins.
 
-Each step is expected to take its plugin's median duration (the median over all known
-plugins when one has no history yet); the run takes the longer of its critical path and its
-total work spread over ``max_parallel`` slots. No history at all: no estimate.
+Each step is expected to take its plugin's median duration; the run takes the longer of its
+critical path and its total work spread over ``max_parallel`` slots. A step still to run
+whose plugin has no history yet: no estimate (a guess from other plugins can be off by
+orders of magnitude, and a wrong estimate is worse than none).
 """
 
 from __future__ import annotations
@@ -17,15 +18,17 @@ def estimate(plan: Plan, durations: Mapping[str, list[float]], *, max_parallel: 
              done: Collection[str] = ()) -> float | None:
     medians = {plugin: statistics.median(values) for plugin, values in durations.items()
                if values}
-    if not medians:
-        return None
-    unknown = statistics.median(medians.values())
     finish: dict[str, float] = {}
     work = 0.0
     for level in plan.levels:
         for step_id in level:
             planned = plan.steps[step_id]
-            own = 0.0 if step_id in done else medians.get(planned.invoker.name, unknown)
+            if step_id in done:
+                own = 0.0
+            elif (known := medians.get(planned.invoker.name)) is not None:
+                own = known
+            else:
+                return None
             work += own
             finish[step_id] = own + max((finish.get(dep, 0.0) for dep in planned.deps),
                                         default=0.0)
