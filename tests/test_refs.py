@@ -66,10 +66,15 @@ def test_nested_structures_compile_to_containers() -> None:
     assert resolve(compiled, Scope({"x": {"y": True}}, {})) == {"a": [True, 2], "b": "lit"}
 
 
-@pytest.mark.parametrize("text", ["${}", "${a..b}", "${a b}", "${env.A.B}", "${secret}"])
+@pytest.mark.parametrize("text", ["${}", "${a..b}", "${a b}", "${env.A.B}", "${secret}",
+                                  "${a.text", "x ${a.b} ${c"])
 def test_bad_references_are_syntax_errors(text: str) -> None:
     with pytest.raises(RefSyntaxError):
         compile_value(text)
+
+
+def test_a_literal_dollar_brace_is_written_doubled() -> None:
+    assert compile_value("cost: $${price") == Const("cost: ${price")
 
 
 def test_missing_values_name_the_path() -> None:

@@ -135,13 +135,13 @@ def _compile_str(text: str) -> Compiled:
     parts: list[str | Ref] = []
     position = 0
     for match in _BRACED.finditer(text):
-        parts.append(text[position : match.start()])
+        parts.append(_literal(text[position : match.start()], text))
         if match.group(0) == "$$":
             parts.append("$")
         else:
             parts.append(_make_ref(match.group(1).strip(), match.group(0)))
         position = match.end()
-    parts.append(text[position:])
+    parts.append(_literal(text[position:], text))
     merged: list[str | Ref] = []
     for part in parts:
         if isinstance(part, str) and merged and isinstance(merged[-1], str):
@@ -153,6 +153,14 @@ def _compile_str(text: str) -> Compiled:
     if len(merged) == 1 and isinstance(merged[0], Ref):
         return merged[0]
     return Template(tuple(merged))
+
+
+def _literal(part: str, text: str) -> str:
+    """Text between references; a ``${`` left in it was never closed."""
+    if "${" in part:
+        raise RefSyntaxError(f"'{text}' has a '${{' without its closing '}}': close it, or "
+                             "write $${ for a literal '${'")
+    return part
 
 
 def iter_refs(compiled: Compiled, where: tuple[str | int, ...] = ()) -> Iterator[
