@@ -166,9 +166,9 @@ LYING_SCHEMA = {"type": "object", "required": ["count", "path"],
 
 
 @pytest.fixture
-async def liar() -> AsyncIterator[tuple[str, Callable[[bytes], None]]]:
+async def liar() -> AsyncIterator[tuple[str, Callable[[Any], None]]]:
     """A raw server whose plugin 'liar' declares LYING_SCHEMA and returns what it is told."""
-    reply = {"outputs": b"{}"}
+    reply: dict[str, Any] = {"outputs": b"{}"}
 
     async def list_plugins(request: Any, context: Any) -> pb.ListPluginsResponse:
         return pb.ListPluginsResponse(plugins=[pb.PluginDescriptor(
@@ -176,6 +176,10 @@ async def liar() -> AsyncIterator[tuple[str, Callable[[bytes], None]]]:
             output_schema_json=json.dumps(LYING_SCHEMA))])
 
     async def invoke(request: Any, context: Any) -> pb.InvokeResponse:
+        if isinstance(reply["outputs"], tuple):  # (code, details, trailing metadata)
+            code, details, trailers = reply["outputs"]
+            context.set_trailing_metadata(trailers)
+            await context.abort(code, details)
         return pb.InvokeResponse(outputs_json=reply["outputs"])
 
     server = aio.server()
@@ -189,7 +193,8 @@ async def liar() -> AsyncIterator[tuple[str, Callable[[bytes], None]]]:
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
 
-    def tell(outputs: bytes) -> None:
+    def tell(outputs: bytes | tuple[grpc.StatusCode, str, tuple[tuple[str, str], ...]]
+             ) -> None:
         reply["outputs"] = outputs
 
     try:
@@ -204,9 +209,10 @@ async def liar() -> AsyncIterator[tuple[str, Callable[[bytes], None]]]:
     (b'{"count": 1, "path": "/x", "items": ["a", 2]}', "field 'items.1': 2 is not of type"),
     (b"[1]", "are not a JSON object but list"),
     (b"{nope", "are not valid JSON"),
+    (b'{"count": NaN, "path": "/x"}', "NaN is not a JSON value"),
 ])
 async def test_outputs_that_do_not_match_the_declared_schema_fail_naming_the_field(
-        liar: tuple[str, Callable[[bytes], None]], outputs: bytes, message: str) -> None:
+        liar: tuple[str, Callable[[Any], None]], outputs: bytes, message: str) -> None:
     url, tell = liar
     invoker = await load(url)
     tell(outputs)
@@ -216,6 +222,29 @@ async def test_outputs_that_do_not_match_the_declared_schema_fail_naming_the_fie
     assert str(caught.value).startswith(f"outputs of {url}")
     tell(b'{"count": 1, "path": "/x"}')
     assert await invoker.invoke({}, ctx()) == {"count": 1, "path": "/x"}
+
+
+async def test_a_status_a_server_sends_itself_gets_no_start_the_server_hint(
+        liar: tuple[str, Callable[[Any], None]]) -> None:
+    url, tell = liar
+    invoker = await load(url)
+    tell((grpc.StatusCode.UNAVAILABLE, "db locked", ()))
+    with pytest.raises(TransientError) as caught:
+        await invoker.invoke({}, ctx())
+    assert str(caught.value) == f"remote plugin {url}: UNAVAILABLE: db locked"
+    assert caught.value.hint is None  # the server answered: starting it is not the fix
+
+
+async def test_a_typed_error_without_a_kind_is_the_plugins_own(
+        liar: tuple[str, Callable[[Any], None]]) -> None:
+    url, tell = liar
+    invoker = await load(url)
+    tell((grpc.StatusCode.UNAVAILABLE, "ConnectionRefusedError: [Errno 111] refused",
+          (("flowhost-error-type", "ConnectionRefusedError"),)))
+    with pytest.raises(TransientError) as caught:
+        await invoker.invoke({}, ctx())
+    assert type(caught.value).__name__ == "ConnectionRefusedError"
+    assert str(caught.value) == "[Errno 111] refused"
 
 
 # -- finding remote plugins -----------------------------------------------------------------
@@ -294,3 +323,23 @@ steps:
     assert "$first.value is integer, but the input expects string" in problems
     assert "have no field 'valeu'" in problems and "did you mean 'value'?" in problems
     assert "$second.length is integer, but the input expects string" in problems
+
+
+async def test_a_plugin_list_past_the_hosts_message_limit_says_to_raise_it(
+        server: PluginServer, tmp_path: Path) -> None:
+    config = parse_config("[grpc]\nmax_message_bytes = 1024\n", tmp_path / "flowhost.toml")
+    with pytest.raises(PluginLoadError) as caught:
+        await load(f"grpc://{server.address}/noop", config)
+    assert "larger than this host's message limit" in caught.value.reason
+    assert caught.value.suggestion is not None and "max_message_bytes" in caught.value.suggestion
+
+
+async def test_a_server_without_the_health_service_is_reported(
+        server: PluginServer, liar: tuple[str, Callable[[Any], None]]) -> None:
+    from flowhost.invokers.grpc import check_health
+
+    served = await load(f"grpc://{server.address}/noop")
+    assert await asyncio.to_thread(check_health, served.endpoint, "noop", 3) == "SERVING"
+    bare = await load(liar[0])  # a raw server that serves PluginService only
+    assert await asyncio.to_thread(check_health, bare.endpoint, "liar", 3) == (
+        "NO_HEALTH_SERVICE")

@@ -158,3 +158,18 @@ def test_secrets_are_collected() -> None:
                    {"TOK": "abc"})
     assert plan.secret_names == {"TOK"}
     assert plan.redactor({"TOK": "abc"}).text("key=abc") == "key=***"
+
+
+@pytest.mark.parametrize(("schema", "accepts_others"), [
+    ({}, True),  # says nothing: checks nothing
+    ({"type": "object"}, True),
+    ({"type": "object", "additionalProperties": False}, False),
+    ({"properties": {"n": {"type": "integer"}}}, False),  # listed: the complete set
+    ({"properties": {"n": {}}, "additionalProperties": True}, True),
+    ({"properties": {"n": {}}, "additionalProperties": {"type": "string"}}, True),
+])
+def test_which_input_schemas_accept_unlisted_names(schema: dict[str, object],
+                                                   accepts_others: bool) -> None:
+    from flowhost.schema import input_fields
+
+    assert input_fields(schema, schema)[2] is accepts_others

@@ -130,11 +130,17 @@ def field_schema(schema: Schema, path: tuple[str, ...], root: Schema) -> Schema:
 
 
 def input_fields(schema: Schema, root: Schema) -> tuple[dict[str, Schema], set[str], bool]:
-    """(properties, required names, whether other names are accepted)."""
+    """(properties, required names, whether other names are accepted).
+
+    Listed properties are taken as the complete set of inputs (a name outside them is
+    almost always a typo, which pydantic would silently drop), unless
+    ``additionalProperties`` says otherwise; a schema that lists none accepts anything."""
     schema = deref(schema, root)
-    properties = schema.get("properties") or {}
+    properties = schema.get("properties")
     required = set(schema.get("required") or [])
     extra = schema.get("additionalProperties")
+    if not isinstance(properties, dict) or not properties:
+        return {}, required, extra is not False
     return dict(properties), required, extra is True or isinstance(extra, dict)
 
 

@@ -33,6 +33,11 @@ KIND_KEY = "flowhost-error-kind"  # transient | permanent | intervention: overri
 HINT_KEY = "flowhost-hint"  # what a human should do; UTF-8, percent-encoded
 RETRY_AFTER_KEY = "flowhost-retry-after"  # seconds, a decimal number (transient errors)
 TYPE_KEY = "flowhost-error-type"  # the exception's class name, for messages and hints
+# Any of these in the trailers means the plugin itself failed (not the call): its message is
+# shown as the plugin wrote it.
+PLUGIN_ERROR_KEYS = frozenset({KIND_KEY, HINT_KEY, TYPE_KEY, RETRY_AFTER_KEY})
+RAISE_LIMIT_HINT = ("Raise the limit on both ends: flowhost-plugin serve --max-message-bytes N "
+                    "and max_message_bytes in the [grpc] table of flowhost.toml")
 
 DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 MAX_TEXT = 2000  # longest hint or status message sent: metadata must stay well under 8 KiB
@@ -115,8 +120,7 @@ def error_from_status(code: grpc.StatusCode, details: str | None,
     if kind not in _KINDS:
         kind = _kind_for_code(code, message)
         if kind == "permanent" and _TOO_LARGE.search(message) and hint is None:
-            hint = ("Raise the limit on both ends: flowhost-plugin serve --max-message-bytes N "
-                    "and max_message_bytes in the [grpc] table of flowhost.toml")
+            hint = RAISE_LIMIT_HINT
     type_name = decode_text(meta.get(TYPE_KEY, "")).strip()
     if type_name and message.startswith(f"{type_name}: "):
         message = message[len(type_name) + 2:]  # shown again by whoever prints the type
@@ -126,6 +130,12 @@ def error_from_status(code: grpc.StatusCode, details: str | None,
     if issubclass(cls, TransientError):
         return cls(message, hint=hint, retry_after=_seconds(meta.get(RETRY_AFTER_KEY)))
     return cls(message, hint=hint)
+
+
+def reject_constant(name: str) -> Any:
+    """For ``json.loads(parse_constant=...)``: NaN and Infinity are not JSON, and a plugin in
+    another language could not read them."""
+    raise ValueError(f"{name} is not a JSON value")
 
 
 def _kind_for_code(code: grpc.StatusCode, message: str) -> ErrorKind:

@@ -141,6 +141,7 @@ class _PluginService:
             raise _Abort(grpc.StatusCode.NOT_FOUND,
                          f"no plugin named '{request.plugin}' on this server; it serves: "
                          + ", ".join(sorted(self._hosted)))
+        _reject_non_json_numbers(request.inputs_json)
         try:
             inputs = hosted.inputs.model_validate_json(request.inputs_json)
         except ValidationError as exc:
@@ -167,8 +168,9 @@ class _PluginService:
         if len(data) > self._max_message_bytes:
             raise _Abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
                          f"the outputs of {hosted.name} are {len(data)} bytes, past this "
-                         f"server's message limit of {self._max_message_bytes} bytes "
-                         "(flowhost-plugin serve --max-message-bytes)")
+                         f"server's message limit of {self._max_message_bytes} bytes",
+                         (*_typed("MessageTooLarge"),
+                          (protocol.HINT_KEY, protocol.encode_text(protocol.RAISE_LIMIT_HINT))))
         return pb.InvokeResponse(outputs_json=data)
 
     async def _call(self, hosted: _Hosted, inputs: BaseModel, ctx: InvocationContext) -> Any:
@@ -179,6 +181,18 @@ class _PluginService:
         if inspect.isawaitable(result):
             result = await result
         return result
+
+
+def _reject_non_json_numbers(data: bytes) -> None:
+    """pydantic's parser takes NaN and Infinity, which are not JSON: the wire format is JSON
+    for every language, so they are refused (the byte search keeps the common case fast)."""
+    if b"NaN" not in data and b"Infinity" not in data:
+        return
+    try:
+        json.loads(data, parse_constant=protocol.reject_constant)
+    except ValueError as exc:
+        raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, f"inputs_json is not valid JSON: {exc}",
+                     _typed("InvalidInputs")) from None
 
 
 def _inputs_problem(exc: ValidationError, name: str) -> str:

@@ -120,6 +120,8 @@ def test_health_is_serving_overall_and_per_plugin(served: Served, client: Client
     (b"[1, 2]", "inputs_json must be a JSON object, not list"),
     (b'{"text": 3}', "inputs rejected by echo: field 'text'"),
     (b"{}", "field 'text': Field required"),
+    (b'{"text": "a", "n": NaN}', "NaN is not a JSON value"),
+    (b'{"text": "a", "n": -Infinity}', "-Infinity is not a JSON value"),
 ])
 def test_bad_inputs_are_invalid_argument_and_the_server_keeps_serving(
         client: Client, raw: bytes, message: str) -> None:
@@ -160,6 +162,10 @@ def test_max_message_bytes_bounds_requests_and_responses(plugin_server: StartSer
         error = client.fails("big", {"size": 8000})
         assert error.code() is Code.RESOURCE_EXHAUSTED
         assert "past this server's message limit of 4096 bytes" in (error.details() or "")
+        mapped = protocol.error_from_status(error.code(), error.details(),
+                                            metadata(error).items())
+        assert mapped.kind == "permanent"
+        assert mapped.hint is not None and "--max-message-bytes" in mapped.hint
         assert client.invoke("big", {"size": 100})["text"] == "x" * 100
     finally:
         client.close()

@@ -42,7 +42,10 @@ def list_command(args: argparse.Namespace) -> int:
                 if entry.transport == "grpc":
                     row["version"] = invoker.version
                     row["health"] = _health(invoker, catalog)
-                    if row["health"] not in ("SERVING", "UNKNOWN"):
+                    if row["health"] == "NO_HEALTH_SERVICE":
+                        row.update(ok=False, error="its server does not serve the standard "
+                                   "grpc.health.v1.Health service, which plugin servers must")
+                    elif row["health"] not in ("SERVING", "UNKNOWN"):
                         row.update(ok=False, error=f"health: {row['health']}")
             except PluginLoadError as exc:
                 row.update(ok=False, error=exc.reason)

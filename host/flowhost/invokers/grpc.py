@@ -14,6 +14,7 @@ import asyncio
 import datetime
 import json
 import os
+import re
 import time
 import weakref
 from collections.abc import AsyncGenerator, Awaitable, Callable
@@ -212,7 +213,7 @@ def list_plugins(endpoint: Endpoint, timeout: float) -> dict[str, RemoteDescript
 
 def check_health(endpoint: Endpoint, name: str, timeout: float) -> str:
     """The standard health status of plugin ``name`` on the server (of the whole server when
-    it reports none per plugin): SERVING, NOT_SERVING, ... or UNREACHABLE."""
+    it reports none per plugin): SERVING, NOT_SERVING, ..., NO_HEALTH_SERVICE or UNREACHABLE."""
     with endpoint.sync_channel() as channel:
         check = channel.unary_unary(
             HEALTH_CHECK, request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
@@ -224,7 +225,7 @@ def check_health(endpoint: Endpoint, name: str, timeout: float) -> str:
                 if exc.code() is Code.NOT_FOUND and service:
                     continue
                 if exc.code() is Code.UNIMPLEMENTED:
-                    return "UNKNOWN"  # no health service: reachable, but cannot tell
+                    return "NO_HEALTH_SERVICE"  # reachable, but breaks the protocol
                 return "UNREACHABLE"
             status: str = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
             return status
@@ -247,6 +248,9 @@ def _unreachable(endpoint: Endpoint, exc: grpc.RpcError, timeout: float
                 f"check ca, cert and key in {tls_table}")
     if code is Code.DEADLINE_EXCEEDED:
         return f"no answer from {target.url} within {timeout:g}s", start
+    if code is Code.RESOURCE_EXHAUSTED and "larger than max" in details:
+        return (f"the plugin list of {target.url} is larger than this host's message limit: "
+                f"{details}", "raise max_message_bytes in the [grpc] table of flowhost.toml")
     message = f"cannot reach {target.url}: {code.name}: {details}"
     if "socket closed" in details.lower():  # connected, then dropped: often a TLS mismatch
         if target.tls:
@@ -254,6 +258,13 @@ def _unreachable(endpoint: Endpoint, exc: grpc.RpcError, timeout: float
                              f"cert and key in {tls_table}")
         return message, f"{start}; if the server uses TLS, use grpcs://"
     return message, start
+
+
+# How gRPC reports that no connection could be made or kept (not a server's own UNAVAILABLE).
+_CONNECTION_FAILURE = re.compile(
+    r"failed to connect|connection refused|connect failed|socket closed|connection reset|"
+    r"broken pipe|dns resolution failed|name resolution|no route to host|endpoint closing",
+    re.IGNORECASE)
 
 
 def _tls_failure(details: str) -> bool:
@@ -300,7 +311,7 @@ class GrpcInvoker:
         timeout = (ctx.deadline - time.monotonic() if ctx.deadline is not None
                    else self._default_timeout)
         try:
-            payload = json.dumps(inputs, default=_json_default).encode("utf-8")
+            payload = json.dumps(inputs, default=_json_default, allow_nan=False).encode("utf-8")
         except (TypeError, ValueError) as exc:
             raise InvalidInputs(f"the inputs of {self.name} cannot be sent as JSON: {exc}"
                                 ) from None
@@ -315,23 +326,25 @@ class GrpcInvoker:
     def _error(self, exc: aio.AioRpcError) -> PluginError:
         metadata = exc.trailing_metadata() or ()
         error = protocol.error_from_status(exc.code(), exc.details(), metadata)
-        if any(key == protocol.KIND_KEY for key, _ in metadata):
+        if any(key in protocol.PLUGIN_ERROR_KEYS for key, _ in metadata):
             return error  # the plugin's own error, as it would be in-process
-        # The call itself failed (connection, deadline, size limit...): say where.
-        error.message = (f"remote plugin {self.label}: {exc.code().name}: "
-                         f"{exc.details() or 'no details'}")
+        # The call itself failed (connection, deadline, size limit...), or a server said
+        # only a status: say where.
+        details = exc.details() or ""
+        error.message = f"remote plugin {self.label}: {exc.code().name}: {details or 'no details'}"
         error.args = (error.message,)
         if error.hint is None and exc.code() is Code.UNAVAILABLE:
-            error.hint = (
-                f"Check the TLS settings for {self.endpoint.target.address} in flowhost.toml"
-                if _tls_failure(exc.details() or "") else
-                f"Start the plugin server on {self.endpoint.target.address} "
-                f"(flowhost-plugin serve ... --listen {self.endpoint.target.address})")
+            address = self.endpoint.target.address
+            if _tls_failure(details):
+                error.hint = f"Check the TLS settings for {address} in flowhost.toml"
+            elif _CONNECTION_FAILURE.search(details):
+                error.hint = (f"Start the plugin server on {address} "
+                              f"(flowhost-plugin serve ... --listen {address})")
         return error
 
     def _check_outputs(self, raw: bytes) -> dict[str, Any]:
         try:
-            outputs = json.loads(raw)
+            outputs = json.loads(raw, parse_constant=protocol.reject_constant)
         except ValueError as exc:
             raise InvalidOutputs(f"outputs of {self.label} are not valid JSON: "
                                  f"{exc}") from None
