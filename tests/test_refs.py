@@ -77,6 +77,11 @@ def test_a_literal_dollar_brace_is_written_doubled() -> None:
     assert compile_value("cost: $${price") == Const("cost: ${price")
 
 
+def test_a_doubled_dollar_is_one_dollar_inside_literal_dicts_and_lists() -> None:
+    assert compile_value({"text": "cost $$5", "argv": ["x$$y", "$$a.count"]}) == Const(
+        {"text": "cost $5", "argv": ["x$y", "$a.count"]})
+
+
 def test_missing_values_name_the_path() -> None:
     scope = Scope({"a": {"b": {"c": 1}}}, {})
     with pytest.raises(ResolveError, match=r"a\.b has no 'd'"):

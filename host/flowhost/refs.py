@@ -115,14 +115,12 @@ def compile_value(value: Any) -> Compiled:
         return _compile_str(value)
     if isinstance(value, dict):
         items = tuple((str(k), compile_value(v)) for k, v in value.items())
-        if all(isinstance(v, Const) for _, v in items):
-            return Const(value)
-        return CDict(items)
+        literal = {k: v.value for k, v in items if isinstance(v, Const)}
+        return Const(literal) if len(literal) == len(items) else CDict(items)
     if isinstance(value, list):
         compiled = tuple(compile_value(v) for v in value)
-        if all(isinstance(v, Const) for v in compiled):
-            return Const(value)
-        return CList(compiled)
+        values = [v.value for v in compiled if isinstance(v, Const)]
+        return Const(values) if len(values) == len(compiled) else CList(compiled)
     return Const(value)
 
 
