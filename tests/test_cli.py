@@ -534,3 +534,37 @@ def test_importing_all_of_the_sdk_loads_no_host_module(tmp_path: Path) -> None:
                           text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_json_out_writes_through_a_symlink_and_into_a_fifo(tmp_path: Path) -> None:
+    spec = tmp_path / "wf.yaml"
+    spec.write_text("workflow_id: w\nsteps:\n  - {plugin: echo, inputs: {text: hi}}\n",
+                    encoding="utf-8")
+    target = tmp_path / "target.json"
+    target.write_text("old", encoding="utf-8")
+    (tmp_path / "link.json").symlink_to(target)
+    done = flowhost("run", str(spec), "--json-out", "link.json", "--no-progress", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "link.json").is_symlink()
+    assert json.loads(target.read_text(encoding="utf-8"))["status"] == "success"
+
+    fifo = tmp_path / "result.fifo"
+    os.mkfifo(fifo)
+    received: list[str] = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_text(encoding="utf-8")))
+    reader.start()
+    done = flowhost("run", str(spec), "--json-out", str(fifo), "--no-progress", cwd=tmp_path)
+    reader.join(timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert fifo.exists() and not fifo.is_file()  # still the FIFO
+    assert json.loads(received[0])["outputs"]["echo"]["text"] == "hi"
+
+
+def test_json_out_that_cannot_be_written_is_exit_2_before_the_run(tmp_path: Path) -> None:
+    spec = tmp_path / "wf.yaml"
+    spec.write_text("workflow_id: w\nsteps:\n  - {plugin: file-writer, inputs: {directory: "
+                    f"'{tmp_path}/made'}}}}\n", encoding="utf-8")
+    done = flowhost("run", str(spec), "--json-out", "/proc/nope.json", cwd=tmp_path)
+    assert done.returncode == 2
+    assert "--json-out /proc/nope.json: cannot write there" in done.stderr
+    assert not (tmp_path / "made").exists()  # nothing ran

@@ -186,7 +186,7 @@ class _Fold:
             self.outputs[event.step_id] = event.outputs
         if event.status == "success" and event.used_plugin != event.plugin:
             self.modifications.append(
-                f"Used {event.used_plugin} instead of {event.plugin} (step {event.step_id})")
+                f"Used {event.used_plugin} instead of {event.plugin}")  # CONTRACT §5, as is
 
     def result(self, pattern: str | None) -> RunResult:
         records = list(self.steps.values())

@@ -38,13 +38,31 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 def json_out_path(args: argparse.Namespace) -> Path | None:
-    json_out = Path(args.json_out) if args.json_out else None
-    if json_out is not None and not json_out.parent.is_dir():
-        raise UserInputError(f"--json-out {args.json_out}: directory {json_out.parent} does "
-                             "not exist")
-    if json_out is not None and json_out.is_dir():
+    """Where to write the result, checked before the run starts: a run should not end in an
+    error about a file it could have known it cannot write."""
+    if not args.json_out:
+        return None
+    json_out = Path(args.json_out)
+    if json_out.is_dir():
         raise UserInputError(f"--json-out {args.json_out}: is a directory; name the file to "
                              "write, e.g. --json-out result.json")
+    if json_out.exists() and not json_out.is_file():  # a FIFO or a device, /dev/stdout
+        if not os.access(json_out, os.W_OK):
+            raise UserInputError(f"--json-out {args.json_out}: cannot write there "
+                                 "(permission denied)")
+        return json_out
+    if json_out.is_symlink():
+        json_out = json_out.resolve()  # replace the file it points to, keep the link
+    if not json_out.parent.is_dir():
+        raise UserInputError(f"--json-out {args.json_out}: directory {json_out.parent} does "
+                             "not exist")
+    try:
+        probe = _temporary(json_out)
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        raise UserInputError(f"--json-out {args.json_out}: cannot write there "
+                             f"({exc.strerror or exc})") from None
     return json_out
 
 
@@ -111,8 +129,18 @@ def choose_intervener(on_manual: str | None, progress: ProgressListener) -> Inte
     return PolicyIntervener(policy)
 
 
+def _temporary(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp")
+
+
 def _write_json(path: Path, result: RunResult) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(result.model_dump(mode="json"), indent=2) + "\n",
-                         encoding="utf-8")
+    """Whole or not at all for a file (written aside, then renamed over it); a FIFO or a
+    device such as /dev/stdout is written into, never replaced."""
+    text = json.dumps(result.model_dump(mode="json"), indent=2) + "\n"
+    if path.exists() and not path.is_file():
+        with path.open("w", encoding="utf-8") as stream:
+            stream.write(text)
+        return
+    temporary = _temporary(path)
+    temporary.write_text(text, encoding="utf-8")
     os.replace(temporary, path)
