@@ -323,3 +323,18 @@ def test_the_result_of_a_run_over_several_processes_spans_them_all() -> None:
     assert result.started_at == 100.0 and result.finished_at == 502.5
     assert [s.status for s in result.steps] == ["success", "success"]
     assert result.steps[1].rerun_after_interruption is True
+
+
+async def test_output_checks_in_final_validation_read_step_id_dot_field() -> None:
+    status, result, _ = await run("""
+workflow_id: w
+steps:
+  - {id: a, plugin: echo, inputs: {text: hello}}
+final_validation:
+  - output: {field: a.text, equals: hello}
+  - output: {field: a.length, in: [1, 2]}
+""")
+    assert status == "failed"
+    assert [c["passed"] for c in result.final_validation] == [True, False]
+    assert result.final_validation[0]["message"] == 'a.text = "hello"'
+    assert "a.length = 5" in result.final_validation[1]["message"]

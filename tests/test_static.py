@@ -173,3 +173,23 @@ def test_which_input_schemas_accept_unlisted_names(schema: dict[str, object],
     from flowhost.schema import input_fields
 
     assert input_fields(schema, schema)[2] is accepts_others
+
+
+def test_output_checks_name_fields_that_exist() -> None:
+    found = problems("""
+workflow_id: w
+steps:
+  - id: a
+    plugin: echo
+    inputs: {text: hi}
+    validation: [{output: {field: txet, equals: hi}}, {output: {field: text, equals: hi}}]
+final_validation:
+  - output: {field: a.lenght, equals: 2}
+  - output: {field: b.text, equals: hi}
+  - output: {field: a.length, equals: 2}
+""")
+    assert "output field 'txet': the outputs of echo have no field 'txet'" in found
+    assert "did you mean 'text'" in found
+    assert "output field 'a.lenght': the outputs of echo have no field 'lenght'" in found
+    assert "output field 'b.text': unknown step 'b'" in found
+    assert len(found.splitlines()) == 3, found

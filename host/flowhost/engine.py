@@ -355,8 +355,9 @@ class Engine:
         checks = self.plan.final_checks
         if checks:
             self.bus.emit(FinalValidationStarted(run_id=self.run_id, total_checks=len(checks)))
-            results = await run_checks(checks, Scope(self.outputs, self.env), None, self.env,
-                                       self.redactor)
+            # An `output` check here reads `step_id.field`: the outputs of every step.
+            results = await run_checks(checks, Scope(self.outputs, self.env), self.outputs,
+                                       self.env, self.redactor)
             tests = [r.details["test_results"] for r in results if "test_results" in r.details]
             test_results = None
             if tests:

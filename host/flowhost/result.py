@@ -111,6 +111,7 @@ class _Fold:
         self.finished_at: float | None = None
         self.modifications: list[str] = []
         self.breakers: list[BreakerRecord] = []
+        self._earlier_attempts: dict[str, int] = {}
 
     def add(self, event: Event) -> None:
         if isinstance(event, RunStarted):
@@ -123,9 +124,13 @@ class _Fold:
                 self.steps.setdefault(step_id, StepResult(
                     id=step_id, plugin=plugin, used_plugin=plugin, status="pending"))
         elif isinstance(event, StepStarted):
-            self.steps[event.step_id].status = "running"
+            record = self.steps[event.step_id]
+            record.status = "running"
+            # Attempts an earlier process made (a resume, a retry decided with `runs
+            # resolve`): this process counts its own from 1 again.
+            self._earlier_attempts[event.step_id] = len(record.failed_attempts)
             if event.rerun:
-                self.steps[event.step_id].rerun_after_interruption = True
+                record.rerun_after_interruption = True
         elif isinstance(event, AttemptFailed):
             self.steps[event.step_id].failed_attempts.append(AttemptRecord(
                 attempt=event.attempt, plugin=event.plugin, error_type=event.error_type,
@@ -176,7 +181,7 @@ class _Fold:
         record = self.steps[event.step_id]
         record.status = event.status
         record.used_plugin = event.used_plugin
-        record.attempts = event.attempts
+        record.attempts = event.attempts + self._earlier_attempts.get(event.step_id, 0)
         record.cached = event.cached
         record.duration_s = round(event.duration_s, 4)
         record.validation = [r.to_json() for r in event.validation]

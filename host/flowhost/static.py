@@ -243,11 +243,25 @@ class _Checker:
             except check_kinds.CheckError as exc:  # unknown kind, or its validator is broken
                 self.add(str(exc), where, step, field)
                 continue
+            else:
+                self.output_field(check, where, step, field)
             compiled = self.compile(check.args, where, step, field)
             for ref, _, _ in iter_refs(compiled):
                 self.ref_schema(ref, where, step, field, None, step)
             planned.append(PlannedCheck(check.kind, compiled))
         return planned
+
+    def output_field(self, check: CheckSpec, path: PathKey, step: str | None,
+                     field: str) -> None:
+        """The ``field`` of an ``output`` check must exist like a reference would: in the
+        step's own outputs, or (in final_validation) as ``step_id.field``."""
+        name = check.args.get("field") if isinstance(check.args, dict) else None
+        if check.kind != "output" or not isinstance(name, str) or "$" in name or not name:
+            return
+        parts = tuple(name.split("."))
+        text = f"output field '{name}'"
+        ref = Ref(step, parts, text) if step is not None else Ref(parts[0], parts[1:], text)
+        self.ref_schema(ref, path, step, f"{field}.field", None, step)
 
 
 def _dotted(base: str, where: PathKey) -> str:

@@ -230,8 +230,9 @@ def wait_run(tmp_path: Path) -> str:
 
 def test_a_waiting_run_is_retried_after_a_decision(tmp_path: Path) -> None:
     run_id = wait_run(tmp_path)
-    undecided = flowhost("resume", run_id, cwd=tmp_path)
-    assert undecided.returncode == 2 and "still waits for a decision" in undecided.stderr
+    undecided = flowhost("resume", run_id, cwd=tmp_path)  # no terminal, no --on-manual
+    assert undecided.returncode == 3, undecided.stderr
+    assert f"flowhost runs resolve {run_id} f --action retry" in undecided.stdout
     assert show(tmp_path, run_id)["status"] == "waiting"
     other = flowhost("runs", "resolve", run_id, "after", "--action", "retry", cwd=tmp_path)
     assert other.returncode == 2 and "waiting: f" in other.stderr
@@ -247,6 +248,21 @@ def test_a_waiting_run_is_retried_after_a_decision(tmp_path: Path) -> None:
     assert [i["action"] for i in record["interventions"]] == ["retry"]
     assert not record["rerun_after_interruption"]
     assert (tmp_path / "calls").read_text() == "2"
+    assert record["attempts"] == 2 and len(record["failed_attempts"]) == 1
+
+
+def test_resume_answers_a_waiting_run_with_on_manual(tmp_path: Path) -> None:
+    run_id = wait_run(tmp_path)
+    still = flowhost("resume", run_id, "--on-manual", "wait", "--no-progress", cwd=tmp_path)
+    assert still.returncode == 3 and "waiting for a decision on step 'f'" in still.stdout
+    skipped = flowhost("resume", run_id, "--on-manual", "skip", "--no-progress",
+                       "--json-out", "r.json", cwd=tmp_path)
+    assert skipped.returncode == 0, skipped.stderr
+    result = json.loads((tmp_path / "r.json").read_text())
+    steps = {s["id"]: s for s in result["steps"]}
+    assert steps["f"]["status"] == "skipped" and steps["f"]["interventions"][-1]["by"] == "policy"
+    assert steps["after"]["status"] == "skipped" and steps["other"]["status"] == "success"
+    assert (tmp_path / "calls").read_text() == "1"  # skipping does not call the plugin again
 
 
 def test_a_waiting_step_skipped_with_outputs_lets_dependents_go_on(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ flight when it stopped run again (at-least-once), and the decisions given with
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import re
 import sys
@@ -16,8 +17,15 @@ from pathlib import Path
 
 from flowhost.catalog import Catalog
 from flowhost.commands.durable import Durable, pending_decisions, state_flag
-from flowhost.commands.run import EXIT_CODES, _write_json, execute, json_out_path
-from flowhost.events import Event, InterventionResolved, RunFinished, StepFinished
+from flowhost.commands.run import (
+    EXIT_CODES,
+    _write_json,
+    choose_intervener,
+    execute,
+    json_out_path,
+)
+from flowhost.events import AttemptFailed, Event, InterventionResolved, RunFinished, StepFinished
+from flowhost.intervene import AttemptSummary, InterventionRequest, PolicyIntervener
 from flowhost.plan import Plan
 from flowhost.problems import SpecError, UserInputError
 from flowhost.result import fold
@@ -40,15 +48,20 @@ def resume_command(args: argparse.Namespace) -> int:
         raise UserInputError(f"run {record.run_id} already finished ({point.status}): "
                              f"nothing to resume. `flowhost runs show {record.run_id}{flag}` "
                              "shows its result")
-    if point.waiting:
-        raise UserInputError(f"run {record.run_id} still waits for a decision:\n"
-                             + pending_decisions(record.run_id, point.waiting, flag))
     json_out = json_out_path(args)
     if json_out is not None:
         json_out = json_out.absolute()
     _enter(record)  # before loading: paths and flowhost.toml mean what they meant then
     plan = load_run_plan(record)
     print(f"run_id: {record.run_id}", flush=True)
+    if point.waiting:
+        answers = _decide_now(args, plan, point, events)
+        if answers is None:
+            print(pending_decisions(record.run_id, point.waiting, flag))
+            return EXIT_CODES["waiting"]
+        store.append(record, answers)
+        events = store.events(record)
+        point = read(events)
     abort = next((d for d in point.decisions.values() if d.action == "abort"), None)
     if abort is not None:
         return _abort(args, store, record, plan, point, abort, events, json_out)
@@ -62,6 +75,32 @@ def resume_command(args: argparse.Namespace) -> int:
     durable = Durable(store, record, plan=plan, use_cache=not args.no_cache)
     return execute(args, plan, durable, json_out, restored=restored, rerun=rerun,
                    prior=[*events, *decided])
+
+
+def _decide_now(args: argparse.Namespace, plan: Plan, point: Checkpoint,
+                events: list[Event]) -> list[Event] | None:
+    """Answers for a waiting run's open questions, as ``run`` would get them: asked on the
+    terminal, or given by ``--on-manual skip|abort``; None leaves the run waiting."""
+    intervener = choose_intervener(args.on_manual, None)
+    if isinstance(intervener, PolicyIntervener) and (
+            args.on_manual is None or intervener.action == "wait"):
+        return None  # no one to ask and nothing said: it stays waiting
+    answers: list[Event] = []
+    for step_id, asked in point.waiting.items():
+        planned = plan.steps.get(step_id)
+        tried = tuple(AttemptSummary(e.plugin, e.attempt, e.error_type, e.message, e.duration_s)
+                      for e in events if isinstance(e, AttemptFailed) and e.step_id == step_id)
+        purpose = f": {planned.step.purpose}" if planned and planned.step.purpose else ""
+        request = InterventionRequest(
+            step_id=step_id, label=f"{planned.index if planned else '?'}{purpose}",
+            plugin=asked.plugin, error=asked.error, error_type=asked.error_type,
+            hint=asked.hint, attempts=tried,
+            output_schema=planned.invoker.output_schema if planned else {})
+        resolution = asyncio.run(intervener.resolve(request))
+        answers.append(InterventionResolved(run_id=asked.run_id, step_id=step_id,
+                                            action=resolution.action,  # type: ignore[arg-type]
+                                            outputs=resolution.outputs, by=resolution.by))
+    return answers
 
 
 def _pick(store: Store, run_id: str | None) -> RunRecord:

@@ -119,9 +119,11 @@ async def _run_interruptible(engine: Engine) -> RunStatus:
                 loop.remove_signal_handler(sig)
 
 
-def choose_intervener(on_manual: str | None, progress: ProgressListener) -> Intervener:
+def choose_intervener(on_manual: str | None, progress: ProgressListener | None) -> Intervener:
     """Ask on the terminal when there is one and no --on-manual was given."""
     if on_manual is None and sys.stdin.isatty() and sys.stdout.isatty():
+        if progress is None:
+            return TerminalIntervener()
         return TerminalIntervener(hold=progress.hold, release=progress.release)
     policy: Literal["abort", "skip", "wait"] = "abort"
     if on_manual in ("skip", "wait"):
