@@ -140,6 +140,9 @@ def test_a_run_another_process_runs_is_not_resumed_twice(tmp_path: Path) -> None
         proc.communicate()
     listing = flowhost("runs", "list", "--state-dir", "state", cwd=tmp_path)
     assert "interrupted" in listing.stdout  # SIGKILLed: no process runs it any more
+    rows = json.loads(flowhost("runs", "list", "--json", "--state-dir", "state",
+                               cwd=tmp_path).stdout)
+    assert (rows[0]["status"], rows[0]["interrupted"]) == ("running", True)  # §7 statuses
     shown = flowhost("runs", "show", run_id, "--state-dir", "state", cwd=tmp_path)
     assert f"flowhost resume {run_id} --state-dir state" in shown.stdout
 

@@ -25,7 +25,8 @@ class RunSummary(BaseModel):
 
     run_id: str
     workflow_id: str
-    status: str  # as stored; "interrupted": "running" but no process runs it any more
+    status: str  # one of the result's statuses (CONTRACT §7)
+    interrupted: bool  # "running", but no process runs it any more: `flowhost resume` it
     steps_completed: int
     total_steps: int
     spec_path: str
@@ -53,7 +54,8 @@ def list_command(args: argparse.Namespace) -> int:
         print(f"No runs in {store.path}.")
         return 0
     rows = [("RUN ID", "WORKFLOW", "STATUS", "STEPS", "STARTED")]
-    rows += [(s.run_id, s.workflow_id, s.status, f"{s.steps_completed}/{s.total_steps}",
+    rows += [(s.run_id, s.workflow_id, "interrupted" if s.interrupted else s.status,
+              f"{s.steps_completed}/{s.total_steps}",
               time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(s.created_at)))
              for s in summaries]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
@@ -69,8 +71,11 @@ def _summary(store: Store, record: RunRecord) -> RunSummary:
         "SELECT count(DISTINCT step_id) FROM events WHERE id BETWEEN ? AND ? AND "
         "type = 'StepFinished' AND json_extract(payload, '$.status') = 'success'",
         (low, high)).fetchone()
+    live = store.live_status(record)
+    interrupted = live == "interrupted"
     return RunSummary(run_id=record.run_id, workflow_id=record.workflow_id,
-                      status=store.live_status(record), steps_completed=int(row[0]),
+                      status="running" if interrupted else live, interrupted=interrupted,
+                      steps_completed=int(row[0]),
                       total_steps=record.total_steps, spec_path=record.spec_path,
                       created_at=record.created_at, updated_at=record.updated_at,
                       finished_at=record.finished_at)
