@@ -56,7 +56,8 @@ class StepCache(Protocol):
 
 class Engine:
     """Runs a plan. ``restored`` holds the steps a resumed run already finished (they never
-    run again); ``rerun`` names the steps that were in flight when the run was interrupted."""
+    run again); ``rerun`` names the steps that were in flight when the run was interrupted;
+    ``resumed`` says this continues an earlier process's run even when neither applies."""
 
     def __init__(
         self,
@@ -72,6 +73,7 @@ class Engine:
         intervener: Intervener | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
+        resumed: bool = False,
     ) -> None:
         if max_parallel < 1:
             raise ValueError("max_parallel must be at least 1")
@@ -89,6 +91,7 @@ class Engine:
         self.cache = cache
         self._restored = dict(restored or {})
         self._rerun = rerun
+        self._resumed = resumed or bool(self._restored or rerun)
         self._intervener = intervener
         self._sleep = sleep
         self.breakers = Breakers(plan.workflow.breaker, clock)
@@ -112,7 +115,7 @@ class Engine:
             description=workflow.description, total_steps=self._total,
             steps=tuple((ps.id, ps.step.plugin, ps.step.purpose)
                         for ps in self.plan.steps.values()),
-            resumed=bool(self._restored or self._rerun)))
+            resumed=self._resumed))
         self._restore()
         self._all_done = asyncio.Event()
         self._ladder = Ladder(run_id=self.run_id, bus=self.bus, env=self.env,

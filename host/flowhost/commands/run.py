@@ -79,7 +79,8 @@ def execute(args: argparse.Namespace, plan: Plan, durable: Durable, json_out: Pa
     bus.subscribe(progress)
     engine = Engine(plan, bus, run_id=durable.run_id, max_parallel=args.max_parallel,
                     intervener=choose_intervener(args.on_manual, progress),
-                    cache=durable.cache, restored=restored, rerun=rerun)
+                    cache=durable.cache, restored=restored, rerun=rerun,
+                    resumed=bool(prior))
     durable.watch(engine)
     try:
         status = asyncio.run(_run_interruptible(engine))
