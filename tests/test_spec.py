@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from flowhost.problems import SpecError
@@ -103,3 +105,124 @@ def test_retry_policy_backoff() -> None:
     assert [policy.delay_before(n) for n in (2, 3, 4, 5)] == [2, 4, 5, 5]
     with pytest.raises(ValueError, match="below initial_delay"):
         RetryPolicy(initial_delay=10, max_delay=1)
+
+
+# -- YAML aliases ----------------------------------------------------------------------------
+
+def test_alias_bomb_is_refused_before_it_expands() -> None:
+    lines = ["workflow_id: w", 'a0: &a0 ["x","x","x","x","x","x","x","x","x"]']
+    lines += [f"a{i}: &a{i} [{','.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 9)]
+    lines += ["steps:", "  - plugin: echo", "    inputs: {text: *a8}"]
+    found = problems_of("\n".join(lines) + "\n")
+    assert len(found) == 1
+    assert "the spec expands to more than 1,000,000 values through YAML aliases" in found[0]
+    assert found[0].startswith("wf.yaml:")
+
+
+def test_alias_inside_its_own_anchor_is_an_error() -> None:
+    found = problems_of("workflow_id: w\nsteps:\n  - plugin: echo\n    inputs: {t: &a [*a]}\n")
+    assert found[0].startswith("wf.yaml:4:") and "inside its own anchor" in found[0]
+    found = problems_of("workflow_id: w\nsteps:\n  - plugin: echo\n    inputs: &m {<<: *m}\n")
+    assert "inside its own anchor" in found[0]
+
+
+def test_shared_settings_through_aliases_still_work() -> None:
+    spec = parse_spec("""\
+workflow_id: w
+steps:
+  - plugin: echo
+    retry: &std {max_attempts: 4, initial_delay: 0.5}
+    inputs: &common {text: hi, tags: [a, b]}
+  - id: again
+    plugin: echo
+    retry: *std
+    inputs: {<<: *common, text: bye}
+""", "wf.yaml")
+    first, second = spec.workflow.steps
+    assert first.retry == second.retry and second.retry is not None
+    assert second.retry.max_attempts == 4
+    assert second.inputs == {"text": "bye", "tags": ["a", "b"]}
+    assert spec.document.line_of(("steps", 1, "retry")) == 8
+
+
+def test_too_deep_nesting_is_an_error_not_a_crash() -> None:
+    deep = "[" * 150 + "]" * 150
+    found = problems_of(f"workflow_id: w\nsteps:\n  - plugin: echo\n    inputs: {{t: {deep}}}\n")
+    assert "nests more than 100 levels deep" in found[0]
+    with pytest.raises(SpecError, match="nests more than 100 levels deep"):
+        parse_spec('{"workflow_id": "w", "steps": ' + "[" * 5000 + "]" * 5000 + "}", "wf.json")
+
+
+# -- JSON ------------------------------------------------------------------------------------
+
+def json_problems(text: str) -> list[str]:
+    with pytest.raises(SpecError) as info:
+        parse_spec(text, "wf.json")
+    return [str(p) for p in info.value.problems]
+
+
+def test_invalid_json_names_line_and_column() -> None:
+    found = json_problems('{\n  "workflow_id": "w",\n  "steps": [{"plugin": "echo"},]\n}\n')
+    assert found == ["wf.json:3:32: invalid JSON: Expecting value — fix the JSON, or rename "
+                     "the file to .yaml to write YAML"]
+    found = json_problems('{"workflow_id": "w",\n "steps": [{"plugin": "echo"}],}')
+    assert found[0].startswith("wf.json:2:32: invalid JSON: Expecting property name")
+    assert json_problems("workflow_id: w\nsteps: [{plugin: echo}]\n")[0].startswith(
+        "wf.json:1:1: invalid JSON")
+    found = json_problems('{"workflow_id": "w",\n "steps": [{"plugin": "echo", "timeout": NaN}]}')
+    assert found[0].startswith("wf.json:2:42: invalid JSON: NaN is not a JSON value")
+    # The same text is fine in a YAML file.
+    parse_spec('{"workflow_id": "w", "steps": [{"plugin": "echo"},]}', "wf.yaml")
+
+
+def test_valid_json_keeps_its_lines_in_later_errors() -> None:
+    text = ('{\n  "workflow_id": "w",\n  "steps": [\n    {"plugin": "echo",\n     "retyr": 2}\n'
+            '  ]\n}')
+    found = json_problems(text)
+    assert found == ["wf.json:5: step 'echo', field 'retyr': unknown field — did you mean "
+                     "'retry'?"]
+    spec = parse_spec(text.replace("retyr", "timeout"), "flow.JSON")
+    assert spec.workflow.steps[0].timeout == 2
+
+
+# -- all problems at once --------------------------------------------------------------------
+
+def test_unknown_fields_do_not_hide_the_static_problems(tmp_path: Path) -> None:
+    from flowhost.catalog import Catalog
+    from flowhost.static import check_file
+
+    path = tmp_path / "wf.yaml"
+    path.write_text("""\
+workflow_id: w
+colour: blue
+steps:
+  - plugin: echo
+    comment: first
+    inputs: {text: 3}
+  - plugin: numbers
+    inputz: {count: 1}
+  - id: last
+    plugin: numbers
+    inputs: {count: "${nope.count}"}
+""", encoding="utf-8")
+    with pytest.raises(SpecError) as info:
+        check_file(str(path), [], Catalog(), {})
+    found = [str(p).removeprefix(f"{path}:") for p in info.value.problems]
+    assert found[0].startswith("2: field 'colour': unknown field")
+    assert found[1].startswith("5: step 'echo', field 'comment': unknown field")
+    assert found[2] == "6: step 'echo', field 'inputs.text': value 3 is rejected: 3 is not of " \
+                       "type 'string'"
+    # a misspelled `inputs` keeps the step out of the static checks: no "missing input" noise
+    assert found[3] == "8: step 'numbers', field 'inputz': unknown field — did you mean 'inputs'?"
+    # the line is the step's own, although the step before it is left out
+    assert found[4].startswith("11: step 'last', field 'inputs.count': ${nope.count}: unknown "
+                               "step 'nope'")
+    assert len(found) == 5
+
+
+def test_a_spec_with_only_an_unknown_top_level_field_has_a_partial() -> None:
+    with pytest.raises(SpecError) as info:
+        parse_spec("workflow_id: w\nowner: me\nsteps:\n  - plugin: echo\n", "wf.yaml")
+    assert str(info.value.problems[0]).startswith("wf.yaml:2: field 'owner'")
+    assert info.value.partial is not None
+    assert [s.id for s in info.value.partial.workflow.steps] == ["echo"]

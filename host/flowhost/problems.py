@@ -20,9 +20,12 @@ class Problem:
     step: str | None = None
     field: str | None = None
     fix: str | None = None
+    column: int | None = None  # 1-based, shown only with a line
 
     def __str__(self) -> str:
         where = (self.file or "<spec>") + (f":{self.line}" if self.line is not None else "")
+        if self.line is not None and self.column is not None:
+            where += f":{self.column}"
         subject = ", ".join(
             part
             for part in (

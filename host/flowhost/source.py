@@ -8,6 +8,7 @@ user should look at.
 from __future__ import annotations
 
 import gc
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,19 +67,26 @@ def parse_document(text: str, file: str = "<spec>") -> Document:
 
 
 def _parse(text: str, file: str) -> Document:
+    is_json = file.lower().endswith(".json")
+    if is_json:
+        _check_json(text, file)
     loader = _Loader(text)
     try:
         node = loader.get_single_node()
         if node is None:
             raise SpecError([Problem("the file is empty", file=file, fix="see examples/")])
+        if "*" in text:  # else there is no alias
+            _check_expansion(node, file)
         doc = Document(file=file, data=None)
         problems: list[Problem] = []
-        doc.data = _build(node, (), doc, loader, problems)
+        doc.data = _build(node, (), doc, loader, problems, is_json)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
+        column = mark.column + 1 if mark is not None else None
         detail = " ".join(part for part in (exc.context, exc.problem) if part)
-        raise SpecError([Problem(f"malformed YAML/JSON: {detail}", file=file, line=line)]) from None
+        raise SpecError([Problem(f"malformed YAML/JSON: {detail}", file=file, line=line,
+                                 column=column)]) from None
     except yaml.YAMLError as exc:
         raise SpecError([Problem(f"malformed YAML/JSON: {exc}", file=file)]) from None
     finally:
@@ -88,17 +96,128 @@ def _parse(text: str, file: str) -> Document:
     return doc
 
 
+def _check_json(text: str, file: str) -> None:
+    """A ``.json`` file must be JSON: YAML (which reads it for the line numbers) would also
+    take trailing commas, comments, unquoted keys and the like."""
+    try:
+        json.loads(text)
+    except RecursionError:  # deeper than Python's limit, so far more than MAX_DEPTH
+        raise _too_deep(file) from None
+    except json.JSONDecodeError as exc:
+        raise SpecError([Problem(f"invalid JSON: {exc.msg}", file=file, line=exc.lineno,
+                                 column=exc.colno,
+                                 fix="fix the JSON, or rename the file to .yaml to write "
+                                 "YAML")]) from None
+
+
+# A spec is a few hundred values; aliases may share parts of it (`retry: *std`), but each
+# use repeats the anchor's whole value, so nested aliases grow exponentially ("billion
+# laughs"). Both bounds are checked on the node graph, before anything is expanded.
+MAX_ALIAS_VALUES = 1_000_000
+MAX_DEPTH = 100
+
+
+def _check_expansion(root: yaml.Node, file: str) -> None:
+    """Refuse a node graph that refers to itself, nests too deeply or grows too much through
+    aliases. Linear in the size of the text: each node is measured once."""
+    sizes = _Sizes(file)
+    values, _ = sizes.measure(root, 1)
+    if values > sizes.written + MAX_ALIAS_VALUES:
+        # Point at the smallest value that is too large on its own, following the largest.
+        node = root
+        while True:
+            heavy = max(_children(node), default=None, key=sizes.values)
+            if heavy is None or sizes.values(heavy) <= MAX_ALIAS_VALUES:
+                break
+            node = heavy
+        raise SpecError([Problem(
+            f"the spec expands to more than {MAX_ALIAS_VALUES:,} values through YAML aliases "
+            f"(&anchor/*alias): each alias repeats its anchor's whole value, and the value "
+            f"starting here expands to {sizes.values(node):,}", file=file,
+            line=node.start_mark.line + 1, column=node.start_mark.column + 1,
+            fix="use aliases for shared settings (e.g. `retry: *std`), not to nest copies of "
+            "copies")])
+
+
+class _Sizes:
+    """How many values each list and mapping expands to, and how deep it nests."""
+
+    def __init__(self, file: str) -> None:
+        self.file = file
+        # id(node) -> (values, depth: the levels of lists and mappings, itself included)
+        self.measured: dict[int, tuple[int, int]] = {}
+        self.open: set[int] = set()  # being measured: the current path
+        self.written = 1  # values as written, an alias counting as one
+
+    def values(self, node: yaml.Node) -> int:
+        return self.measured.get(id(node), (1, 1))[0]
+
+    def measure(self, node: yaml.Node, depth: int) -> tuple[int, int]:
+        key = id(node)
+        known = self.measured.get(key)
+        if known is None:
+            if key in self.open:
+                raise self._error(
+                    "a YAML alias (*alias) is used inside its own anchor's value (&anchor), "
+                    "so the value would contain itself without end", node,
+                    "an alias can only refer to a value that is complete where it is used")
+            if depth > MAX_DEPTH:
+                raise _too_deep(self.file)
+            self.open.add(key)
+            children = _children(node)
+            self.written += len(children)
+            values, below = 1, 0
+            for child in children:
+                if isinstance(child, yaml.ScalarNode):
+                    values += 1
+                else:
+                    child_values, child_depth = self.measure(child, depth + 1)
+                    values += child_values
+                    below = max(below, child_depth)
+            self.open.discard(key)
+            known = self.measured[key] = (values, below + 1)
+        elif depth + known[1] - 1 > MAX_DEPTH:
+            raise _too_deep(self.file)
+        return known
+
+    def _error(self, message: str, node: yaml.Node, fix: str) -> SpecError:
+        return SpecError([Problem(message, file=self.file, line=node.start_mark.line + 1,
+                                  column=node.start_mark.column + 1, fix=fix)])
+
+
+def _too_deep(file: str) -> SpecError:
+    return SpecError([Problem(f"the spec nests more than {MAX_DEPTH} levels deep", file=file,
+                              fix="flatten the nested lists and mappings")])
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
 def _build(
-    node: yaml.Node, path: PathKey, doc: Document, loader: yaml.SafeLoader, problems: list[Problem]
+    node: yaml.Node, path: PathKey, doc: Document, loader: yaml.SafeLoader,
+    problems: list[Problem], is_json: bool,
 ) -> Any:
     doc.lines.setdefault(path, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
-        loader.flatten_mapping(node)
+        if len(path) >= MAX_DEPTH:
+            raise _too_deep(doc.file)
+        pairs = node.value
+        if any(key_node.tag == _MERGE for key_node, _ in pairs):
+            # `<<: *anchor` merges the anchor's keys in; the mapping's own override them.
+            merged, pairs = _pairs(node)
+            own = {_key(key_node, loader) for key_node, _ in pairs}
+            inherited: dict[str, tuple[yaml.Node, yaml.Node]] = {}
+            for key_node, value_node in merged:
+                inherited[_key(key_node, loader)] = (key_node, value_node)
+            pairs = [pair for key, pair in inherited.items() if key not in own] + pairs
         result: dict[str, Any] = {}
-        for key_node, value_node in node.value:
-            key = loader.construct_object(key_node, deep=True)
-            if not isinstance(key, str):
-                key = str(key)
+        for key_node, value_node in pairs:
+            key = _key(key_node, loader)
             child = (*path, key)
             if key in result:
                 problems.append(
@@ -110,11 +229,55 @@ def _build(
                     )
                 )
             doc.lines[child] = key_node.start_mark.line + 1
-            result[key] = _build(value_node, child, doc, loader, problems)
+            result[key] = _build(value_node, child, doc, loader, problems, is_json)
         return result
     if isinstance(node, yaml.SequenceNode):
+        if len(path) >= MAX_DEPTH:
+            raise _too_deep(doc.file)
         return [
-            _build(item, (*path, index), doc, loader, problems)
+            _build(item, (*path, index), doc, loader, problems, is_json)
             for index, item in enumerate(node.value)
         ]
+    if is_json and isinstance(node, yaml.ScalarNode) and not node.style and (
+            node.value in _NOT_JSON):
+        # Python's json module takes these too; YAML would read them as strings.
+        problems.append(Problem(f"invalid JSON: {node.value} is not a JSON value", file=doc.file,
+                                line=node.start_mark.line + 1, column=node.start_mark.column + 1,
+                                fix="JSON numbers are finite; quote it to mean a string"))
     return loader.construct_object(node, deep=True)
+
+
+_NOT_JSON = frozenset({"NaN", "Infinity", "-Infinity"})
+_MERGE = "tag:yaml.org,2002:merge"
+
+
+def _key(node: yaml.Node, loader: yaml.SafeLoader) -> str:
+    if node.tag == "tag:yaml.org,2002:value":  # a plain `=`, which flatten_mapping allowed
+        return "="
+    key = loader.construct_object(node, deep=True)
+    return key if isinstance(key, str) else str(key)
+
+
+def _pairs(node: yaml.MappingNode) -> tuple[list[tuple[yaml.Node, yaml.Node]],
+                                             list[tuple[yaml.Node, yaml.Node]]]:
+    """The pairs a mapping merges in with ``<<`` (a later one overriding an earlier one),
+    and its own. Like PyYAML's ``flatten_mapping``, but leaves the (maybe shared) node as
+    it is, so that every use of an anchor reads the same."""
+    merged: list[tuple[yaml.Node, yaml.Node]] = []
+    own: list[tuple[yaml.Node, yaml.Node]] = []
+    for key_node, value_node in node.value:
+        if key_node.tag != _MERGE:
+            own.append((key_node, value_node))
+            continue
+        many = isinstance(value_node, yaml.SequenceNode)
+        sources = value_node.value if many else [value_node]
+        # Of several mappings merged, the first one's keys win: it goes last.
+        for source in reversed(sources):
+            if not isinstance(source, yaml.MappingNode):
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping", node.start_mark,
+                    "expected a mapping or list of mappings for merging, but found "
+                    f"{source.id}", source.start_mark)
+            inner_merged, inner_own = _pairs(source)
+            merged += inner_merged + inner_own
+    return merged, own

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from flowhost.problems import Problem, SpecError
+from flowhost.problems import Problem, SpecError, did_you_mean
 from flowhost.source import Document, PathKey, load_document, parse_document
 
 RESERVED_IDS = frozenset({"env", "secret", "inputs"})
@@ -227,48 +227,87 @@ def build_spec(doc: Document, overrides: list[str] | None = None) -> LoadedSpec:
         problems += _apply_overrides(data, overrides, doc.file)
     steps_raw = data.get("steps")
     steps: list[Step] = []
+    kept: list[int] = []  # the index in steps_raw of each of steps
     if isinstance(steps_raw, list):
         for index, raw in enumerate(steps_raw):
             try:
-                steps.append(Step.model_validate(raw))
+                step: Step | None = Step.model_validate(raw)
             except ValidationError as exc:
                 problems += _located(exc, doc, ("steps", index), _raw_step_id(raw, index))
+                step = _without_unknown_fields(raw, exc)
+            if step is not None:
+                steps.append(step)
+                kept.append(index)
     top = {key: value for key, value in data.items() if key != "steps"}
-    top["steps"] = steps if isinstance(steps_raw, list) and steps else steps_raw
-    workflow: Workflow | None = None
-    if not problems:
-        try:
-            workflow = Workflow.model_validate(top)
-        except ValidationError as exc:
-            problems += _located(exc, doc, (), None)
-    else:
-        workflow = _partial(top, steps, doc, problems)
+    if isinstance(steps_raw, list) and steps_raw:
+        # Each step was checked on its own above; the valid ones stand for the list.
+        top["steps"] = steps or [_PLACEHOLDER]
+    elif "steps" in data:
+        top["steps"] = steps_raw
+    workflow = _top_level(top, doc, problems)
+    if not steps:  # nothing (or only the placeholder) for the other checks to look at
+        workflow = None
     raw_ids = [_raw_step_id(raw, i) for i, raw in enumerate(steps_raw)] if isinstance(
         steps_raw, list) else []
     problems += _duplicate_ids(raw_ids, doc)
     if problems or workflow is None:
-        # The valid part still goes through the other checks, so that one malformed
-        # step does not hide the reference and type problems of the rest.
-        partial = LoadedSpec(workflow=workflow, document=doc) if workflow and steps else None
+        # The valid part still goes through the other checks, so that an unknown field or
+        # one malformed step does not hide the reference and type problems of the rest.
+        partial = LoadedSpec(workflow=workflow, document=_renumbered(doc, kept)) if (
+            workflow) else None
         raise SpecError(problems, partial=partial, known_ids=frozenset(raw_ids))
     return LoadedSpec(workflow=workflow, document=doc)
 
 
-def _partial(top: dict[str, Any], steps: list[Step], doc: Document,
-             problems: list[Problem]) -> Workflow | None:
-    """Report the top-level problems too (not again the per-step ones), and build what is
-    valid of the workflow, the faulty top-level fields left at their defaults."""
-    candidate = {**top, "steps": steps or [_PLACEHOLDER]}
+def _top_level(top: dict[str, Any], doc: Document, problems: list[Problem]) -> Workflow | None:
+    """Report the top-level problems (the steps' own are reported already), and build what
+    is valid of the workflow: unknown fields dropped, faulty ones left at their defaults."""
     try:
-        Workflow.model_validate(candidate)
+        return Workflow.model_validate(top)
     except ValidationError as exc:
-        problems += [p for p in _located(exc, doc, (), None) if p.field != "steps"]
+        problems += _located(exc, doc, (), None)
+        candidate = dict(top)
         for error in exc.errors():
-            candidate.pop(str(error["loc"][0]), None)
+            if error["loc"]:
+                candidate.pop(str(error["loc"][0]), None)
     candidate.setdefault("workflow_id", "(invalid)")
-    candidate["steps"] = steps or [_PLACEHOLDER]
     try:
-        return Workflow.model_validate(candidate) if steps else None
+        return Workflow.model_validate(candidate)
+    except ValidationError:
+        return None
+
+
+def _renumbered(doc: Document, kept: list[int]) -> Document:
+    """The document with the lines of the steps in ``kept`` under their index among them, so
+    that problems about the partial workflow's steps point at their own lines."""
+    if kept == list(range(len(kept))):
+        return doc
+    position = {index: new for new, index in enumerate(kept)}
+    lines: dict[PathKey, int] = {}
+    for key, line in doc.lines.items():
+        if len(key) >= 2 and key[0] == "steps" and isinstance(key[1], int):
+            if key[1] in position:
+                lines[("steps", position[key[1]], *key[2:])] = line
+        else:
+            lines[key] = line
+    return Document(file=doc.file, data=doc.data, lines=lines)
+
+
+def _without_unknown_fields(raw: Any, exc: ValidationError) -> Step | None:
+    """A step whose only fault is unknown fields, without them: the static checks can still
+    look at its plugin and inputs. Not when an unknown field looks like a misspelled field
+    the step lacks (`inputz:`): checking the step without it would report consequences."""
+    errors = exc.errors()
+    if not isinstance(raw, dict) or not all(
+        error["type"] == "extra_forbidden" and len(error["loc"]) == 1 for error in errors
+    ):
+        return None
+    unknown = {str(error["loc"][0]) for error in errors}
+    absent = [name for name in Step.model_fields if name not in raw]
+    if any(did_you_mean(name, absent) for name in unknown):
+        return None
+    try:
+        return Step.model_validate({k: v for k, v in raw.items() if str(k) not in unknown})
     except ValidationError:
         return None
 
@@ -295,8 +334,6 @@ def _located(exc: ValidationError, doc: Document, base: PathKey, step: str | Non
         if error["type"] == "extra_forbidden":
             message = "unknown field"
             known = _known_fields(base, loc)
-            from flowhost.problems import did_you_mean
-
             hint = did_you_mean(str(loc[-1]), known) if known else None
             fix = hint or (f"known fields: {', '.join(sorted(known))}" if known else None)
         elif error["type"] == "missing":
@@ -375,8 +412,6 @@ def _apply_overrides(data: dict[str, Any], overrides: list[str], file: str) -> l
                    if isinstance(s, dict) and _raw_step_id(s, i) == step_id]
         if not matches:
             ids = [_raw_step_id(s, i) for i, s in enumerate(steps)]
-            from flowhost.problems import did_you_mean
-
             problems.append(Problem(f"--set '{override}': no step '{step_id}' in {file}",
                                     file="--set", fix=did_you_mean(step_id, ids)))
             continue
