@@ -226,3 +226,11 @@ def test_a_spec_with_only_an_unknown_top_level_field_has_a_partial() -> None:
     assert str(info.value.problems[0]).startswith("wf.yaml:2: field 'owner'")
     assert info.value.partial is not None
     assert [s.id for s in info.value.partial.workflow.steps] == ["echo"]
+
+
+def test_numbers_with_an_exponent_are_numbers_as_in_json() -> None:
+    from flowhost.source import parse_document
+
+    data = parse_document('{"a": 1e5, "b": "1e5", "c": [-2.5E-1]}', "wf.json").data
+    assert data == {"a": 100000.0, "b": "1e5", "c": [-0.25]}
+    assert parse_document("a: 1.5e3\nb: 1e5x\n", "wf.yaml").data == {"a": 1500.0, "b": "1e5x"}

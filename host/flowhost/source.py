@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -244,10 +245,16 @@ def _build(
         problems.append(Problem(f"invalid JSON: {node.value} is not a JSON value", file=doc.file,
                                 line=node.start_mark.line + 1, column=node.start_mark.column + 1,
                                 fix="JSON numbers are finite; quote it to mean a string"))
+    if (isinstance(node, yaml.ScalarNode) and not node.style and node.tag == _STR
+            and _EXPONENT_NUMBER.match(node.value)):
+        # YAML 1.1 (PyYAML) reads `1e5` and `1.5e3` as strings; JSON and YAML 1.2 say number.
+        return float(node.value)
     return loader.construct_object(node, deep=True)
 
 
 _NOT_JSON = frozenset({"NaN", "Infinity", "-Infinity"})
+_STR = "tag:yaml.org,2002:str"
+_EXPONENT_NUMBER = re.compile(r"^-?(0|[1-9][0-9]*)(\.[0-9]+)?[eE][-+]?[0-9]+$")
 _MERGE = "tag:yaml.org,2002:merge"
 
 
