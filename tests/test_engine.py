@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import time
 from typing import Any
+
+import pytest
 
 from flowhost.catalog import Catalog
 from flowhost.engine import Engine
@@ -338,3 +342,28 @@ final_validation:
     assert [c["passed"] for c in result.final_validation] == [True, False]
     assert result.final_validation[0]["message"] == 'a.text = "hello"'
     assert "a.length = 5" in result.final_validation[1]["message"]
+
+
+@pytest.mark.parametrize("token", ["TOPSECRETPASSWORD", "pässwörd-secret", 'pa"ss\\wd-secret',
+                                   "line1\nline2secret"])
+async def test_secrets_in_check_messages_are_masked_before_they_are_cut_or_escaped(
+        token: str) -> None:
+    _, result, events = await run("""
+workflow_id: w
+steps:
+  - id: e
+    plugin: echo
+    inputs: {text: "${secret.TOKEN}"}
+    retry: {max_attempts: 1}
+    manual: false
+    validation:
+      - output: {field: text, equals: other}
+      - command:
+          run: ["sh", "-c", "printf '%0110d%s\\\\n' 0 \\"$T\\"; exit 1"]
+          env: {T: "${secret.TOKEN}"}
+""", env={"TOKEN": token, "PATH": os.environ["PATH"]})
+    dumped = result.model_dump_json() + "".join(repr(e) for e in events)
+    pieces = [token[:8], token[-8:], json.dumps(token)[1:9]]
+    assert not [piece for piece in pieces if piece in dumped], dumped
+    messages = [c["message"] for c in result.steps[0].validation]
+    assert any("***" in m for m in messages), messages

@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+import json
+import shlex
 from collections.abc import Iterable
 from typing import Any
 
 MASK = "***"
+
+
+def _forms(secret: str) -> set[str]:
+    """The secret as it may appear in text flowhost did not write itself: JSON-escaped,
+    Python's repr (pydantic errors), shell-quoted, or with its whitespace squashed."""
+    if not secret:
+        return set()
+    forms = {secret, json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1],
+             repr(secret)[1:-1], shlex.quote(secret), " ".join(secret.split())}
+    return {form for form in forms if form.strip()}
 
 
 class Redactor:
@@ -13,11 +25,13 @@ class Redactor:
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         # Longest first, so a secret that contains another is masked whole.
-        self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+        self._secrets = sorted({form for s in secrets for form in _forms(s)}, key=len,
+                               reverse=True)
 
     def add(self, secret: str) -> None:
-        if secret and secret not in self._secrets:
-            self._secrets.append(secret)
+        forms = [form for form in _forms(secret) if form not in self._secrets]
+        if forms:
+            self._secrets += forms
             self._secrets.sort(key=len, reverse=True)
 
     def __bool__(self) -> bool:

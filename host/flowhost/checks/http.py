@@ -93,7 +93,7 @@ class HttpOk:
             return CheckResult(self.kind, False, f"GET {args.url}: {exc}")
         if status != args.status:
             message = f"GET {args.url} returned {status}, expected {args.status}"
-            return CheckResult(
-                self.kind, False, message, details={"status": status, "body": short(body, 300)}
-            )
+            shown = short(ctx.redact(body), 300)  # masked whole, before it is cut
+            return CheckResult(self.kind, False, message,
+                               details={"status": status, "body": shown})
         return CheckResult(self.kind, True, f"GET {args.url} returned {status}")

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Literal, Self
 
 from pydantic import Field, field_validator, model_validator
 
 from flowhost.checks.base import CheckContext, _Args
-from flowhost.checks.formatting import listing, short
+from flowhost.checks.formatting import listing, redact_value, short
 from flowhost.events import CheckResult
 
 JsonType = Literal["string", "integer", "number", "boolean", "array", "object", "null"]
@@ -72,8 +72,9 @@ def _json_equal(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
-def _show(value: Any) -> str:
-    return short(json.dumps(value, default=str), 80)
+def _show(value: Any, redact: Callable[[str], str]) -> str:
+    """JSON text of ``value``, secrets masked first: escaping would hide them from the mask."""
+    return short(json.dumps(redact_value(value, redact), default=str), 80)
 
 
 def _lookup(outputs: Any, dotted: str) -> Any:
@@ -120,12 +121,13 @@ class Output:
         elif args.matches is not None:
             ok = re.search(args.matches, str(value)) is not None
             verb = "matches" if ok else "does not match"
-            message = f"{name} = {_show(value)} {verb} /{args.matches}/"
+            message = f"{name} = {_show(value, ctx.redact)} {verb} /{args.matches}/"
         elif args.in_ is not None:
             ok = any(_json_equal(value, option) for option in args.in_)
-            message = f"{name} = {_show(value)} is {'' if ok else 'not '}one of {_show(args.in_)}"
+            shown, options = _show(value, ctx.redact), _show(args.in_, ctx.redact)
+            message = f"{name} = {shown} is {'' if ok else 'not '}one of {options}"
         else:
             ok = _json_equal(value, args.equals)
-            expected = "" if ok else f", expected {_show(args.equals)}"
-            message = f"{name} = {_show(value)}{expected}"
+            expected = "" if ok else f", expected {_show(args.equals, ctx.redact)}"
+            message = f"{name} = {_show(value, ctx.redact)}{expected}"
         return CheckResult(self.kind, ok, message)

@@ -161,12 +161,13 @@ class Importable:
         # -B: checking must not write __pycache__ into the checked project
         argv = [sys.executable, "-B", "-c", _IMPORT_CODE, args.module, path]
         exited = await _run_process(argv, cwd=ctx.workdir, env=ctx.env, timeout=args.timeout)
-        details = {"exit_code": exited.returncode, "output_tail": tail(exited.output, 15)}
+        output = ctx.redact(exited.output)  # before any shortening can cut a secret in two
+        details = {"exit_code": exited.returncode, "output_tail": tail(output, 15)}
         if exited.timed_out:
             message = f"importing {args.module}{where} timed out after {args.timeout:g} s"
             return CheckResult(self.kind, False, message, details=details)
         if exited.returncode != 0:
-            reason = last_line(exited.output) or _exit_text(exited.returncode)
+            reason = last_line(output) or _exit_text(exited.returncode)
             message = f"cannot import {args.module}{where}: {reason}"
             return CheckResult(self.kind, False, message, details=details)
         return CheckResult(self.kind, True, f"{args.module} imports{where}")
@@ -193,7 +194,7 @@ class Command:
             except ValueError as exc:
                 return CheckResult(self.kind, False, f"cannot split {args.run!r}: {exc}")
             shown = args.run if isinstance(args.run, str) else shlex.join(cmd)
-        shown = f"`{short(shown, 80)}`"
+        shown = f"`{short(ctx.redact(shown), 80)}`"
         cwd = ctx.resolve(args.cwd) if args.cwd else ctx.workdir
         if cwd and not os.path.isdir(cwd):
             return CheckResult(self.kind, False, f"{shown}: no directory {args.cwd or cwd}")
@@ -204,18 +205,19 @@ class Command:
             program = cmd[0] if isinstance(cmd, list) else shown
             problem = "not found" if isinstance(exc, FileNotFoundError) else "not executable"
             return CheckResult(self.kind, False, f"command {problem}: {program}")
+        output = ctx.redact(exited.output)  # before any shortening can cut a secret in two
         details: dict[str, Any] = {
             "exit_code": exited.returncode,
-            "output_tail": tail(exited.output),
+            "output_tail": tail(output),
         }
-        tests = parse_pytest_summary(exited.output)
+        tests = parse_pytest_summary(output)
         if tests is not None:
             details["test_results"] = tests
         if exited.timed_out:
             message = f"{shown} timed out after {args.timeout:g} s"
             return CheckResult(self.kind, False, message, details={**details, "timed_out": True})
         if exited.returncode != 0:
-            last = last_line(exited.output)
+            last = last_line(output)
             message = f"{shown} {_exit_text(exited.returncode)}" + (f": {last}" if last else "")
             return CheckResult(self.kind, False, message, details=details)
         summary = f" ({tests['passed']} passed, {tests['failed']} failed)" if tests else ""
