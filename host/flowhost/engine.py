@@ -228,7 +228,9 @@ class Engine:
         for dependent in step.dependents:
             self._waiting[dependent] -= 1
             if passes:
-                if self._waiting[dependent] == 0 and self._aborted_by is None:
+                # (a dependent may have finished already: a resumed run reruns a step)
+                if (self._waiting[dependent] == 0 and self._aborted_by is None
+                        and dependent not in self.status):
                     self._ready.append(dependent)
             elif dependent not in self.status:
                 verb = "failed" if status == "failed" else f"was {status}"
@@ -319,10 +321,15 @@ class Engine:
         if outcome.ok:
             assert outcome.outputs is not None
             self.outputs[step.id] = outcome.outputs
-            shown = self.redactor.data(outcome.outputs) if self._secrets else outcome.outputs
+            if self._secrets:
+                shown = self.redactor.data(outcome.outputs)
+                return StepFinished(self.run_id, step.id, plugin, outcome.used_plugin,
+                                    "success", outcome.attempts, duration, shown,
+                                    outcome.validation, outcome.cached,
+                                    redacted=shown != outcome.outputs)
             return StepFinished(self.run_id, step.id, plugin, outcome.used_plugin, "success",
-                                outcome.attempts, duration, shown, outcome.validation,
-                                outcome.cached)
+                                outcome.attempts, duration, outcome.outputs,
+                                outcome.validation, outcome.cached)
         if outcome.cancelled:
             reason = self._cancel_reason or f"run aborted: step '{self._aborted_by}' failed"
             return StepFinished(run_id=self.run_id, step_id=step.id, plugin=plugin,

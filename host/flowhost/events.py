@@ -162,6 +162,9 @@ class StepFinished(Event):
     error_type: str | None = None
     hint: str | None = None
     reason: str | None = None  # why a step was skipped or cancelled
+    # Secrets in ``outputs`` were masked: what is recorded cannot stand in for the real
+    # outputs, so a resumed run that still needs them runs the step again.
+    redacted: bool = False
 
 
 @dataclass(slots=True, kw_only=True)

@@ -386,3 +386,40 @@ def test_a_run_whose_workflow_no_longer_checks_is_not_resumed(tmp_path: Path) ->
     done = flowhost("resume", run_id, cwd=tmp_path)
     assert done.returncode == 2
     assert "its workflow no longer checks" in done.stderr and "uninstalled" in done.stderr
+
+
+def test_a_step_whose_outputs_held_a_secret_runs_again_when_a_later_step_needs_them(
+        tmp_path: Path) -> None:
+    (tmp_path / "wf.yaml").write_text(f"""
+workflow_id: secret-resume
+steps:
+  - {{id: e, plugin: echo, inputs: {{text: "pre-${{secret.TOKEN}}"}}}}
+  - {{id: plain, plugin: echo, inputs: {{text: "no secret"}}}}
+  - {{id: s, plugin: sleeper, inputs: {{seconds: 2}}, needs: [e, plain]}}
+  - id: w
+    plugin: file-writer
+    inputs: {{directory: "{tmp_path}", content: $e.text}}
+    needs: [s]
+""", encoding="utf-8")
+    env = {"TOKEN": "AAAsecret1"}
+    proc = subprocess.Popen([sys.executable, "-m", "flowhost", "run", "wf.yaml",
+                             "--no-progress"], cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, **env})
+    assert proc.stdout is not None
+    lines: list[str] = []
+    while not any("step 3/4 s (sleeper) started" in line for line in lines):
+        line = proc.stdout.readline()
+        assert line, proc.communicate()
+        lines.append(line)
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=20)
+    assert proc.returncode == 130
+    resumed = flowhost("resume", "--no-progress", "--json-out", "r.json", cwd=tmp_path,
+                       env=env)
+    assert resumed.returncode == 0, resumed.stderr
+    # The recorded outputs of e say "pre-***": w must get the real value, so e ran again.
+    assert (tmp_path / "out.py").read_text(encoding="utf-8") == "pre-AAAsecret1"
+    result = json.loads((tmp_path / "r.json").read_text(encoding="utf-8"))
+    rerun = {step["id"] for step in result["steps"] if step["rerun_after_interruption"]}
+    assert rerun == {"e", "s"}  # plain had no secret: it did not run again
+    assert "AAAsecret1" not in (tmp_path / "r.json").read_text(encoding="utf-8")

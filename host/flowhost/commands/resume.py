@@ -13,6 +13,7 @@ import asyncio
 import os
 import re
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from flowhost.catalog import Catalog
@@ -28,6 +29,7 @@ from flowhost.events import AttemptFailed, Event, InterventionResolved, RunFinis
 from flowhost.intervene import AttemptSummary, InterventionRequest, PolicyIntervener
 from flowhost.plan import Plan
 from flowhost.problems import SpecError, UserInputError
+from flowhost.refs import iter_refs
 from flowhost.result import fold
 from flowhost.spec import parse_spec
 from flowhost.static import check
@@ -70,7 +72,11 @@ def resume_command(args: argparse.Namespace) -> int:
         store.append(record, decided)
     restored = {sid: f for sid, f in point.finished.items() if sid in plan.steps}
     restored.update({f.step_id: f for f in decided})
+    masked = _masked_but_needed(plan, restored)
+    for step_id in masked:
+        del restored[step_id]
     rerun = frozenset(sid for sid in point.rerun() if sid in plan.steps and sid not in restored)
+    rerun |= masked
     print(_summary(record, plan, restored, rerun, point), flush=True)
     durable = Durable(store, record, plan=plan, use_cache=not args.no_cache)
     return execute(args, plan, durable, json_out, restored=restored, rerun=rerun,
@@ -101,6 +107,16 @@ def _decide_now(args: argparse.Namespace, plan: Plan, point: Checkpoint,
                                             action=resolution.action,  # type: ignore[arg-type]
                                             outputs=resolution.outputs, by=resolution.by))
     return answers
+
+
+def _masked_but_needed(plan: Plan, restored: Mapping[str, StepFinished]) -> frozenset[str]:
+    """Finished steps whose recorded outputs had secrets masked, and that a step still to run
+    or the final checks read: they must run again to have their real outputs."""
+    final_reads = {ref.root for check in plan.final_checks for ref, _, _ in iter_refs(check.args)}
+    return frozenset(
+        sid for sid, finished in restored.items()
+        if finished.redacted and (sid in final_reads or any(
+            dependent not in restored for dependent in plan.steps[sid].dependents)))
 
 
 def _pick(store: Store, run_id: str | None) -> RunRecord:
