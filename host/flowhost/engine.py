@@ -98,6 +98,7 @@ class Engine:
         self.waiting: set[str] = set()  # steps left for a human to decide on later
         self._aborted_by_user = False
         self._running: dict[str, asyncio.Task[None]] = {}
+        self._final: asyncio.Future[tuple[CheckResult, ...]] | None = None  # final checks
         self._unfinished = len(plan.steps)
         self._all_done: asyncio.Event | None = None
         self._aborted_by: str | None = None
@@ -159,6 +160,8 @@ class Engine:
         self._ready.clear()
         for task in list(self._running.values()):
             task.cancel()
+        if self._final is not None:
+            self._final.cancel()
         self._check_done()
 
     # -- scheduling --------------------------------------------------------------------
@@ -366,8 +369,14 @@ class Engine:
         if checks:
             self.bus.emit(FinalValidationStarted(run_id=self.run_id, total_checks=len(checks)))
             # An `output` check here reads `step_id.field`: the outputs of every step.
-            results = await run_checks(checks, Scope(self.outputs, self.env), self.outputs,
-                                       self.env, self.redactor)
+            self._final = asyncio.ensure_future(run_checks(
+                checks, Scope(self.outputs, self.env), self.outputs, self.env, self.redactor))
+            try:
+                results = await self._final
+            except asyncio.CancelledError:
+                if self._cancel_reason is None:
+                    raise
+                return "cancelled"  # Ctrl-C while the final checks ran (their processes end)
             tests = [r.details["test_results"] for r in results if "test_results" in r.details]
             test_results = None
             if tests:

@@ -3,6 +3,7 @@ faults, secrets."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -423,3 +424,31 @@ steps:
     rerun = {step["id"] for step in result["steps"] if step["rerun_after_interruption"]}
     assert rerun == {"e", "s"}  # plain had no secret: it did not run again
     assert "AAAsecret1" not in (tmp_path / "r.json").read_text(encoding="utf-8")
+
+
+def test_ctrl_c_during_final_validation_stops_its_command(tmp_path: Path) -> None:
+    pid_file = tmp_path / "pid"
+    (tmp_path / "wf.yaml").write_text(f"""
+workflow_id: final-ctrl-c
+steps:
+  - {{id: a, plugin: echo, inputs: {{text: hi}}}}
+final_validation:
+  # $$$$: the shell's $$ (a spec writes a literal $ as $$)
+  - command: {{run: "echo $$$$ > '{pid_file}'; exec sleep 60", shell: true, timeout: 120}}
+""", encoding="utf-8")
+    proc = start("run", "wf.yaml", "--no-progress", cwd=tmp_path)
+    try:
+        wait_for(lambda: pid_file.exists() and pid_file.read_text().strip() != "")
+        command = int(pid_file.read_text())
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=20)
+        assert proc.returncode == 130, err
+        assert "Interrupted" in err
+        with pytest.raises(ProcessLookupError):
+            os.kill(command, 0)  # the check's command was killed, not left behind
+    finally:  # whatever failed above, leave no process behind
+        proc.kill()
+        proc.communicate()
+        if pid_file.exists():
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(int(pid_file.read_text()), signal.SIGKILL)

@@ -77,6 +77,18 @@ class _Exited:
     timed_out: bool
 
 
+_LIVE_GROUPS: set[int] = set()  # process groups of the commands running now
+
+
+def kill_running_commands() -> None:
+    """SIGKILL every command a check is running: for an exit that cannot wait for the
+    checks to be cancelled (a second Ctrl-C). They run in their own sessions, so the
+    terminal's signal never reached them."""
+    for group in list(_LIVE_GROUPS):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(group, signal.SIGKILL)
+
+
 def _signal_group(proc: asyncio.subprocess.Process, sig: signal.Signals) -> None:
     # start_new_session=True: the group id is the child's pid
     with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -113,6 +125,7 @@ async def _run_process(
             proc = await asyncio.create_subprocess_shell(cmd, **options)
         else:
             proc = await asyncio.create_subprocess_exec(*cmd, **options)
+        _LIVE_GROUPS.add(proc.pid)
         timed_out = False
         try:
             await asyncio.wait_for(proc.wait(), timeout)
@@ -127,6 +140,7 @@ async def _run_process(
             if proc.returncode is None:  # cancelled: never leave the command running
                 _signal_group(proc, signal.SIGKILL)
                 await proc.wait()
+            _LIVE_GROUPS.discard(proc.pid)
         text = await asyncio.to_thread(_read_tail, output)
     assert proc.returncode is not None
     return _Exited(proc.returncode, text, timed_out)

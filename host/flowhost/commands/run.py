@@ -105,6 +105,9 @@ async def _run_interruptible(engine: Engine) -> RunStatus:
         nonlocal interrupts
         interrupts += 1
         if interrupts > 1:
+            from flowhost.checks.process import kill_running_commands
+
+            kill_running_commands()
             os._exit(130)  # the user insists; nothing is left to save
         engine.cancel("cancelled by the user")
 
