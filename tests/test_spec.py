@@ -92,6 +92,17 @@ def test_overrides_set_inputs() -> None:
         parse_spec("workflow_id: w\nsteps:\n  - plugin: echo\n", overrides=["echo"])
 
 
+@pytest.mark.parametrize(("raw", "value"), [
+    ("yes", "yes"), ("no", "no"), ("~", "~"), ("#x", "#x"), ("0x10", "0x10"),
+    ("2024-01-01", "2024-01-01"), ("NaN", "NaN"), ("a=b", "a=b"), ("", ""),
+    ("3", 3), ("1e3", 1000.0), ("true", True), ("null", None), ('"007"', "007"),
+    ("[1, 2]", [1, 2]), ('{"a": 1}', {"a": 1}),
+])
+def test_override_values_are_json_or_else_the_text_itself(raw: str, value: object) -> None:
+    spec = parse_spec("workflow_id: w\nsteps:\n  - plugin: echo\n", overrides=[f"echo.x={raw}"])
+    assert spec.workflow.steps[0].inputs["x"] == value
+
+
 def test_json_documents_have_lines_too() -> None:
     doc = parse_document('{\n  "workflow_id": "w",\n  "steps": [\n    {"plugin": "x"}\n  ]\n}')
     assert doc.data["steps"][0]["plugin"] == "x"

@@ -7,6 +7,7 @@ cycles) is checked afterwards by ``flowhost.static``.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -390,10 +391,20 @@ def _duplicate_ids(ids: list[str], doc: Document) -> list[Problem]:
     return problems
 
 
-def _apply_overrides(data: dict[str, Any], overrides: list[str], file: str) -> list[Problem]:
-    """``--set id.field=value``: replace (or add) one input of one step; value parsed as YAML."""
-    import yaml
+def _override_value(raw: str) -> Any:
+    def not_json(name: str) -> Any:
+        raise ValueError(name)
 
+    try:
+        return json.loads(raw, parse_constant=not_json)
+    except ValueError:  # NaN, Infinity, and anything that is not JSON: the text itself
+        return raw
+
+
+def _apply_overrides(data: dict[str, Any], overrides: list[str], file: str) -> list[Problem]:
+    """``--set id.field=value``: replace (or add) one input of one step. The value is JSON
+    when it reads as JSON (``3``, ``true``, ``[1, 2]``, ``"007"``), else the text as it is
+    (``yes``, ``2024-01-01`` and ``0x10`` stay text, unlike in YAML)."""
     problems = []
     steps = data.get("steps") if isinstance(data.get("steps"), list) else []
     assert isinstance(steps, list)
@@ -401,23 +412,20 @@ def _apply_overrides(data: dict[str, Any], overrides: list[str], file: str) -> l
         target, sep, raw_value = override.partition("=")
         step_id, dot, field = target.partition(".")
         if not sep or not dot or not step_id or not field:
-            problems.append(Problem(f"--set '{override}' is not of the form id.field=value",
+            problems.append(Problem(f"'{override}' is not of the form id.field=value",
                                     file="--set"))
             continue
-        try:
-            value = yaml.safe_load(raw_value) if raw_value.strip() else raw_value
-        except yaml.YAMLError:
-            value = raw_value
+        value = _override_value(raw_value)
         matches = [s for i, s in enumerate(steps)
                    if isinstance(s, dict) and _raw_step_id(s, i) == step_id]
         if not matches:
             ids = [_raw_step_id(s, i) for i, s in enumerate(steps)]
-            problems.append(Problem(f"--set '{override}': no step '{step_id}' in {file}",
+            problems.append(Problem(f"'{override}': no step '{step_id}' in {file}",
                                     file="--set", fix=did_you_mean(step_id, ids)))
             continue
         inputs = matches[0].setdefault("inputs", {})
         if not isinstance(inputs, dict):
-            problems.append(Problem(f"--set '{override}': the step's inputs are not a mapping",
+            problems.append(Problem(f"'{override}': the step's inputs are not a mapping",
                                     file="--set"))
             continue
         node = inputs
@@ -425,7 +433,7 @@ def _apply_overrides(data: dict[str, Any], overrides: list[str], file: str) -> l
         for part in parents:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
-                problems.append(Problem(f"--set '{override}': '{part}' is not a mapping",
+                problems.append(Problem(f"'{override}': '{part}' is not a mapping",
                                         file="--set"))
                 break
         else:
