@@ -193,3 +193,16 @@ final_validation:
     assert "output field 'a.lenght': the outputs of echo have no field 'lenght'" in found
     assert "output field 'b.text': unknown step 'b'" in found
     assert len(found.splitlines()) == 3, found
+
+
+@pytest.mark.parametrize(("count", "accepted"), [
+    ('"12"', True), ('"1_000"', True), ('"+5"', True), ('"3.0"', True),
+    ('"1e3"', False), ('"1.5"', False), ('"twelve"', False),
+])
+def test_numbers_in_text_are_accepted_only_as_pydantic_reads_them(count: str,
+                                                                 accepted: bool) -> None:
+    text = f"workflow_id: w\nsteps:\n  - {{plugin: numbers, inputs: {{count: {count}}}}}\n"
+    if accepted:
+        plan_of(text)
+    else:
+        assert "count" in problems(text)

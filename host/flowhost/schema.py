@@ -8,6 +8,7 @@ only rejects what is certainly wrong; the plugin's own model validates again at 
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import jsonschema
@@ -165,6 +166,10 @@ def _numeric_string_ok(value: str, schema: Schema, root: Schema) -> bool:
         number = float(value)
     except ValueError:
         return False
-    if "integer" in types and number.is_integer():
+    if "integer" in types and number.is_integer() and _INTEGER_TEXT.fullmatch(value):
         return True
     return "number" in types
+
+
+# The text pydantic takes for an int: digits (with `_`), a sign, a zero fraction; no exponent.
+_INTEGER_TEXT = re.compile(r"\s*[+-]?\d(?:_?\d)*(?:\.0*)?\s*")
