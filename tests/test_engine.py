@@ -367,3 +367,15 @@ steps:
     assert not [piece for piece in pieces if piece in dumped], dumped
     messages = [c["message"] for c in result.steps[0].validation]
     assert any("***" in m for m in messages), messages
+
+
+async def test_a_step_cancelled_while_waiting_to_retry_counts_its_failed_attempt() -> None:
+    status, result, _ = await run("""
+workflow_id: w
+steps:
+  - {id: f, plugin: fail, inputs: {kind: transient}, retry: {max_attempts: 3, initial_delay: 30}}
+""", cancel_after=0.3)
+    assert status == "cancelled"
+    step = result.steps[0]
+    assert step.status == "cancelled" and len(step.failed_attempts) == 1
+    assert step.attempts == 1

@@ -157,8 +157,9 @@ def _describe(request: InterventionRequest) -> str:
     ]
     if request.attempts:
         lines.append("   Attempts:")
-        lines += [f"     {a.attempt}. {a.plugin}: {a.error_type}: {a.message} "
-                  f"({a.duration_s:.2f}s)" for a in request.attempts]
+        # Numbered in order: each plugin's own count restarts (fallbacks, a retry decision).
+        lines += [f"     {n}. {a.plugin}: {a.error_type}: {a.message} ({a.duration_s:.2f}s)"
+                  for n, a in enumerate(request.attempts, 1)]
     lines.append(f"   Action: {request.hint}" if request.hint else
                  "   Action: review the error and fix it by hand")
     return "\n".join(lines)

@@ -181,7 +181,10 @@ class _Fold:
         record = self.steps[event.step_id]
         record.status = event.status
         record.used_plugin = event.used_plugin
-        record.attempts = event.attempts + self._earlier_attempts.get(event.step_id, 0)
+        # At least the failed ones recorded: a step cancelled while it waited to retry
+        # reports no attempt of its own.
+        record.attempts = max(event.attempts + self._earlier_attempts.get(event.step_id, 0),
+                              len(record.failed_attempts))
         record.cached = event.cached
         record.duration_s = round(event.duration_s, 4)
         record.validation = [r.to_json() for r in event.validation]
