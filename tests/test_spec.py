@@ -245,3 +245,28 @@ def test_numbers_with_an_exponent_are_numbers_as_in_json() -> None:
     data = parse_document('{"a": 1e5, "b": "1e5", "c": [-2.5E-1]}', "wf.json").data
     assert data == {"a": 100000.0, "b": "1e5", "c": [-0.25]}
     assert parse_document("a: 1.5e3\nb: 1e5x\n", "wf.yaml").data == {"a": 1500.0, "b": "1e5x"}
+
+
+def test_a_step_with_a_bad_setting_still_has_its_references_checked() -> None:
+    from flowhost.catalog import Catalog
+    from flowhost.static import check
+
+    text = """workflow_id: w
+steps:
+  - {id: b, plugin: numbers, inputs: {count: 2}, timeout: -1}
+  - {id: c, plugin: echo, inputs: {text: $b.labell}, on_failure: maybe}
+  - id: d
+    plugin: echo
+    inputs: {text: hi}
+    cache: {ttl: 0}
+"""
+    with pytest.raises(SpecError) as caught:
+        parse_spec(text, "wf.yaml")
+    assert caught.value.partial is not None
+    with pytest.raises(SpecError) as again:
+        check(caught.value.partial, Catalog(), {})
+    found = [str(p) for p in [*caught.value.problems, *again.value.problems]]
+    assert any("field 'timeout'" in p for p in found)
+    assert any("field 'on_failure'" in p for p in found)
+    assert any("wf.yaml:8: step 'd', field 'cache.ttl'" in p for p in found), found
+    assert any("$b.labell" in p and "did you mean 'label'" in p for p in found)

@@ -235,7 +235,7 @@ def build_spec(doc: Document, overrides: list[str] | None = None) -> LoadedSpec:
                 step: Step | None = Step.model_validate(raw)
             except ValidationError as exc:
                 problems += _located(exc, doc, ("steps", index), _raw_step_id(raw, index))
-                step = _without_unknown_fields(raw, exc)
+                step = _without_faulty_fields(raw, exc)
             if step is not None:
                 steps.append(step)
                 kept.append(index)
@@ -294,21 +294,30 @@ def _renumbered(doc: Document, kept: list[int]) -> Document:
     return Document(file=doc.file, data=doc.data, lines=lines)
 
 
-def _without_unknown_fields(raw: Any, exc: ValidationError) -> Step | None:
-    """A step whose only fault is unknown fields, without them: the static checks can still
-    look at its plugin and inputs. Not when an unknown field looks like a misspelled field
-    the step lacks (`inputz:`): checking the step without it would report consequences."""
-    errors = exc.errors()
-    if not isinstance(raw, dict) or not all(
-        error["type"] == "extra_forbidden" and len(error["loc"]) == 1 for error in errors
-    ):
+# Fields without which a step cannot be checked at all: dropping them would only report
+# consequences ("plugin is required", "input 'x' is missing").
+_ESSENTIAL = frozenset({"plugin", "id", "inputs"})
+
+
+def _without_faulty_fields(raw: Any, exc: ValidationError) -> Step | None:
+    """The step without its faulty fields (unknown ones, or a bad `timeout`, `retry`,
+    `on_failure`...), so that the static checks can still look at its plugin, inputs and
+    references. Not when an essential field is at fault, nor when an unknown field looks like
+    a misspelled field the step lacks (`inputz:`): that would report consequences."""
+    if not isinstance(raw, dict):
         return None
-    unknown = {str(error["loc"][0]) for error in errors}
+    faulty: set[str] = set()
+    for error in exc.errors():
+        if not error["loc"]:
+            return None
+        name = str(error["loc"][0])
+        faulty.add("cache" if name == "cache_ttl" else name)  # `cache: {ttl: N}`
+    unknown = {name for name in faulty if name not in Step.model_fields}
     absent = [name for name in Step.model_fields if name not in raw]
-    if any(did_you_mean(name, absent) for name in unknown):
+    if faulty & _ESSENTIAL or any(did_you_mean(name, absent) for name in unknown):
         return None
     try:
-        return Step.model_validate({k: v for k, v in raw.items() if str(k) not in unknown})
+        return Step.model_validate({k: v for k, v in raw.items() if str(k) not in faulty})
     except ValidationError:
         return None
 
@@ -331,6 +340,8 @@ def _located(exc: ValidationError, doc: Document, base: PathKey, step: str | Non
         loc = tuple(part for part in error["loc"] if not str(part).startswith("function-"))
         # Drop pydantic's union-branch markers so the field reads like the spec.
         loc = tuple(p for p in loc if p not in {"ManualPolicy", "bool", "CheckSpec"})
+        if loc and loc[0] == "cache_ttl":  # read from `cache: {ttl: N}`: name it so
+            loc = ("cache", "ttl", *loc[1:])
         message = error["msg"]
         if error["type"] == "extra_forbidden":
             message = "unknown field"
