@@ -92,7 +92,7 @@ class _Checker:
                 self.add(f"{ref.text}: $inputs can only be used in a fallback's inputs", path,
                          step, field)
                 return None
-            return self._walk(ref, primary_inputs, path, step, field, "the primary's inputs")
+            return self._walk(ref, primary_inputs, path, step, field, "primary's inputs")
         if root not in self.ids:
             self.add(f"{ref.text}: unknown step '{root}'", path, step, field,
                      did_you_mean(root, self.ids) or f"steps are: {', '.join(sorted(self.ids))}")

@@ -257,8 +257,10 @@ def test_a_waiting_run_is_retried_after_a_decision(tmp_path: Path) -> None:
 
 def test_resume_answers_a_waiting_run_with_on_manual(tmp_path: Path) -> None:
     run_id = wait_run(tmp_path)
-    still = flowhost("resume", run_id, "--on-manual", "wait", "--no-progress", cwd=tmp_path)
+    still = flowhost("resume", run_id, "--on-manual", "wait", "--no-progress", "--json-out",
+                     "waiting.json", cwd=tmp_path)
     assert still.returncode == 3 and "waiting for a decision on step 'f'" in still.stdout
+    assert json.loads((tmp_path / "waiting.json").read_text())["status"] == "waiting"
     skipped = flowhost("resume", run_id, "--on-manual", "skip", "--no-progress",
                        "--json-out", "r.json", cwd=tmp_path)
     assert skipped.returncode == 0, skipped.stderr

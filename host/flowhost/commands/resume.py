@@ -59,6 +59,8 @@ def resume_command(args: argparse.Namespace) -> int:
     if point.waiting:
         answers = _decide_now(args, plan, point, events)
         if answers is None:
+            if json_out is not None:
+                _write_json(json_out, fold(events, pattern=plan.workflow.pattern))
             print(pending_decisions(record.run_id, point.waiting, flag))
             return EXIT_CODES["waiting"]
         store.append(record, answers)
