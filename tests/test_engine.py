@@ -14,6 +14,7 @@ from flowhost.catalog import Catalog
 from flowhost.engine import Engine
 from flowhost.events import (
     AttemptFailed,
+    CacheRejected,
     Event,
     EventBus,
     RunFinished,
@@ -257,17 +258,22 @@ steps:
     plan = check(parse_spec(text, "wf.yaml"), Catalog(), {})
     cache = DictCache()
 
+    rejected: list[CacheRejected] = []
+
     async def once() -> RunResult:
         bus = EventBus()
+        bus.subscribe(lambda e: rejected.append(e) if isinstance(e, CacheRejected) else None)
         assert await Engine(plan, bus, env={}, cache=cache).run() == "success"
         assert bus.history is not None
         return fold(bus.history)
 
     assert step(await once(), "w1").cached is False
     assert step(await once(), "w1").cached is True
+    assert rejected == []
     (tmp_path / "out" / "out.py").unlink()
     again = step(await once(), "w1")
     assert again.cached is False and again.attempts == 1
+    assert [e.step_id for e in rejected] == ["w1"] and "files_exist" in rejected[0].reason
     assert (tmp_path / "out" / "out.py").exists()
 
 

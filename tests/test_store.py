@@ -37,6 +37,7 @@ SAMPLES: list[ev.Event] = [
                              error_type="T", hint="h", attempts=3),
     ev.InterventionResolved(run_id="r", step_id="a", action="skip", outputs={"v": [1, None]},
                             by="policy"),
+    ev.CacheRejected(run_id="r", step_id="a", plugin="noop", reason="files_exist: gone"),
     ev.BreakerChanged(run_id="r", plugin="noop", state="half-open", failures=5),
     ev.StepFinished(run_id="r", step_id="a", plugin="noop", used_plugin="echo",
                     status="success", attempts=2, duration_s=0.5, outputs={"value": 1},

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from flowhost.breaker import Breakers
 from flowhost.events import (
+    CacheRejected,
     CheckResult,
     EventBus,
     FinalValidationFinished,
@@ -313,7 +314,10 @@ class Engine:
                                               self.redactor)
             finally:
                 del self.outputs[step.id]
-            if not all(result.passed for result in validation):
+            failed = [f"{r.kind}: {r.message}" for r in validation if not r.passed]
+            if failed:
+                self.bus.emit(CacheRejected(run_id=self.run_id, step_id=step.id,
+                                            plugin=step.invoker.name, reason="; ".join(failed)))
                 return None
         return CallOutcome(True, step.invoker.name, 0, outputs=outputs, validation=validation,
                            cached=True)

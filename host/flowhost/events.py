@@ -139,6 +139,15 @@ class InterventionResolved(Event):
 
 
 @dataclass(slots=True, kw_only=True)
+class CacheRejected(Event):
+    """A cached result of the step no longer passes its checks: the step runs instead."""
+
+    step_id: str
+    plugin: str
+    reason: str
+
+
+@dataclass(slots=True, kw_only=True)
 class BreakerChanged(Event):
     """The circuit breaker of a plugin opened, half-opened (one probe) or closed."""
 

@@ -29,6 +29,7 @@ from flowhost.events import (
     AttemptFailed,
     AttemptStarted,
     BreakerChanged,
+    CacheRejected,
     CheckResult,
     Event,
     FallbackChosen,
@@ -85,6 +86,9 @@ def _ladder_line(e: Event, step: str) -> str | None:
         case InterventionResolved():
             given = " with outputs" if e.outputs else ""
             return f"{step}: decision {e.action}{given} (by {e.by})"
+        case CacheRejected():
+            return f"{step}: its cached result no longer passes its checks ({e.reason}); " \
+                   "running it"
         case BreakerChanged():
             return f"circuit breaker of {e.plugin} is now {e.state}" + (
                 f" after {e.failures} consecutive failures" if e.state == "open" else "")
@@ -260,7 +264,7 @@ class PlainProgress:
                     return f"{head} failed{tries} in {e.duration_s:.2f}s: {error}{hint}"
                 return f"{head} {e.status}" + (f": {e.reason}" if e.reason else "")
             case RetryScheduled() | FallbackChosen() | InterventionRequested() | \
-                    InterventionResolved():
+                    InterventionResolved() | CacheRejected():
                 return _ladder_line(e, self._step(e.step_id))
             case BreakerChanged():
                 return _ladder_line(e, "")
@@ -417,7 +421,7 @@ class RichProgress:
                     self._hint(e.hint)  # unless the last failed attempt just showed it
                 self._hinted.pop(e.step_id, None)
             case RetryScheduled() | FallbackChosen() | InterventionRequested() | \
-                    InterventionResolved():
+                    InterventionResolved() | CacheRejected():
                 line = _ladder_line(e, f"⚠️ Step {t.get(e.step_id)[0]}")
                 if line:
                     out.append(Text(line, "yellow"))
