@@ -171,5 +171,7 @@ def test_cache_ttl_spellings() -> None:
     assert parse_spec(base + "    cache: false\n").workflow.steps[0].cache is False
     with pytest.raises(SpecError, match="unknown field 'tll'"):
         parse_spec(base + "    cache: {tll: 60}\n")
-    with pytest.raises(SpecError, match="cache_ttl"):
+    with pytest.raises(SpecError, match=r"field 'cache\.ttl'"):
         parse_spec(base + "    cache: {ttl: -1}\n")
+    with pytest.raises(SpecError, match="field 'cache_ttl'"):
+        parse_spec(base + "    cache_ttl: -1\n")

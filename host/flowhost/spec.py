@@ -334,14 +334,25 @@ def _raw_step_id(raw: Any, index: int) -> str:
     return f"#{index + 1}"
 
 
+def _raw_at(doc: Document, path: PathKey) -> Any:
+    """The raw value at ``path`` of the document, or {} when there is none."""
+    value: Any = doc.data
+    for part in path:
+        try:
+            value = value[part]
+        except (KeyError, IndexError, TypeError):
+            return {}
+    return value
+
+
 def _located(exc: ValidationError, doc: Document, base: PathKey, step: str | None) -> list[Problem]:
     problems = []
     for error in exc.errors(include_url=False):
         loc = tuple(part for part in error["loc"] if not str(part).startswith("function-"))
         # Drop pydantic's union-branch markers so the field reads like the spec.
         loc = tuple(p for p in loc if p not in {"ManualPolicy", "bool", "CheckSpec"})
-        if loc and loc[0] == "cache_ttl":  # read from `cache: {ttl: N}`: name it so
-            loc = ("cache", "ttl", *loc[1:])
+        if loc and loc[0] == "cache_ttl" and "cache_ttl" not in _raw_at(doc, base):
+            loc = ("cache", "ttl", *loc[1:])  # read from `cache: {ttl: N}`: name it so
         message = error["msg"]
         if error["type"] == "extra_forbidden":
             message = "unknown field"
