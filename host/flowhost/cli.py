@@ -115,7 +115,8 @@ def _add_durable_commands(commands: argparse._SubParsersAction[_Parser]) -> None
     resume.add_argument("--no-progress", action="store_true",
                         help="plain log lines instead of the live view")
     resume.add_argument("--on-manual", choices=("abort", "skip", "wait"), default=None,
-                        help="as for `flowhost run`")
+                        help="as for `flowhost run`; also answers a waiting run's open "
+                             "question (without it or a terminal, it stays waiting: exit 3)")
     _add_state(resume, cache=True)
 
     runs = commands.add_parser("runs", help="the runs of the state dir: list, show, resolve")
