@@ -396,7 +396,8 @@ def test_plugins_list_json(tmp_path: Path) -> None:
     rows = _fixture_rows(json.loads(done.stdout))
     assert rows["echo"] == {"name": "echo", "version": "0.0.1",
                             "distribution": "flowhost-test-plugins",
-                            "target": "flowhost_test_plugins.basic:Echo", "transport": "local"}
+                            "target": "flowhost_test_plugins.basic:Echo", "transport": "local",
+                            "shadows": []}
     assert set(BROKEN) <= rows.keys()
 
     checked = flowhost("plugins", "list", "--json", "--check", cwd=tmp_path)
@@ -568,3 +569,48 @@ def test_json_out_that_cannot_be_written_is_exit_2_before_the_run(tmp_path: Path
     assert done.returncode == 2
     assert "--json-out /proc/nope.json: cannot write there" in done.stderr
     assert not (tmp_path / "made").exists()  # nothing ran
+
+
+OTHER_ECHO = '''
+from pydantic import BaseModel
+from flowhost_sdk import Plugin
+
+class Echo(Plugin):
+    name = "echo"
+    version = "9.0.0"
+
+    class Inputs(BaseModel):
+        word: str
+
+    class Outputs(BaseModel):
+        said: str
+
+    async def invoke(self, inputs, ctx):
+        return self.Outputs(said=inputs.word * 2)
+'''
+
+
+def test_two_packages_offering_one_name_use_the_listed_one_and_say_so(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    dist = site / "other_echo-9.0.0.dist-info"
+    dist.mkdir(parents=True)
+    (site / "other_echo.py").write_text(OTHER_ECHO, encoding="utf-8")
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: other-echo\nVersion: 9.0.0\n",
+                                   encoding="utf-8")
+    (dist / "entry_points.txt").write_text("[flowhost.plugins]\necho = other_echo:Echo\n",
+                                           encoding="utf-8")
+    env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(site),
+                                                       os.environ.get("PYTHONPATH")]))}
+    listed = flowhost("plugins", "list", cwd=tmp_path, env=env)
+    line = next(x for x in listed.stdout.splitlines() if x.startswith("echo "))
+    assert "other_echo:Echo" in line  # first on sys.path
+    assert "flowhost_test_plugins.basic:Echo" in listed.stderr  # the hidden one, named
+    (tmp_path / "wf.yaml").write_text("workflow_id: w\nsteps:\n  - {plugin: echo, inputs: "
+                                      "{word: ab}}\n", encoding="utf-8")
+    done = flowhost("run", "wf.yaml", "--no-progress", "--json-out", "r.json", cwd=tmp_path,
+                    env=env)
+    assert done.returncode == 0, done.stderr
+    assert json.loads((tmp_path / "r.json").read_text())["outputs"]["echo"] == {"said": "abab"}
+    checked = flowhost("plugins", "list", "--check", cwd=tmp_path, env=env)
+    line = next(x for x in checked.stdout.splitlines() if x.startswith("echo "))
+    assert "BROKEN" in line and "same name" in line

@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from flowhost.problems import did_you_mean
@@ -35,6 +35,9 @@ class PluginEntry:
     distribution: str | None = None
     distribution_version: str | None = None
     transport: str = "local"
+    # Targets of other installed entry points with the same name, which this one hides
+    # (the first on sys.path wins, as for Python imports).
+    shadows: tuple[str, ...] = ()
 
 
 class PluginLoadError(Exception):
@@ -121,8 +124,11 @@ class Catalog:
             dists = _distributions_by_entry() if with_distributions else {}
             entries: dict[str, PluginEntry] = {}
             for ep in _entry_points():
-                if ep.name in entries:
-                    continue  # first on sys.path wins, as Python imports do
+                if ep.name in entries:  # first on sys.path wins, as Python imports do
+                    first = entries[ep.name]
+                    if ep.value != first.target and ep.value not in first.shadows:
+                        entries[ep.name] = replace(first, shadows=(*first.shadows, ep.value))
+                    continue
                 dist = dists.get(f"{ep.name}={ep.value}")
                 entries[ep.name] = PluginEntry(
                     name=ep.name,
@@ -163,7 +169,7 @@ class Catalog:
                 f"no plugin of that name is installed (entry-point group '{PLUGIN_GROUP}')",
                 did_you_mean(name, self.entries()),
             )
-        cls = _import_plugin_class(name)
+        cls = _import_plugin_class(name, entry.target)
         from flowhost.invokers.local import LocalInvoker
 
         try:
@@ -220,7 +226,9 @@ class Catalog:
                                   default_timeout=config.grpc.default_timeout)
 
 
-def _import_plugin_class(name: str) -> Any:
+def _import_plugin_class(name: str, target: str) -> Any:
+    """The class of entry point ``name`` = ``target`` (the one ``entries`` lists: with two
+    packages offering the same name, stevedore loads both)."""
     from stevedore import NamedExtensionManager
 
     from flowhost_sdk import check_plugin_class
@@ -228,7 +236,8 @@ def _import_plugin_class(name: str) -> Any:
     failures: list[str] = []
 
     def on_failure(_manager: Any, entry_point: Any, exc: BaseException) -> None:
-        failures.append(f"import of {entry_point.value} failed: {type(exc).__name__}: {exc}")
+        if entry_point.value == target:
+            failures.append(f"import of {target} failed: {type(exc).__name__}: {exc}")
 
     manager = NamedExtensionManager(
         PLUGIN_GROUP,
@@ -238,9 +247,10 @@ def _import_plugin_class(name: str) -> Any:
     )
     if failures:
         raise PluginLoadError(name, failures[0])
-    if name not in manager:
+    loaded = [ext.plugin for ext in manager.extensions if ext.entry_point.value == target]
+    if not loaded:
         raise PluginLoadError(name, "its entry point disappeared while loading")
-    cls = manager[name].plugin
+    cls = loaded[0]
     problems = check_plugin_class(cls)
     if problems:
         raise PluginLoadError(name, "; ".join(problems))

@@ -32,6 +32,7 @@ def list_command(args: argparse.Namespace) -> int:
             "distribution": entry.distribution,
             "target": entry.target,
             "transport": entry.transport,
+            "shadows": list(entry.shadows),
         }
         if entry.transport == "grpc":
             row["health"] = None
@@ -51,6 +52,8 @@ def list_command(args: argparse.Namespace) -> int:
                 row.update(ok=False, error=exc.reason)
                 if entry.transport == "grpc":
                     row["health"] = "UNREACHABLE"
+            if row["ok"] and entry.shadows:
+                row.update(ok=False, error=_shadow_text(entry.shadows))
             if not row["ok"]:
                 broken += 1
         rows.append(row)
@@ -61,6 +64,11 @@ def list_command(args: argparse.Namespace) -> int:
               "([remote] in flowhost.toml).")
     else:
         _print_table(rows, args.check)
+    if not args.check:
+        for row in rows:
+            if row["shadows"]:
+                print(f"warning: plugin '{row['name']}': {_shadow_text(row['shadows'])}",
+                      file=sys.stderr)
     if args.check and broken:
         print(f"{broken} of {len(rows)} plugins are broken", file=sys.stderr)
         return 1
@@ -89,6 +97,11 @@ def _print_table(rows: list[dict[str, Any]], checked: bool) -> None:
     for row in [headers, *table]:
         cells = [str(cell).ljust(widths[i]) for i, cell in enumerate(row)]
         print("  ".join(cells).rstrip())
+
+
+def _shadow_text(shadows: list[str] | tuple[str, ...]) -> str:
+    return (f"another installed package offers the same name ({', '.join(shadows)}), which "
+            "is not used: the first on sys.path wins. Uninstall one, or rename yours")
 
 
 def _check_cell(row: dict[str, Any]) -> str:
