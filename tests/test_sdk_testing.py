@@ -46,6 +46,7 @@ def test_an_error_case_that_does_not_fail_is_reported() -> None:
         assert_conforms(Echo, {"text": "ok"},
                         error_cases=[ErrorCase({"text": "fine"}, TransientError)])
     text = str(caught.value)
+    assert caught.value.__context__ is None  # no unrelated "no running event loop" above it
     assert "in-process with {'text': 'fine'}: expected TransientError, but it succeeded" in text
     assert "over gRPC with {'text': 'fine'}: expected TransientError, but it succeeded" in text
 
