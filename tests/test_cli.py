@@ -304,7 +304,7 @@ def test_bad_files_and_flags_are_exit_2(args: list[str], expected: list[str],
 def test_validate_a_good_spec(chain: Path, tmp_path: Path) -> None:
     done = flowhost("validate", str(chain), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert "is valid: 3 steps in 2 groups, 1 final checks" in done.stdout
+    assert "is valid: 3 steps in 2 groups, 1 final check" in done.stdout
     assert not (tmp_path / ".flowhost").exists()  # nothing ran, nothing was recorded
 
 

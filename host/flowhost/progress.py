@@ -44,6 +44,7 @@ from flowhost.events import (
     StepProgress,
     StepStarted,
 )
+from flowhost.wording import plural
 
 __all__ = ["PlainProgress", "ProgressListener", "RichProgress", "human_duration", "make_progress"]
 
@@ -223,7 +224,7 @@ class PlainProgress:
                 eta = self._estimate_s
                 extra = f", estimated {human_duration(eta)}" if eta is not None else ""
                 extra += ", resumed" if e.resumed else ""
-                return f"run {e.run_id} started: {t.title}, {t.total} steps{extra}"
+                return f"run {e.run_id} started: {t.title}, {plural(t.total, 'step')}{extra}"
             case StepStarted():
                 t.step_started(e)
                 return f"{self._step(e.step_id)} started"
@@ -269,7 +270,7 @@ class PlainProgress:
             case BreakerChanged():
                 return _ladder_line(e, "")
             case FinalValidationStarted():
-                return f"final validation started: {e.total_checks} checks"
+                return f"final validation started: {plural(e.total_checks, 'check')}"
             case FinalValidationFinished():
                 passed = sum(r.passed for r in e.results)
                 bad = [r for r in e.results if not r.passed]
@@ -515,7 +516,7 @@ class RichProgress:
         if len(self._running) > fit:
             rows.append(Text(f"   … and {len(self._running) - fit} more running", "dim"))
         if self._validating:
-            checks = f" running {self._validating} checks…"
+            checks = f" running {plural(self._validating, 'check')}…"
             rows.append(Text.assemble(("🔍 Final Validation: ", "bold"), spin, checks))
         # slack for terminals that draw an emoji wider than rich counts it
         return Constrain(Group(*rows), width=max(self._console.width - 2, 20))

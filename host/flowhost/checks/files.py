@@ -9,8 +9,9 @@ import warnings
 from typing import Any
 
 from flowhost.checks.base import CheckContext, _PathList
-from flowhost.checks.formatting import listing, plural
+from flowhost.checks.formatting import listing
 from flowhost.events import CheckResult
+from flowhost.wording import plural
 
 _SKIPPED_DIRS = frozenset({"__pycache__", "node_modules"})
 

@@ -6,13 +6,14 @@ import argparse
 import json
 
 from flowhost.commands.common import load_plan
+from flowhost.wording import plural
 
 
 def validate_command(args: argparse.Namespace) -> int:
     spec, plan = load_plan(args)
     groups = len(plan.levels)
-    print(f"✓ {spec.file} is valid: {len(plan.steps)} steps in {groups} "
-          f"group{'s' if groups != 1 else ''}, {len(plan.final_checks)} final checks")
+    print(f"✓ {spec.file} is valid: {plural(len(plan.steps), 'step')} in "
+          f"{plural(groups, 'group')}, {plural(len(plan.final_checks), 'final check')}")
     return 0
 
 
@@ -39,9 +40,9 @@ def plan_command(args: argparse.Namespace) -> int:
         print(json.dumps(data, indent=2))
         return 0
     workflow = plan.workflow
-    print(f"Workflow {workflow.workflow_id}: {len(plan.steps)} steps in "
-          f"{len(plan.levels)} groups" + (f" — {workflow.description}" if workflow.description
-                                          else ""))
+    about = f" — {workflow.description}" if workflow.description else ""
+    print(f"Workflow {workflow.workflow_id}: {plural(len(plan.steps), 'step')} in "
+          f"{plural(len(plan.levels), 'group')}{about}")
     for number, group in enumerate(plan.levels, start=1):
         together = " (run in parallel)" if len(group) > 1 else ""
         print(f"Group {number}{together}:")
