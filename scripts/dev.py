@@ -52,7 +52,10 @@ def setup() -> None:
     if stamp.exists() and stamp.read_text() == digest.hexdigest():
         return
     editable = [arg for package in PACKAGES for arg in ("-e", package)]
-    run(PYTHON, "-m", "pip", "install", "--quiet", *editable)
+    # setuptools warns, for each editable package whose folder holds its import package,
+    # that such folders "may take precedence during imports": here that is the point.
+    quiet = {**os.environ, "PYTHONWARNINGS": "ignore:Editable installation"}
+    run(PYTHON, "-m", "pip", "install", "--quiet", *editable, env=quiet)
     stamp.write_text(digest.hexdigest())
 
 
