@@ -206,3 +206,14 @@ def test_numbers_in_text_are_accepted_only_as_pydantic_reads_them(count: str,
         plan_of(text)
     else:
         assert "count" in problems(text)
+
+
+def test_a_rejected_value_from_set_says_it_came_from_set() -> None:
+    text = ("workflow_id: w\nsteps:\n  - {id: n, plugin: numbers, inputs: {count: 2}}\n"
+            "  - {id: e, plugin: echo, inputs: {text: $n.label}}\n")
+    with pytest.raises(SpecError) as caught:
+        check(parse_spec(text, "wf.yaml", overrides=["n.count=abc"]), Catalog(), {})
+    found = "\n".join(str(p) for p in caught.value.problems)
+    assert "wf.yaml:3: step 'n', field 'inputs.count'" in found
+    assert "(the value given by --set n.count=abc)" in found
+    assert len(caught.value.problems) == 1  # the reference to n.label is fine

@@ -30,6 +30,17 @@ class Document:
     file: str
     data: Any
     lines: dict[PathKey, int] = field(default_factory=dict)
+    overridden: dict[PathKey, str] = field(default_factory=dict)  # path -> its `--set`
+
+    def set_by(self, path: Sequence[str | int]) -> str | None:
+        """The ``--set`` that gave the value at (or in, or around) an input ``path``."""
+        key = tuple(path)
+        if len(key) < 4:  # ("steps", i, "inputs", name) at least: not a whole step
+            return None
+        for where, override in self.overridden.items():
+            if where[:len(key)] == key or key[:len(where)] == where:
+                return override
+        return None
 
     def line_of(self, path: Sequence[str | int]) -> int | None:
         """The line of the deepest known prefix of ``path``."""

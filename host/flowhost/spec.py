@@ -206,8 +206,8 @@ class LoadedSpec(BaseModel):
         self, message: str, *, path: PathKey = (), step: str | None = None,
         field: str | None = None, fix: str | None = None,
     ) -> Problem:
-        return Problem(message, file=self.file, line=self.document.line_of(path),
-                       step=step, field=field, fix=fix)
+        return Problem(_with_origin(message, self.document, path), file=self.file,
+                       line=self.document.line_of(path), step=step, field=field, fix=fix)
 
 
 def load_spec(path: str | Path, overrides: list[str] | None = None) -> LoadedSpec:
@@ -225,7 +225,7 @@ def build_spec(doc: Document, overrides: list[str] | None = None) -> LoadedSpec:
         raise SpecError([Problem("the top level must be a mapping with `workflow_id` and "
                                  "`steps`", file=doc.file, line=1)])
     if overrides:
-        problems += _apply_overrides(data, overrides, doc.file)
+        problems += _apply_overrides(data, overrides, doc)
     steps_raw = data.get("steps")
     steps: list[Step] = []
     kept: list[int] = []  # the index in steps_raw of each of steps
@@ -284,14 +284,19 @@ def _renumbered(doc: Document, kept: list[int]) -> Document:
     if kept == list(range(len(kept))):
         return doc
     position = {index: new for new, index in enumerate(kept)}
-    lines: dict[PathKey, int] = {}
-    for key, line in doc.lines.items():
-        if len(key) >= 2 and key[0] == "steps" and isinstance(key[1], int):
-            if key[1] in position:
-                lines[("steps", position[key[1]], *key[2:])] = line
-        else:
-            lines[key] = line
-    return Document(file=doc.file, data=doc.data, lines=lines)
+
+    def moved(table: dict[PathKey, Any]) -> dict[PathKey, Any]:
+        result: dict[PathKey, Any] = {}
+        for key, value in table.items():
+            if len(key) >= 2 and key[0] == "steps" and isinstance(key[1], int):
+                if key[1] in position:
+                    result[("steps", position[key[1]], *key[2:])] = value
+            else:
+                result[key] = value
+        return result
+
+    return Document(file=doc.file, data=doc.data, lines=moved(doc.lines),
+                    overridden=moved(doc.overridden))
 
 
 # Fields without which a step cannot be checked at all: dropping them would only report
@@ -366,7 +371,7 @@ def _located(exc: ValidationError, doc: Document, base: PathKey, step: str | Non
             fix = None
         problems.append(
             Problem(
-                message,
+                _with_origin(message, doc, (*base, *loc)),
                 file=doc.file,
                 line=doc.line_of((*base, *loc)),
                 step=step,
@@ -375,6 +380,12 @@ def _located(exc: ValidationError, doc: Document, base: PathKey, step: str | Non
             )
         )
     return problems
+
+
+def _with_origin(message: str, doc: Document, path: PathKey) -> str:
+    """Say so when the value at fault came from the command line, not from the file."""
+    override = doc.set_by(path)
+    return f"{message} (the value given by --set {override})" if override else message
 
 
 def _known_fields(base: PathKey, loc: tuple[Any, ...]) -> list[str]:
@@ -423,7 +434,8 @@ def _override_value(raw: str) -> Any:
         return raw
 
 
-def _apply_overrides(data: dict[str, Any], overrides: list[str], file: str) -> list[Problem]:
+def _apply_overrides(data: dict[str, Any], overrides: list[str], doc: Document
+                     ) -> list[Problem]:
     """``--set id.field=value``: replace (or add) one input of one step. The value is JSON
     when it reads as JSON (``3``, ``true``, ``[1, 2]``, ``"007"``), else the text as it is
     (``yes``, ``2024-01-01`` and ``0x10`` stay text, unlike in YAML)."""
@@ -438,14 +450,14 @@ def _apply_overrides(data: dict[str, Any], overrides: list[str], file: str) -> l
                                     file="--set"))
             continue
         value = _override_value(raw_value)
-        matches = [s for i, s in enumerate(steps)
+        matches = [i for i, s in enumerate(steps)
                    if isinstance(s, dict) and _raw_step_id(s, i) == step_id]
         if not matches:
             ids = [_raw_step_id(s, i) for i, s in enumerate(steps)]
-            problems.append(Problem(f"'{override}': no step '{step_id}' in {file}",
+            problems.append(Problem(f"'{override}': no step '{step_id}' in {doc.file}",
                                     file="--set", fix=did_you_mean(step_id, ids)))
             continue
-        inputs = matches[0].setdefault("inputs", {})
+        inputs = steps[matches[0]].setdefault("inputs", {})
         if not isinstance(inputs, dict):
             problems.append(Problem(f"'{override}': the step's inputs are not a mapping",
                                     file="--set"))
@@ -460,4 +472,5 @@ def _apply_overrides(data: dict[str, Any], overrides: list[str], file: str) -> l
                 break
         else:
             node[leaf] = value
+            doc.overridden[("steps", matches[0], "inputs", *parents, leaf)] = override
     return problems
