@@ -92,6 +92,8 @@ class RunResult(BaseModel):
     circuit_breakers: list[BreakerRecord] = Field(default_factory=list)
     started_at: float | None = None
     finished_at: float | None = None
+    # "running", but no process runs it any more (set where that is known: `runs show`).
+    interrupted: bool = False
 
 
 class _Fold:

@@ -146,6 +146,9 @@ def test_a_run_another_process_runs_is_not_resumed_twice(tmp_path: Path) -> None
     assert (rows[0]["status"], rows[0]["interrupted"]) == ("running", True)  # §7 statuses
     shown = flowhost("runs", "show", run_id, "--state-dir", "state", cwd=tmp_path)
     assert f"flowhost resume {run_id} --state-dir state" in shown.stdout
+    as_json = json.loads(flowhost("runs", "show", run_id, "--json", "--state-dir", "state",
+                                  cwd=tmp_path).stdout)
+    assert (as_json["status"], as_json["interrupted"]) == ("running", True)
 
 
 def test_state_dir_faults_exit_2_with_what_to_do(tmp_path: Path) -> None:

@@ -103,10 +103,11 @@ def show_command(args: argparse.Namespace) -> int:
 def _show(args: argparse.Namespace, store: Store) -> int:
     record = store.run(args.run_id)
     result = run_result(store, record)
+    status = store.live_status(record)
+    result.interrupted = status == "interrupted"
     if args.json:
         print(json.dumps(result.model_dump(mode="json"), indent=2))
         return 0
-    status = store.live_status(record)
     print(f"Run {record.run_id}: {record.workflow_id} ({record.spec_path})")
     print(f"Status: {status}, {result.steps_completed} succeeded, {result.steps_failed} "
           f"failed, {result.steps_skipped} skipped of {len(result.steps)} steps")
