@@ -320,3 +320,26 @@ steps:
     assert estimate(plan, history, max_parallel=8) == pytest.approx(2 + 10 + 6)
     assert estimate(plan, history, max_parallel=1) == pytest.approx(2 + 10 + 10 + 6)
     assert estimate(plan, history, max_parallel=8, done={"a", "b"}) == pytest.approx(16)
+
+
+def test_steps_with_masked_outputs_run_again_as_far_back_as_a_rerun_needs() -> None:
+    from flowhost.commands.resume import _masked_but_needed
+
+    plan = check(parse_spec("""
+workflow_id: w
+steps:
+  - {id: d, plugin: echo, inputs: {text: x}}
+  - {id: a, plugin: echo, inputs: {text: $d.text}}
+  - {id: b, plugin: echo, inputs: {text: $a.text}}
+  - {id: c, plugin: echo, inputs: {text: $a.text}}
+  - {id: e, plugin: echo, inputs: {text: y}}
+"""), Catalog(), {})
+
+    def done(step_id: str, redacted: bool) -> ev.StepFinished:
+        return ev.StepFinished("r", step_id, "echo", "echo", "success", 1, 0.1,
+                               {"text": "***", "length": 3}, redacted=redacted)
+
+    restored = {"d": done("d", True), "a": done("a", True), "b": done("b", False),
+                "e": done("e", True)}  # c is still to run; e feeds nothing
+    assert _masked_but_needed(plan, restored) == {"a", "d"}
+    assert _masked_but_needed(plan, {**restored, "c": done("c", False)}) == set()

@@ -115,10 +115,17 @@ def _masked_but_needed(plan: Plan, restored: Mapping[str, StepFinished]) -> froz
     """Finished steps whose recorded outputs had secrets masked, and that a step still to run
     or the final checks read: they must run again to have their real outputs."""
     final_reads = {ref.root for check in plan.final_checks for ref, _, _ in iter_refs(check.args)}
-    return frozenset(
-        sid for sid, finished in restored.items()
-        if finished.redacted and (sid in final_reads or any(
-            dependent not in restored for dependent in plan.steps[sid].dependents)))
+    kept = dict(restored)
+    rerun: set[str] = set()
+    while True:  # a step run again may need the real outputs of a masked step before it
+        more = {sid for sid, finished in kept.items()
+                if finished.redacted and (sid in final_reads or any(
+                    dependent not in kept for dependent in plan.steps[sid].dependents))}
+        if not more:
+            return frozenset(rerun)
+        rerun |= more
+        for sid in more:
+            del kept[sid]
 
 
 def _pick(store: Store, run_id: str | None) -> RunRecord:
