@@ -1,7 +1,8 @@
-"""Helpers shared by the benchmarks: timing and spec generation."""
+"""Helpers shared by the benchmarks: timing, spec generation, the reference loop."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import statistics
 import sys
@@ -9,6 +10,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 # Keep stevedore's entry-point cache out of the user's home while benchmarking.
 os.environ.setdefault("XDG_CACHE_HOME", tempfile.mkdtemp(prefix="flowhost-bench-cache-"))
@@ -47,3 +49,44 @@ def fanout_spec(steps: int) -> str:
 
 def now() -> float:
     return time.perf_counter()
+
+
+Record = Callable[[str, dict[str, Any], float], None]  # step id, outputs, duration
+
+
+def reference_loop(steps: int, record: Record) -> float:
+    """The seed's core loop over a chain of no-op steps, minimal: resolve the input, await
+    the plugin, validate the output model, ``record`` the step. Returns the seconds taken."""
+    from flowhost_test_plugins.basic import Noop
+
+    from flowhost_sdk import InvocationContext
+
+    plugin = Noop()
+    specs = [("s0", {"value": 0})] + [(f"s{i}", {"value": f"$s{i - 1}.value"})
+                                      for i in range(1, steps)]
+
+    async def loop() -> float:
+        context: dict[str, Any] = {}
+        start = now()
+        for step_id, raw in specs:
+            began = time.monotonic()
+            inputs = _resolve_inputs(raw, context)
+            ctx = InvocationContext(run_id="r", step_id=step_id)
+            result = await plugin.invoke(Noop.Inputs.model_validate(inputs), ctx)
+            outputs = Noop.Outputs.model_validate(result).model_dump(mode="json")
+            context[step_id] = outputs
+            record(step_id, outputs, time.monotonic() - began)
+        return now() - start
+
+    return asyncio.run(loop())
+
+
+def _resolve_inputs(raw: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
+    resolved = {}
+    for key, value in raw.items():
+        if isinstance(value, str) and value.startswith("$"):
+            step_id, field = value[1:].split(".")
+            resolved[key] = context[step_id][field]
+        else:
+            resolved[key] = value
+    return resolved

@@ -13,53 +13,26 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import time
 from typing import Any
 
 from _common import best_of, chain_spec, fanout_spec, now
+from _common import reference_loop as common_reference_loop
 
 from flowhost.catalog import Catalog
 from flowhost.engine import Engine
 from flowhost.events import EventBus
 from flowhost.spec import parse_spec
 from flowhost.static import check
-from flowhost_sdk import InvocationContext
 
 
 def reference_loop(steps: int) -> float:
-    """The seed's core loop, minimal: resolve inputs, await the plugin, validate, record."""
-    from flowhost_test_plugins.basic import Noop
+    """The reference loop, recording each step in a list."""
+    records: list[dict[str, Any]] = []
 
-    plugin = Noop()
-    specs = [("s0", {"value": 0})] + [(f"s{i}", {"value": f"$s{i - 1}.value"})
-                                      for i in range(1, steps)]
+    def record(step_id: str, outputs: dict[str, Any], duration: float) -> None:
+        records.append({"id": step_id, "status": "success", "duration_s": duration})
 
-    def resolve_inputs(raw: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
-        resolved = {}
-        for key, value in raw.items():
-            if isinstance(value, str) and value.startswith("$"):
-                step_id, field = value[1:].split(".")
-                resolved[key] = context[step_id][field]
-            else:
-                resolved[key] = value
-        return resolved
-
-    async def loop() -> float:
-        context: dict[str, Any] = {}
-        records: list[dict[str, Any]] = []
-        start = now()
-        for step_id, raw in specs:
-            began = time.monotonic()
-            inputs = resolve_inputs(raw, context)
-            ctx = InvocationContext(run_id="r", step_id=step_id)
-            result = await plugin.invoke(Noop.Inputs.model_validate(inputs), ctx)
-            outputs = Noop.Outputs.model_validate(result).model_dump(mode="json")
-            context[step_id] = outputs
-            records.append({"id": step_id, "status": "success",
-                            "duration_s": time.monotonic() - began})
-        return now() - start
-
-    return asyncio.run(loop())
+    return common_reference_loop(steps, record)
 
 
 def engine_run(text: str, max_parallel: int) -> float:

@@ -17,11 +17,11 @@ import asyncio
 import json
 import sqlite3
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 from _common import best_of, chain_spec, now
+from _common import reference_loop as common_reference_loop
 
 from flowhost.catalog import Catalog
 from flowhost.engine import Engine
@@ -30,16 +30,10 @@ from flowhost.plan import Plan
 from flowhost.spec import parse_spec
 from flowhost.static import check
 from flowhost.store import Store, StoreCache, StoreListener
-from flowhost_sdk import InvocationContext
 
 
 def reference_loop(steps: int) -> float:
-    """Resolve the input, await the plugin, validate, and commit one row per step."""
-    from flowhost_test_plugins.basic import Noop
-
-    plugin = Noop()
-    specs = [("s0", {"value": 0})] + [(f"s{i}", {"value": f"$s{i - 1}.value"})
-                                      for i in range(1, steps)]
+    """The reference loop, committing one row per step (WAL, synchronous=NORMAL)."""
     conn = sqlite3.connect(Path(tempfile.mkdtemp(prefix="flowhost-bench-")) / "ref.db",
                            isolation_level=None)
     conn.execute("PRAGMA journal_mode = WAL")
@@ -47,35 +41,15 @@ def reference_loop(steps: int) -> float:
     conn.execute("CREATE TABLE steps (id INTEGER PRIMARY KEY, step_id TEXT, status TEXT, "
                  "duration_s REAL, outputs TEXT)")
 
-    def resolve_inputs(raw: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
-        resolved = {}
-        for key, value in raw.items():
-            if isinstance(value, str) and value.startswith("$"):
-                step_id, field = value[1:].split(".")
-                resolved[key] = context[step_id][field]
-            else:
-                resolved[key] = value
-        return resolved
-
-    async def loop() -> float:
-        context: dict[str, Any] = {}
-        start = now()
-        for step_id, raw in specs:
-            began = time.monotonic()
-            inputs = resolve_inputs(raw, context)
-            ctx = InvocationContext(run_id="r", step_id=step_id)
-            result = await plugin.invoke(Noop.Inputs.model_validate(inputs), ctx)
-            outputs = Noop.Outputs.model_validate(result).model_dump(mode="json")
-            context[step_id] = outputs
-            conn.execute("BEGIN")
-            conn.execute("INSERT INTO steps (step_id, status, duration_s, outputs) "
-                         "VALUES (?, ?, ?, ?)", (step_id, "success", time.monotonic() - began,
-                                                 json.dumps(outputs)))
-            conn.execute("COMMIT")
-        return now() - start
+    def record(step_id: str, outputs: dict[str, Any], duration: float) -> None:
+        conn.execute("BEGIN")
+        conn.execute("INSERT INTO steps (step_id, status, duration_s, outputs) "
+                     "VALUES (?, ?, ?, ?)", (step_id, "success", duration,
+                                             json.dumps(outputs)))
+        conn.execute("COMMIT")
 
     try:
-        return asyncio.run(loop())
+        return common_reference_loop(steps, record)
     finally:
         conn.close()
 

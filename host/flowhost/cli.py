@@ -58,16 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run a workflow with live progress")
     run.add_argument("file", metavar="FILE", help="workflow spec (YAML or JSON)")
     _add_set(run)
-    run.add_argument("--json-out", metavar="F", help="write the result JSON to file F")
-    run.add_argument("--max-parallel", metavar="N", type=_positive_int, default=8,
-                     help="run at most N steps at once (default 8)")
-    run.add_argument("--no-progress", action="store_true",
-                     help="plain log lines instead of the live view")
-    run.add_argument("--on-manual", choices=("abort", "skip", "wait"), default=None,
-                     help="when a step needs a human and none is at a terminal: abort (the "
-                     "step fails; default), skip it, or wait (exit 3; answer with "
-                     "`flowhost runs resolve`). On a terminal flowhost asks instead")
-    _add_state(run, cache=True)
+    _add_run_flags(run, on_manual="when a step needs a human and none is at a terminal: "
+                   "abort (the step fails; default), skip it, or wait (exit 3; answer with "
+                   "`flowhost runs resolve`). On a terminal flowhost asks instead")
 
     validate = commands.add_parser("validate", help="check a workflow without running it")
     validate.add_argument("file", metavar="FILE")
@@ -94,6 +87,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_run_flags(parser: argparse.ArgumentParser, *, on_manual: str) -> None:
+    """The flags ``run`` and ``resume`` share: how a run is carried out and reported."""
+    parser.add_argument("--json-out", metavar="F", help="write the result JSON to file F")
+    parser.add_argument("--max-parallel", metavar="N", type=_positive_int, default=8,
+                        help="run at most N steps at once (default 8)")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="plain log lines instead of the live view")
+    parser.add_argument("--on-manual", choices=("abort", "skip", "wait"), default=None,
+                        help=on_manual)
+    _add_state(parser, cache=True)
+
+
 def _add_state(parser: argparse.ArgumentParser, *, cache: bool = False) -> None:
     parser.add_argument("--state-dir", metavar="D", default=None,
                         help="state directory: checkpoints, run history, cache (default "
@@ -109,15 +114,8 @@ def _add_durable_commands(commands: argparse._SubParsersAction[_Parser]) -> None
         "resume", help="continue an interrupted or waiting run from its checkpoints")
     resume.add_argument("run_id", metavar="RUN_ID", nargs="?",
                         help="the run (default: the latest unfinished one)")
-    resume.add_argument("--json-out", metavar="F", help="write the result JSON to file F")
-    resume.add_argument("--max-parallel", metavar="N", type=_positive_int, default=8,
-                        help="run at most N steps at once (default 8)")
-    resume.add_argument("--no-progress", action="store_true",
-                        help="plain log lines instead of the live view")
-    resume.add_argument("--on-manual", choices=("abort", "skip", "wait"), default=None,
-                        help="as for `flowhost run`; also answers a waiting run's open "
-                             "question (without it or a terminal, it stays waiting: exit 3)")
-    _add_state(resume, cache=True)
+    _add_run_flags(resume, on_manual="as for `flowhost run`; also answers a waiting run's "
+                   "open question (without it or a terminal, it stays waiting: exit 3)")
 
     runs = commands.add_parser("runs", help="the runs of the state dir: list, show, resolve")
     run_commands = runs.add_subparsers(dest="runs_command", metavar="SUBCOMMAND",

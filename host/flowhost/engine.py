@@ -328,15 +328,11 @@ class Engine:
         if outcome.ok:
             assert outcome.outputs is not None
             self.outputs[step.id] = outcome.outputs
-            if self._secrets:
-                shown = self.redactor.data(outcome.outputs)
-                return StepFinished(self.run_id, step.id, plugin, outcome.used_plugin,
-                                    "success", outcome.attempts, duration, shown,
-                                    outcome.validation, outcome.cached,
-                                    redacted=shown != outcome.outputs)
+            shown = self.redactor.data(outcome.outputs) if self._secrets else outcome.outputs
             return StepFinished(self.run_id, step.id, plugin, outcome.used_plugin, "success",
-                                outcome.attempts, duration, outcome.outputs,
-                                outcome.validation, outcome.cached)
+                                outcome.attempts, duration, shown, outcome.validation,
+                                outcome.cached, shown is not outcome.outputs
+                                and shown != outcome.outputs)
         if outcome.cancelled:
             reason = self._cancel_reason or f"run aborted: step '{self._aborted_by}' failed"
             return StepFinished(run_id=self.run_id, step_id=step.id, plugin=plugin,

@@ -167,13 +167,13 @@ class StepFinished(Event):
     outputs: dict[str, Any] | None = None
     validation: tuple[CheckResult, ...] = ()
     cached: bool = False
+    # Secrets in ``outputs`` were masked: what is recorded cannot stand in for the real
+    # outputs, so a resumed run that still needs them runs the step again.
+    redacted: bool = False
     error: str | None = None
     error_type: str | None = None
     hint: str | None = None
     reason: str | None = None  # why a step was skipped or cancelled
-    # Secrets in ``outputs`` were masked: what is recorded cannot stand in for the real
-    # outputs, so a resumed run that still needs them runs the step again.
-    redacted: bool = False
 
 
 @dataclass(slots=True, kw_only=True)

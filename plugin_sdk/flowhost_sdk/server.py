@@ -34,6 +34,7 @@ from flowhost_sdk import protocol
 from flowhost_sdk._proto import plugin_pb2 as pb
 from flowhost_sdk.plugin import InvocationContext, Plugin, check_plugin_class
 from flowhost_sdk.threads import DaemonPool
+from flowhost_sdk.validation import as_outputs, describe_validation_error
 
 log = logging.getLogger("flowhost_sdk.server")
 
@@ -56,15 +57,6 @@ class _Abort(Exception):
 def _typed(error_type: str) -> protocol.Metadata:
     """Metadata of a permanent error named like the host's own for the same problem."""
     return (protocol.KIND_KEY, "permanent"), (protocol.TYPE_KEY, error_type)
-
-
-def describe_validation_error(exc: ValidationError, what: str) -> str:
-    """``what: field 'a.b': message; ...`` for the first few errors of ``exc``."""
-    errors = exc.errors(include_url=False)
-    parts = [f"field '{'.'.join(str(p) for p in e['loc']) or '(root)'}': {e['msg']}"
-             for e in errors[:5]]
-    more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
-    return f"{what}: " + "; ".join(parts) + more
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,12 +197,8 @@ def _inputs_problem(exc: ValidationError, name: str) -> str:
 
 
 def _dump_outputs(hosted: _Hosted, result: Any) -> bytes:
-    outputs = hosted.outputs
     try:
-        if type(result) is not outputs:
-            if isinstance(result, BaseModel):
-                result = result.model_dump()
-            result = outputs.model_validate(result)
+        result = as_outputs(hosted.outputs, result)
     except ValidationError as exc:
         raise _Abort(grpc.StatusCode.INTERNAL, describe_validation_error(
             exc, f"outputs of {hosted.name} do not match its Outputs"),

@@ -33,13 +33,14 @@ from typing import Any
 import grpc
 from grpc import aio
 from grpc_health.v1 import health_pb2
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from flowhost_sdk import protocol
 from flowhost_sdk._proto import plugin_pb2 as pb
 from flowhost_sdk.errors import PluginError
 from flowhost_sdk.plugin import InvocationContext, Plugin, check_plugin_class
 from flowhost_sdk.server import PluginServer
+from flowhost_sdk.validation import as_outputs
 
 Inputs = Mapping[str, Any] | Callable[[], Mapping[str, Any]]
 __all__ = ["ConformanceError", "ConformanceReport", "ErrorCase", "assert_conforms",
@@ -240,9 +241,7 @@ class _Checker:
             result = await asyncio.to_thread(self.plugin.invoke, model, ctx)
             if inspect.isawaitable(result):
                 result = await result
-        if isinstance(result, BaseModel) and type(result) is not self.cls.Outputs:
-            result = result.model_dump()
-        outputs = self.cls.Outputs.model_validate(result)
+        outputs = as_outputs(self.cls.Outputs, result)
         dumped: dict[str, Any] = json.loads(outputs.model_dump_json())
         return dumped
 

@@ -12,16 +12,7 @@ from pydantic import BaseModel, ValidationError
 from flowhost.invokers import InvalidInputs, InvalidOutputs, Transport
 from flowhost.threads import shared_executor
 from flowhost_sdk import InvocationContext, Plugin
-
-
-def describe_validation_error(exc: ValidationError, what: str) -> str:
-    parts = []
-    for error in exc.errors(include_url=False)[:5]:
-        field = ".".join(str(p) for p in error["loc"]) or "(root)"
-        parts.append(f"field '{field}': {error['msg']}")
-    more = len(exc.errors()) - 5
-    suffix = f" (and {more} more)" if more > 0 else ""
-    return f"{what}: " + "; ".join(parts) + suffix
+from flowhost_sdk.validation import as_outputs, describe_validation_error
 
 
 class LocalInvoker:
@@ -63,10 +54,8 @@ class LocalInvoker:
                 result = await result
         outputs_model = self._outputs_model
         try:
-            if type(result) is not outputs_model:
-                if isinstance(result, BaseModel):
-                    result = result.model_dump()
-                result = outputs_model.model_validate(result)
+            if type(result) is not outputs_model:  # the common case skips the call
+                result = as_outputs(outputs_model, result)
         except ValidationError as exc:
             raise InvalidOutputs(
                 describe_validation_error(exc, f"outputs of {self.name} do not match its Outputs")
