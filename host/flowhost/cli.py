@@ -153,7 +153,8 @@ def _add_durable_commands(commands: argparse._SubParsersAction[_Parser]) -> None
 def _add_set(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", metavar="ID.FIELD=VALUE", action="append", default=[],
                         dest="overrides",
-                        help="override one step input (value parsed as YAML); repeatable")
+                        help="override one step input (JSON if it reads as JSON, else the text); "
+                        "repeatable")
 
 
 def _version() -> str:
