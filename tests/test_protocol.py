@@ -82,11 +82,71 @@ def test_retry_after_and_the_error_type_come_back() -> None:
     assert type(again) is type(error)  # one class per name
 
 
-@pytest.mark.parametrize("value", ["-1", "soon", "inf", "nan"])
-def test_a_bad_retry_after_is_ignored(value: str) -> None:
+@pytest.mark.parametrize("value", ["-1", "soon", "inf", "nan", "-inf", "1e999", "", "NaN",
+                                   b"\xff", 7])
+def test_a_bad_retry_after_is_ignored(value: str | bytes | int) -> None:
     error = error_from_status(Code.UNAVAILABLE, "x", [(RETRY_AFTER_KEY, value)])
     assert isinstance(error, TransientError)
     assert error.retry_after is None
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("-inf"), float("nan"), -0.5])
+def test_a_retry_after_that_is_not_a_finite_pause_is_refused(value: float) -> None:
+    with pytest.raises(ValueError, match="retry_after must be a finite number of seconds >= 0"):
+        TransientError("x", retry_after=value)
+
+
+def test_a_retry_after_must_be_a_number() -> None:
+    with pytest.raises(TypeError, match="retry_after must be a number of seconds, not str"):
+        TransientError("x", retry_after="5")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("value", [0, 0.25, 3, 1e308])
+def test_a_finite_retry_after_is_kept(value: float) -> None:
+    assert TransientError("x", retry_after=value).retry_after == value
+
+
+class _Unprintable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no text")
+
+
+def _odd_transient() -> TransientError:
+    error = TransientError("odd", hint="Wait")
+    error.retry_after = float("inf")  # set after the checks of __init__
+    error.hint = 42  # type: ignore[assignment]
+    return error
+
+
+def _odd_kind() -> PluginError:
+    error = PermanentError("odd kind")
+    error.kind = ["transient"]  # type: ignore[assignment,misc]
+    return error
+
+
+@pytest.mark.parametrize("exc", [_Unprintable(), _odd_transient(), _odd_kind(),
+                                 ValueError("caf\udce9"), KeyboardInterrupt(), SystemExit(3),
+                                 PermanentError("x", hint="caf\udce9")])
+def test_status_for_error_reports_anything(exc: BaseException) -> None:
+    code, details, metadata = status_for_error(exc)
+    assert isinstance(code, grpc.StatusCode)
+    details.encode("utf-8")  # gRPC can send it
+    assert all(value.isascii() for _, value in metadata)
+    assert RETRY_AFTER_KEY not in dict(metadata)
+    back = error_from_status(code, details, metadata)
+    assert back.kind in ("transient", "permanent")
+
+
+def test_a_lone_surrogate_travels_escaped() -> None:
+    code, details, metadata = status_for_error(PermanentError("caf\udce9", hint="caf\udce9"))
+    assert details == "caf\\udce9"
+    assert decode_text(dict(metadata)[HINT_KEY]) == "caf\\udce9"
+    assert "\\udce9" in str(error_from_status(code, details, metadata))
+
+
+def test_an_interpreter_exit_is_reported_like_any_bug() -> None:
+    assert status_for_error(KeyboardInterrupt("stop"))[:2] == (Code.INTERNAL,
+                                                               "KeyboardInterrupt: stop")
 
 
 def test_a_type_name_that_is_not_an_identifier_is_not_used() -> None:

@@ -6,6 +6,7 @@ Any other exception a plugin raises is treated like ``PermanentError``.
 
 from __future__ import annotations
 
+import math
 from typing import ClassVar, Literal
 
 ErrorKind = Literal["transient", "permanent", "intervention"]
@@ -28,7 +29,8 @@ class PluginError(Exception):
 class TransientError(PluginError):
     """Retrying may help: a timeout, a lock, a service that is still starting, a rate limit.
 
-    ``retry_after`` (seconds) asks the host to wait at least that long before the next attempt.
+    ``retry_after`` (seconds, finite and >= 0) asks the host to wait at least that long before
+    the next attempt.
     """
 
     kind: ClassVar[ErrorKind] = "transient"
@@ -37,9 +39,20 @@ class TransientError(PluginError):
         self, message: str = "", *, hint: str | None = None, retry_after: float | None = None
     ) -> None:
         super().__init__(message, hint=hint)
-        if retry_after is not None and retry_after < 0:
-            raise ValueError("retry_after must be >= 0 seconds")
-        self.retry_after = retry_after
+        self.retry_after = _checked_retry_after(retry_after)
+
+
+def _checked_retry_after(value: float | None) -> float | None:
+    """``value`` itself when it is a usable pause. Infinity, NaN or 1e999 would make the host
+    wait forever (NaN also slips through every comparison), so they are refused here, where
+    the plugin author sees the traceback, rather than stalling a run later."""
+    if value is None:
+        return None
+    if isinstance(value, (str, bytes)) or not isinstance(value, (int, float)):
+        raise TypeError(f"retry_after must be a number of seconds, not {type(value).__name__}")
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"retry_after must be a finite number of seconds >= 0, got {value!r}")
+    return value
 
 
 class PermanentError(PluginError):

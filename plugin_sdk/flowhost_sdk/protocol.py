@@ -10,6 +10,7 @@ are written out for implementers in other languages in ``protos/README.md``.
 from __future__ import annotations
 
 import functools
+import math
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -52,6 +53,7 @@ CODE_FOR_KIND: dict[ErrorKind, grpc.StatusCode] = {
     "intervention": Code.FAILED_PRECONDITION,
 }
 _KINDS: frozenset[str] = frozenset(CODE_FOR_KIND)
+_KIND_NAMED: dict[str, ErrorKind] = {kind: kind for kind in CODE_FOR_KIND}
 _BASES: dict[str, type[PluginError]] = {
     "transient": TransientError,
     "permanent": PermanentError,
@@ -69,7 +71,19 @@ Metadata = tuple[tuple[str, str], ...]
 def encode_text(text: str) -> str:
     """A metadata-safe form of ``text``: UTF-8, with bytes outside printable ASCII and ``%``
     percent-encoded (like ``grpc-message``); plain ASCII text is left as it is."""
-    return quote(text[:MAX_TEXT], safe=_SAFE)
+    # A lone surrogate (a file name from os.listdir) has no UTF-8 form: sent as \udce9.
+    return quote(text[:MAX_TEXT], safe=_SAFE, errors="backslashreplace")
+
+
+def sendable_text(text: str) -> str:
+    """``text`` cut to MAX_TEXT and with every lone surrogate written as ``\\udce9``, so that
+    gRPC can encode it as a status message (UTF-8)."""
+    text = text[:MAX_TEXT]
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
 
 
 def decode_text(value: str | bytes) -> str:
@@ -79,26 +93,68 @@ def decode_text(value: str | bytes) -> str:
 
 
 def status_for_error(exc: BaseException) -> tuple[grpc.StatusCode, str, Metadata]:
-    """The status code, message and trailing metadata that report ``exc`` to the host."""
-    if isinstance(exc, PluginError):
-        kind: ErrorKind = exc.kind if exc.kind in _KINDS else "permanent"
-        code = CODE_FOR_KIND[kind]
-        details = str(exc) or type(exc).__name__
-        hint = exc.hint
-        retry_after = exc.retry_after if isinstance(exc, TransientError) else None
-    else:  # any other exception is a bug in the plugin: permanent
+    """The status code, message and trailing metadata that report ``exc`` to the host.
+
+    Never raises: whatever a plugin raised (an exception whose ``__str__`` fails, a hint or
+    ``retry_after`` set to something odd afterwards) must still become that call's status.
+    """
+    name = _type_name(exc)
+    kind = _declared_kind(exc)
+    if kind is None:  # any other exception is a bug in the plugin: permanent
         kind, code, hint, retry_after = "permanent", Code.INTERNAL, None, None
-        text = str(exc)
-        details = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+        text = _text_of(exc)
+        details = f"{name}: {text}" if text else name
+    else:
+        code = CODE_FOR_KIND[kind]
+        details = _text_of(exc) or name
+        hint = _attribute(exc, "hint")
+        retry_after = _attribute(exc, "retry_after") if kind == "transient" else None
     metadata: list[tuple[str, str]] = [(KIND_KEY, kind)]
-    name = type(exc).__name__
     if name.isascii() and name.isidentifier():
         metadata.append((TYPE_KEY, name))
-    if hint:
+    if isinstance(hint, str) and hint:
         metadata.append((HINT_KEY, encode_text(hint)))
-    if retry_after is not None:
-        metadata.append((RETRY_AFTER_KEY, f"{retry_after:g}"))
-    return code, details[:MAX_TEXT], tuple(metadata)
+    seconds = _usable_seconds(retry_after)
+    if seconds is not None:
+        metadata.append((RETRY_AFTER_KEY, f"{seconds:g}"))
+    return code, sendable_text(details), tuple(metadata)
+
+
+def _type_name(exc: BaseException) -> str:
+    name = getattr(type(exc), "__name__", "")
+    return name if isinstance(name, str) and name else "Exception"
+
+
+def _declared_kind(exc: BaseException) -> ErrorKind | None:
+    """The kind a PluginError declares (an unknown one counts as permanent); None for any
+    other exception."""
+    if not isinstance(exc, PluginError):
+        return None
+    kind = _attribute(exc, "kind")
+    return _KIND_NAMED.get(kind, "permanent") if isinstance(kind, str) else "permanent"
+
+
+def _attribute(exc: BaseException, name: str) -> object:
+    try:
+        return getattr(exc, name, None)
+    except Exception:  # a property that fails: as if it were not set
+        return None
+
+
+def _text_of(exc: BaseException) -> str:
+    try:
+        text = str(exc)
+    except Exception:  # a broken __str__ must not hide the error itself
+        return "(the error's message could not be read)"
+    return text if isinstance(text, str) else ""
+
+
+def _usable_seconds(value: object) -> float | None:
+    """A pause the host can honour, or None: not a number, negative, NaN or infinite."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    seconds = float(value)
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
 
 
 def error_from_status(code: grpc.StatusCode, details: str | None,
@@ -147,13 +203,16 @@ def _kind_for_code(code: grpc.StatusCode, message: str) -> ErrorKind:
 
 
 def _seconds(value: Any) -> float | None:
+    """The ``flowhost-retry-after`` trailer as seconds; None when it is not a finite number
+    >= 0 (a server in another language may send anything, and a bad value must not fail
+    the mapping of the error it came with)."""
     if value is None:
         return None
     try:
         seconds = float(decode_text(value))
-    except ValueError:
+    except (TypeError, ValueError):
         return None
-    return seconds if 0 <= seconds < float("inf") else None
+    return _usable_seconds(seconds)
 
 
 @functools.lru_cache(maxsize=256)
