@@ -44,6 +44,24 @@ async def test_serve_async_until_stopped() -> None:
     assert seen and seen[0].startswith("flowhost-plugin: serving noop, echo on 127.0.0.1:")
 
 
+async def test_serve_async_takes_max_workers() -> None:
+    stop = asyncio.Event()
+    seen: list[int] = []
+
+    def ready(server: PluginServer) -> None:
+        seen.append(server.max_workers)
+        stop.set()
+
+    await asyncio.wait_for(serve_async([Noop()], "127.0.0.1:0", max_workers=3, ready=ready,
+                                       stop=stop, handle_signals=False), 20)
+    assert seen == [3]
+
+
+def test_max_workers_must_be_at_least_one() -> None:
+    with pytest.raises(ServeError, match="max_workers must be at least 1, got 0"):
+        PluginServer([Noop], "127.0.0.1:0", max_workers=0)
+
+
 async def test_serve_blocks_so_it_refuses_a_running_loop() -> None:
     with pytest.raises(RuntimeError, match="serve_async"):
         serve([Noop()], "127.0.0.1:0")

@@ -1,7 +1,8 @@
 """The ``flowhost-plugin`` command: serve plugin classes over gRPC.
 
     flowhost-plugin serve my_pkg.scaffold:Scaffolder [more:Classes ...] --listen HOST:PORT
-        [--tls-cert F --tls-key F [--tls-client-ca F]] [--max-message-bytes N] [--grace S]
+        [--tls-cert F --tls-key F [--tls-client-ca F]] [--max-message-bytes N]
+        [--max-workers N] [--grace S]
 
 Prints a ready line with the real port once it listens (``--listen 127.0.0.1:0`` picks a
 free one), serves until SIGTERM or SIGINT, then stops gracefully and exits 0. Bad arguments,
@@ -25,6 +26,7 @@ from flowhost_sdk.plugin import Plugin, check_plugin_class
 from flowhost_sdk.server import (
     DEFAULT_GRACE,
     DEFAULT_LISTEN,
+    DEFAULT_MAX_WORKERS,
     PluginServer,
     ServeError,
     serve_async,
@@ -68,6 +70,16 @@ def _byte_count(text: str) -> int:
     return value
 
 
+def _worker_count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of threads") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="flowhost-plugin", description="Serve flowhost plugins over gRPC.")
@@ -85,6 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--max-message-bytes", type=_byte_count,
                      default=protocol.DEFAULT_MAX_MESSAGE_BYTES, metavar="N",
                      help="largest request or response (default 16 MiB)")
+    run.add_argument("--max-workers", type=_worker_count, default=DEFAULT_MAX_WORKERS,
+                     metavar="N",
+                     help="calls to sync plugins that run at once, one thread each, counting "
+                     "calls whose client gave up but that still run; one more is refused with "
+                     f"RESOURCE_EXHAUSTED (default {DEFAULT_MAX_WORKERS}; async plugins are "
+                     "not limited)")
     run.add_argument("--grace", type=float, default=DEFAULT_GRACE, metavar="S",
                      help=f"seconds calls in flight get to finish on stop (default "
                      f"{DEFAULT_GRACE:g})")
@@ -112,7 +130,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         asyncio.run(serve_async(plugins, args.listen, tls_cert=args.tls_cert,
                                 tls_key=args.tls_key, tls_client_ca=args.tls_client_ca,
-                                max_message_bytes=args.max_message_bytes, grace=args.grace,
+                                max_message_bytes=args.max_message_bytes,
+                                max_workers=args.max_workers, grace=args.grace,
                                 ready=announce))
     except ServeError as exc:
         print(f"flowhost-plugin: {exc}", file=sys.stderr)

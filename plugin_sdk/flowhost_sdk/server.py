@@ -5,7 +5,10 @@
 The same ``Plugin`` classes that flowhost imports in-process, unchanged. The server speaks
 ``flowhost.v1.PluginService`` (``protos/flowhost/v1/plugin.proto``) and the standard
 ``grpc.health.v1.Health`` service on ``grpc.aio``; sync plugins run on daemon threads, off
-the event loop. Errors become status codes and trailing metadata by ``flowhost_sdk.protocol``.
+the event loop. Errors become status codes and trailing metadata by ``flowhost_sdk.protocol``;
+whatever a plugin raises (KeyboardInterrupt and SystemExit too) fails that call only.
+A sync call that finds every worker thread busy (plugins that ignore their deadline keep
+theirs) is refused at once with RESOURCE_EXHAUSTED; health says NOT_SERVING meanwhile.
 SIGTERM or SIGINT stops it gracefully: health turns NOT_SERVING, new calls are refused,
 calls in flight get ``grace`` seconds to finish.
 """
@@ -21,14 +24,16 @@ import os
 import signal
 import time
 from collections.abc import Awaitable, Callable, Iterable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import grpc
 from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from pydantic import BaseModel, ValidationError
+from pydantic_core import PydanticSerializationError
 
 from flowhost_sdk import protocol
 from flowhost_sdk._proto import plugin_pb2 as pb
@@ -37,9 +42,12 @@ from flowhost_sdk.threads import DaemonPool
 from flowhost_sdk.validation import as_outputs, describe_validation_error
 
 log = logging.getLogger("flowhost_sdk.server")
+P = ParamSpec("P")
+T = TypeVar("T")
 
 DEFAULT_LISTEN = "127.0.0.1:50070"
 DEFAULT_GRACE = 10.0
+DEFAULT_MAX_WORKERS = 64
 PemSource = str | os.PathLike[str] | bytes  # a file path, or the PEM text itself
 
 
@@ -93,16 +101,108 @@ def _host(plugin: Plugin | type[Plugin]) -> _Hosted:
 
 
 _Context = aio.ServicerContext[Any, Any]
+_SERVING = health_pb2.HealthCheckResponse.SERVING
+_NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+MORE_WORKERS_HINT = ("Serve with more threads: flowhost-plugin serve --max-workers N (or "
+                     "max_workers= of flowhost_sdk.serve()); a long sync plugin frees its "
+                     "thread sooner when it stops once ctx.cancelled is true")
+
+
+class _Raised(Exception):
+    """What a sync plugin raised in its thread, carried to the event loop as a plain Exception:
+    asyncio re-raises a KeyboardInterrupt or SystemExit out of the loop, stopping the server,
+    and grpc.aio never answers a call whose handler ended in another BaseException."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(type(error).__name__)  # not str(error): that may raise, in the thread
+        self.error = error
+
+
+def _run_sync(invoke: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+    try:
+        return invoke(*args, **kwargs)
+    except BaseException as exc:  # a call's failure, whatever it is, fails that call only
+        raise _Raised(exc) from None
+
+
+class _Workers:
+    """The threads sync plugins run on, counted on the event loop's thread.
+
+    A sync plugin that ignores its deadline keeps its thread after its client has given up
+    (the call is "abandoned"). Queueing behind such threads would time out every later call
+    while health still said SERVING; so a call that finds no thread free is refused at once
+    with RESOURCE_EXHAUSTED (transient: the host retries it), and ``on_change`` tells the
+    server when that starts and stops being the case.
+    """
+
+    def __init__(self, max_workers: int) -> None:
+        self.max_workers = max_workers
+        self.busy = 0
+        self.on_change: Callable[[], None] = lambda: None
+        self._pool = DaemonPool(max_workers)
+        self._abandoned: set[Future[Any]] = set()
+
+    @property
+    def full(self) -> bool:
+        return self.busy >= self.max_workers
+
+    async def run(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        if self.full:
+            raise _Abort(grpc.StatusCode.RESOURCE_EXHAUSTED, self._busy_message(),
+                         ((protocol.KIND_KEY, "transient"), (protocol.TYPE_KEY, "ServerBusy"),
+                          (protocol.HINT_KEY, protocol.encode_text(MORE_WORKERS_HINT))))
+        loop = asyncio.get_running_loop()
+        future = self._pool.submit(fn, *args, **kwargs)
+        self.busy += 1
+        future.add_done_callback(lambda done: self._finished_in_thread(loop, done))
+        if self.full:
+            log.warning("%s: new calls to sync plugins are refused until one frees up",
+                        self._busy_message().partition(";")[0])
+            self.on_change()
+        try:
+            return await asyncio.wrap_future(future)
+        except asyncio.CancelledError:
+            if not future.done():  # the thread cannot be stopped: it stays busy
+                self._abandoned.add(future)
+            raise
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=False)
+
+    def _busy_message(self) -> str:
+        abandoned = len(self._abandoned)
+        which = (f", {abandoned} of them with calls their clients abandoned that still run"
+                 if abandoned else "")
+        return (f"all {self.max_workers} worker threads of this plugin server are busy{which}; "
+                "try again later")
+
+    def _finished_in_thread(self, loop: asyncio.AbstractEventLoop, future: Future[Any]) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is closed: the server has stopped
+            loop.call_soon_threadsafe(self._finished, future)
+
+    def _finished(self, future: Future[Any]) -> None:
+        was_full = self.full
+        self.busy -= 1
+        self._abandoned.discard(future)
+        if was_full:
+            self.on_change()
+
+
+def _cancelled_by_caller() -> bool:
+    """Whether this handler's task was cancelled (gRPC does so when the client cancels or its
+    deadline passes), rather than a plugin raising CancelledError of its own accord."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 class _PluginService:
     """The ``flowhost.v1.PluginService`` handlers."""
 
     def __init__(self, hosted: dict[str, _Hosted], max_message_bytes: int,
-                 pool: DaemonPool) -> None:
+                 workers: _Workers) -> None:
         self._hosted = hosted
         self._max_message_bytes = max_message_bytes
-        self._pool = pool
+        self._workers = workers
         self._listing = pb.ListPluginsResponse(plugins=[h.descriptor for h in hosted.values()])
 
     def handlers(self) -> dict[str, grpc.RpcMethodHandler[Any, Any]]:
@@ -124,7 +224,7 @@ class _PluginService:
             return await self._invoke(request, context)
         except _Abort as abort:
             context.set_trailing_metadata(abort.metadata)
-            await context.abort(abort.code, abort.details)
+            await context.abort(abort.code, protocol.sendable_text(abort.details))
             raise  # unreachable: abort() raises
 
     async def _invoke(self, request: pb.InvokeRequest, context: _Context) -> pb.InvokeResponse:
@@ -146,16 +246,17 @@ class _PluginService:
             deadline=None if remaining is None else time.monotonic() + remaining)
         try:
             result = await self._call(hosted, inputs, ctx)
-        except asyncio.CancelledError:
-            ctx.cancel()  # the caller gave up (deadline, cancellation): tell the plugin
+        except _Abort:
             raise
-        except Exception as exc:
-            code, details, metadata = protocol.status_for_error(exc)
-            if code is grpc.StatusCode.INTERNAL:
-                log.error("plugin %s failed", hosted.name, exc_info=exc)
-            else:
-                log.info("plugin %s raised %s: %s", hosted.name, type(exc).__name__, details)
-            raise _Abort(code, details, metadata) from None
+        except asyncio.CancelledError as exc:
+            if _cancelled_by_caller():
+                ctx.cancel()  # the caller gave up (deadline, cancellation): tell the plugin
+                raise
+            raise _failure(hosted, exc) from None
+        except GeneratorExit:
+            raise  # the loop is closing this coroutine: it must not answer any more
+        except BaseException as exc:  # KeyboardInterrupt and SystemExit too: see _Raised
+            raise _failure(hosted, exc.error if isinstance(exc, _Raised) else exc) from None
         data = _dump_outputs(hosted, result)
         if len(data) > self._max_message_bytes:
             raise _Abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -168,11 +269,19 @@ class _PluginService:
     async def _call(self, hosted: _Hosted, inputs: BaseModel, ctx: InvocationContext) -> Any:
         if hosted.is_async:
             return await hosted.plugin.invoke(inputs, ctx)  # type: ignore[misc]
-        loop = asyncio.get_running_loop()
-        result = await loop.run_in_executor(self._pool, hosted.plugin.invoke, inputs, ctx)
+        result = await self._workers.run(_run_sync, hosted.plugin.invoke, inputs, ctx)
         if inspect.isawaitable(result):
             result = await result
         return result
+
+
+def _failure(hosted: _Hosted, exc: BaseException) -> _Abort:
+    code, details, metadata = protocol.status_for_error(exc)
+    if code is grpc.StatusCode.INTERNAL:
+        log.error("plugin %s failed", hosted.name, exc_info=exc)
+    else:
+        log.info("plugin %s raised %s: %s", hosted.name, type(exc).__name__, details)
+    return _Abort(code, details, metadata)
 
 
 def _reject_non_json_numbers(data: bytes) -> None:
@@ -203,8 +312,49 @@ def _dump_outputs(hosted: _Hosted, result: Any) -> bytes:
         raise _Abort(grpc.StatusCode.INTERNAL, describe_validation_error(
             exc, f"outputs of {hosted.name} do not match its Outputs"),
             _typed("InvalidOutputs")) from None
-    data: bytes = result.model_dump_json().encode("utf-8")
+    try:
+        data: bytes = result.model_dump_json().encode("utf-8")
+    except (PydanticSerializationError, UnicodeEncodeError) as exc:
+        raise _Abort(grpc.StatusCode.INTERNAL, _unsendable(hosted.name, result, exc),
+                     _typed("InvalidOutputs")) from None
     return data
+
+
+def _unsendable(name: str, outputs: BaseModel, exc: Exception) -> str:
+    what = f"outputs of {name} cannot be sent as JSON"
+    try:
+        found = _lone_surrogate(outputs.model_dump(), ())
+    except Exception:  # pydantic's own message is all there is to say
+        found = None
+    if found is None:
+        return f"{what}: {exc}"
+    path, text = found
+    shown = text[:80].encode("utf-8", "backslashreplace").decode("utf-8")
+    return (f"{what}: field '{'.'.join(path) or '(root)'}': '{shown}' is not valid Unicode "
+            "text (a lone surrogate: os.listdir and os.environ give those for bytes that are "
+            "not UTF-8; decode such names with os.fsencode(name).decode('utf-8', 'replace'))")
+
+
+def _lone_surrogate(value: Any, path: tuple[str, ...]) -> tuple[tuple[str, ...], str] | None:
+    """Where in ``value`` a text has no UTF-8 form, and that text; None when none is found."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return path, value
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            where = (*path, str(key))
+            found = _lone_surrogate(key, where) or _lone_surrogate(item, where)
+            if found is not None:
+                return found
+    elif isinstance(value, list | tuple | set | frozenset):
+        for index, item in enumerate(value):
+            found = _lone_surrogate(item, (*path, str(index)))
+            if found is not None:
+                return found
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,12 +399,15 @@ class PluginServer:
     """A gRPC server for some plugins: ``await start()``, then ``await stop()``.
 
     ``start`` returns the address actually bound (port 0 picks a free port).
+    ``max_workers`` is how many calls to sync plugins run at once, each on its own thread,
+    including calls their clients gave up on that the plugin does not stop; one more is
+    answered RESOURCE_EXHAUSTED. Async plugins run on the event loop, unbounded by it.
     """
 
     def __init__(self, plugins: Iterable[Plugin | type[Plugin]], address: str = DEFAULT_LISTEN,
                  *, tls: TLSFiles | None = None,
                  max_message_bytes: int = protocol.DEFAULT_MAX_MESSAGE_BYTES,
-                 max_workers: int = 64) -> None:
+                 max_workers: int = DEFAULT_MAX_WORKERS) -> None:
         hosted: dict[str, _Hosted] = {}
         for plugin in plugins:
             entry = _host(plugin)
@@ -265,14 +418,22 @@ class PluginServer:
             raise ServeError("no plugins to serve")
         if max_message_bytes < 1024:
             raise ServeError(f"max_message_bytes must be at least 1024, got {max_message_bytes}")
+        if max_workers < 1:
+            raise ServeError(f"max_workers must be at least 1, got {max_workers}")
         self.host, self.port = split_address(address)
         self.names = list(hosted)
         self.tls = tls
         self.max_message_bytes = max_message_bytes
+        self.max_workers = max_workers
         self._hosted = hosted
-        self._pool = DaemonPool(max_workers)
+        self._workers = _Workers(max_workers)
+        self._workers.on_change = self._capacity_changed
+        # Only sync plugins wait for a worker thread; async ones stay SERVING.
+        self._thread_bound = ["", *(h.name for h in hosted.values() if not h.is_async)]
         self._server: aio.Server | None = None
         self._health: Any = None
+        self._health_stale = False
+        self._publishing: asyncio.Future[None] | None = None
         self._stopping = False
 
     @property
@@ -289,7 +450,7 @@ class PluginServer:
                    ("grpc.max_send_message_length", self.max_message_bytes),
                    ("grpc.so_reuseport", 0)]  # a busy port is an error, not shared
         server = aio.server(options=options)
-        service = _PluginService(self._hosted, self.max_message_bytes, self._pool)
+        service = _PluginService(self._hosted, self.max_message_bytes, self._workers)
         handlers = service.handlers()
         server.add_generic_rpc_handlers(
             (grpc.method_handlers_generic_handler(protocol.SERVICE, handlers),))
@@ -314,10 +475,24 @@ class PluginServer:
         self.port = port
         await server.start()
         self._server = server
-        serving = health_pb2.HealthCheckResponse.SERVING
         for name in ["", *self.names]:
-            await self._health.set(name, serving)
+            await self._health.set(name, _SERVING)
         return self.address
+
+    def _capacity_changed(self) -> None:
+        self._health_stale = True
+        if self._publishing is None or self._publishing.done():
+            self._publishing = asyncio.ensure_future(self._publish_capacity())
+
+    async def _publish_capacity(self) -> None:
+        """Health NOT_SERVING while no worker thread is free, SERVING again once one is.
+        One publisher at a time, writing the latest state: with health watchers each set may
+        yield, and a burst of changes must not end on a stale status."""
+        while self._health_stale:
+            self._health_stale = False
+            status = _NOT_SERVING if self._workers.full else _SERVING
+            for name in self._thread_bound:
+                await self._health.set(name, status)  # ignored once shutting down
 
     async def stop(self, grace: float | None = DEFAULT_GRACE) -> None:
         """Refuse new calls, let calls in flight finish within ``grace`` seconds, stop."""
@@ -330,7 +505,7 @@ class PluginServer:
         # Idempotent: a later call with a shorter grace (a second signal) cuts the wait.
         await server.stop(grace)
         self._server = None
-        self._pool.shutdown(wait=False)
+        self._workers.shutdown()
 
     async def wait_closed(self) -> None:
         if self._server is not None:
@@ -348,13 +523,14 @@ async def serve_async(plugins: Iterable[Plugin | type[Plugin]], address: str = D
                       *, tls_cert: PemSource | None = None, tls_key: PemSource | None = None,
                       tls_client_ca: PemSource | None = None,
                       max_message_bytes: int = protocol.DEFAULT_MAX_MESSAGE_BYTES,
-                      grace: float = DEFAULT_GRACE,
+                      max_workers: int = DEFAULT_MAX_WORKERS, grace: float = DEFAULT_GRACE,
                       ready: Callable[[PluginServer], Awaitable[None] | None] | None = None,
                       stop: asyncio.Event | None = None, handle_signals: bool = True) -> None:
     """Serve ``plugins`` until SIGTERM/SIGINT (or until ``stop`` is set), then stop gracefully.
 
     ``ready(server)`` is called once the port is bound (``server.address`` has the real
     port); by default the ready line is logged. A second signal stops without waiting.
+    ``max_workers`` bounds the threads sync plugins run on (see ``PluginServer``).
     """
     tls = None
     if tls_cert is not None or tls_key is not None:
@@ -363,7 +539,8 @@ async def serve_async(plugins: Iterable[Plugin | type[Plugin]], address: str = D
         tls = TLSFiles.load(tls_cert, tls_key, tls_client_ca)
     elif tls_client_ca is not None:
         raise ServeError("a client CA (mutual TLS) needs the server's own certificate and key")
-    server = PluginServer(plugins, address, tls=tls, max_message_bytes=max_message_bytes)
+    server = PluginServer(plugins, address, tls=tls, max_message_bytes=max_message_bytes,
+                          max_workers=max_workers)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     signals = 0
