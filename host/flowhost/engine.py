@@ -41,6 +41,11 @@ def _passes(finished: StepFinished) -> bool:
         finished.status == "skipped" and finished.outputs is not None)
 
 
+def _internal(exc: BaseException) -> str:
+    return (f"internal error in flowhost: {type(exc).__name__}: {exc} (please report it; "
+            "FLOWHOST_DEBUG=1 shows the traceback)")
+
+
 def new_run_id() -> str:
     """Sortable by start time, unique without coordination."""
     return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
@@ -104,6 +109,7 @@ class Engine:
         self._all_done: asyncio.Event | None = None
         self._aborted_by: str | None = None
         self._cancel_reason: str | None = None
+        self._crash: str | None = None  # an error of flowhost's own that ended a step's task
         self._ladder: Ladder | None = None
         self._scope = Scope(self.outputs, self.env)
         self._total = len(plan.steps)
@@ -130,7 +136,7 @@ class Engine:
         status = await self._finish()
         self.bus.emit(RunFinished(run_id=self.run_id, status=status,
                                   duration_s=time.monotonic() - started,
-                                  message=self._cancel_reason or ""))
+                                  message=self._crash or self._cancel_reason or ""))
         return status
 
     def _restore(self) -> None:
@@ -198,6 +204,10 @@ class Engine:
                         outcome = await self._ladder.run(step, prepared)  # type: ignore[union-attr]
                 except asyncio.CancelledError:
                     outcome = CallOutcome(False, step.step.plugin, 0, cancelled=True)
+                except Exception as exc:  # a bug of ours: it fails the step, named
+                    outcome = CallOutcome(False, step.step.plugin, 0,
+                                          error=self.redactor.text(_internal(exc)),
+                                          error_type="InternalError")
             self._end(step, outcome, started)
             if self._cancel_reason is not None or not self._ready:
                 self._check_done()
@@ -210,13 +220,31 @@ class Engine:
     def _task_done(self, task: asyncio.Task[None]) -> None:
         """A task cancelled before its coroutine began never ran its own bookkeeping."""
         orphans = [sid for sid, t in self._running.items() if t is task]
+        crash = None if task.cancelled() else task.exception()
+        if crash is not None and self._crash is None:
+            # The bookkeeping itself failed: the run must not end as if all went well.
+            self._crash = self.redactor.text(_internal(crash))
         for step_id in orphans:
             del self._running[step_id]
-            if self._cancel_reason is None:
-                self._skip(self.plan.steps[step_id],
-                           f"run aborted: step '{self._aborted_by}' failed")
-        if orphans:
+            if crash is not None:
+                self._fail_orphan(self.plan.steps[step_id], self._crash or "")
+            elif self._cancel_reason is None:
+                reason = self._abort_reason() if self._aborted_by is not None else "run stopped"
+                self._skip(self.plan.steps[step_id], reason)
+        if orphans or crash is not None:
             self._check_done()
+
+    def _fail_orphan(self, step: PlannedStep, error: str) -> None:
+        """Record as failed a step whose task died of an error of flowhost's own."""
+        if step.id in self.status:
+            return
+        finished = StepFinished(run_id=self.run_id, step_id=step.id, plugin=step.step.plugin,
+                                used_plugin=step.step.plugin, status="failed", attempts=0,
+                                duration_s=0.0, error=error, error_type="InternalError")
+        try:
+            self.bus.emit(finished)
+        finally:
+            self._finished(step, finished)
 
     def _check_done(self) -> None:
         if self._all_done is not None and not self._running and (
@@ -253,14 +281,18 @@ class Engine:
         self._aborted_by = failed.id
         self._aborted_by_user = by_user
         self._ready.clear()
-        reason = (f"run aborted by the user at step '{failed.id}'" if by_user
-                  else f"run aborted: step '{failed.id}' failed")
+        reason = self._abort_reason()
         for step in self.plan.steps.values():
             if step.id not in self.status and step.id not in self._running:
                 self._skip(step, reason)
         for task_id, task in list(self._running.items()):
             if task_id != failed.id:
                 task.cancel(reason)
+
+    def _abort_reason(self) -> str:
+        if self._aborted_by_user:
+            return f"run aborted by the user at step '{self._aborted_by}'"
+        return f"run aborted: step '{self._aborted_by}' failed"
 
     # -- one step ----------------------------------------------------------------------
     def _begin(self, step: PlannedStep) -> dict[str, Any] | CallOutcome:
@@ -334,7 +366,7 @@ class Engine:
                                 outcome.cached, shown is not outcome.outputs
                                 and shown != outcome.outputs)
         if outcome.cancelled:
-            reason = self._cancel_reason or f"run aborted: step '{self._aborted_by}' failed"
+            reason = self._cancel_reason or self._abort_reason()
             return StepFinished(run_id=self.run_id, step_id=step.id, plugin=plugin,
                                 used_plugin=plugin, status="cancelled", attempts=0,
                                 duration_s=duration, reason=reason)
@@ -359,6 +391,8 @@ class Engine:
 
     # -- the end -----------------------------------------------------------------------
     async def _finish(self) -> RunStatus:
+        if self._crash is not None:
+            return "failed"
         if self._cancel_reason is not None:
             return "cancelled"
         if self._aborted_by is not None:

@@ -88,14 +88,21 @@ class TerminalIntervener:
         self._read = read or input
         self._out = out or sys.stdout
         self._lock = asyncio.Lock()
+        self._aborted = False
 
     async def resolve(self, request: InterventionRequest) -> Resolution:
         async with self._lock:  # one question at a time
+            if self._aborted:
+                # The person aborted the run while this question waited its turn: the run
+                # is stopping, and nobody should be asked about it again.
+                raise asyncio.CancelledError("the run was aborted")
             self._hold()
             try:
-                return await self._ask(request)
+                resolution = await self._ask(request)
             finally:
                 self._release()
+            self._aborted = resolution.action == "abort"
+            return resolution
 
     async def _ask(self, request: InterventionRequest) -> Resolution:
         self._say(_describe(request))

@@ -42,6 +42,7 @@ from flowhost.intervene import (
 )
 from flowhost.invokers import Invoker
 from flowhost.plan import PlannedCheck, PlannedFallback, PlannedStep
+from flowhost.plugin_log import RedactingLogger
 from flowhost.recovery import decide
 from flowhost.redact import Redactor
 from flowhost.refs import ResolveError, Scope, resolve
@@ -85,10 +86,19 @@ class AttemptError(Exception):
         self.summary: AttemptSummary | None = None
 
 
+def _host_cancelled() -> bool:
+    """Whether the current task is being cancelled (rather than a plugin raising
+    ``CancelledError`` of its own accord)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
 async def run_checks(checks: list[PlannedCheck], scope: Scope, outputs: dict[str, Any] | None,
-                     env: dict[str, str], redactor: Redactor) -> tuple[CheckResult, ...]:
+                     env: dict[str, str], redactor: Redactor,
+                     deadline: float | None = None) -> tuple[CheckResult, ...]:
     results = []
-    context = check_kinds.CheckContext(outputs=outputs, env=env, redact=redactor.text)
+    context = check_kinds.CheckContext(outputs=outputs, env=env, redact=redactor.text,
+                                       deadline=deadline)
     for planned in checks:
         try:
             args = resolve(planned.args, scope)
@@ -97,6 +107,39 @@ async def run_checks(checks: list[PlannedCheck], scope: Scope, outputs: dict[str
             continue
         results.append(await check_kinds.run_check(planned.kind, args, context))
     return tuple(results)
+
+
+async def _call(invoker: Invoker, inputs: dict[str, Any], ctx: InvocationContext,
+                timeout: float | None) -> dict[str, Any]:
+    """The plugin's outputs, or an AttemptError saying how the call failed."""
+    try:
+        if timeout is None:
+            return await invoker.invoke(inputs, ctx)
+        async with asyncio.timeout(timeout):
+            return await invoker.invoke(inputs, ctx)
+    except TimeoutError:
+        ctx.cancel()
+        raise AttemptError("timeout", "TimeoutError", f"timed out after {timeout:g}s",
+                           None) from None
+    except PluginError as exc:
+        retry_after = exc.retry_after if isinstance(exc, TransientError) else None
+        raise AttemptError(exc.kind, type(exc).__name__, str(exc) or type(exc).__name__,
+                           exc.hint, retry_after=retry_after) from None
+    except asyncio.CancelledError:
+        if _host_cancelled():
+            raise  # a timeout, Ctrl-C or an abort: the host stops this call
+        raise AttemptError("permanent", "CancelledError", "the plugin raised CancelledError "
+                           "itself (nothing had cancelled it)", None) from None
+    except Exception as exc:
+        raise AttemptError("permanent", type(exc).__name__, str(exc) or repr(exc),
+                           None) from None
+    except BaseException as exc:
+        # KeyboardInterrupt, SystemExit and the like come from the plugin: the CLI takes
+        # Ctrl-C through the event loop's signal handlers, never as an exception inside a
+        # call. They fail this attempt, not the process.
+        raise AttemptError("permanent", type(exc).__name__, f"the plugin raised "
+                           f"{type(exc).__name__}" + (f": {exc}" if str(exc) else ""),
+                           None) from None
 
 
 class Ladder:
@@ -280,41 +323,11 @@ class Ladder:
             run_id=run_id, step_id=step_id, attempt=attempt,
             deadline=started + timeout if timeout is not None else None,
             on_progress=partial(self._progress, step_id),
+            logger=RedactingLogger(step_id, self.redactor) if self.redactor else None,
         )
-        validation: tuple[CheckResult, ...] = ()
         try:
-            try:
-                if timeout is None:
-                    outputs = await invoker.invoke(inputs, ctx)
-                else:
-                    async with asyncio.timeout(timeout):
-                        outputs = await invoker.invoke(inputs, ctx)
-            except TimeoutError:
-                ctx.cancel()
-                raise AttemptError("timeout", "TimeoutError",
-                                   f"timed out after {timeout:g}s", None) from None
-            except PluginError as exc:
-                retry_after = exc.retry_after if isinstance(exc, TransientError) else None
-                raise AttemptError(exc.kind, type(exc).__name__, str(exc) or type(exc).__name__,
-                                   exc.hint, retry_after=retry_after) from None
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                raise AttemptError("permanent", type(exc).__name__, str(exc) or repr(exc),
-                                   None) from None
-            if step.checks:
-                self.outputs[step_id] = outputs  # checks may reference the step's own outputs
-                scope = Scope(self.outputs, self.env)
-                try:
-                    validation = await run_checks(step.checks, scope, outputs, self.env,
-                                                  self.redactor)
-                finally:
-                    del self.outputs[step_id]
-                failed = [r for r in validation if not r.passed]
-                if failed:
-                    text = "; ".join(f"{r.kind}: {r.message}" for r in failed)
-                    raise AttemptError("validation", "ValidationFailed",
-                                       f"validation failed: {text}", None, validation)
+            outputs = await _call(invoker, inputs, ctx, timeout)
+            validation = await self._validate(step, outputs, ctx) if step.checks else ()
             return outputs, validation
         except AttemptError as failure:
             duration = time.monotonic() - started
@@ -330,6 +343,28 @@ class Ladder:
                 error_type=failure.error_type, error_kind=failure.kind,  # type: ignore[arg-type]
                 message=failure.message, hint=failure.hint, duration_s=duration))
             raise
+
+    async def _validate(self, step: PlannedStep, outputs: dict[str, Any],
+                        ctx: InvocationContext) -> tuple[CheckResult, ...]:
+        """The step's checks on ``outputs``; an AttemptError when any fails. They run within
+        the step's timeout too (a command check still running then is killed)."""
+        self.outputs[step.id] = outputs  # checks may reference the step's own outputs
+        scope = Scope(self.outputs, self.env)
+        try:
+            async with asyncio.timeout_at(ctx.deadline):
+                validation = await run_checks(step.checks, scope, outputs, self.env,
+                                              self.redactor, ctx.deadline)
+        except TimeoutError:
+            raise AttemptError("timeout", "TimeoutError", f"timed out after "
+                               f"{step.timeout:g}s, in its validation", None) from None
+        finally:
+            del self.outputs[step.id]
+        failed = [r for r in validation if not r.passed]
+        if failed:
+            text = "; ".join(f"{r.kind}: {r.message}" for r in failed)
+            raise AttemptError("validation", "ValidationFailed", f"validation failed: {text}",
+                               None, validation)
+        return validation
 
     def _progress(self, step_id: str, fraction: float, message: str) -> None:
         """``ctx.progress`` of a plugin: sync plugins call it from their worker thread."""

@@ -10,6 +10,7 @@ from events is printed as it is (the engine redacted secrets), never parsed as r
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import threading
@@ -97,7 +98,9 @@ def _ladder_line(e: Event, step: str) -> str | None:
 
 
 def human_duration(seconds: float) -> str:
-    """850ms, 12.3s, 2m 05s, 1h 02m."""
+    """850ms, 12.3s, 2m 05s, 1h 02m, 3d 04h."""
+    if not math.isfinite(seconds) or abs(seconds) > 1e12:  # NaN, inf, or past any wait
+        return "forever" if seconds > 0 else "0ms"
     if (ms := round(seconds * 1000)) < 1000:
         return f"{max(ms, 0)}ms"
     if seconds < 59.95:
@@ -105,7 +108,9 @@ def human_duration(seconds: float) -> str:
     whole = round(seconds)
     if whole < 3600:
         return f"{whole // 60}m {whole % 60:02d}s"
-    return f"{whole // 3600}h {whole % 3600 // 60:02d}m"
+    if whole < 86400:
+        return f"{whole // 3600}h {whole % 3600 // 60:02d}m"
+    return f"{whole // 86400}d {whole % 86400 // 3600:02d}h"
 
 
 def _isatty(stream: object) -> bool:

@@ -8,6 +8,7 @@ and the budget allows, else move to the next fallback plugin (level 2), else ask
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -16,6 +17,10 @@ from flowhost.spec import RetryPolicy
 
 FailureKind = Literal["transient", "permanent", "intervention", "validation", "timeout"]
 Action = Literal["retry", "fallback", "manual", "give_up"]
+
+# The longest pause a plugin's ``retry_after`` can ask for (as long as the spec's own
+# largest ``max_delay``).
+MAX_RETRY_AFTER_S = 86400.0
 
 # What a retry of the same plugin with the same inputs can fix.
 RETRYABLE: frozenset[str] = frozenset({"transient", "timeout", "validation"})
@@ -48,8 +53,10 @@ def decide(
         return Decision("manual") if manual else Decision("give_up")
     if kind in RETRYABLE and attempt < policy.max_attempts:
         delay = backoff(policy, attempt, rand)
-        if retry_after is not None:
-            delay = max(delay, retry_after)  # the plugin knows its rate limit better
+        if retry_after is not None and not math.isnan(retry_after):
+            # The plugin knows its rate limit better, within reason: a remote plugin can send
+            # any number, and a step must not sleep for ever.
+            delay = max(delay, min(retry_after, MAX_RETRY_AFTER_S))
         return Decision("retry", delay)
     if fallbacks_left > 0:
         return Decision("fallback")

@@ -25,13 +25,16 @@ class CheckContext:
     """What a check may know about where it runs.
 
     ``workdir`` (default: the process's cwd) is what relative paths, ``command``'s default
-    ``cwd`` and ``importable``'s ``path`` are resolved against.
+    ``cwd`` and ``importable``'s ``path`` are resolved against. ``deadline`` (a
+    ``time.monotonic()`` instant, or None) is the step's: a check that computes for long
+    stops there.
     """
 
     outputs: dict[str, Any] | None = None
     env: Mapping[str, str] = dataclasses.field(default_factory=lambda: os.environ)
     redact: Callable[[str], str] = _identity
     workdir: str | None = None
+    deadline: float | None = None
 
     def resolve(self, path: str) -> str:
         return os.path.join(self.workdir, path) if self.workdir and path else path

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+import time
 from collections.abc import Callable, Mapping
 from typing import Any, Literal, Self
 
@@ -101,6 +103,39 @@ def _lookup(outputs: Any, dotted: str) -> Any:
     return current
 
 
+# How long a match may take when the step has no deadline (final_validation, no timeout).
+MATCH_TIMEOUT_S = 10.0
+
+
+async def _search(pattern: str, text: str, deadline: float | None) -> bool | str:
+    """Whether ``pattern`` matches somewhere in ``text``, or why it could not be decided.
+
+    A pattern with nested repetition (``(a+)+$``) can take exponential time, and Python's
+    ``re`` holds the interpreter meanwhile: no timeout, no Ctrl-C. The ``regex`` module
+    (``V0``: the same syntax as ``re``) matches with a timeout and without the GIL, on a
+    daemon thread, so the event loop, signals and the step's deadline all keep working."""
+    import regex
+
+    from flowhost.threads import shared_executor
+
+    limit = MATCH_TIMEOUT_S if deadline is None else max(deadline - time.monotonic(), 0.001)
+    try:
+        compiled = regex.compile(pattern, regex.V0)
+    except (regex.error, OverflowError, RecursionError) as exc:
+        return f"/{pattern}/ is not a usable regular expression: {exc}"
+
+    def search() -> bool:
+        return compiled.search(text, timeout=limit, concurrent=True) is not None
+
+    loop = asyncio.get_running_loop()
+    try:
+        return await loop.run_in_executor(shared_executor(), search)
+    except TimeoutError:
+        return (f"matching /{pattern}/ took longer than {limit:.3g} s and was stopped "
+                "(nested repetition such as (a+)+ can take exponential time): simplify the "
+                "pattern")
+
+
 class Output:
     kind = "output"
     Args = OutputArgs
@@ -119,7 +154,10 @@ class Output:
             ok = actual == args.type_ or (args.type_ == "number" and actual == "integer")
             message = f"{name} is {actual}" + ("" if ok else f", expected {args.type_}")
         elif args.matches is not None:
-            ok = re.search(args.matches, str(value)) is not None
+            found = await _search(args.matches, str(value), ctx.deadline)
+            if isinstance(found, str):
+                return CheckResult(self.kind, False, f"{name}: {found}")
+            ok = found
             verb = "matches" if ok else "does not match"
             message = f"{name} = {_show(value, ctx.redact)} {verb} /{args.matches}/"
         elif args.in_ is not None:

@@ -32,5 +32,43 @@ class InvalidOutputs(PermanentError):
     """The plugin returned something its own ``Outputs`` schema rejects."""
 
 
+def unencodable_field(value: Any, path: str = "") -> str | None:
+    """The dotted path of the first text in JSON-like ``value`` that is not valid Unicode
+    (a lone surrogate, as ``os.listdir`` gives for a file name that is not UTF-8), or None.
+    Nothing downstream (the store, the terminal, JSON for other languages) can carry it."""
+    if isinstance(value, str):
+        return None if value.isascii() or _encodes(value) else (path or "(root)")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            where = f"{path}.{key}" if path else str(key)
+            if not _encodes(str(key)):
+                return where
+            found = unencodable_field(item, where)
+            if found is not None:
+                return found
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            found = unencodable_field(item, f"{path}.{index}" if path else str(index))
+            if found is not None:
+                return found
+    return None
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def unencodable_outputs(plugin: str, field: str) -> InvalidOutputs:
+    return InvalidOutputs(
+        f"outputs of {plugin}: field '{field}' holds text that is not valid Unicode (a lone "
+        "surrogate, as os.listdir() gives for a file name that is not UTF-8)",
+        hint="Decode such bytes in the plugin, e.g. os.fsencode(name).decode('utf-8', "
+             "'replace'), or return them in another form")
+
+
 class InvalidInputs(PermanentError):
     """The resolved inputs do not fit the plugin's ``Inputs`` schema."""

@@ -30,7 +30,13 @@ from grpc import aio
 from grpc_health.v1 import health_pb2
 
 from flowhost.config import HostConfig, RemoteTarget
-from flowhost.invokers import InvalidInputs, InvalidOutputs, Transport
+from flowhost.invokers import (
+    InvalidInputs,
+    InvalidOutputs,
+    Transport,
+    unencodable_field,
+    unencodable_outputs,
+)
 from flowhost_sdk import InvocationContext, PluginError, protocol
 from flowhost_sdk._proto import plugin_pb2 as pb
 
@@ -353,6 +359,9 @@ class GrpcInvoker:
                                  f"object but {type(outputs).__name__}")
         if not self._outputs.is_valid(outputs):
             raise InvalidOutputs(self._describe(outputs))
+        bad = unencodable_field(outputs)  # JSON's "\udce9" escapes decode to a lone surrogate
+        if bad is not None:
+            raise unencodable_outputs(self.label, bad)
         return outputs
 
     def _describe(self, outputs: dict[str, Any]) -> str:

@@ -9,7 +9,13 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from flowhost.invokers import InvalidInputs, InvalidOutputs, Transport
+from flowhost.invokers import (
+    InvalidInputs,
+    InvalidOutputs,
+    Transport,
+    unencodable_field,
+    unencodable_outputs,
+)
 from flowhost.threads import shared_executor
 from flowhost_sdk import InvocationContext, Plugin
 from flowhost_sdk.validation import as_outputs, describe_validation_error
@@ -61,4 +67,7 @@ class LocalInvoker:
                 describe_validation_error(exc, f"outputs of {self.name} do not match its Outputs")
             ) from None
         dumped: dict[str, Any] = result.model_dump(mode="json")
+        bad = unencodable_field(dumped)
+        if bad is not None:
+            raise unencodable_outputs(self.name, bad)
         return dumped

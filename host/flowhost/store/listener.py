@@ -116,7 +116,7 @@ class StoreListener:
             return
         try:
             self._cursor.execute(_INSERT_ROWS[rows], pending)
-        except sqlite3.Error as exc:
+        except Exception as exc:  # sqlite3.Error, or text SQLite cannot encode
             self._fail(exc)
         else:
             pending.clear()
@@ -160,7 +160,7 @@ class StoreListener:
                 if batch:
                     self._write_batch(conn)
                 conn.execute("COMMIT")
-        except sqlite3.Error as exc:
+        except Exception as exc:  # sqlite3.Error, or text SQLite cannot encode
             if conn.in_transaction:
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
@@ -182,9 +182,13 @@ class StoreListener:
         if self.cache is not None:
             _insert_all(conn, _INSERT_CACHE, self.cache.drain())
 
-    def _fail(self, exc: sqlite3.Error) -> None:
-        self.failure = (f"cannot checkpoint run {self.record.run_id}: "
-                        + describe(exc, self.store.path, self.store.busy_timeout))
+    def _fail(self, exc: Exception) -> None:
+        if isinstance(exc, UnicodeError):
+            why = (f"an event holds text that is not valid Unicode ({exc}); a plugin or an "
+                   "input gave it")
+        else:
+            why = describe(exc, self.store.path, self.store.busy_timeout)
+        self.failure = f"cannot checkpoint run {self.record.run_id}: {why}"
         if self.on_failure is not None:
             self.on_failure(self.failure)
 
