@@ -208,17 +208,29 @@ steps:
     assert step(result, "f").status == "failed"
 
 
-async def test_policy_abort_leaves_it_to_on_failure(tmp_path: Path) -> None:
+async def test_policy_fail_leaves_it_to_on_failure(tmp_path: Path) -> None:
     status, result, events = await run(f"""
 workflow_id: w
 steps:
   - {{id: f, plugin: flaky, inputs: {{counter_file: "{tmp_path}/c", kind: permanent}},
      on_failure: continue}}
   - {{id: other, plugin: echo, inputs: {{text: x}}}}
-""", intervener=PolicyIntervener("abort"))
+""", intervener=PolicyIntervener("fail"))
     assert status == "success"
     assert step(result, "f").status == "failed"
     assert any(isinstance(e, InterventionRequested) for e in events)
+
+
+async def test_policy_abort_stops_the_run_like_a_person(tmp_path: Path) -> None:
+    status, result, _ = await run(f"""
+workflow_id: w
+steps:
+  - {{id: f, plugin: flaky, inputs: {{counter_file: "{tmp_path}/c", kind: permanent}},
+     on_failure: continue}}
+  - {{id: later, plugin: echo, inputs: {{text: $f.value}}}}
+""", intervener=PolicyIntervener("abort"))
+    assert status == "aborted"
+    assert step(result, "later").status == "skipped"
 
 
 async def test_manual_false_skips_level_three(tmp_path: Path) -> None:

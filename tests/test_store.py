@@ -38,6 +38,8 @@ SAMPLES: list[ev.Event] = [
     ev.InterventionResolved(run_id="r", step_id="a", action="skip", outputs={"v": [1, None]},
                             by="policy"),
     ev.CacheRejected(run_id="r", step_id="a", plugin="noop", reason="files_exist: gone"),
+    ev.CacheHit(run_id="r", step_id="a", plugin="noop"),
+    ev.CacheMiss(run_id="r", step_id="b", plugin="echo"),
     ev.BreakerChanged(run_id="r", plugin="noop", state="half-open", failures=5),
     ev.StepFinished(run_id="r", step_id="a", plugin="noop", used_plugin="echo",
                     status="success", attempts=2, duration_s=0.5, outputs={"value": 1},
@@ -283,11 +285,17 @@ def request(step_id: str) -> ev.InterventionRequested:
 
 def test_checkpoint_of_an_interrupted_run() -> None:
     point = read([started("a"), finished("a"), started("b"), started("c"),
-                  finished("c", "cancelled"), ev.RunFinished(run_id="r", status="cancelled",
-                                                             duration_s=1)])
+                  finished("c", "cancelled"),
+                  ev.RunFinished(run_id="r", status="interrupted", duration_s=1)])
     assert set(point.finished) == {"a"}
     assert point.rerun() == {"b", "c"}
-    assert point.status == "cancelled" and not point.done and not point.waiting
+    assert point.status == "interrupted" and not point.done and not point.waiting
+
+
+def test_a_cancelled_run_is_final() -> None:
+    point = read([started("a"), finished("a", "cancelled"),
+                  ev.RunFinished(run_id="r", status="cancelled", duration_s=1)])
+    assert point.done
 
 
 def test_checkpoint_of_a_waiting_run_and_its_decisions() -> None:
@@ -300,9 +308,16 @@ def test_checkpoint_of_a_waiting_run_and_its_decisions() -> None:
     assert set(point.waiting) == {"b"} and point.decisions["a"].action == "retry"
 
 
-def test_a_request_left_open_by_a_crash_is_a_step_in_flight() -> None:
-    point = read([started("a"), request("a")])  # killed while a prompt was open
-    assert not point.waiting and point.rerun() == {"a"}
+def test_a_question_left_open_by_a_crash_is_still_asked() -> None:
+    """Parked durably: the ladder is not climbed again, the question is asked again."""
+    point = read([started("a"), started("b"), request("a")])  # killed, a prompt open
+    assert set(point.waiting) == {"a"} and point.rerun() == {"b"}
+    answered = read([started("a"), request("a"), ev.InterventionResolved(
+        run_id="r", step_id="a", action="retry", by="user")])
+    assert not answered.waiting and set(answered.decisions) == {"a"}
+    again = read([started("a"), request("a"), ev.InterventionResolved(
+        run_id="r", step_id="a", action="retry", by="user"), started("a")])
+    assert not again.waiting and not again.decisions and again.rerun() == {"a"}
 
 
 def test_estimate_takes_the_critical_path_and_the_parallelism() -> None:
@@ -323,7 +338,7 @@ steps:
 
 
 def test_steps_with_masked_outputs_run_again_as_far_back_as_a_rerun_needs() -> None:
-    from flowhost.commands.resume import _masked_but_needed
+    from flowhost.resumption import masked_but_needed
 
     plan = check(parse_spec("""
 workflow_id: w
@@ -341,5 +356,5 @@ steps:
 
     restored = {"d": done("d", True), "a": done("a", True), "b": done("b", False),
                 "e": done("e", True)}  # c is still to run; e feeds nothing
-    assert _masked_but_needed(plan, restored) == {"a", "d"}
-    assert _masked_but_needed(plan, {**restored, "c": done("c", False)}) == set()
+    assert masked_but_needed(plan, restored) == {"a", "d"}
+    assert masked_but_needed(plan, {**restored, "c": done("c", False)}) == set()

@@ -7,6 +7,7 @@ Exit codes: 0 success, 1 the workflow failed, 2 bad input, 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 from collections.abc import Sequence
@@ -37,13 +38,30 @@ class _VersionAction(argparse.Action):
 
 
 def _positive_int(text: str) -> int:
+    from flowhost.problems import quote_name
+
+    digits = text.strip().lstrip("+")
+    if digits.isascii() and digits.isdigit() and len(digits.lstrip("0")) > _MAX_DIGITS:
+        raise argparse.ArgumentTypeError(f"{quote_name(text)} is too large")
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+        raise argparse.ArgumentTypeError(f"{quote_name(text)} is not a whole number") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
+
+
+_MAX_DIGITS = 18  # 10**18 is below SQLite's largest integer, 2**63 - 1
+MAX_LIMIT = 10**18
+
+
+def _run_limit(text: str) -> int:
+    """``--limit N``: at most N runs, so an N larger than any state dir holds means all."""
+    digits = text.strip().lstrip("+")
+    if digits.isascii() and digits.isdigit() and len(digits.lstrip("0")) > _MAX_DIGITS:
+        return MAX_LIMIT
+    return min(_positive_int(text), MAX_LIMIT)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -123,7 +141,7 @@ def _add_durable_commands(commands: argparse._SubParsersAction[_Parser]) -> None
     run_commands.required = True
     listing = run_commands.add_parser("list", help="the latest runs, newest first")
     listing.add_argument("--json", action="store_true")
-    listing.add_argument("--limit", metavar="N", type=_positive_int, default=50,
+    listing.add_argument("--limit", metavar="N", type=_run_limit, default=50,
                          help="at most N runs (default 50)")
     _add_state(listing)
     show = run_commands.add_parser("show", help="one run's result")
@@ -171,6 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from flowhost.problems import UserInputError
 
     try:
+        _check_args(args)
         if args.command == "run":
             from flowhost.commands.run import run_command
 
@@ -203,6 +222,55 @@ def main(argv: Sequence[str] | None = None) -> int:
               "Set FLOWHOST_DEBUG=1 to see the traceback, and please report it.",
               file=sys.stderr)
         return EXIT_FAILED
+
+
+# How messages name the arguments by their dest; --set is checked with the spec, which says
+# which --set is at fault.
+_ARGUMENTS = {"file": "FILE", "run_id": "RUN_ID", "step": "STEP", "name": "NAME",
+              "state_dir": "--state-dir", "json_out": "--json-out", "plugin": "--plugin",
+              "outputs": "--outputs"}
+_PATHS = ("state_dir", "json_out")
+STATE_DIR_ENV = "FLOWHOST_STATE_DIR"
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    """Refuse what no command can use, naming the argument: text that is not UTF-8 (the
+    state dir records ids and paths as UTF-8 text), paths the system cannot look up."""
+    from flowhost.problems import UserInputError, as_bytes, is_utf8
+
+    for dest, label in _ARGUMENTS.items():
+        value = getattr(args, dest, None)
+        if isinstance(value, str) and not is_utf8(value):
+            raise UserInputError(f"{label} '{as_bytes(value)}': not valid UTF-8; flowhost "
+                                 "keeps names, ids and paths as UTF-8 text. Give it in UTF-8 "
+                                 "(check the encoding of the terminal or the script)")
+    if hasattr(args, "state_dir") and not args.state_dir:
+        from_env = os.environ.get(STATE_DIR_ENV, "")
+        if not is_utf8(from_env):
+            raise UserInputError(f"${STATE_DIR_ENV} '{as_bytes(from_env)}': not valid UTF-8; "
+                                 "name a state dir whose path is UTF-8 text")
+    for dest in _PATHS:
+        value = getattr(args, dest, None)
+        if isinstance(value, str) and value:
+            _check_path(_ARGUMENTS[dest], value)
+
+
+def _check_path(label: str, path: str) -> None:
+    """A path too long, or one that loops through symbolic links, fails every use of it."""
+    from flowhost.problems import UserInputError, shorten
+
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ENAMETOOLONG:
+            raise UserInputError(f"{label} {shorten(path)}: the path, or a part of it, is too "
+                                 f"long ({exc.strerror}); use a shorter name") from None
+        if exc.errno == errno.ELOOP:
+            raise UserInputError(f"{label} {shorten(path)}: a symbolic link on the path "
+                                 f"loops ({exc.strerror}); point it at a real file or "
+                                 "directory, or pass another path") from None
+    except ValueError:  # a NUL byte
+        raise UserInputError(f"{label}: the path holds a NUL character") from None
 
 
 def _durable_command(args: argparse.Namespace) -> int:

@@ -17,6 +17,8 @@ from typing import Any, Protocol
 
 from flowhost.breaker import Breakers
 from flowhost.events import (
+    CacheHit,
+    CacheMiss,
     CacheRejected,
     CheckResult,
     EventBus,
@@ -80,6 +82,7 @@ class Engine:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
         resumed: bool = False,
+        workdir: str | None = None,
     ) -> None:
         if max_parallel < 1:
             raise ValueError("max_parallel must be at least 1")
@@ -98,7 +101,7 @@ class Engine:
         self._restored = dict(restored or {})
         self._rerun = rerun
         self._resumed = resumed or bool(self._restored or rerun)
-        self._intervener = intervener
+        self.intervener = intervener
         self._sleep = sleep
         self.breakers = Breakers(plan.workflow.breaker, clock)
         self.waiting: set[str] = set()  # steps left for a human to decide on later
@@ -109,10 +112,12 @@ class Engine:
         self._all_done: asyncio.Event | None = None
         self._aborted_by: str | None = None
         self._cancel_reason: str | None = None
+        self._cancel_final = True
         self._crash: str | None = None  # an error of flowhost's own that ended a step's task
         self._ladder: Ladder | None = None
         self._scope = Scope(self.outputs, self.env)
         self._total = len(plan.steps)
+        self.workdir = workdir  # None: the process's (tests); a run of the API always has one
 
     # -- public ------------------------------------------------------------------------
     async def run(self) -> RunStatus:
@@ -128,15 +133,16 @@ class Engine:
         self._all_done = asyncio.Event()
         self._ladder = Ladder(run_id=self.run_id, bus=self.bus, env=self.env,
                               redactor=self.redactor, outputs=self.outputs,
-                              breakers=self.breakers, intervener=self._intervener,
-                              sleep=self._sleep)
+                              breakers=self.breakers, intervener=self.intervener,
+                              sleep=self._sleep, workdir=self.workdir)
         self._launch()
         if self._unfinished:
             await self._all_done.wait()
         status = await self._finish()
         self.bus.emit(RunFinished(run_id=self.run_id, status=status,
                                   duration_s=time.monotonic() - started,
-                                  message=self._crash or self._cancel_reason or ""))
+                                  message=self._crash or self._cancel_reason or "",
+                                  workflow_id=workflow.workflow_id))
         return status
 
     def _restore(self) -> None:
@@ -160,10 +166,14 @@ class Engine:
         self._ready.extend(sid for sid, waiting in self._waiting.items()
                            if waiting == 0 and sid not in self.status)
 
-    def cancel(self, reason: str = "cancelled by the user") -> None:
-        """Stop the run: running steps are cancelled, nothing new starts (Ctrl-C)."""
+    def cancel(self, reason: str = "cancelled", *, final: bool = True) -> None:
+        """Stop the run: running steps are cancelled, nothing new starts. ``final``: a
+        person or a program cancelled it (status ``cancelled``, never resumed by itself);
+        otherwise it is ``interrupted`` (Ctrl-C, SIGTERM, a failed checkpoint) and
+        ``resume`` continues it."""
         if self._cancel_reason is None:
             self._cancel_reason = reason
+            self._cancel_final = final
         self._ready.clear()
         for task in list(self._running.values()):
             task.cancel()
@@ -326,10 +336,14 @@ class Engine:
         cache = self.cache if step.cache else None
         if cache is not None:
             hit = cache.lookup(step, inputs)
+            plugin = step.invoker.name
             if hit is not None:
+                self.bus.emit(CacheHit(run_id=self.run_id, step_id=step.id, plugin=plugin))
                 outcome = await self._trust(step, hit)
                 if outcome is not None:
                     return outcome
+            else:
+                self.bus.emit(CacheMiss(run_id=self.run_id, step_id=step.id, plugin=plugin))
         outcome = await self._ladder.run(step, inputs)  # type: ignore[union-attr]
         if cache is not None and outcome.ok and outcome.outputs is not None:
             cache.store(step, inputs, outcome.outputs)
@@ -343,7 +357,7 @@ class Engine:
             self.outputs[step.id] = outputs
             try:
                 validation = await run_checks(step.checks, self._scope, outputs, self.env,
-                                              self.redactor)
+                                              self.redactor, workdir=self.workdir)
             finally:
                 del self.outputs[step.id]
             failed = [f"{r.kind}: {r.message}" for r in validation if not r.passed]
@@ -394,7 +408,7 @@ class Engine:
         if self._crash is not None:
             return "failed"
         if self._cancel_reason is not None:
-            return "cancelled"
+            return "cancelled" if self._cancel_final else "interrupted"
         if self._aborted_by is not None:
             return "aborted" if self._aborted_by_user else "failed"
         if self.waiting:
@@ -404,13 +418,15 @@ class Engine:
             self.bus.emit(FinalValidationStarted(run_id=self.run_id, total_checks=len(checks)))
             # An `output` check here reads `step_id.field`: the outputs of every step.
             self._final = asyncio.ensure_future(run_checks(
-                checks, Scope(self.outputs, self.env), self.outputs, self.env, self.redactor))
+                checks, Scope(self.outputs, self.env), self.outputs, self.env, self.redactor,
+                workdir=self.workdir))
             try:
                 results = await self._final
             except asyncio.CancelledError:
                 if self._cancel_reason is None:
                     raise
-                return "cancelled"  # Ctrl-C while the final checks ran (their processes end)
+                # Stopped while the final checks ran (their processes end with them).
+                return "cancelled" if self._cancel_final else "interrupted"
             tests = [r.details["test_results"] for r in results if "test_results" in r.details]
             test_results = None
             if tests:

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 StepStatus = Literal["success", "failed", "skipped", "cancelled"]
-RunStatus = Literal["success", "failed", "aborted", "waiting", "running", "cancelled"]
+RunStatus = Literal["success", "failed", "aborted", "waiting", "running", "cancelled",
+                    "interrupted"]
 
 
 @dataclass(slots=True)
@@ -46,6 +47,9 @@ class CheckResult:
 class Event:
     run_id: str
     ts: float = field(default_factory=time.time, kw_only=True)
+    # 1, 2, 3... per run, without gaps, given by the journal as it takes the event (0: not
+    # journaled); the cursor of resume and of streams.
+    seq: int = field(default=0, kw_only=True, compare=False)
 
 
 @dataclass(slots=True, kw_only=True)
@@ -69,7 +73,7 @@ class StepStarted(Event):
 
 @dataclass(slots=True, kw_only=True)
 class AttemptStarted(Event):
-    """A retry or a fallback begins; the first attempt of a step is its ``StepStarted``."""
+    """An attempt of a plugin begins: the first of the step, a retry, or a fallback's."""
 
     step_id: str
     plugin: str
@@ -136,6 +140,23 @@ class InterventionResolved(Event):
     action: Literal["retry", "skip", "abort"]
     outputs: dict[str, Any] | None = None
     by: str = "user"  # "user", "policy" (--on-manual), or who answered over the API
+    plugin: str = ""  # the plugin whose failure was answered
+
+
+@dataclass(slots=True, kw_only=True)
+class CacheHit(Event):
+    """The step's result came from the cache (its checks are run on it next)."""
+
+    step_id: str
+    plugin: str
+
+
+@dataclass(slots=True, kw_only=True)
+class CacheMiss(Event):
+    """A cacheable step found no usable cached result: the plugin is called."""
+
+    step_id: str
+    plugin: str
 
 
 @dataclass(slots=True, kw_only=True)
@@ -192,6 +213,7 @@ class RunFinished(Event):
     status: RunStatus
     duration_s: float
     message: str = ""
+    workflow_id: str = ""
 
 
 Listener = Callable[[Event], None]

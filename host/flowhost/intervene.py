@@ -2,7 +2,8 @@
 
 ``TerminalIntervener`` asks the person at the terminal (retry / skip / abort), one prompt at
 a time, without stopping the branches of the run that can go on. ``PolicyIntervener``
-answers for runs without a terminal (``--on-manual abort|skip|wait``).
+answers for runs without a terminal (``--on-manual fail|abort|skip|wait``);
+``QueuedIntervener`` lets a program answer (the Python API, later the daemon).
 """
 
 from __future__ import annotations
@@ -43,21 +44,54 @@ class Resolution:
     action: Action
     outputs: dict[str, Any] | None = None
     by: str = "user"
+    # An abort stops the whole run; with False only the step fails and its `on_failure`
+    # decides (`--on-manual fail`, the policy without a terminal).
+    stops_run: bool = True
 
 
 class Intervener(Protocol):
     async def resolve(self, request: InterventionRequest) -> Resolution: ...
 
 
-class PolicyIntervener:
-    """No human at hand: the same answer every time. ``abort`` here means the step fails
-    and its ``on_failure`` applies; only a person's abort stops the whole run."""
+Policy = Literal["fail", "abort", "skip", "wait"]
 
-    def __init__(self, action: Literal["abort", "skip", "wait"]) -> None:
+
+class PolicyIntervener:
+    """No human at hand: the same answer every time. ``fail``: the step fails and its
+    ``on_failure`` applies; ``abort``: the run stops, as when a person aborts it."""
+
+    def __init__(self, action: Policy) -> None:
         self.action = action
 
     async def resolve(self, request: InterventionRequest) -> Resolution:
+        if self.action == "fail":
+            return Resolution("abort", by="policy", stops_run=False)
         return Resolution(self.action, by="policy")
+
+
+class QueuedIntervener:
+    """Questions wait until a program answers them (``flowhost.Run.resolve``); meanwhile the
+    other branches of the run go on."""
+
+    def __init__(self) -> None:
+        self.pending: dict[str, InterventionRequest] = {}
+        self._answers: dict[str, asyncio.Future[Resolution]] = {}
+
+    async def resolve(self, request: InterventionRequest) -> Resolution:
+        answer: asyncio.Future[Resolution] = asyncio.get_running_loop().create_future()
+        self.pending[request.step_id] = request
+        self._answers[request.step_id] = answer
+        try:
+            return await answer
+        finally:
+            self.pending.pop(request.step_id, None)
+            self._answers.pop(request.step_id, None)
+
+    def answer(self, step_id: str, resolution: Resolution) -> None:
+        """Answer the open question of ``step_id``; KeyError when there is none."""
+        answer = self._answers[step_id]
+        if not answer.done():
+            answer.set_result(resolution)
 
 
 def outputs_problem(outputs: Any, schema: dict[str, Any]) -> str | None:

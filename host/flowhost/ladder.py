@@ -94,11 +94,11 @@ def _host_cancelled() -> bool:
 
 
 async def run_checks(checks: list[PlannedCheck], scope: Scope, outputs: dict[str, Any] | None,
-                     env: dict[str, str], redactor: Redactor,
-                     deadline: float | None = None) -> tuple[CheckResult, ...]:
+                     env: dict[str, str], redactor: Redactor, deadline: float | None = None,
+                     workdir: str | None = None) -> tuple[CheckResult, ...]:
     results = []
     context = check_kinds.CheckContext(outputs=outputs, env=env, redact=redactor.text,
-                                       deadline=deadline)
+                                       deadline=deadline, workdir=workdir)
     for planned in checks:
         try:
             args = resolve(planned.args, scope)
@@ -147,14 +147,15 @@ class Ladder:
                  outputs: dict[str, Any], breakers: Breakers | None = None,
                  intervener: Intervener | None = None, hints: HintRegistry | None = None,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-                 rand: Callable[[], float] = random.random) -> None:
+                 rand: Callable[[], float] = random.random, workdir: str | None = None) -> None:
         self.run_id = run_id
+        self.workdir = workdir
         self.bus = bus
         self.env = env
         self.redactor = redactor
         self.outputs = outputs  # shared with the engine: step id -> outputs
         self.breakers = breakers or Breakers(None)
-        self.intervener: Intervener = intervener or PolicyIntervener("abort")
+        self.intervener: Intervener = intervener or PolicyIntervener("fail")
         self.hints = hints or HintRegistry()
         self.sleep = sleep
         self.rand = rand
@@ -187,7 +188,7 @@ class Ladder:
                 outcome.waiting = True
             elif resolution.action == "skip":
                 outcome.skipped, outcome.outputs = True, resolution.outputs
-            elif resolution.by != "policy":
+            elif resolution.stops_run:
                 outcome.aborted = True
             return outcome
 
@@ -300,7 +301,7 @@ class Ladder:
             outputs = self.redactor.data(resolution.outputs) if resolution.outputs else None
             self.bus.emit(InterventionResolved(run_id=self.run_id, step_id=step.id,
                                                action=resolution.action, outputs=outputs,
-                                               by=resolution.by))
+                                               by=resolution.by, plugin=outcome.used_plugin))
         return resolution
 
     def _breaker_event(self, change: Change | None) -> None:
@@ -314,9 +315,8 @@ class Ladder:
                       attempt: int) -> tuple[dict[str, Any], tuple[CheckResult, ...]]:
         """One call plus the step's checks; raises AttemptError after emitting AttemptFailed."""
         run_id, step_id = self.run_id, step.id
-        if attempt > 1 or invoker is not step.invoker:
-            self.bus.emit(AttemptStarted(run_id=run_id, step_id=step_id, plugin=invoker.name,
-                                         attempt=attempt, transport=invoker.transport))
+        self.bus.emit(AttemptStarted(run_id=run_id, step_id=step_id, plugin=invoker.name,
+                                     attempt=attempt, transport=invoker.transport))
         started = time.monotonic()
         timeout = step.timeout
         ctx = InvocationContext(
@@ -324,6 +324,7 @@ class Ladder:
             deadline=started + timeout if timeout is not None else None,
             on_progress=partial(self._progress, step_id),
             logger=RedactingLogger(step_id, self.redactor) if self.redactor else None,
+            workdir=self.workdir,
         )
         try:
             outputs = await _call(invoker, inputs, ctx, timeout)
@@ -353,7 +354,7 @@ class Ladder:
         try:
             async with asyncio.timeout_at(ctx.deadline):
                 validation = await run_checks(step.checks, scope, outputs, self.env,
-                                              self.redactor, ctx.deadline)
+                                              self.redactor, ctx.deadline, self.workdir)
         except TimeoutError:
             raise AttemptError("timeout", "TimeoutError", f"timed out after "
                                f"{step.timeout:g}s, in its validation", None) from None

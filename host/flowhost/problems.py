@@ -29,13 +29,69 @@ class Problem:
         subject = ", ".join(
             part
             for part in (
-                f"step '{self.step}'" if self.step is not None else "",
-                f"field '{self.field}'" if self.field else "",
+                f"step {quote_name(self.step)}" if self.step is not None else "",
+                f"field {quote_name(self.field)}" if self.field else "",
             )
             if part
         )
-        text = f"{where}: {subject + ': ' if subject else ''}{self.message}"
-        return f"{text} — {self.fix}" if self.fix else text
+        text = f"{where}: {subject + ': ' if subject else ''}{clip(self.message)}"
+        return f"{text} — {clip(self.fix)}" if self.fix else text
+
+
+# Values longer than this are shown by their ends and their length: a 1 MB string given where
+# a number was expected must not make a 1 MB message.
+QUOTED_CHARS = 100
+CLIPPED_CHARS = 2000  # a whole message, as a last resort for texts made elsewhere
+_END_CHARS = 20
+
+
+def quote(value: Any) -> str:
+    """``repr(value)``, or for a long value ``'aaaa…aaaa' (1,000,000 characters)``."""
+    if isinstance(value, str):
+        return repr(value) if len(value) <= QUOTED_CHARS else _ends(value)
+    text = _repr(value)
+    if len(text) <= QUOTED_CHARS:
+        return text
+    return f"{text[:_END_CHARS]}…{text[-_END_CHARS:]} ({len(text):,} characters)"
+
+
+def quote_name(text: str) -> str:
+    """``'text'`` as messages quote names and ids, or its ends and length when it is long."""
+    return f"'{text}'" if len(text) <= QUOTED_CHARS else _ends(text)
+
+
+def shorten(text: str) -> str:
+    """``text`` as it is, or its ends and length when it is long."""
+    return text if len(text) <= QUOTED_CHARS else _ends(text)
+
+
+def _ends(text: str) -> str:
+    return (f"{repr(text[:_END_CHARS])[:-1]}…{repr(text[-_END_CHARS:])[1:]} "
+            f"({len(text):,} characters)")
+
+
+def _repr(value: Any) -> str:
+    try:
+        return repr(value)
+    except ValueError:  # an int beyond Python's digits limit for str()
+        return f"<a number of about {int(value.bit_length() * 0.30103):,} digits>"
+
+
+def requote(text: str, value: Any) -> str:
+    """A message made elsewhere (jsonschema's) that shows ``value`` as its repr, with a long
+    value shortened as ``quote`` shows it."""
+    written = _repr(value)
+    if len(written) > QUOTED_CHARS:
+        text = text.replace(written, quote(value))
+    return clip(text)
+
+
+def clip(text: str, limit: int = CLIPPED_CHARS) -> str:
+    """``text``, or its start and end with how much was left out between them."""
+    if len(text) <= limit:
+        return text
+    half = limit // 2
+    return f"{text[:half]}… ({len(text) - 2 * half:,} characters left out) …{text[-half:]}"
 
 
 SHOWN_PROBLEMS = 30  # a spec generated wrong can have thousands; the first ones tell the story
@@ -62,7 +118,29 @@ class SpecError(UserInputError):
         return head + "\n" + "\n".join(shown)
 
 
+def is_utf8(text: str) -> bool:
+    """False for a text holding lone surrogates: how Python decodes bytes of a command-line
+    argument (or environment variable) that are not UTF-8, e.g. ``\\udce9`` for ``\\xe9``."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def as_bytes(text: str) -> str:
+    """A text that is not UTF-8 as it was given, its foreign bytes escaped: ``caf\\xe9``."""
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a surrogate that stands for no byte (\\ud800)
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return raw.decode("utf-8", "backslashreplace")
+
+
 def did_you_mean(word: str, candidates: Iterable[str]) -> str | None:
     """A ``did you mean 'x'?`` suggestion, or None when nothing is close."""
-    close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
+    if len(word) > QUOTED_CHARS:  # not a typo; and difflib is quadratic in the length
+        return None
+    short = [candidate for candidate in candidates if len(candidate) <= QUOTED_CHARS]
+    close = difflib.get_close_matches(word, short, n=1, cutoff=0.6)
     return f"did you mean '{close[0]}'?" if close else None

@@ -56,6 +56,7 @@ _HEADLINES = {
     "failed": ("❌ Workflow failed", "bold red"),
     "aborted": ("❌ Workflow aborted", "bold red"),
     "cancelled": ("⏹ Cancelled", "bold yellow"),
+    "interrupted": ("⏹ Interrupted", "bold yellow"),
     "waiting": ("⏸ Waiting for a decision", "bold yellow"),
 }
 

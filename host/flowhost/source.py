@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 import json
 import re
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from flowhost.problems import Problem, SpecError
+from flowhost.problems import Problem, SpecError, quote, quote_name
 
 PathKey = tuple[str | int, ...]
 
@@ -112,7 +113,9 @@ def _check_json(text: str, file: str) -> None:
     """A ``.json`` file must be JSON: YAML (which reads it for the line numbers) would also
     take trailing commas, comments, unquoted keys and the like."""
     try:
-        json.loads(text)
+        # Numbers are not converted: a number too long for Python is reported with its line
+        # when the values are built.
+        json.loads(text, parse_int=len, parse_float=len)
     except RecursionError:  # deeper than Python's limit, so far more than MAX_DEPTH
         raise _too_deep(file) from None
     except json.JSONDecodeError as exc:
@@ -222,19 +225,19 @@ def _build(
         if any(key_node.tag == _MERGE for key_node, _ in pairs):
             # `<<: *anchor` merges the anchor's keys in; the mapping's own override them.
             merged, pairs = _pairs(node)
-            own = {_key(key_node, loader) for key_node, _ in pairs}
+            own = {_key(key_node, loader, doc.file, problems) for key_node, _ in pairs}
             inherited: dict[str, tuple[yaml.Node, yaml.Node]] = {}
             for key_node, value_node in merged:
-                inherited[_key(key_node, loader)] = (key_node, value_node)
+                inherited[_key(key_node, loader, doc.file, problems)] = (key_node, value_node)
             pairs = [pair for key, pair in inherited.items() if key not in own] + pairs
         result: dict[str, Any] = {}
         for key_node, value_node in pairs:
-            key = _key(key_node, loader)
+            key = _key(key_node, loader, doc.file, problems)
             child = (*path, key)
             if key in result:
                 problems.append(
                     Problem(
-                        f"duplicate key '{key}'",
+                        f"duplicate key {quote_name(key)}",
                         file=doc.file,
                         line=key_node.start_mark.line + 1,
                         fix="each key may appear once in a mapping",
@@ -260,7 +263,7 @@ def _build(
             and _EXPONENT_NUMBER.match(node.value)):
         # YAML 1.1 (PyYAML) reads `1e5` and `1.5e3` as strings; JSON and YAML 1.2 say number.
         return float(node.value)
-    return loader.construct_object(node, deep=True)
+    return _construct(node, loader, doc.file, problems)
 
 
 _NOT_JSON = frozenset({"NaN", "Infinity", "-Infinity"})
@@ -269,11 +272,95 @@ _EXPONENT_NUMBER = re.compile(r"^-?(0|[1-9][0-9]*)(\.[0-9]+)?[eE][-+]?[0-9]+$")
 _MERGE = "tag:yaml.org,2002:merge"
 
 
-def _key(node: yaml.Node, loader: yaml.SafeLoader) -> str:
+def _key(node: yaml.Node, loader: yaml.SafeLoader, file: str, problems: list[Problem]) -> str:
     if node.tag == "tag:yaml.org,2002:value":  # a plain `=`, which flatten_mapping allowed
         return "="
-    key = loader.construct_object(node, deep=True)
-    return key if isinstance(key, str) else str(key)
+    key = _construct(node, loader, file, problems)
+    if isinstance(key, str):
+        return key
+    if key is None and isinstance(node, yaml.ScalarNode) and node.value:
+        return str(node.value)  # unreadable (reported): the text as written stands for it
+    return str(key)
+
+
+# What PyYAML's constructors raise for a scalar they cannot read (`!!int nope` is a
+# ValueError, `!!bool maybe` a KeyError, `!!timestamp nope` an AttributeError, ...).
+_UNREADABLE = (ValueError, LookupError, AttributeError, TypeError, ArithmeticError)
+_INT = "tag:yaml.org,2002:int"
+_EXPECTED = {
+    _INT: "a whole number such as 42, -7, 0x2A or 0b101 (a leading 0 means octal)",
+    "tag:yaml.org,2002:float": "a number such as 1.5, -2e3, .inf or .nan",
+    "tag:yaml.org,2002:bool": "true or false (or yes/no, on/off)",
+    "tag:yaml.org,2002:timestamp": "a date such as 2024-01-31, or a date and time such as "
+    "2024-01-31T12:00:00Z",
+}
+
+_NOUNS = {"!!timestamp": "a date", "!!int": "an integer", "!!float": "a number",
+          "!!bool": "a boolean"}
+
+
+def _construct(node: yaml.Node, loader: yaml.SafeLoader, file: str,
+               problems: list[Problem]) -> Any:
+    """The node's value; None, and a problem at its line, when YAML cannot read it."""
+    try:
+        value = loader.construct_object(node, deep=True)
+    except _UNREADABLE as exc:
+        # The constructor left the node marked as in progress: an alias of it would then
+        # read as a recursive node instead of reporting the same problem.
+        loader.recursive_objects.pop(node, None)
+        _report(problems, _unreadable(node, loader, exc, file))
+        return None
+    if isinstance(value, int) and value.bit_length() > _SAFE_INT_BITS and not _printable(value):
+        _report(problems, _too_many_digits(node, file))  # 0x… with thousands of digits
+        return None
+    return value
+
+
+def _report(problems: list[Problem], problem: Problem) -> None:
+    if problem not in problems:  # an alias repeats its anchor's problem
+        problems.append(problem)
+
+
+# Below this many bits an int has fewer than 4,300 digits, Python's default limit for str().
+_SAFE_INT_BITS = 14_000
+
+
+def _printable(value: int) -> bool:
+    try:
+        str(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _unreadable(node: yaml.Node, loader: yaml.SafeLoader, exc: Exception, file: str
+                ) -> Problem:
+    line, column = node.start_mark.line + 1, node.start_mark.column + 1
+    text = str(node.value) if isinstance(node, yaml.ScalarNode) else ""
+    if node.tag == _INT and len(text) > sys.get_int_max_str_digits():
+        return _too_many_digits(node, file)
+    expected = _EXPECTED.get(node.tag)
+    tag = node.tag.replace("tag:yaml.org,2002:", "!!")
+    # Without an explicit tag, YAML read a plain value as a date (or number) it is not.
+    implicit = isinstance(node, yaml.ScalarNode) and node.tag == loader.resolve(  # type: ignore[no-untyped-call]
+        yaml.ScalarNode, text, (not node.style, bool(node.style)))
+    if implicit:
+        what = _NOUNS.get(tag, f"a {tag} value")
+        return Problem(f"{quote(text)} reads as {what} in YAML, but is not a valid one "
+                       f"({exc})", file=file, line=line, column=column,
+                       fix=f"quote it to mean the text, or write {expected or 'a valid value'}")
+    return Problem(f"{quote(text)} is not a valid {tag} value"
+                   + (f": expected {expected}" if expected else ""),
+                   file=file, line=line, column=column,
+                   fix=f"correct the value, or remove the tag {tag}")
+
+
+def _too_many_digits(node: yaml.Node, file: str) -> Problem:
+    limit = sys.get_int_max_str_digits()
+    return Problem(f"a number with more than {limit:,} digits: too long to read",
+                   file=file, line=node.start_mark.line + 1,
+                   column=node.start_mark.column + 1,
+                   fix="quote it to mean the text, or use a shorter number")
 
 
 def _pairs(node: yaml.MappingNode) -> tuple[list[tuple[yaml.Node, yaml.Node]],

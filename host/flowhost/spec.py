@@ -9,16 +9,32 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from flowhost.problems import Problem, SpecError, did_you_mean
-from flowhost.source import Document, PathKey, load_document, parse_document
+from flowhost.problems import (
+    Problem,
+    SpecError,
+    as_bytes,
+    did_you_mean,
+    is_utf8,
+    quote_name,
+    shorten,
+)
+from flowhost.source import MAX_DEPTH, Document, PathKey, load_document, parse_document
 
 RESERVED_IDS = frozenset({"env", "secret", "inputs"})
 STEP_ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+
+
+# Bounds of the spec's delays and timeouts, in seconds: beyond them a value is a mistake (a
+# unit mix-up, .inf), and unbounded ones overflow the arithmetic of backoff and deadlines.
+MAX_DELAY_S = 86_400  # a day
+MAX_TIMEOUT_S = 604_800  # a week
+MAX_MULTIPLIER = 100
 
 
 class _Strict(BaseModel):
@@ -29,9 +45,9 @@ class RetryPolicy(_Strict):
     """Level 1 of the recovery ladder: exponential backoff between attempts."""
 
     max_attempts: int = Field(3, ge=1, le=1000)
-    initial_delay: float = Field(1.0, ge=0)
-    multiplier: float = Field(2.0, ge=1)
-    max_delay: float = Field(60.0, ge=0)
+    initial_delay: float = Field(1.0, ge=0, le=MAX_DELAY_S, allow_inf_nan=False)
+    multiplier: float = Field(2.0, ge=1, le=MAX_MULTIPLIER, allow_inf_nan=False)
+    max_delay: float = Field(60.0, ge=0, le=MAX_DELAY_S, allow_inf_nan=False)
     jitter: bool = False
 
     @model_validator(mode="after")
@@ -45,7 +61,11 @@ class RetryPolicy(_Strict):
     def delay_before(self, attempt: int) -> float:
         """The (un-jittered) pause before ``attempt`` (2, 3, ...)."""
         exponent = attempt - 2
-        return float(min(self.initial_delay * self.multiplier**exponent, self.max_delay))
+        try:
+            grown = self.initial_delay * self.multiplier**exponent
+        except OverflowError:  # 100.0**998: far beyond any max_delay
+            return float(self.max_delay)
+        return float(min(grown, self.max_delay))
 
 
 NO_RETRY = RetryPolicy(max_attempts=1)
@@ -63,7 +83,7 @@ class ManualPolicy(_Strict):
 
 class BreakerPolicy(_Strict):
     failures: int = Field(5, ge=1)
-    reset_after: float = Field(30.0, gt=0)
+    reset_after: float = Field(30.0, gt=0, le=MAX_TIMEOUT_S, allow_inf_nan=False)
 
 
 class CheckSpec(BaseModel):
@@ -99,9 +119,10 @@ class Step(_Strict):
     plugin: str = Field(min_length=1)
     inputs: dict[str, Any] = Field(default_factory=dict)
     needs: list[str] = Field(default_factory=list)
-    timeout: float | None = Field(None, gt=0)
+    timeout: float | None = Field(None, gt=0, le=MAX_TIMEOUT_S, allow_inf_nan=False)
     cache: bool | None = None  # `cache: {ttl: N}` is read as `cache: true, cache_ttl: N`
-    cache_ttl: float | None = Field(None, gt=0)  # seconds a cached result stays usable
+    # seconds a cached result stays usable
+    cache_ttl: float | None = Field(None, gt=0, le=MAX_TIMEOUT_S, allow_inf_nan=False)
     retry: RetryPolicy | None = None
     fallback: list[Fallback] = Field(default_factory=list)
     manual: ManualPolicy | None = ManualPolicy()
@@ -126,7 +147,7 @@ class Step(_Strict):
             if unknown or "cache_ttl" in data:
                 raise ValueError(
                     "`cache` is true, false or {ttl: SECONDS}"
-                    + (f"; unknown field '{unknown[0]}'" if unknown else
+                    + (f"; unknown field {quote_name(unknown[0])}" if unknown else
                        "; give the ttl once, not in both `cache` and `cache_ttl`"))
             data["cache"] = True
             if options.get("ttl") is not None:
@@ -143,8 +164,8 @@ class Step(_Strict):
     def _id_shape(cls, value: str) -> str:
         if not STEP_ID.match(value):
             raise ValueError(
-                f"'{value}' is not a valid step id: use letters, digits, '_' and '-', "
-                "starting with a letter or '_'"
+                f"{quote_name(value)} is not a valid step id: use letters, digits, '_' and "
+                "'-', starting with a letter or '_'"
             )
         if value in RESERVED_IDS:
             raise ValueError(
@@ -155,7 +176,7 @@ class Step(_Strict):
 
 class Defaults(_Strict):
     retry: RetryPolicy | None = None
-    timeout: float | None = Field(None, gt=0)
+    timeout: float | None = Field(None, gt=0, le=MAX_TIMEOUT_S, allow_inf_nan=False)
 
 
 class Workflow(_Strict):
@@ -206,8 +227,27 @@ class LoadedSpec(BaseModel):
         self, message: str, *, path: PathKey = (), step: str | None = None,
         field: str | None = None, fix: str | None = None,
     ) -> Problem:
-        return Problem(_with_origin(message, self.document, path), file=self.file,
-                       line=self.document.line_of(path), step=step, field=field, fix=fix)
+        origin = _with_origin(message, self.document, path)
+        if origin == message and message.startswith(CYCLE):
+            origin = _cycle_origin(message, self.document)
+        return Problem(origin, file=self.file, line=self.document.line_of(path), step=step,
+                       field=field, fix=fix)
+
+
+# How flowhost.static words a cycle: "dependency cycle: a → b → a".
+CYCLE = "dependency cycle: "
+
+
+def _cycle_origin(message: str, doc: Document) -> str:
+    """A cycle is reported at its first step, but the reference that closes it may come from
+    a ``--set`` on any of its steps: name those, or the user looks for it in the file."""
+    members = set(message.removeprefix(CYCLE).split(" → "))
+    closing = [override for override in dict.fromkeys(doc.overridden.values())
+               if override.partition(".")[0] in members and "$" in override.partition("=")[2]]
+    if not closing:
+        return message
+    given = ", ".join(f"--set {shorten(override)}" for override in closing)
+    return f"{message} (through the value given by {given})"
 
 
 def load_spec(path: str | Path, overrides: list[str] | None = None) -> LoadedSpec:
@@ -368,7 +408,7 @@ def _located(exc: ValidationError, doc: Document, base: PathKey, step: str | Non
             message, fix = "is required", None
         else:
             message = message.removeprefix("Value error, ")
-            fix = None
+            fix = _bound_fix(error["type"], loc)
         problems.append(
             Problem(
                 _with_origin(message, doc, (*base, *loc)),
@@ -382,10 +422,29 @@ def _located(exc: ValidationError, doc: Document, base: PathKey, step: str | Non
     return problems
 
 
+# The spec's fields in seconds and their upper bounds (see MAX_DELAY_S), as the fixes say.
+_SECONDS = {"initial_delay": (MAX_DELAY_S, "a day"), "max_delay": (MAX_DELAY_S, "a day"),
+            "timeout": (MAX_TIMEOUT_S, "a week"), "cache_ttl": (MAX_TIMEOUT_S, "a week"),
+            "ttl": (MAX_TIMEOUT_S, "a week"), "reset_after": (MAX_TIMEOUT_S, "a week")}
+
+
+def _bound_fix(error_type: str, loc: tuple[Any, ...]) -> str | None:
+    """What the bounds of a delay or timeout are, when a value is beyond them."""
+    if error_type not in ("finite_number", "less_than_equal") or not loc:
+        return None
+    name = str(loc[-1])
+    if name == "multiplier":
+        return f"multiplier is a finite number from 1 to {MAX_MULTIPLIER}"
+    if name not in _SECONDS:
+        return None
+    limit, words = _SECONDS[name]
+    return f"{name} is a finite number of seconds, at most {limit} ({words})"
+
+
 def _with_origin(message: str, doc: Document, path: PathKey) -> str:
     """Say so when the value at fault came from the command line, not from the file."""
     override = doc.set_by(path)
-    return f"{message} (the value given by --set {override})" if override else message
+    return f"{message} (the value given by --set {shorten(override)})" if override else message
 
 
 def _known_fields(base: PathKey, loc: tuple[Any, ...]) -> list[str]:
@@ -424,14 +483,52 @@ def _duplicate_ids(ids: list[str], doc: Document) -> list[Problem]:
     return problems
 
 
-def _override_value(raw: str) -> Any:
+class _BadOverride(Exception):
+    """A ``--set`` that cannot be applied: why, and what to do."""
+
+    def __init__(self, message: str, fix: str | None = None) -> None:
+        super().__init__(message)
+        self.fix = fix
+
+
+# Levels of lists and mappings above a step's input: the document, `steps`, the step and its
+# `inputs`. A --set value is capped like a spec file: the document nests MAX_DEPTH at most.
+_INPUT_DEPTH = 4
+
+
+def _override_value(raw: str, shown: str) -> Any:
     def not_json(name: str) -> Any:
         raise ValueError(name)
 
+    def whole(text: str) -> int:
+        limit = sys.get_int_max_str_digits()
+        if len(text.lstrip("-")) > limit:
+            raise _BadOverride(f"{shown}: the value is a number with more than {limit:,} "
+                               "digits", "quote it (\"…\") to mean the text")
+        return int(text)
+
     try:
-        return json.loads(raw, parse_constant=not_json)
+        return json.loads(raw, parse_constant=not_json, parse_int=whole)
+    except RecursionError:  # far deeper than MAX_DEPTH
+        raise _BadOverride(f"{shown}: the value nests more than {MAX_DEPTH} levels deep",
+                           "flatten the nested lists and mappings") from None
     except ValueError:  # NaN, Infinity, and anything that is not JSON: the text itself
         return raw
+
+
+def _depth(value: Any) -> int:
+    """Levels of lists and mappings in ``value``, 0 for a scalar. Not recursive: the value
+    may nest deeper than Python's recursion limit allows."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(
+            item, list) else None
+        if children is not None:
+            deepest = max(deepest, level)
+            stack.extend((child, level + 1) for child in children)
+    return deepest
 
 
 def _apply_overrides(data: dict[str, Any], overrides: list[str], doc: Document
@@ -443,34 +540,50 @@ def _apply_overrides(data: dict[str, Any], overrides: list[str], doc: Document
     steps = data.get("steps") if isinstance(data.get("steps"), list) else []
     assert isinstance(steps, list)
     for override in overrides:
-        target, sep, raw_value = override.partition("=")
-        step_id, dot, field = target.partition(".")
-        if not sep or not dot or not step_id or not field:
-            problems.append(Problem(f"'{override}' is not of the form id.field=value",
-                                    file="--set"))
-            continue
-        value = _override_value(raw_value)
-        matches = [i for i, s in enumerate(steps)
-                   if isinstance(s, dict) and _raw_step_id(s, i) == step_id]
-        if not matches:
-            ids = [_raw_step_id(s, i) for i, s in enumerate(steps)]
-            problems.append(Problem(f"'{override}': no step '{step_id}' in {doc.file}",
-                                    file="--set", fix=did_you_mean(step_id, ids)))
-            continue
-        inputs = steps[matches[0]].setdefault("inputs", {})
-        if not isinstance(inputs, dict):
-            problems.append(Problem(f"'{override}': the step's inputs are not a mapping",
-                                    file="--set"))
-            continue
-        node = inputs
-        *parents, leaf = field.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                problems.append(Problem(f"'{override}': '{part}' is not a mapping",
-                                        file="--set"))
-                break
-        else:
-            node[leaf] = value
-            doc.overridden[("steps", matches[0], "inputs", *parents, leaf)] = override
+        try:
+            _apply_override(steps, override, doc)
+        except _BadOverride as exc:
+            problems.append(Problem(str(exc), file="--set", fix=exc.fix))
     return problems
+
+
+def _shown_override(override: str) -> str:
+    return quote_name(override) if is_utf8(override) else f"'{as_bytes(override)}'"
+
+
+def _apply_override(steps: list[Any], override: str, doc: Document) -> None:
+    shown = _shown_override(override)
+    target, sep, raw_value = override.partition("=")
+    step_id, dot, field = target.partition(".")
+    if not sep or not dot or not step_id or not field:
+        raise _BadOverride(f"{shown} is not of the form id.field=value")
+    if not is_utf8(override):
+        part = "the value" if not is_utf8(raw_value) else "the step id or field"
+        raise _BadOverride(f"{shown}: {part} is not valid UTF-8", "give the text in UTF-8 "
+                           "(check the encoding of the terminal or the script that passed it)")
+    *parents, leaf = field.split(".")
+    if "" in (*parents, leaf):
+        raise _BadOverride(f"{shown}: an empty field name in {quote_name(field)}",
+                           "separate the names of nested fields with single dots: "
+                           "id.field.sub=…")
+    value = _override_value(raw_value, shown)
+    depth = _INPUT_DEPTH + len(parents) + _depth(value)
+    if depth > MAX_DEPTH:
+        raise _BadOverride(f"{shown}: the value nests {depth} levels deep in the spec, more "
+                           f"than {MAX_DEPTH}", "flatten the nested lists and mappings")
+    matches = [i for i, s in enumerate(steps)
+               if isinstance(s, dict) and _raw_step_id(s, i) == step_id]
+    if not matches:
+        ids = [_raw_step_id(s, i) for i, s in enumerate(steps)]
+        raise _BadOverride(f"{shown}: no step {quote_name(step_id)} in {doc.file}",
+                           did_you_mean(step_id, ids))
+    inputs = steps[matches[0]].setdefault("inputs", {})
+    if not isinstance(inputs, dict):
+        raise _BadOverride(f"{shown}: the step's inputs are not a mapping")
+    node = inputs
+    for part in parents:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise _BadOverride(f"{shown}: {quote_name(part)} is not a mapping")
+    node[leaf] = value
+    doc.overridden[("steps", matches[0], "inputs", *parents, leaf)] = override

@@ -8,7 +8,7 @@ linear in the size of the spec; suggestions are computed only for errors.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from flowhost import checks as check_kinds
@@ -16,7 +16,7 @@ from flowhost import schema as js
 from flowhost.catalog import Catalog, PluginLoadError
 from flowhost.invokers import Invoker
 from flowhost.plan import Plan, PlannedCheck, PlannedFallback, PlannedStep
-from flowhost.problems import Problem, SpecError, did_you_mean
+from flowhost.problems import Problem, SpecError, did_you_mean, quote, requote
 from flowhost.refs import (
     CDict,
     CList,
@@ -134,7 +134,8 @@ class _Checker:
             if target is not None:
                 error = js.literal_error(compiled.value, target, root)
                 if error:
-                    self.add(f"value {compiled.value!r} is rejected: {error}", path, step, field)
+                    self.add(f"value {quote(compiled.value)} is rejected: "
+                             f"{requote(error, compiled.value)}", path, step, field)
             return
         if isinstance(compiled, Ref | Template):
             whole = isinstance(compiled, Ref)
@@ -403,8 +404,23 @@ def check_file(path: str, overrides: list[str], catalog: Catalog,
     """Load and check a spec file; every problem of both stages in one SpecError."""
     from flowhost.spec import load_spec
 
+    return check_loaded(lambda: load_spec(path, overrides), catalog, env)
+
+
+def check_text(text: str, file: str, overrides: list[str], catalog: Catalog,
+               env: Mapping[str, str]) -> tuple[LoadedSpec, Plan]:
+    """``check_file`` for a spec given as text; ``file`` is the name messages show."""
+    from flowhost.spec import parse_spec
+
+    return check_loaded(lambda: parse_spec(text, file, overrides), catalog, env)
+
+
+def check_loaded(load: Callable[[], LoadedSpec], catalog: Catalog,
+                 env: Mapping[str, str]) -> tuple[LoadedSpec, Plan]:
+    """Load a spec with ``load`` and check it: the problems of the valid part of a spec
+    that does not load are reported with those of loading, in one SpecError."""
     try:
-        spec = load_spec(path, overrides)
+        spec = load()
     except SpecError as exc:
         if exc.partial is None:
             raise

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
@@ -18,10 +19,14 @@ class InvocationContext:
     ``deadline`` is a ``time.monotonic()`` instant (or None): past it the host gives up on
     this attempt. A sync plugin that loops for long should poll ``cancelled`` or
     ``time_remaining()`` and stop early, since a thread cannot be interrupted from outside.
+
+    ``workdir`` is the run's working directory, an absolute path: resolve relative paths
+    against it, never against the process's current directory (several runs share one
+    process). Served remotely, it is the server's own directory.
     """
 
     __slots__ = ("_cancelled", "_logger", "_on_progress", "attempt", "deadline", "run_id",
-                 "step_id")
+                 "step_id", "workdir")
 
     def __init__(
         self,
@@ -32,11 +37,13 @@ class InvocationContext:
         deadline: float | None = None,
         logger: logging.Logger | None = None,
         on_progress: ProgressCallback | None = None,
+        workdir: str | None = None,
     ) -> None:
         self.run_id = run_id
         self.step_id = step_id
         self.attempt = attempt
         self.deadline = deadline
+        self.workdir = workdir if workdir is not None else os.getcwd()
         self._logger = logger
         self._on_progress = on_progress
         self._cancelled = False

@@ -84,7 +84,7 @@ def test_ctrl_c_checkpoints_then_resume_finishes_the_run(tmp_path: Path) -> None
     run_id = run_id_of(out)
     assert f"Continue with: flowhost resume {run_id}" in err
     interrupted = show(tmp_path, run_id)
-    assert interrupted["status"] == "cancelled"
+    assert interrupted["status"] == "interrupted"  # resumable; "cancelled" is final
     done_before = {s["id"] for s in interrupted["steps"] if s["status"] == "success"}
     cancelled = {s["id"] for s in interrupted["steps"] if s["status"] == "cancelled"}
     assert len(done_before) >= 2 and len(cancelled) == 1
@@ -135,7 +135,8 @@ def test_a_run_another_process_runs_is_not_resumed_twice(tmp_path: Path) -> None
         listing = flowhost("runs", "list", "--state-dir", "state", cwd=tmp_path)
         assert "running" in listing.stdout
         nothing = flowhost("resume", "--state-dir", "state", cwd=tmp_path)
-        assert nothing.returncode == 2 and "no unfinished run" in nothing.stderr
+        # The only unfinished run is another process's: said so, not "no unfinished run".
+        assert nothing.returncode == 2 and "being run by another process" in nothing.stderr
     finally:
         proc.kill()
         proc.communicate()
@@ -143,12 +144,12 @@ def test_a_run_another_process_runs_is_not_resumed_twice(tmp_path: Path) -> None
     assert "interrupted" in listing.stdout  # SIGKILLed: no process runs it any more
     rows = json.loads(flowhost("runs", "list", "--json", "--state-dir", "state",
                                cwd=tmp_path).stdout)
-    assert (rows[0]["status"], rows[0]["interrupted"]) == ("running", True)  # §7 statuses
+    assert (rows[0]["status"], rows[0]["interrupted"]) == ("interrupted", True)  # §7
     shown = flowhost("runs", "show", run_id, "--state-dir", "state", cwd=tmp_path)
     assert f"flowhost resume {run_id} --state-dir state" in shown.stdout
     as_json = json.loads(flowhost("runs", "show", run_id, "--json", "--state-dir", "state",
                                   cwd=tmp_path).stdout)
-    assert (as_json["status"], as_json["interrupted"]) == ("running", True)
+    assert (as_json["status"], as_json["interrupted"]) == ("interrupted", True)
 
 
 def test_state_dir_faults_exit_2_with_what_to_do(tmp_path: Path) -> None:

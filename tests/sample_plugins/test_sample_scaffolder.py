@@ -63,13 +63,14 @@ def test_writes_a_fastapi_project(
     assert len(progress) == len(SCAFFOLD_FILES) + 1
 
 
-def test_defaults_to_the_current_directory(
-    ctx: InvocationContext, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.chdir(tmp_path)
+def test_defaults_to_the_runs_working_directory_not_the_processes(tmp_path: Path) -> None:
+    ctx = InvocationContext(run_id="t", step_id="scaffold", workdir=str(tmp_path))
     outputs = FastAPIScaffolder().invoke(FastAPIScaffolder.Inputs(app_name="shop"), ctx)
     assert outputs.project_path == str((tmp_path / "shop").resolve())
     assert (tmp_path / "shop/app/main.py").is_file()
+    nested = FastAPIScaffolder().invoke(
+        FastAPIScaffolder.Inputs(app_name="api", directory="builds"), ctx)
+    assert nested.project_path == str((tmp_path / "builds" / "api").resolve())
 
 
 def test_is_declared_idempotent_and_rerunning_changes_nothing(

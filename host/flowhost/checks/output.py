@@ -32,8 +32,11 @@ class OutputArgs(_Args):
         if value is not None:
             try:
                 re.compile(value)
-            except re.error as exc:
+            except (re.error, OverflowError) as exc:  # `a{99999999999}` is an OverflowError
                 raise ValueError(f"not a valid regular expression: {exc}") from None
+            except RecursionError:  # re's parser recurses once per group
+                raise ValueError("not a valid regular expression: its groups nest too "
+                                 "deeply") from None
         return value
 
     @model_validator(mode="after")

@@ -5,8 +5,17 @@ from __future__ import annotations
 import argparse
 import json
 
-from flowhost.commands.common import load_plan
+from flowhost.api import check_spec
+from flowhost.commands.run import cli_context
+from flowhost.plan import Plan
+from flowhost.spec import LoadedSpec
 from flowhost.wording import plural
+
+
+def load_plan(args: argparse.Namespace) -> tuple[LoadedSpec, Plan]:
+    """The spec named on the command line, checked; SpecError (exit 2) with every problem."""
+    checked = check_spec(args.file, cli_context(args), overrides=args.overrides)
+    return checked.spec, checked.plan
 
 
 def validate_command(args: argparse.Namespace) -> int:

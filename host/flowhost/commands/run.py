@@ -1,5 +1,6 @@
-"""``flowhost run``: check the spec, run it with live progress and checkpoints, write the
-result. ``execute`` is shared with ``flowhost resume``."""
+"""``flowhost run``: check the spec, run it through the Python API with live progress and
+checkpoints, write the result. ``drive`` (the part after the run exists) is shared with
+``flowhost resume``."""
 
 from __future__ import annotations
 
@@ -10,94 +11,81 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Literal
 
-from flowhost.commands.common import load_plan
-from flowhost.commands.durable import Durable
-from flowhost.engine import Engine, new_run_id
-from flowhost.events import Event, EventBus, RunStatus, StepFinished
+from flowhost import api
+from flowhost.context import RunContext, make_context
+from flowhost.handle import Run
 from flowhost.intervene import Intervener, PolicyIntervener, TerminalIntervener
-from flowhost.plan import Plan
 from flowhost.problems import UserInputError
 from flowhost.progress import ProgressListener, make_progress
-from flowhost.result import RunResult, fold
+from flowhost.result import RunResult
 
 EXIT_CODES: dict[str, int] = {"success": 0, "failed": 1, "aborted": 1, "waiting": 3,
-                              "cancelled": 130}
+                              "interrupted": 130, "cancelled": 1}
+
+
+def cli_context(args: argparse.Namespace) -> RunContext:
+    """The run's context as the command line gives it: this directory, this environment."""
+    return make_context(state_dir=getattr(args, "state_dir", None))
 
 
 def run_command(args: argparse.Namespace) -> int:
-    spec, plan = load_plan(args)
+    ctx = cli_context(args)
+    checked = api.check_spec(args.file, ctx, overrides=args.overrides)
     json_out = json_out_path(args)
-    run_id = new_run_id()
-    durable = Durable.begin(args, spec, plan, run_id)
-    print(f"run_id: {run_id}", flush=True)
-    return execute(args, plan, durable, json_out)
+
+    async def prepare(intervener: Intervener) -> Run:
+        run = await api.prepare_run(args.file, context=ctx, checked=checked,
+                                    overrides=args.overrides, on_manual=intervener,
+                                    max_parallel=args.max_parallel, use_cache=not args.no_cache)
+        print(f"run_id: {run.run_id}", flush=True)
+        return run
+
+    return asyncio.run(drive(args, prepare, json_out))
 
 
-def json_out_path(args: argparse.Namespace) -> Path | None:
-    """Where to write the result, checked before the run starts: a run should not end in an
-    error about a file it could have known it cannot write."""
-    if not args.json_out:
-        return None
-    json_out = Path(args.json_out)
-    if json_out.is_dir():
-        raise UserInputError(f"--json-out {args.json_out}: is a directory; name the file to "
-                             "write, e.g. --json-out result.json")
-    if json_out.exists() and not json_out.is_file():  # a FIFO or a device, /dev/stdout
-        if not os.access(json_out, os.W_OK):
-            raise UserInputError(f"--json-out {args.json_out}: cannot write there "
-                                 "(permission denied)")
-        return json_out
-    if json_out.is_symlink():
-        json_out = json_out.resolve()  # replace the file it points to, keep the link
-    if not json_out.parent.is_dir():
-        raise UserInputError(f"--json-out {args.json_out}: directory {json_out.parent} does "
-                             "not exist")
-    try:
-        probe = _temporary(json_out)
-        probe.touch()
-        probe.unlink()
-    except OSError as exc:
-        raise UserInputError(f"--json-out {args.json_out}: cannot write there "
-                             f"({exc.strerror or exc})") from None
-    return json_out
+class _Screen:
+    """The progress view, once there is one: a prompt holds it back while it asks."""
+
+    def __init__(self) -> None:
+        self.progress: ProgressListener | None = None
+
+    def hold(self) -> None:
+        if self.progress is not None:
+            self.progress.hold()
+
+    def release(self) -> None:
+        if self.progress is not None:
+            self.progress.release()
 
 
-def execute(args: argparse.Namespace, plan: Plan, durable: Durable, json_out: Path | None, *,
-            restored: Mapping[str, StepFinished] | None = None,
-            rerun: frozenset[str] = frozenset(), prior: Sequence[Event] = ()) -> int:
-    """Run ``plan`` (or what is left of it) with progress and checkpoints; the exit code."""
-    bus = EventBus()
-    durable.subscribe(bus)
+async def drive(args: argparse.Namespace, prepare: Callable[[Intervener], Awaitable[Run]],
+                json_out: Path | None) -> int:
+    """Run what ``prepare`` makes with the progress view, Ctrl-C and the closing words; the
+    exit code."""
+    screen = _Screen()
+    run = await prepare(choose_intervener(args.on_manual, screen))
     progress = make_progress(enabled=not args.no_progress, stream=sys.stdout,
-                             estimate_s=durable.estimate(plan, args.max_parallel,
-                                                         done=restored or {}),
-                             carried=[f.status for f in (restored or {}).values()])
-    bus.subscribe(progress)
-    engine = Engine(plan, bus, run_id=durable.run_id, max_parallel=args.max_parallel,
-                    intervener=choose_intervener(args.on_manual, progress),
-                    cache=durable.cache, restored=restored, rerun=rerun,
-                    resumed=bool(prior))
-    durable.watch(engine)
+                             estimate_s=run.estimate_s, carried=run.carried)
+    screen.progress = progress
+    run.observe(progress)
     try:
-        status = asyncio.run(_run_interruptible(engine))
+        with _interruptible(run):
+            outcome = await run.outcome()
     finally:
         progress.close()
-        durable.close()
-    assert bus.history is not None
-    events = [*prior, *bus.history]
-    result = fold(events, pattern=plan.workflow.pattern)
-    outcome = durable.conclude(args, status, result, events)
+    status = conclude(args, run, outcome.status, outcome.checkpoint_failure)
     if json_out is not None:
-        _write_json(json_out, result)
-    return EXIT_CODES.get(outcome, 1)
+        _write_json(json_out, outcome.result)
+    return EXIT_CODES.get(status, 1)
 
 
-async def _run_interruptible(engine: Engine) -> RunStatus:
-    """Run the engine; the first Ctrl-C (or SIGTERM) cancels it cleanly, a second one exits."""
+@contextlib.contextmanager
+def _interruptible(run: Run) -> Iterator[None]:
+    """The first Ctrl-C (or SIGTERM) interrupts the run cleanly, a second one exits."""
     loop = asyncio.get_running_loop()
     interrupts = 0
 
@@ -109,30 +97,84 @@ async def _run_interruptible(engine: Engine) -> RunStatus:
 
             kill_running_commands()
             os._exit(130)  # the user insists; nothing is left to save
-        engine.cancel("cancelled by the user")
+        run.interrupt("cancelled by the user")
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         # Not the main thread, or a platform without signals: Ctrl-C then stops abruptly.
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, on_signal)
     try:
-        return await engine.run()
+        yield
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(sig)
 
 
-def choose_intervener(on_manual: str | None, progress: ProgressListener | None) -> Intervener:
+def conclude(args: argparse.Namespace, run: Run, status: str, failure: str | None) -> str:
+    """Tell the user how to go on; the status the exit code comes from."""
+    from flowhost.commands.messages import pending_decisions, state_flag
+
+    run_id, flag = run.run_id, state_flag(args)
+    if failure is not None:
+        print(f"flowhost: {failure}.\nThe steps finished before are saved: once that is "
+              f"fixed, continue with: flowhost resume {run_id}{flag}", file=sys.stderr)
+        return "failed"
+    if status == "interrupted":
+        print(f"Interrupted: running steps were cancelled and checkpointed. Continue "
+              f"with: flowhost resume {run_id}{flag}", file=sys.stderr)
+    elif status == "waiting":
+        print(run.redact(pending_decisions(run_id, run.waiting, flag)))
+    return status
+
+
+def choose_intervener(on_manual: str | None, screen: _Screen | None) -> Intervener:
     """Ask on the terminal when there is one and no --on-manual was given."""
     if on_manual is None and sys.stdin.isatty() and sys.stdout.isatty():
-        if progress is None:
+        if screen is None:
             return TerminalIntervener()
-        return TerminalIntervener(hold=progress.hold, release=progress.release)
-    policy: Literal["abort", "skip", "wait"] = "abort"
+        return TerminalIntervener(hold=screen.hold, release=screen.release)
+    # `--on-manual abort` means what `fail` means (the step fails, its on_failure decides).
+    policy: Literal["fail", "skip", "wait"] = "fail"
     if on_manual in ("skip", "wait"):
         policy = "skip" if on_manual == "skip" else "wait"
     return PolicyIntervener(policy)
+
+
+def json_out_path(args: argparse.Namespace) -> Path | None:
+    """Where to write the result, checked before the run starts: a run should not end in an
+    error about a file it could have known it cannot write."""
+    if not args.json_out:
+        return None
+    try:
+        return _writable(args.json_out)
+    except RuntimeError:  # Python 3.11's Path.resolve() on a symbolic link loop
+        raise UserInputError(f"--json-out {args.json_out}: a symbolic link on the path loops; "
+                             "point it at a real file, or pass another path") from None
+    except OSError as exc:  # a name too long, a loop, a directory that cannot be read
+        raise UserInputError(f"--json-out {args.json_out}: cannot write there "
+                             f"({exc.strerror or exc})") from None
+
+
+def _writable(given: str) -> Path:
+    json_out = Path(given)
+    if json_out.is_dir():
+        raise UserInputError(f"--json-out {given}: is a directory; name the file to "
+                             "write, e.g. --json-out result.json")
+    if json_out.exists() and not json_out.is_file():  # a FIFO or a device, /dev/stdout
+        if not os.access(json_out, os.W_OK):
+            raise UserInputError(f"--json-out {given}: cannot write there "
+                                 "(permission denied)")
+        return json_out
+    if json_out.is_symlink():
+        json_out = json_out.resolve()  # replace the file it points to, keep the link
+    if not json_out.parent.is_dir():
+        raise UserInputError(f"--json-out {given}: directory {json_out.parent} does "
+                             "not exist")
+    probe = _temporary(json_out)
+    probe.touch()
+    probe.unlink()
+    return json_out
 
 
 def _temporary(path: Path) -> Path:
@@ -141,12 +183,27 @@ def _temporary(path: Path) -> Path:
 
 def _write_json(path: Path, result: RunResult) -> None:
     """Whole or not at all for a file (written aside, then renamed over it); a FIFO or a
-    device such as /dev/stdout is written into, never replaced."""
+    device such as /dev/stdout is written into, never replaced. The run is recorded before
+    this: when the result cannot be written, the error (exit 2) says how to get it."""
     text = json.dumps(result.model_dump(mode="json"), indent=2) + "\n"
+    try:
+        _write_text(path, text)
+    except OSError as exc:
+        raise UserInputError(
+            f"--json-out {path}: could not write the result ({exc.strerror or exc}). The run "
+            f"itself ended ({result.status}) and is recorded: `flowhost runs show "
+            f"{result.run_id} --json` (with the same --state-dir) prints its result") from None
+
+
+def _write_text(path: Path, text: str) -> None:
     if path.exists() and not path.is_file():
         with path.open("w", encoding="utf-8") as stream:
             stream.write(text)
         return
     temporary = _temporary(path)
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)
+    try:
+        temporary.write_text(text, encoding="utf-8")
+        os.replace(temporary, path)
+    except OSError:
+        temporary.unlink(missing_ok=True)  # a full disk: leave no half-written file behind
+        raise

@@ -11,8 +11,6 @@ from flowhost.store.db import (
     DEFAULT_STATE_DIR,
     RunRecord,
     Store,
-    busy_timeout_from_env,
-    state_dir_from,
 )
 from flowhost.store.estimate import estimate
 from flowhost.store.listener import StoreListener
@@ -24,8 +22,6 @@ __all__ = [
     "Store",
     "StoreCache",
     "StoreListener",
-    "busy_timeout_from_env",
     "estimate",
     "read",
-    "state_dir_from",
 ]

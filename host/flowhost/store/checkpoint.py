@@ -1,12 +1,12 @@
 """Where a run stands, read from its event log: what ``resume`` and ``runs resolve`` need.
 
-- finished: the last ``StepFinished`` of each step, unless it says ``cancelled`` (Ctrl-C
-  stopped the step: it runs again);
+- finished: the last ``StepFinished`` of each step, unless it says ``cancelled`` (the step
+  was stopped: it runs again);
 - in flight: started (or cancelled) and not finished: it runs again, marked as a rerun;
-- waiting: the run stopped (``RunFinished(waiting)``) with these steps' interventions
-  unanswered; ``decisions`` are the answers given afterwards (``flowhost runs resolve``).
-  An unanswered request of a run that did *not* stop to wait (killed while a terminal
-  prompt was open) is just a step in flight.
+- waiting: steps whose question (``InterventionRequested``) has no answer yet. A question is
+  durable: a run killed while a prompt was open asks it again on resume, without climbing
+  the ladder again; ``decisions`` are the answers given (``flowhost runs resolve``, or in
+  the run), until the step starts or finishes again.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from flowhost.events import (
     StepStarted,
 )
 
-FINAL = frozenset({"success", "failed", "aborted"})
+FINAL = frozenset({"success", "failed", "aborted", "cancelled"})
 
 
 @dataclass(slots=True)
@@ -35,7 +35,6 @@ class Checkpoint:
     finished: dict[str, StepFinished] = field(default_factory=dict)
     in_flight: set[str] = field(default_factory=set)
     requests: dict[str, InterventionRequested] = field(default_factory=dict)
-    stopped_waiting: set[str] = field(default_factory=set)
     decisions: dict[str, InterventionResolved] = field(default_factory=dict)
 
     @property
@@ -44,11 +43,9 @@ class Checkpoint:
 
     @property
     def waiting(self) -> dict[str, InterventionRequested]:
-        """Requests still waiting for an answer, when the run stopped to wait for them."""
-        if self.status != "waiting":
-            return {}
+        """Questions without an answer, by step."""
         return {sid: request for sid, request in self.requests.items()
-                if sid in self.stopped_waiting and sid not in self.decisions}
+                if sid not in self.decisions}
 
     def rerun(self) -> frozenset[str]:
         """The steps that were in flight when the run stopped, minus those decided on."""
@@ -76,23 +73,17 @@ def read(events: Iterable[Event]) -> Checkpoint:
             point.requests[event.step_id] = event
             point.decisions.pop(event.step_id, None)
         elif isinstance(event, InterventionResolved):
-            step_id = event.step_id
-            if step_id in point.stopped_waiting and step_id in point.requests:
-                point.decisions[step_id] = event  # answered after the run stopped
-            else:
-                point.requests.pop(step_id, None)  # answered in the run itself
+            if event.step_id in point.requests:
+                point.decisions[event.step_id] = event
         elif isinstance(event, RunStarted):
             point.status = "running"
             point.workflow_id = event.workflow_id
             point.steps = point.steps or event.steps
         elif isinstance(event, RunFinished):
             point.status = event.status
-            if event.status == "waiting":
-                point.stopped_waiting = set(point.requests)
     return point
 
 
 def _forget(point: Checkpoint, step_id: str) -> None:
     point.requests.pop(step_id, None)
     point.decisions.pop(step_id, None)
-    point.stopped_waiting.discard(step_id)

@@ -1,9 +1,10 @@
 """Events to JSON rows and back, generically, for every event class of ``flowhost.events``.
 
 A row is ``(type name, step id or None, JSON payload)``: the payload holds the fields of the
-event but ``run_id`` (the row's key says it), ``step_id`` (its own column), and those at
-their default value (an event's usual ``None``, ``False`` and ``()``). Decoding rebuilds the
-same dataclasses, so ``flowhost.result.fold`` works on loaded events as on live ones.
+event but ``run_id`` and ``seq`` (the row's key says them), ``step_id`` (its own column),
+and those at their default value (an event's usual ``None``, ``False`` and ``()``).
+Decoding rebuilds the same dataclasses, so ``flowhost.result.fold`` works on loaded events
+as on live ones.
 Converters are derived once per class from its type hints (tuples of tuples, nested
 dataclasses such as ``CheckResult``); fields a newer flowhost added are ignored, and an
 unknown event type is skipped.
@@ -80,7 +81,7 @@ class _Spec:
 
     def __init__(self, cls: type[ev.Event]) -> None:
         hints = typing.get_type_hints(cls, vars(ev))
-        fields = [f for f in dataclasses.fields(cls) if f.name != "run_id"]
+        fields = [f for f in dataclasses.fields(cls) if f.name not in ("run_id", "seq")]
         self.cls = cls
         self.name = cls.__name__
         self.fields = tuple(f.name for f in fields)
@@ -179,7 +180,8 @@ def encode(event: ev.Event) -> tuple[str, str | None, str]:
     return spec.name, step_id, spec.payload(event)
 
 
-def decode(run_id: str, type_name: str, step_id: str | None, payload: str) -> ev.Event | None:
+def decode(run_id: str, type_name: str, step_id: str | None, payload: str,
+           seq: int = 0) -> ev.Event | None:
     """The event of a row; None for a type this flowhost does not know."""
     spec = _BY_NAME.get(type_name)
     if spec is None:
@@ -191,4 +193,4 @@ def decode(run_id: str, type_name: str, step_id: str | None, payload: str) -> ev
     for name, convert in spec.converters.items():
         if name in values:
             values[name] = convert(values[name])
-    return spec.cls(run_id=run_id, **values)
+    return spec.cls(run_id=run_id, seq=seq, **values)

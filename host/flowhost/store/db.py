@@ -27,7 +27,7 @@ from flowhost.events import (
     RunFinished,
     RunStarted,
 )
-from flowhost.problems import UserInputError, did_you_mean
+from flowhost.problems import UserInputError, as_bytes, did_you_mean, is_utf8, quote_name
 from flowhost.store import codec
 from flowhost.store.lease import RunLocks
 from flowhost.store.schema import LATEST, NewerSchemaError, migrate
@@ -35,23 +35,10 @@ from flowhost.store.schema import LATEST, NewerSchemaError, migrate
 DEFAULT_STATE_DIR = ".flowhost"
 DB_NAME = "state.db"
 DEFAULT_BUSY_TIMEOUT = 10.0
-UNFINISHED = ("running", "cancelled", "waiting")
+# "cancelled" is final (a person or a program cancelled it); "interrupted" is resumable.
+UNFINISHED = ("running", "interrupted", "waiting")
 SEQ_BITS = 32
-
-
-def state_dir_from(flag: str | None) -> Path:
-    """``--state-dir``, else ``$FLOWHOST_STATE_DIR``, else ``./.flowhost``."""
-    return Path(flag or os.environ.get("FLOWHOST_STATE_DIR") or DEFAULT_STATE_DIR)
-
-
-def busy_timeout_from_env() -> float:
-    """How long to wait for another process's write (``$FLOWHOST_LOCK_TIMEOUT`` seconds)."""
-    text = os.environ.get("FLOWHOST_LOCK_TIMEOUT", "")
-    try:
-        return max(float(text), 0.0) if text else DEFAULT_BUSY_TIMEOUT
-    except ValueError:
-        raise UserInputError(f"FLOWHOST_LOCK_TIMEOUT={text!r} is not a number of seconds") \
-            from None
+_SQLITE_MAX_INT = 2**63 - 1
 
 
 def event_range(run_no: int) -> tuple[int, int]:
@@ -135,6 +122,16 @@ def _prepare(conn: sqlite3.Connection, timeout: float) -> None:
         pause = min(pause * 2, 0.5)
 
 
+def _check_state_dir(directory: Path, create: bool) -> None:
+    if directory.exists() and not directory.is_dir():
+        raise UserInputError(f"--state-dir {directory}: is a file, not a directory; pass "
+                             "a directory (it is created if missing)")
+    if not create and not (directory / DB_NAME).exists():
+        raise UserInputError(f"no flowhost state in {directory}: no run was recorded "
+                             "there. Pass the --state-dir the run used (default "
+                             f"$FLOWHOST_STATE_DIR or ./{DEFAULT_STATE_DIR})")
+
+
 class Store:
     """An open state dir. Use from one thread (the event loop's, during a run)."""
 
@@ -150,15 +147,15 @@ class Store:
              create: bool = True) -> Store:
         """Open (or, with ``create``, make) the state dir; exit-2 errors for what is wrong."""
         directory = Path(state_dir)
-        timeout = busy_timeout_from_env() if busy_timeout is None else busy_timeout
+        timeout = DEFAULT_BUSY_TIMEOUT if busy_timeout is None else busy_timeout
         path = directory / DB_NAME
-        if directory.exists() and not directory.is_dir():
-            raise UserInputError(f"--state-dir {directory}: is a file, not a directory; pass "
-                                 "a directory (it is created if missing)")
-        if not create and not path.exists():
-            raise UserInputError(f"no flowhost state in {directory}: no run was recorded "
-                                 "there. Pass the --state-dir the run used (default "
-                                 f"$FLOWHOST_STATE_DIR or ./{DEFAULT_STATE_DIR})")
+        if not is_utf8(str(directory)):  # SQLite and the runs' records take UTF-8 paths
+            raise UserInputError(f"--state-dir '{as_bytes(str(directory))}': not valid UTF-8; "
+                                 "name a state dir whose path is UTF-8 text")
+        try:
+            _check_state_dir(directory, create)
+        except OSError as exc:  # a name too long, a symbolic link loop, no permission
+            raise UserInputError(describe(exc, path, timeout)) from None
         conn: sqlite3.Connection | None = None
         try:
             directory.mkdir(parents=True, exist_ok=True)
@@ -218,13 +215,17 @@ class Store:
         return self.run(run_id)
 
     def run(self, run_id: str) -> RunRecord:
+        if not is_utf8(run_id):  # no id is: SQLite would refuse to encode it
+            raise UserInputError(f"no run '{as_bytes(run_id)}' in {self.path}: run ids are "
+                                 "UTF-8 text. `flowhost runs list` shows the runs of this "
+                                 "state dir")
         row = self.conn.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?",
                                 (run_id,)).fetchone()
         if row is None:
             recent = [r.run_id for r in self.runs(limit=200)]
             hint = did_you_mean(run_id, recent)
             raise UserInputError(
-                f"no run '{run_id}' in {self.path}" + (f" — {hint}" if hint else "")
+                f"no run {quote_name(run_id)} in {self.path}" + (f" — {hint}" if hint else "")
                 + ". `flowhost runs list` shows the runs of this state dir (--state-dir "
                 "picks another)")
         return _record(row)
@@ -238,8 +239,8 @@ class Store:
             where = f"WHERE status IN ({', '.join('?' * len(wanted))})"
             params += wanted
         sql = f"SELECT {_RUN_COLUMNS} FROM runs {where} ORDER BY run_no DESC"
-        if limit is not None:
-            sql += f" LIMIT {int(limit)}"
+        if limit is not None:  # beyond SQLite's integers, a limit means all of them
+            sql += f" LIMIT {min(int(limit), _SQLITE_MAX_INT)}"
         return [_record(row) for row in self.conn.execute(sql, params)]
 
     def latest_resumable(self) -> RunRecord | None:
@@ -263,11 +264,20 @@ class Store:
     # -- events ------------------------------------------------------------------------
     def events(self, record: RunRecord) -> list[Event]:
         low, high = event_range(record.run_no)
-        rows = self.conn.execute("SELECT type, step_id, payload FROM events "
+        rows = self.conn.execute("SELECT id, type, step_id, payload FROM events "
                                  "WHERE id BETWEEN ? AND ? ORDER BY id", (low, high))
-        decoded = (codec.decode(record.run_id, kind, step_id, payload)
-                   for kind, step_id, payload in rows)
+        decoded = (codec.decode(record.run_id, kind, step_id, payload, row_id - low + 1)
+                   for row_id, kind, step_id, payload in rows)
         return [event for event in decoded if event is not None]
+
+    def steps_succeeded(self, record: RunRecord) -> int:
+        """How many of the run's steps have succeeded so far."""
+        low, high = event_range(record.run_no)
+        row = self.conn.execute(
+            "SELECT count(DISTINCT step_id) FROM events WHERE id BETWEEN ? AND ? AND "
+            "type = 'StepFinished' AND json_extract(payload, '$.status') = 'success'",
+            (low, high)).fetchone()
+        return int(row[0])
 
     def next_seq(self, record: RunRecord) -> int:
         low, high = event_range(record.run_no)
@@ -281,6 +291,7 @@ class Store:
         with self.write() as conn:
             seq = self.next_seq(record)
             for offset, event in enumerate(events):
+                event.seq = seq + offset + 1
                 kind, step_id, payload = codec.encode(event)
                 conn.execute("INSERT INTO events (id, type, step_id, payload) "
                              "VALUES (?, ?, ?, ?)", (low + seq + offset, kind, step_id, payload))

@@ -51,6 +51,7 @@ _BATCH_AGE_S = 2.0
 _DURATIONS_KEPT = 20  # per plugin and batch: the estimate takes the median of the latest 20
 _ALSO_DURABLE = frozenset({RunStarted, RunFinished, InterventionRequested, InterventionResolved})
 _ROWS = {cls: spec.row for cls, spec in codec.SPECS.items()}
+_SEQ_MASK = (1 << SEQ_BITS) - 1
 
 
 class StoreListener:
@@ -83,6 +84,7 @@ class StoreListener:
         if self.failure is not None:
             return
         cls = type(event)
+        event.seq = (self._next_id & _SEQ_MASK) + 1
         row = _ROWS[cls](event, self._next_id)
         if self._needles and any(needle in row[3] for needle in self._needles):
             row = (*row[:3], self._masked(row[3]))

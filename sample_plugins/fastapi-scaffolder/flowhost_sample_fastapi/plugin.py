@@ -55,7 +55,7 @@ class FastAPIScaffolder(Plugin):
                 f"app_name {inputs.app_name!r} is not a usable folder name",
                 hint="Start with a letter, then use letters, digits, '-' or '_' (64 at most)",
             )
-        project = (Path(inputs.directory).expanduser() / inputs.app_name).resolve()
+        project = Path(ctx.workdir, Path(inputs.directory).expanduser(), inputs.app_name).resolve()
         sources = template_files(_TEMPLATES / inputs.template)
         _check_target(project, {relative for relative, _ in sources})
 

@@ -154,9 +154,10 @@ def install_templates(
     return [relative for relative, _ in templates]
 
 
-def require_scaffolded_project(project_path: str) -> Path:
-    """The project folder, or a PermanentError when fastapi-scaffolder did not make it."""
-    project = Path(project_path).expanduser().resolve()
+def require_scaffolded_project(project_path: str, workdir: str = ".") -> Path:
+    """The project folder (a relative ``project_path`` is in the run's ``workdir``), or a
+    PermanentError when fastapi-scaffolder did not make it."""
+    project = Path(workdir, Path(project_path).expanduser()).resolve()
     if not project.is_dir():
         raise PermanentError(
             f"project_path {project} is not a folder",

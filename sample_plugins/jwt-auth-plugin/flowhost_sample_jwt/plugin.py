@@ -72,7 +72,7 @@ class JWTAuthPlugin(Plugin):
                 f"user_model {model!r} cannot be used as the user class name",
                 hint="Use a CamelCase class name such as User, Account or Member",
             )
-        project = require_scaffolded_project(inputs.project_path)
+        project = require_scaffolded_project(inputs.project_path, ctx.workdir)
         ctx.progress(0.0, f"adding JWT authentication to {project}")
         changed = install_templates(
             project, template_files(_TEMPLATES), {"user_model": model}, ctx, overwrite=True

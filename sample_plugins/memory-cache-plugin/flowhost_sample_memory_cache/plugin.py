@@ -37,7 +37,7 @@ class MemoryCachePlugin(Plugin):
         backend: str = Field(description="The cache backend the project now uses")
 
     def invoke(self, inputs: Inputs, ctx: InvocationContext) -> Outputs:
-        project = require_scaffolded_project(inputs.project_path)
+        project = require_scaffolded_project(inputs.project_path, ctx.workdir)
         ctx.progress(0.0, f"adding an in-memory cache to {project}")
         changed = install_templates(project, template_files(_TEMPLATES), {}, ctx, overwrite=True)
         return self.Outputs(files_changed=changed, backend=BACKEND)

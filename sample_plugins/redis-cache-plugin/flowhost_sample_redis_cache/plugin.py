@@ -54,7 +54,7 @@ class RedisCachePlugin(Plugin):
         backend: str = Field(description="The cache backend the project now uses")
 
     def invoke(self, inputs: Inputs, ctx: InvocationContext) -> Outputs:
-        project = require_scaffolded_project(inputs.project_path)
+        project = require_scaffolded_project(inputs.project_path, ctx.workdir)
         remaining = ctx.time_remaining()
         timeout = PING_TIMEOUT if remaining is None else max(min(PING_TIMEOUT, remaining), 0.1)
         ctx.progress(0.0, "checking that Redis answers")

@@ -150,9 +150,10 @@ class FileWriter(Plugin):
         directory: str
 
     def invoke(self, inputs: Inputs, ctx: InvocationContext) -> Outputs:
-        target = Path(inputs.directory) / inputs.filename
+        folder = Path(ctx.workdir, inputs.directory)  # a relative one is in the run's workdir
+        target = folder / inputs.filename
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(inputs.content, encoding="utf-8")
         if inputs.secret:
-            (Path(inputs.directory) / "secret.txt").write_text(inputs.secret, encoding="utf-8")
+            (folder / "secret.txt").write_text(inputs.secret, encoding="utf-8")
         return self.Outputs(path=str(target), directory=inputs.directory)

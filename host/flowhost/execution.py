@@ -1,0 +1,135 @@
+"""One process's part of a run: its record in the state store, the checkpoint listener, the
+cache, the engine, and the result folded from every event the run has (also those earlier
+processes wrote, for a resumed run).
+
+The checkpoint is the run's dependency: it is subscribed first, and a checkpoint that cannot
+be written interrupts the run (the steps finished before stay saved). Observers come after
+it, each guarded (``flowhost.observers``): none of them can stop the run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from flowhost.context import RunContext
+from flowhost.engine import Engine
+from flowhost.events import Event, EventBus, RunStatus, StepFinished
+from flowhost.intervene import Intervener
+from flowhost.observers import Guarded, Observer
+from flowhost.plan import Plan
+from flowhost.redact import Redactor
+from flowhost.result import RunResult, fold
+from flowhost.store import RunRecord, Store, StoreCache, StoreListener, estimate
+
+
+def secret_values(plan: Plan, env: Mapping[str, str]) -> dict[str, str]:
+    """Name -> value of the secrets the plan references and the environment sets."""
+    return {name: env[name] for name in sorted(plan.secret_names) if env.get(name)}
+
+
+def hide_secrets(overrides: Iterable[str], secrets: Mapping[str, str]) -> list[str]:
+    """``--set`` values with each secret value replaced by its reference, which resolves to
+    the same value on resume: the store never sees the secret, and resume still works."""
+    hidden = []
+    by_length = sorted(secrets.items(), key=lambda item: len(item[1]), reverse=True)
+    for override in overrides:
+        text = override
+        for name, value in by_length:
+            text = text.replace(value, "${secret." + name + "}")
+        hidden.append(text)
+    return hidden
+
+
+def record_run(store: Store, ctx: RunContext, plan: Plan, spec_text: str, spec_path: str,
+               run_id: str, overrides: Sequence[str]) -> RunRecord:
+    """Record a new run: its spec as checked (secret values masked), its ``--set``
+    overrides (secrets as references) and working directory, for ``resume``."""
+    secrets = secret_values(plan, ctx.env)
+    redacted = Redactor(secrets.values()).text(spec_text) if secrets else spec_text
+    return store.create_run(
+        run_id=run_id, workflow_id=plan.workflow.workflow_id, spec_text=redacted,
+        spec_path=spec_path, spec_redacted=redacted != spec_text,
+        overrides=hide_secrets(overrides, secrets), cwd=str(ctx.workdir),
+        total_steps=len(plan.steps))
+
+
+@dataclass(frozen=True, slots=True)
+class Earlier:
+    """What earlier processes of a resumed run left: finished steps (never run again), the
+    steps in flight when it stopped (run again), and every event they wrote."""
+
+    restored: Mapping[str, StepFinished] = field(default_factory=dict)
+    rerun: frozenset[str] = frozenset()
+    events: Sequence[Event] = ()
+
+
+@dataclass(slots=True)
+class Outcome:
+    status: RunStatus
+    result: RunResult
+    checkpoint_failure: str | None  # why the checkpoint stopped the run, if it did
+    events: Sequence[Event] = ()  # every event of the run, earlier processes' too
+
+
+class Execution:
+    def __init__(self, ctx: RunContext, plan: Plan, store: Store, record: RunRecord, *,
+                 intervener: Intervener, max_parallel: int = 8, use_cache: bool = True,
+                 report: Callable[[str], None] = print, earlier: Earlier | None = None) -> None:
+        secrets = list(secret_values(plan, ctx.env).values())
+        self.ctx, self.plan, self.store, self.record = ctx, plan, store, record
+        self.earlier = earlier or Earlier()
+        self.cache = StoreCache(store, secrets) if use_cache else None
+        self.listener = StoreListener(store, record, cache=self.cache, secrets=secrets)
+        self.bus = EventBus()
+        self.bus.subscribe(self.listener)  # first: an event observed is an event committed
+        self._report = report
+        self.engine = Engine(plan, self.bus, run_id=record.run_id, env=dict(ctx.env),
+                             max_parallel=max_parallel, intervener=intervener,
+                             cache=self.cache, restored=self.earlier.restored,
+                             rerun=self.earlier.rerun, resumed=bool(self.earlier.events),
+                             workdir=str(ctx.workdir))
+        self.listener.on_failure = self._checkpoint_failed
+        self._closed = False
+
+    @property
+    def run_id(self) -> str:
+        return self.record.run_id
+
+    def observe(self, observer: Observer) -> Guarded:
+        """Let ``observer`` see every event from now on; if it raises, it is detached."""
+        guard = Guarded(observer, self._report)
+        self.bus.subscribe(guard)
+        return guard
+
+    def estimate(self) -> float | None:
+        plugins = {planned.invoker.name for planned in self.plan.steps.values()}
+        return estimate(self.plan, self.store.durations(plugins),
+                        max_parallel=self.engine.max_parallel, done=self.earlier.restored)
+
+    def _checkpoint_failed(self, message: str) -> None:
+        self.engine.cancel(message, final=False)
+
+    async def run(self) -> Outcome:
+        try:
+            status = await self.engine.run()
+        finally:
+            self.close()
+        assert self.bus.history is not None
+        events = [*self.earlier.events, *self.bus.history]
+        result = fold(events, pattern=self.plan.workflow.pattern)
+        failure = self.listener.failure
+        if failure is not None:
+            # What was committed ends before this process's last events: the store tells
+            # what `runs show` will tell, an interrupted run.
+            result.status, result.interrupted = "interrupted", True
+            result.learnings.success = False
+            status = "interrupted"
+        return Outcome(status, result, failure, events)
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self.listener.close()
+            self.store.locks.release(self.record.run_no)
+            self.store.close()

@@ -1,0 +1,152 @@
+"""Continuing a run from its checkpoints: what is finished (never runs again), what was in
+flight (runs again, at-least-once), and what the decisions given while it waited mean.
+
+The run's spec is the one stored with it, checked again against the plugins installed now,
+in the run's own working directory: relative paths mean what they meant when it started.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from flowhost.catalog import Catalog
+from flowhost.context import RunContext
+from flowhost.events import Event, InterventionResolved, RunFinished, StepFinished
+from flowhost.execution import Earlier
+from flowhost.plan import Plan
+from flowhost.problems import SpecError, UserInputError
+from flowhost.redact import MASK
+from flowhost.refs import iter_refs
+from flowhost.spec import parse_spec
+from flowhost.static import check
+from flowhost.store import Checkpoint, RunRecord
+
+
+def load_run_plan(record: RunRecord, ctx: RunContext) -> Plan:
+    """The run's stored spec, checked again against the plugins installed now."""
+    text = record.spec_text
+    if record.spec_redacted:
+        # The spec held a secret value in clear: only its masked text was stored.
+        text = _reread(record)
+    try:
+        spec = parse_spec(text, record.spec_path, record.overrides)
+        return check(spec, Catalog(ctx.config), ctx.env)
+    except SpecError as exc:
+        raise UserInputError(f"run {record.run_id} cannot go on: its workflow no longer "
+                             f"checks (installed plugins or environment changed?)\n{exc}") \
+            from None
+
+
+def _reread(record: RunRecord) -> str:
+    path = Path(record.spec_path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UserInputError(f"run {record.run_id}: its spec held a secret value, so only a "
+                             f"masked copy was stored, and {path} cannot be read ({exc}). "
+                             "Put the spec back, using ${secret.NAME} instead of the value")\
+            from None
+    pattern = "(?s)" + ".+?".join(re.escape(part) for part in record.spec_text.split(MASK))
+    if re.fullmatch(pattern, text) is None:
+        raise UserInputError(f"run {record.run_id}: its spec held a secret value, so only a "
+                             f"masked copy was stored, and {path} changed since. Put the "
+                             "spec back as it was")
+    return text
+
+
+@dataclass(frozen=True, slots=True)
+class Continuation:
+    """How a resumed run goes on: ``earlier`` for the engine, ``decided`` the events the
+    decisions stand for (written before it starts), and what to tell the user."""
+
+    earlier: Earlier
+    decided: tuple[StepFinished, ...]
+    retried: tuple[str, ...]
+
+    def summary(self, record: RunRecord, plan: Plan) -> str:
+        text = (f"Resuming run {record.run_id} ({record.workflow_id}): "
+                f"{len(self.earlier.restored)} of {len(plan.steps)} steps finished before")
+        if self.earlier.rerun:
+            text += (f"; in flight when it stopped, run again: "
+                     f"{', '.join(sorted(self.earlier.rerun))}")
+        if self.retried:
+            text += f"; retried as decided: {', '.join(sorted(self.retried))}"
+        return text
+
+
+def continuation(record: RunRecord, plan: Plan, point: Checkpoint,
+                 events: list[Event]) -> Continuation:
+    decided = tuple(_skips(record, plan, point))
+    restored = {sid: f for sid, f in point.finished.items() if sid in plan.steps}
+    restored.update({f.step_id: f for f in decided})
+    masked = masked_but_needed(plan, restored)
+    for step_id in masked:
+        del restored[step_id]
+    rerun = frozenset(sid for sid in point.rerun() if sid in plan.steps and sid not in restored)
+    retried = tuple(sid for sid, d in point.decisions.items() if d.action == "retry")
+    return Continuation(Earlier(restored, rerun | masked, [*events, *decided]), decided,
+                        retried)
+
+
+def masked_but_needed(plan: Plan, restored: Mapping[str, StepFinished]) -> frozenset[str]:
+    """Finished steps whose recorded outputs had secrets masked, and that a step still to run
+    or the final checks read: they must run again to have their real outputs."""
+    final_reads = {ref.root for check in plan.final_checks for ref, _, _ in iter_refs(check.args)}
+    kept = dict(restored)
+    rerun: set[str] = set()
+    while True:  # a step run again may need the real outputs of a masked step before it
+        more = {sid for sid, finished in kept.items()
+                if finished.redacted and (sid in final_reads or any(
+                    dependent not in kept for dependent in plan.steps[sid].dependents))}
+        if not more:
+            return frozenset(rerun)
+        rerun |= more
+        for sid in more:
+            del kept[sid]
+
+
+def _skips(record: RunRecord, plan: Plan, point: Checkpoint) -> list[StepFinished]:
+    """The ``StepFinished`` each skip decision stands for."""
+    finished = []
+    for step_id, decision in point.decisions.items():
+        request = point.requests.get(step_id)
+        if decision.action != "skip" or request is None or step_id not in plan.steps:
+            continue
+        how = "with outputs given by" if decision.outputs is not None else "by"
+        finished.append(StepFinished(
+            run_id=record.run_id, step_id=step_id, plugin=plan.steps[step_id].step.plugin,
+            used_plugin=request.plugin, status="skipped", attempts=request.attempts,
+            duration_s=0.0, outputs=decision.outputs, error=request.error,
+            error_type=request.error_type, hint=request.hint,
+            reason=f"skipped {how} {decision.by} after: {request.error}"))
+    return finished
+
+
+def abort_decision(point: Checkpoint) -> InterventionResolved | None:
+    return next((d for d in point.decisions.values() if d.action == "abort"), None)
+
+
+def abort_events(record: RunRecord, plan: Plan, point: Checkpoint,
+                 decision: InterventionResolved) -> list[Event]:
+    """The end of a run a person aborted while it waited: as the engine ends a run when a
+    person aborts it at a step."""
+    run_id, step_id = record.run_id, decision.step_id
+    request = point.requests[step_id]
+    ended: list[Event] = [StepFinished(
+        run_id=run_id, step_id=step_id, plugin=plan.steps[step_id].step.plugin
+        if step_id in plan.steps else request.plugin, used_plugin=request.plugin,
+        status="failed", attempts=request.attempts, duration_s=0.0, error=request.error,
+        error_type=request.error_type, hint=request.hint)]
+    reason = f"run aborted by the user at step '{step_id}'"
+    for other in plan.steps.values():
+        if other.id != step_id and other.id not in point.finished:
+            ended.append(StepFinished(run_id=run_id, step_id=other.id,
+                                      plugin=other.step.plugin, used_plugin=other.step.plugin,
+                                      status="skipped", attempts=0, duration_s=0.0,
+                                      reason=reason))
+    ended.append(RunFinished(run_id=run_id, status="aborted", duration_s=0.0, message=reason,
+                             workflow_id=record.workflow_id))
+    return ended
