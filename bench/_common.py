@@ -23,9 +23,13 @@ def best_of(repeats: int, fn: Callable[[], float]) -> tuple[float, float]:
     return min(times), statistics.median(times)
 
 
-def chain_spec(steps: int) -> str:
-    lines = ["workflow_id: bench-chain", "steps:", "  - {id: s0, plugin: noop, inputs: {value: 0}}"]
-    lines += [f"  - {{id: s{i}, plugin: noop, inputs: {{value: $s{i - 1}.value}}}}"
+def chain_spec(steps: int, *, cache: bool | None = None) -> str:
+    """A chain of ``steps`` no-op steps, each reading the previous one's output; ``cache``
+    (when given) is written on every step."""
+    extra = "" if cache is None else f", cache: {str(cache).lower()}"
+    lines = ["workflow_id: bench-chain", "steps:",
+             f"  - {{id: s0, plugin: noop, inputs: {{value: 0}}{extra}}}"]
+    lines += [f"  - {{id: s{i}, plugin: noop, inputs: {{value: $s{i - 1}.value}}{extra}}}"
               for i in range(1, steps)]
     return "\n".join(lines) + "\n"
 
@@ -79,6 +83,32 @@ def reference_loop(steps: int, record: Record) -> float:
         return now() - start
 
     return asyncio.run(loop())
+
+
+def durable_reference_loop(steps: int, database: str | Path) -> float:
+    """The reference loop, committing one row per step to a new SQLite database at
+    ``database`` (WAL, ``synchronous=NORMAL``): the step's id, status, duration and outputs
+    as JSON, a row it could be resumed from. Returns the seconds taken."""
+    import json
+    import sqlite3
+
+    conn = sqlite3.connect(database, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("CREATE TABLE steps (id INTEGER PRIMARY KEY, step_id TEXT, status TEXT, "
+                 "duration_s REAL, outputs TEXT)")
+
+    def record(step_id: str, outputs: dict[str, Any], duration: float) -> None:
+        conn.execute("BEGIN")
+        conn.execute("INSERT INTO steps (step_id, status, duration_s, outputs) "
+                     "VALUES (?, ?, ?, ?)", (step_id, "success", duration,
+                                             json.dumps(outputs)))
+        conn.execute("COMMIT")
+
+    try:
+        return reference_loop(steps, record)
+    finally:
+        conn.close()
 
 
 def _resolve_inputs(raw: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:

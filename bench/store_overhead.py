@@ -14,14 +14,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import sqlite3
 import tempfile
 from pathlib import Path
-from typing import Any
 
-from _common import best_of, chain_spec, now
-from _common import reference_loop as common_reference_loop
+from _common import best_of, chain_spec, durable_reference_loop, now
 
 from flowhost.catalog import Catalog
 from flowhost.engine import Engine
@@ -34,24 +30,8 @@ from flowhost.store import Store, StoreCache, StoreListener
 
 def reference_loop(steps: int) -> float:
     """The reference loop, committing one row per step (WAL, synchronous=NORMAL)."""
-    conn = sqlite3.connect(Path(tempfile.mkdtemp(prefix="flowhost-bench-")) / "ref.db",
-                           isolation_level=None)
-    conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute("PRAGMA synchronous = NORMAL")
-    conn.execute("CREATE TABLE steps (id INTEGER PRIMARY KEY, step_id TEXT, status TEXT, "
-                 "duration_s REAL, outputs TEXT)")
-
-    def record(step_id: str, outputs: dict[str, Any], duration: float) -> None:
-        conn.execute("BEGIN")
-        conn.execute("INSERT INTO steps (step_id, status, duration_s, outputs) "
-                     "VALUES (?, ?, ?, ?)", (step_id, "success", duration,
-                                             json.dumps(outputs)))
-        conn.execute("COMMIT")
-
-    try:
-        return common_reference_loop(steps, record)
-    finally:
-        conn.close()
+    database = Path(tempfile.mkdtemp(prefix="flowhost-bench-")) / "ref.db"
+    return durable_reference_loop(steps, database)
 
 
 def engine_run(plan: Plan, *, store_on: bool, cache: bool = True) -> float:
