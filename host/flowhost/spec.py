@@ -24,6 +24,7 @@ from flowhost.problems import (
     quote_name,
     shorten,
 )
+from flowhost.refs import RefSyntaxError, compile_value, iter_refs
 from flowhost.source import MAX_DEPTH, Document, PathKey, load_document, parse_document
 
 RESERVED_IDS = frozenset({"env", "secret", "inputs"})
@@ -243,7 +244,7 @@ def _cycle_origin(message: str, doc: Document) -> str:
     a ``--set`` on any of its steps: name those, or the user looks for it in the file."""
     members = set(message.removeprefix(CYCLE).split(" → "))
     closing = [override for override in dict.fromkeys(doc.overridden.values())
-               if override.partition(".")[0] in members and "$" in override.partition("=")[2]]
+               if override.partition(".")[0] in members and _reads(override) & members]
     if not closing:
         return message
     given = ", ".join(f"--set {shorten(override)}" for override in closing)
@@ -439,6 +440,15 @@ def _bound_fix(error_type: str, loc: tuple[Any, ...]) -> str | None:
         return None
     limit, words = _SECONDS[name]
     return f"{name} is a finite number of seconds, at most {limit} ({words})"
+
+
+def _reads(override: str) -> set[str]:
+    """The steps whose outputs the value of an (applied, so well-formed) ``--set`` reads."""
+    try:
+        value = _override_value(override.partition("=")[2], override)
+        return {ref.root for ref, _, _ in iter_refs(compile_value(value))}
+    except (_BadOverride, RefSyntaxError):
+        return set()
 
 
 def _with_origin(message: str, doc: Document, path: PathKey) -> str:
