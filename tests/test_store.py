@@ -14,7 +14,7 @@ from flowhost import events as ev
 from flowhost.catalog import Catalog
 from flowhost.engine import Engine
 from flowhost.events import EventBus
-from flowhost.problems import UserInputError
+from flowhost.problems import StorageError, UserInputError
 from flowhost.result import fold
 from flowhost.spec import parse_spec
 from flowhost.static import check
@@ -149,14 +149,15 @@ def test_a_file_as_state_dir_is_an_input_error(tmp_path: Path) -> None:
         Store.open(tmp_path / "file")
 
 
-def test_a_database_locked_too_long_is_an_input_error(tmp_path: Path) -> None:
+def test_a_database_locked_too_long_is_a_storage_error(tmp_path: Path) -> None:
+    """Not bad input (exit 2): the store failed, and says what to do (the CLI exits 1)."""
     Store.open(tmp_path).close()
     holder = sqlite3.connect(tmp_path / "state.db", isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")
     try:
         store = Store.open(tmp_path, busy_timeout=0.2)
         started = time.monotonic()
-        with pytest.raises(UserInputError, match=r"locked for more than 0.2s"):
+        with pytest.raises(StorageError, match=r"locked for more than 0.2s"):
             new_run(store)
         assert time.monotonic() - started < 5
     finally:

@@ -32,6 +32,7 @@ from flowhost.spec import LoadedSpec
 from flowhost.static import check_file, check_text
 from flowhost.store import RunRecord, Store, read
 from flowhost.store.checkpoint import Checkpoint
+from flowhost.store.interface import Lease, StateStore
 
 OnManual = Literal["fail", "abort", "skip", "wait", "ask"]
 PathLike = str | os.PathLike[str]
@@ -109,11 +110,12 @@ async def prepare_run(spec: PathLike, *, spec_name: str | None = None,
     try:
         record = record_run(store, ctx, checked.plan, checked.text, checked.path,
                             new_run_id(), overrides)
+        lease = store.acquire(record, ctx.owner)
     except BaseException:
         store.close()
         raise
-    store.locks.acquire(record.run_no)
-    execution = Execution(ctx, checked.plan, store, record, intervener=intervener,
+    assert lease is not None  # a run recorded a moment ago has no other owner
+    execution = Execution(ctx, checked.plan, store, record, lease, intervener=intervener,
                           max_parallel=max_parallel, use_cache=use_cache,
                           report=report or _stderr)
     return Run(record.run_id, record.workflow_id, execution=execution)
@@ -150,11 +152,12 @@ def run_workflow(spec: PathLike, **options: Any) -> RunResult:
 
 # -- the runs of a state dir ---------------------------------------------------------------
 
-def open_store(ctx: RunContext, *, create: bool = True) -> Store:
+def open_store(ctx: RunContext, *, create: bool = True) -> StateStore:
+    """The state store of ``ctx`` (SQLite in its state dir)."""
     return Store.open(ctx.state_dir, busy_timeout=ctx.busy_timeout, create=create)
 
 
-def pick_run(store: Store, run_id: str | None) -> RunRecord:
+def pick_run(store: StateStore, run_id: str | None) -> RunRecord:
     """The run ``run_id``, or the newest unfinished one no process runs."""
     if run_id:
         return store.run(run_id)
@@ -162,7 +165,7 @@ def pick_run(store: Store, run_id: str | None) -> RunRecord:
     if record is None:
         busy = next(iter(store.runs(statuses=("running", "interrupted", "waiting"),
                                     limit=1)), None)
-        if busy is not None and store.locks.busy(busy.run_no):
+        if busy is not None and store.owned(busy):
             raise UserInputError(f"run {busy.run_id} is being run by another process (pid "
                                  f"{busy.pid}); wait for it to end, or stop it, then resume")
         raise UserInputError(f"no unfinished run to resume in {store.path}. `flowhost runs "
@@ -175,8 +178,9 @@ def pick_run(store: Store, run_id: str | None) -> RunRecord:
 class Stored:
     """A run as its state dir holds it, for ``resume`` to look at before it goes on."""
 
-    store: Store
+    store: StateStore
     record: RunRecord
+    lease: Lease
     events: list[Event]
     point: Checkpoint
     ctx: RunContext  # in the run's own working directory
@@ -191,14 +195,15 @@ def take_run(run_id: str | None, *, env: Mapping[str, str] | None = None,
     store = open_store(where, create=False)
     try:
         record = pick_run(store, run_id)
-        if not store.locks.acquire(record.run_no):
+        lease = store.acquire(record, where.owner)
+        if lease is None:
             raise UserInputError(
                 f"run {record.run_id} is being run by another process (pid {record.pid}); "
                 "wait for it to end, or stop it, then resume")
         events = store.events(record)
         point = read(events)
         if point.done:
-            store.locks.release(record.run_no)
+            store.release(lease)
             raise UserInputError(
                 f"run {record.run_id} already finished ({point.status}): nothing to resume. "
                 f"`flowhost runs show {record.run_id}` shows its result")
@@ -207,7 +212,7 @@ def take_run(run_id: str | None, *, env: Mapping[str, str] | None = None,
     except BaseException:
         store.close()
         raise
-    return Stored(store, record, events, point, ctx)
+    return Stored(store, record, lease, events, point, ctx)
 
 
 async def resume_run(run_id: str | None = None, *, observers: Sequence[Observer] = (),
@@ -255,12 +260,12 @@ async def prepare_resume(run_id: str | None = None, *, env: Mapping[str, str] | 
         going_on = resumption.continuation(record, plan, point, stored.events)
         if going_on.decided:
             store.append(record, going_on.decided)
-        execution = Execution(stored.ctx, plan, store, record,
+        execution = Execution(stored.ctx, plan, store, record, stored.lease,
                               intervener=intervener_for(on_manual), max_parallel=max_parallel,
                               use_cache=use_cache, report=report or _stderr,
                               earlier=going_on.earlier)
     except BaseException:
-        store.locks.release(record.run_no)
+        store.release(stored.lease)
         store.close()
         raise
     return Run(record.run_id, record.workflow_id, execution=execution,
@@ -281,7 +286,7 @@ def park(stored: Stored) -> None:
 
 def _finished(stored: Stored, status: Literal["waiting", "aborted"], result: RunResult,
               events: Sequence[Event], note: str | None = None) -> Run:
-    stored.store.locks.release(stored.record.run_no)
+    stored.store.release(stored.lease)
     stored.store.close()
     return Run(stored.record.run_id, stored.record.workflow_id,
                done=Outcome(status, result, None, events), note=note)

@@ -186,7 +186,7 @@ def _version() -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from flowhost.problems import UserInputError
+    from flowhost.problems import StorageError, UserInputError
 
     try:
         _check_args(args)
@@ -210,6 +210,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserInputError as exc:
         print(f"flowhost: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except StorageError as exc:  # not bad input: the state store failed
+        print(f"flowhost: storage failure: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         print("flowhost: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

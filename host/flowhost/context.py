@@ -7,6 +7,7 @@ nothing below the public API reads ``os.environ`` or the current directory, and 
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ class RunContext:
     state_dir: Path  # absolute
     config: HostConfig
     busy_timeout: float  # seconds to wait for another process's write to the state dir
+    owner: str  # who executes the runs of this context: host:pid, in leases
 
     def path(self, relative: str | os.PathLike[str]) -> Path:
         """``relative`` as the run means it: in its working directory."""
@@ -46,7 +48,8 @@ def make_context(*, workdir: str | os.PathLike[str] | None = None,
     if config is None:
         config = load_config(environ=environ, cwd=base)
     return RunContext(workdir=base, env=environ, state_dir=state, config=config,
-                      busy_timeout=busy_timeout_from(environ))
+                      busy_timeout=busy_timeout_from(environ),
+                      owner=f"{socket.gethostname()}:{os.getpid()}")
 
 
 def busy_timeout_from(env: Mapping[str, str]) -> float:

@@ -20,7 +20,8 @@ from flowhost.observers import Guarded, Observer
 from flowhost.plan import Plan
 from flowhost.redact import Redactor
 from flowhost.result import RunResult, fold
-from flowhost.store import RunRecord, Store, StoreCache, StoreListener, estimate
+from flowhost.store import RunRecord, estimate
+from flowhost.store.interface import Lease, StateStore
 
 
 def secret_values(plan: Plan, env: Mapping[str, str]) -> dict[str, str]:
@@ -41,7 +42,7 @@ def hide_secrets(overrides: Iterable[str], secrets: Mapping[str, str]) -> list[s
     return hidden
 
 
-def record_run(store: Store, ctx: RunContext, plan: Plan, spec_text: str, spec_path: str,
+def record_run(store: StateStore, ctx: RunContext, plan: Plan, spec_text: str, spec_path: str,
                run_id: str, overrides: Sequence[str]) -> RunRecord:
     """Record a new run: its spec as checked (secret values masked), its ``--set``
     overrides (secrets as references) and working directory, for ``resume``."""
@@ -73,14 +74,16 @@ class Outcome:
 
 
 class Execution:
-    def __init__(self, ctx: RunContext, plan: Plan, store: Store, record: RunRecord, *,
-                 intervener: Intervener, max_parallel: int = 8, use_cache: bool = True,
-                 report: Callable[[str], None] = print, earlier: Earlier | None = None) -> None:
+    def __init__(self, ctx: RunContext, plan: Plan, store: StateStore, record: RunRecord,
+                 lease: Lease, *, intervener: Intervener, max_parallel: int = 8,
+                 use_cache: bool = True, report: Callable[[str], None] = print,
+                 earlier: Earlier | None = None) -> None:
         secrets = list(secret_values(plan, ctx.env).values())
         self.ctx, self.plan, self.store, self.record = ctx, plan, store, record
+        self.lease = lease
         self.earlier = earlier or Earlier()
-        self.cache = StoreCache(store, secrets) if use_cache else None
-        self.listener = StoreListener(store, record, cache=self.cache, secrets=secrets)
+        self.cache = store.step_cache(secrets) if use_cache else None
+        self.listener = store.writer(record, cache=self.cache, secrets=secrets)
         self.bus = EventBus()
         self.bus.subscribe(self.listener)  # first: an event observed is an event committed
         self._report = report
@@ -131,5 +134,5 @@ class Execution:
         if not self._closed:
             self._closed = True
             self.listener.close()
-            self.store.locks.release(self.record.run_no)
+            self.store.release(self.lease)
             self.store.close()

@@ -101,6 +101,12 @@ class UserInputError(Exception):
     """Bad input from the user; the message is meant to be shown as is."""
 
 
+class StorageError(Exception):
+    """The state store failed (disk full, locked past the timeout, read-only, corrupt): not
+    bad input (the CLI exits 1, not 2). The message says what happened and what to do;
+    what was committed before it stays committed."""
+
+
 class SpecError(UserInputError):
     def __init__(self, problems: Iterable[Problem], *, partial: Any = None,
                  known_ids: frozenset[str] = frozenset()) -> None:

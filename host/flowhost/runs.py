@@ -21,6 +21,7 @@ from flowhost.result import RunResult, fold
 from flowhost.source import parse_document
 from flowhost.store import Checkpoint, RunRecord, Store, read
 from flowhost.store.db import DB_NAME
+from flowhost.store.interface import StateStore
 
 PathLike = str | os.PathLike[str]
 Action = Literal["retry", "skip", "abort"]
@@ -46,10 +47,13 @@ def has_state(ctx: RunContext) -> bool:
 
 
 @contextmanager
-def opened(ctx: RunContext) -> Iterator[Store]:
+def opened(ctx: RunContext) -> Iterator[StateStore]:
     """The state dir of earlier runs: never created here."""
-    with Store.open(ctx.state_dir, busy_timeout=ctx.busy_timeout, create=False) as store:
+    store = Store.open(ctx.state_dir, busy_timeout=ctx.busy_timeout, create=False)
+    try:
         yield store
+    finally:
+        store.close()
 
 
 def _context(state_dir: PathLike | None, env: Mapping[str, str] | None,
@@ -57,7 +61,7 @@ def _context(state_dir: PathLike | None, env: Mapping[str, str] | None,
     return make_context(workdir=workdir, env=env, state_dir=state_dir)
 
 
-def summaries(store: Store, limit: int) -> list[RunSummary]:
+def summaries(store: StateStore, limit: int) -> list[RunSummary]:
     found = []
     for record in store.runs(limit=limit):
         status = store.live_status(record)
@@ -80,7 +84,7 @@ def list_runs(state_dir: PathLike | None = None, *, env: Mapping[str, str] | Non
         return summaries(store, limit)
 
 
-def stored_result(store: Store, record: RunRecord) -> RunResult:
+def stored_result(store: StateStore, record: RunRecord) -> RunResult:
     """The §7 result of a stored run: the fold of its events, with the status its process
     (alive or not) gives it."""
     result = fold(store.events(record), pattern=_pattern(record))
@@ -116,7 +120,8 @@ def resolve_intervention(run_id: str, step_id: str, action: Action, *,
     ctx = _context(state_dir, env, workdir)
     with opened(ctx) as store:
         record = store.run(run_id)
-        if not store.locks.acquire(record.run_no):
+        lease = store.acquire(record, ctx.owner)
+        if lease is None:
             raise UserInputError(f"run {record.run_id} is being run by another process "
                                  f"(pid {record.pid}); it is not waiting for a decision here")
         try:
@@ -130,10 +135,10 @@ def resolve_intervention(run_id: str, step_id: str, action: Action, *,
                 plugin=plugin)])
             return read(store.events(record))
         finally:
-            store.locks.release(record.run_no)
+            store.release(lease)
 
 
-def _check_waiting(store: Store, record: RunRecord, point: Checkpoint, step_id: str) -> None:
+def _check_waiting(store: StateStore, record: RunRecord, point: Checkpoint, step_id: str) -> None:
     run_id = record.run_id
     if not point.waiting and not point.decisions:
         raise UserInputError(f"run {run_id} is not waiting for a decision (it is "

@@ -37,7 +37,7 @@ def resume_command(args: argparse.Namespace) -> int:
     try:
         return _resume(args, stored)
     finally:  # (a no-op when the run went on: it let go of both)
-        stored.store.locks.release(stored.record.run_no)
+        stored.store.release(stored.lease)
         stored.store.close()
 
 
@@ -54,7 +54,7 @@ def _resume(args: argparse.Namespace, stored: api.Stored) -> int:
         answers = _decide_now(args, plan, stored.point, stored.events)
         if answers is None:
             api.park(stored)
-            stored.store.locks.release(record.run_no)
+            stored.store.release(stored.lease)
             if json_out is not None:
                 _write_json(json_out, fold(stored.events, pattern=plan.workflow.pattern))
             print(pending_decisions(record.run_id, stored.point.waiting, flag))

@@ -5,6 +5,8 @@ database as they happen, ``Store.events`` loads them back for ``flowhost.result.
 for ``resume``, and ``checkpoint.read`` tells which steps are finished, in flight or waiting.
 """
 
+from typing import TYPE_CHECKING
+
 from flowhost.store.cache import StoreCache
 from flowhost.store.checkpoint import Checkpoint, read
 from flowhost.store.db import (
@@ -25,3 +27,8 @@ __all__ = [
     "estimate",
     "read",
 ]
+
+if TYPE_CHECKING:  # the SQLite backend keeps the whole contract (checked by mypy)
+    from flowhost.store.interface import StateStore
+
+    _SQLITE: type[StateStore] = Store

@@ -27,8 +27,16 @@ from flowhost.events import (
     RunFinished,
     RunStarted,
 )
-from flowhost.problems import UserInputError, as_bytes, did_you_mean, is_utf8, quote_name
+from flowhost.problems import (
+    StorageError,
+    UserInputError,
+    as_bytes,
+    did_you_mean,
+    is_utf8,
+    quote_name,
+)
 from flowhost.store import codec
+from flowhost.store.interface import JournalWriter, Lease, StepCache
 from flowhost.store.lease import RunLocks
 from flowhost.store.schema import LATEST, NewerSchemaError, migrate
 
@@ -141,6 +149,7 @@ class Store:
         self.path = state_dir / DB_NAME
         self.busy_timeout = busy_timeout
         self.locks = RunLocks.of(state_dir)
+        self._leased: dict[str, int] = {}  # run id -> run_no, of the leases held
 
     @classmethod
     def open(cls, state_dir: str | Path, *, busy_timeout: float | None = None,
@@ -185,7 +194,7 @@ class Store:
 
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
-        """One short write transaction; database errors become a ``UserInputError``."""
+        """One short write transaction; database errors become a ``StorageError``."""
         conn = self.conn
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -197,7 +206,7 @@ class Store:
                     conn.execute("ROLLBACK")
                 raise
         except sqlite3.Error as exc:
-            raise UserInputError(describe(exc, self.path, self.busy_timeout)) from None
+            raise StorageError(describe(exc, self.path, self.busy_timeout)) from None
 
     # -- runs --------------------------------------------------------------------------
     def create_run(self, *, run_id: str, workflow_id: str, spec_text: str, spec_path: str,
@@ -246,13 +255,13 @@ class Store:
     def latest_resumable(self) -> RunRecord | None:
         """The newest unfinished run that no live process is running."""
         for record in self.runs(statuses=UNFINISHED):
-            if not self.locks.busy(record.run_no):
+            if not self.owned(record):
                 return record
         return None
 
     def live_status(self, record: RunRecord) -> str:
         """``running`` only while a process runs it; ``interrupted`` once that one died."""
-        if record.status == "running" and not self.locks.busy(record.run_no):
+        if record.status == "running" and not self.owned(record):
             return "interrupted"
         return record.status
 
@@ -262,13 +271,63 @@ class Store:
                          (status, time.time(), os.getpid(), record.run_no))
 
     # -- events ------------------------------------------------------------------------
-    def events(self, record: RunRecord) -> list[Event]:
+    def events(self, record: RunRecord, after_seq: int = 0) -> list[Event]:
+        """The run's events with ``seq`` past ``after_seq``, in order."""
         low, high = event_range(record.run_no)
         rows = self.conn.execute("SELECT id, type, step_id, payload FROM events "
-                                 "WHERE id BETWEEN ? AND ? ORDER BY id", (low, high))
+                                 "WHERE id BETWEEN ? AND ? ORDER BY id",
+                                 (low + max(after_seq, 0), high))
         decoded = (codec.decode(record.run_id, kind, step_id, payload, row_id - low + 1)
                    for row_id, kind, step_id, payload in rows)
         return [event for event in decoded if event is not None]
+
+    def writer(self, record: RunRecord, *, cache: StepCache | None = None,
+               secrets: Iterable[str] = ()) -> JournalWriter:
+        """The run's checkpoint: appends its events as the engine emits them."""
+        from flowhost.store.cache import StoreCache
+        from flowhost.store.listener import StoreListener
+
+        assert cache is None or isinstance(cache, StoreCache)
+        return StoreListener(self, record, cache=cache, secrets=secrets)
+
+    def step_cache(self, secrets: Iterable[str] = ()) -> StepCache:
+        from flowhost.store.cache import StoreCache
+
+        return StoreCache(self, secrets)
+
+    def open_questions(self, record: RunRecord) -> dict[str, InterventionRequested]:
+        """The run's questions to a person that have no answer yet, by step."""
+        from flowhost.store.checkpoint import read
+
+        return read(self.events(record)).waiting
+
+    # -- ownership ---------------------------------------------------------------------
+    def acquire(self, record: RunRecord, owner: str) -> Lease | None:
+        """Own the run: its process lock (dropped by the OS when the process dies, so a
+        crashed run is free at once), and one more epoch in ``leases``."""
+        if not self.locks.acquire(record.run_no):
+            return None
+        try:
+            with self.write() as conn:
+                row = conn.execute(
+                    "INSERT INTO leases (run_no, owner, epoch, acquired_at) VALUES (?, ?, 1, ?) "
+                    "ON CONFLICT (run_no) DO UPDATE SET owner = excluded.owner, "
+                    "epoch = epoch + 1, acquired_at = excluded.acquired_at RETURNING epoch",
+                    (record.run_no, owner, time.time())).fetchone()
+        except BaseException:
+            self.locks.release(record.run_no)
+            raise
+        self._leased[record.run_id] = record.run_no
+        return Lease(record.run_id, owner, int(row[0]))
+
+    def release(self, lease: Lease) -> None:
+        """Let go of the run (also after ``close``; a second time is a no-op)."""
+        run_no = self._leased.pop(lease.run_id, None)
+        if run_no is not None:
+            self.locks.release(run_no)
+
+    def owned(self, record: RunRecord) -> bool:
+        return self.locks.held(record.run_no) or self.locks.busy(record.run_no)
 
     def steps_succeeded(self, record: RunRecord) -> int:
         """How many of the run's steps have succeeded so far."""

@@ -46,8 +46,12 @@ class RunLocks:
         return self._fd
 
     def acquire(self, run_no: int) -> bool:
-        """Take the run's lock; False when another process has it."""
-        if fcntl is None or run_no in self._held:
+        """Take the run's lock; False when another process has it, or this one already
+        does (ownership is not re-entrant: one process never executes a run twice)."""
+        if run_no in self._held:
+            return False
+        if fcntl is None:
+            self._held.add(run_no)
             return True
         try:
             fcntl.lockf(self._descriptor(), fcntl.LOCK_EX | fcntl.LOCK_NB, 1, run_no)
@@ -57,10 +61,15 @@ class RunLocks:
         return True
 
     def release(self, run_no: int) -> None:
-        if fcntl is None or run_no not in self._held:
+        if run_no not in self._held:
             return
         self._held.discard(run_no)
-        fcntl.lockf(self._descriptor(), fcntl.LOCK_UN, 1, run_no)
+        if fcntl is not None:
+            fcntl.lockf(self._descriptor(), fcntl.LOCK_UN, 1, run_no)
+
+    def held(self, run_no: int) -> bool:
+        """Whether this process holds the run."""
+        return run_no in self._held
 
     def busy(self, run_no: int) -> bool:
         """Whether another process holds the run now."""

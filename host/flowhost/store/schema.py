@@ -89,6 +89,14 @@ CREATE TABLE durations (
 );
 CREATE INDEX durations_by_plugin ON durations (plugin, id);
 """),
+    (2, """
+CREATE TABLE leases (
+    run_no      INTEGER PRIMARY KEY REFERENCES runs (run_no),
+    owner       TEXT NOT NULL,       -- who executes the run now, or did last
+    epoch       INTEGER NOT NULL,    -- 1, 2, 3... one more for every new owner
+    acquired_at REAL NOT NULL
+);
+"""),
 ]
 
 LATEST = MIGRATIONS[-1][0]

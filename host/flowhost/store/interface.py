@@ -1,0 +1,115 @@
+"""What the rest of flowhost needs from a state store, as Protocols: runs, their journal of
+events, the step cache and plugin durations, the open questions, and run ownership.
+
+``flowhost.store.db.Store`` (SQLite) is the embedded backend; another backend (PostgreSQL,
+for several machines) implements the same Protocols and passes the same contract suite
+(``tests/test_store_contract.py``). No SQL, and no ``sqlite3``, outside a backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from flowhost.events import Event, InterventionRequested
+
+if TYPE_CHECKING:
+    from flowhost.plan import PlannedStep
+    from flowhost.store.db import RunRecord
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """Ownership of one run: who executes it, and the how-manieth owner that is (``epoch``
+    grows by one with every new owner, so a write can be fenced by it). ``expires_at`` (unix
+    time) is when others may take the run over if the owner stops renewing; None where
+    the backend knows an owner's death at once (SQLite: the process's lock)."""
+
+    run_id: str
+    owner: str
+    epoch: int
+    expires_at: float | None = None
+
+
+class StepCache(Protocol):
+    """The engine's view of the cache: outputs of earlier calls of idempotent steps."""
+
+    def lookup(self, step: PlannedStep, inputs: dict[str, Any]) -> dict[str, Any] | None: ...
+
+    def store(self, step: PlannedStep, inputs: dict[str, Any],
+              outputs: dict[str, Any]) -> None: ...
+
+
+class JournalWriter(Protocol):
+    """Appends one run's events as they happen; a step's ``StepFinished`` is committed before
+    the call returns. Once a write fails, ``failure`` says why, ``on_failure`` is told, and
+    nothing more is written."""
+
+    failure: str | None
+    on_failure: Callable[[str], None] | None
+
+    def __call__(self, event: Event) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class RunStore(Protocol):
+    def create_run(self, *, run_id: str, workflow_id: str, spec_text: str, spec_path: str,
+                   spec_redacted: bool, overrides: list[str], cwd: str,
+                   total_steps: int) -> RunRecord: ...
+
+    def run(self, run_id: str) -> RunRecord: ...
+
+    def runs(self, *, limit: int | None = None,
+             statuses: Iterable[str] | None = None) -> list[RunRecord]: ...
+
+    def latest_resumable(self) -> RunRecord | None: ...
+
+    def live_status(self, record: RunRecord) -> str: ...
+
+    def steps_succeeded(self, record: RunRecord) -> int: ...
+
+
+class Journal(Protocol):
+    def events(self, record: RunRecord, after_seq: int = 0) -> list[Event]: ...
+
+    def append(self, record: RunRecord, events: Iterable[Event]) -> None: ...
+
+    def writer(self, record: RunRecord, *, cache: StepCache | None = None,
+               secrets: Iterable[str] = ()) -> JournalWriter: ...
+
+
+class CacheStore(Protocol):
+    def step_cache(self, secrets: Iterable[str] = ()) -> StepCache: ...
+
+    def clear_cache(self, plugin: str | None = None) -> int: ...
+
+    def durations(self, plugins: Iterable[str],
+                  per_plugin: int = 20) -> dict[str, list[float]]: ...
+
+
+class Questions(Protocol):
+    def open_questions(self, record: RunRecord) -> dict[str, InterventionRequested]: ...
+
+
+class Ownership(Protocol):
+    def acquire(self, record: RunRecord, owner: str) -> Lease | None:
+        """Own the run, or None while someone else does (also this process, through another
+        lease: ownership is not re-entrant)."""
+        ...
+
+    def release(self, lease: Lease) -> None: ...
+
+    def owned(self, record: RunRecord) -> bool:
+        """Whether anyone (another process, or this one) owns the run now."""
+        ...
+
+
+class StateStore(RunStore, Journal, CacheStore, Questions, Ownership, Protocol):
+    """Everything a run, the CLI and the daemon need; a backend implements all of it."""
+
+    path: Path
+
+    def close(self) -> None: ...

@@ -1,0 +1,208 @@
+"""The contract every state store backend keeps (``flowhost.store.interface.StateStore``),
+tested through the Protocol alone. SQLite is the backend today; a new one (PostgreSQL) is
+added to ``BACKENDS`` and must pass the same tests."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from flowhost import events as ev
+from flowhost.problems import UserInputError
+from flowhost.store import Store
+from flowhost.store.db import RunRecord
+from flowhost.store.interface import StateStore
+
+Open = Callable[[], StateStore]
+
+
+def _sqlite(tmp_path: Path) -> Open:
+    return lambda: Store.open(tmp_path / "state")
+
+
+BACKENDS = {"sqlite": _sqlite}
+
+
+@pytest.fixture(params=sorted(BACKENDS))
+def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Open]:
+    opened: list[StateStore] = []
+
+    def make() -> StateStore:
+        store = BACKENDS[request.param](tmp_path)()
+        opened.append(store)
+        return store
+
+    yield make
+    for store in opened:
+        store.close()
+
+
+def new_run(store: StateStore, run_id: str = "r1", workflow: str = "w") -> RunRecord:
+    return store.create_run(run_id=run_id, workflow_id=workflow, spec_text="t",
+                            spec_path="/w.yaml", spec_redacted=False, overrides=[],
+                            cwd="/", total_steps=2)
+
+
+def started(run_id: str, step: str) -> ev.StepStarted:
+    return ev.StepStarted(run_id, step, "noop", "", 1, 2)
+
+
+def finished(run_id: str, step: str, outputs: dict[str, object] | None = None
+             ) -> ev.StepFinished:
+    return ev.StepFinished(run_id, step, "noop", "noop", "success", 1, 0.1,
+                           outputs or {"value": 1})
+
+
+def test_runs_are_recorded_found_and_listed_newest_first(open_store: Open) -> None:
+    store = open_store()
+    first, second = new_run(store, "r1"), new_run(store, "r2", "other")
+    assert store.run("r1") == first
+    assert [r.run_id for r in store.runs()] == ["r2", "r1"]
+    assert [r.run_id for r in store.runs(limit=1)] == ["r2"]
+    assert [r.run_id for r in store.runs(statuses=["running"])] == ["r2", "r1"]
+    assert second.workflow_id == "other" and second.cwd == "/"
+    with pytest.raises(UserInputError, match="no run 'nope'"):
+        store.run("nope")
+
+
+def test_the_journal_numbers_events_1_2_3_without_gaps(open_store: Open) -> None:
+    store = open_store()
+    record = new_run(store)
+    store.append(record, [started("r1", "a"), finished("r1", "a")])
+    writer = store.writer(record)
+    for event in (started("r1", "b"), finished("r1", "b")):
+        writer(event)
+    writer.close()
+    loaded = store.events(record)
+    assert [e.seq for e in loaded] == [1, 2, 3, 4]
+    assert [type(e).__name__ for e in loaded] == ["StepStarted", "StepFinished"] * 2
+    assert [e.seq for e in store.events(record, after_seq=2)] == [3, 4]
+    assert store.events(record, after_seq=4) == []
+    assert store.steps_succeeded(record) == 2
+
+
+def test_a_finished_step_is_committed_before_the_writer_returns(open_store: Open) -> None:
+    store, other = open_store(), open_store()
+    record = new_run(store)
+    writer = store.writer(record)
+    writer(started("r1", "a"))
+    writer(finished("r1", "a"))
+    seen = other.events(other.run("r1"))  # another connection, before close()
+    assert [type(e).__name__ for e in seen][-1] == "StepFinished"
+    writer.close()
+
+
+def test_runs_of_other_journals_stay_apart(open_store: Open) -> None:
+    store = open_store()
+    one, two = new_run(store, "one"), new_run(store, "two")
+    store.append(one, [started("one", "a")])
+    store.append(two, [started("two", "x"), finished("two", "x")])
+    store.append(one, [finished("one", "a")])
+    assert [e.step_id for e in store.events(one)] == ["a", "a"]  # type: ignore[attr-defined]
+    assert [e.seq for e in store.events(two)] == [1, 2]
+
+
+def test_ownership_is_exclusive_not_reentrant_and_counts_epochs(open_store: Open) -> None:
+    store = open_store()
+    record = new_run(store)
+    assert not store.owned(record)
+    lease = store.acquire(record, "me")
+    assert lease is not None and (lease.owner, lease.epoch) == ("me", 1)
+    assert store.owned(record)
+    assert store.acquire(record, "me") is None  # not re-entrant: no second executor
+    assert store.latest_resumable() is None  # owned: not free to resume
+    store.release(lease)
+    store.release(lease)  # a second time is a no-op
+    assert not store.owned(record)
+    again = store.acquire(record, "someone else")
+    assert again is not None and again.epoch == 2
+    store.release(again)
+    assert store.latest_resumable() == record
+
+
+def test_a_run_whose_owner_died_is_interrupted_and_free(open_store: Open,
+                                                        tmp_path: Path) -> None:
+    store = open_store()
+    record = new_run(store)
+    assert store.live_status(record) == "interrupted"  # recorded running, nobody owns it
+    # Another process owns it while it lives.
+    script = ("import sys, time; from flowhost.store import Store; "
+              "s = Store.open(sys.argv[1]); l = s.acquire(s.run('r1'), 'other'); "
+              "print('held', flush=True); time.sleep(30)")
+    child = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "state")],
+                             stdout=subprocess.PIPE, text=True, env=dict(os.environ))
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "held"
+        assert store.owned(record) and store.live_status(record) == "running"
+        assert store.acquire(record, "me") is None
+    finally:
+        child.kill()
+        child.communicate()
+    assert not store.owned(record)
+    lease = store.acquire(record, "me")
+    assert lease is not None and lease.epoch == 2
+    store.release(lease)
+
+
+def test_questions_stay_open_until_answered(open_store: Open) -> None:
+    store = open_store()
+    record = new_run(store)
+    asked = ev.InterventionRequested(run_id="r1", step_id="a", plugin="noop", error="e",
+                                     error_type="T", hint=None, attempts=1)
+    store.append(record, [started("r1", "a"), asked])
+    assert set(store.open_questions(record)) == {"a"}
+    store.append(record, [ev.InterventionResolved(run_id="r1", step_id="a", action="skip",
+                                                  by="someone", plugin="noop")])
+    assert store.open_questions(record) == {}
+
+
+def test_the_cache_keeps_what_a_step_returned_and_can_be_cleared(open_store: Open) -> None:
+    from flowhost.catalog import Catalog
+    from flowhost.spec import parse_spec
+    from flowhost.static import check
+
+    plan = check(parse_spec("workflow_id: w\nsteps: [{id: a, plugin: noop}]\n"), Catalog(), {})
+    step = plan.steps["a"]
+    store = open_store()
+    record = new_run(store)
+    cache = store.step_cache()
+    writer = store.writer(record, cache=cache)
+    assert cache.lookup(step, {"value": 0}) is None
+    cache.store(step, {"value": 0}, {"value": 1})
+    writer(finished("r1", "a", {"value": 1}))
+    writer.close()
+    later = open_store().step_cache()
+    assert later.lookup(step, {"value": 0}) == {"value": 1}
+    assert later.lookup(step, {"value": 5}) is None
+    assert store.clear_cache("noop") == 1
+    assert open_store().step_cache().lookup(step, {"value": 0}) is None
+    assert store.durations(["noop"]) == {"noop": [0.1]}
+
+
+def test_a_failed_write_is_reported_by_the_writer_not_raised(open_store: Open,
+                                                             tmp_path: Path) -> None:
+    store = open_store()
+    record = new_run(store)
+    holder = sqlite3.connect(tmp_path / "state" / "state.db", isolation_level=None,
+                             timeout=0)
+    holder.execute("BEGIN IMMEDIATE")
+    failures: list[str] = []
+    try:
+        slow = Store.open(tmp_path / "state", busy_timeout=0.1)
+        writer = slow.writer(slow.run("r1"))
+        writer.on_failure = failures.append
+        writer(finished("r1", "a"))
+        assert writer.failure is not None and "locked" in writer.failure
+        assert failures == [writer.failure]
+        writer.close()
+        slow.close()
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert store.events(record) == []
