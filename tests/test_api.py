@@ -168,3 +168,40 @@ async def test_questions_wait_for_an_answer_through_the_api(tmp_path: Path) -> N
     finished = {s.id: s.status for s in result.steps}
     assert finished == {"f": "skipped", "after": "success"}
     assert not run.pending
+
+
+DRAINED = """
+workflow_id: drained
+steps:
+  - {id: a, plugin: sleeper, inputs: {seconds: 0.4}}
+  - {id: b, plugin: sleeper, inputs: {seconds: 0.4}}
+  - {id: c, plugin: echo, inputs: {text: after}, needs: [a, b]}
+"""
+
+
+async def test_a_drain_lets_running_steps_finish_and_leaves_the_rest_to_resume(
+        tmp_path: Path) -> None:
+    run = await flowhost.start_run(DRAINED, spec_name="d.yaml", workdir=tmp_path, env={})
+    async for event in run.events():
+        if type(event).__name__ == "StepStarted" and event.step_id == "b":  # type: ignore[attr-defined]
+            break
+    outcome = await run.drain(timeout=30)
+    assert outcome.status == "interrupted"
+    assert {s.id: s.status for s in outcome.result.steps} == {
+        "a": "success", "b": "success", "c": "pending"}
+    again = await flowhost.resume_run(run.run_id, workdir=tmp_path, env={})
+    result = await again.result()
+    assert result.status == "success"
+    assert not any(s.rerun_after_interruption for s in result.steps)
+
+
+async def test_a_drain_past_its_deadline_interrupts_what_still_runs(tmp_path: Path) -> None:
+    run = await flowhost.start_run(
+        "workflow_id: w\nsteps: [{id: s, plugin: sleeper, inputs: {seconds: 30}}]\n",
+        spec_name="w.yaml", workdir=tmp_path, env={})
+    async for event in run.events():
+        if type(event).__name__ == "StepStarted":
+            break
+    outcome = await run.drain(timeout=0.2)
+    assert outcome.status == "interrupted"
+    assert outcome.result.steps[0].status == "cancelled"

@@ -113,6 +113,7 @@ class Engine:
         self._aborted_by: str | None = None
         self._cancel_reason: str | None = None
         self._cancel_final = True
+        self._drain_reason: str | None = None  # draining: no step starts any more
         self._crash: str | None = None  # an error of flowhost's own that ended a step's task
         self._ladder: Ladder | None = None
         self._scope = Scope(self.outputs, self.env)
@@ -181,11 +182,19 @@ class Engine:
             self._final.cancel()
         self._check_done()
 
+    def drain(self, reason: str = "draining") -> None:
+        """Start no more steps; the running ones finish. The run ends ``interrupted`` when
+        steps were left (``resume`` runs them), or as usual when none were."""
+        if self._drain_reason is None and self._cancel_reason is None:
+            self._drain_reason = reason
+            self._ready.clear()
+            self._check_done()
+
     # -- scheduling --------------------------------------------------------------------
     def _launch(self) -> None:
         ready, running, steps = self._ready, self._running, self.plan.steps
-        if self._cancel_reason is not None:  # cancelled before or while starting
-            ready.clear()
+        if self._cancel_reason is not None or self._drain_reason is not None:
+            ready.clear()  # stopped, or draining: nothing new starts
         while ready and len(running) < self.max_parallel:
             step_id = ready.popleft()
             task = asyncio.create_task(self._drive(steps[step_id]), name=f"step:{step_id}")
@@ -219,7 +228,8 @@ class Engine:
                                           error=self.redactor.text(_internal(exc)),
                                           error_type="InternalError")
             self._end(step, outcome, started)
-            if self._cancel_reason is not None or not self._ready:
+            if self._cancel_reason is not None or self._drain_reason is not None or (
+                    not self._ready):
                 self._check_done()
                 return
             step = self.plan.steps[self._ready.popleft()]
@@ -259,6 +269,7 @@ class Engine:
     def _check_done(self) -> None:
         if self._all_done is not None and not self._running and (
             not self._ready or self._cancel_reason is not None
+            or self._drain_reason is not None
         ):
             self._all_done.set()
 
@@ -413,6 +424,9 @@ class Engine:
             return "aborted" if self._aborted_by_user else "failed"
         if self.waiting:
             return "waiting"
+        if self._drain_reason is not None and len(self.status) < self._total:
+            self._cancel_reason = self._drain_reason  # RunFinished says why
+            return "interrupted"
         checks = self.plan.final_checks
         if checks:
             self.bus.emit(FinalValidationStarted(run_id=self.run_id, total_checks=len(checks)))

@@ -90,6 +90,18 @@ class Run:
         if self._execution is not None:
             self._execution.engine.cancel(reason, final=False)
 
+    async def drain(self, timeout: float, reason: str = "draining") -> Outcome:
+        """Start no more steps and let the running ones finish within ``timeout`` seconds;
+        then stop what still runs. Whatever is left is checkpointed as ``interrupted``, for
+        ``resume`` (or a restarted daemon) to run."""
+        if self._execution is not None:
+            self._execution.engine.drain(reason)
+        try:
+            return await asyncio.wait_for(asyncio.shield(self.outcome()), timeout)
+        except TimeoutError:
+            self.interrupt(f"{reason}: stopped after {timeout:g}s")
+            return await self.outcome()
+
     # -- events ------------------------------------------------------------------------
     def _fan_out(self, event: Event) -> None:
         for queue in self._followers:
