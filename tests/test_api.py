@@ -205,3 +205,20 @@ async def test_a_drain_past_its_deadline_interrupts_what_still_runs(tmp_path: Pa
     outcome = await run.drain(timeout=0.2)
     assert outcome.status == "interrupted"
     assert outcome.result.steps[0].status == "cancelled"
+
+
+def test_overrides_as_a_mapping_keep_their_types_and_store_names_the_state_dir(
+        tmp_path: Path) -> None:
+    spec = "workflow_id: w\nsteps: [{id: e, plugin: echo, inputs: {text: x}}]\n"
+    result = flowhost.run_workflow(spec, spec_name="w.yaml", workdir=tmp_path, env={},
+                                   overrides={"e.text": "007"},
+                                   store=f"sqlite://{tmp_path / 'elsewhere'}")
+    assert result.outputs["e"]["text"] == "007"  # text stays text
+    assert (tmp_path / "elsewhere" / "state.db").is_file()
+    assert not (tmp_path / ".flowhost").exists()
+    with pytest.raises(flowhost.SpecError, match="--set"):
+        flowhost.run_workflow(spec, spec_name="w.yaml", workdir=tmp_path, env={},
+                              overrides={"e.text": 7})
+    with pytest.raises(flowhost.UserInputError, match="SQLite only"):
+        flowhost.run_workflow(spec, spec_name="w.yaml", workdir=tmp_path, env={},
+                              store="postgresql://db/flowhost")

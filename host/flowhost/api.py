@@ -9,6 +9,7 @@ files or variables.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -36,6 +37,30 @@ from flowhost.store.interface import Lease, StateStore
 
 OnManual = Literal["fail", "abort", "skip", "wait", "ask"]
 PathLike = str | os.PathLike[str]
+# ``["step.field=value", ...]`` as ``--set`` takes them, or ``{"step.field": value}``.
+Overrides = Sequence[str] | Mapping[str, Any]
+
+
+def as_overrides(given: Overrides) -> list[str]:
+    """``--set`` texts; a mapping's values are written as JSON, so each keeps its type (the
+    text "007" stays text, 3 stays a number)."""
+    if isinstance(given, Mapping):
+        return [f"{target}={json.dumps(value)}" for target, value in given.items()]
+    if isinstance(given, str):
+        return [given]
+    return list(given)
+
+
+def state_dir_of(store: str | None, state_dir: PathLike | None) -> PathLike | None:
+    """``store="sqlite:///PATH"`` is ``state_dir=PATH``."""
+    if store is None:
+        return state_dir
+    if state_dir is not None:
+        raise UserInputError("give the store or the state dir, not both")
+    if store.startswith("sqlite:///"):
+        return store[len("sqlite://"):]
+    raise UserInputError(f"store {store!r}: this flowhost keeps runs in SQLite only "
+                         "(sqlite:///PATH/TO/DIR, or state_dir=)")
 T = TypeVar("T")
 
 
@@ -50,16 +75,16 @@ class Checked:
 
 
 def check_spec(spec: PathLike, ctx: RunContext, *, spec_name: str | None = None,
-               overrides: Sequence[str] = ()) -> Checked:
+               overrides: Overrides = ()) -> Checked:
     """Load and check ``spec`` (a path, or with ``spec_name`` the spec's text) for a run in
     ``ctx``; raises ``SpecError`` with every problem."""
     catalog = Catalog(ctx.config)
     if spec_name is not None:
         text = os.fspath(spec)
-        loaded, plan = check_text(text, spec_name, list(overrides), catalog, ctx.env)
+        loaded, plan = check_text(text, spec_name, as_overrides(overrides), catalog, ctx.env)
         return Checked(loaded, plan, text, spec_name)
     path = os.fspath(spec)
-    loaded, plan = check_file(path, list(overrides), catalog, ctx.env)
+    loaded, plan = check_file(path, as_overrides(overrides), catalog, ctx.env)
     try:  # the text as it was checked moments ago, kept with the run for resume
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
@@ -67,7 +92,7 @@ def check_spec(spec: PathLike, ctx: RunContext, *, spec_name: str | None = None,
     return Checked(loaded, plan, text, str(Path(path).absolute()))
 
 
-def validate(spec: PathLike, *, spec_name: str | None = None, overrides: Sequence[str] = (),
+def validate(spec: PathLike, *, spec_name: str | None = None, overrides: Overrides = (),
              workdir: PathLike | None = None, env: Mapping[str, str] | None = None,
              config: HostConfig | None = None) -> list[Problem]:
     """Every problem of ``spec`` (each with ``.file .line .step .field .message``); [] when
@@ -92,30 +117,32 @@ def intervener_for(on_manual: OnManual | Intervener) -> Intervener:
 
 async def prepare_run(spec: PathLike, *, spec_name: str | None = None,
                       workdir: PathLike | None = None, env: Mapping[str, str] | None = None,
-                      overrides: Sequence[str] = (), state_dir: PathLike | None = None,
+                      overrides: Overrides = (), state_dir: PathLike | None = None,
+                      store: str | None = None,
                       config: HostConfig | None = None,
                       on_manual: OnManual | Intervener = "fail", max_parallel: int = 8,
                       use_cache: bool = True, report: Callable[[str], None] | None = None,
                       context: RunContext | None = None, checked: Checked | None = None) -> Run:
     """Check ``spec`` and record a new run, without starting it: ``Run.observe`` what you
     want to watch, then ``Run.start()``. ``start_run`` does both."""
-    ctx = context or make_context(workdir=workdir, env=env, state_dir=state_dir, config=config)
+    ctx = context or make_context(workdir=workdir, env=env, config=config,
+                                  state_dir=state_dir_of(store, state_dir))
     if checked is None:
         checked = await _off_loop(check_spec, spec, ctx, spec_name=spec_name,
                                   overrides=overrides)
     if max_parallel < 1:
         raise UserInputError(f"max_parallel must be at least 1, got {max_parallel}")
     intervener = intervener_for(on_manual)
-    store = open_store(ctx)
+    state = open_store(ctx)
     try:
-        record = record_run(store, ctx, checked.plan, checked.text, checked.path,
-                            new_run_id(), overrides)
-        lease = store.acquire(record, ctx.owner)
+        record = record_run(state, ctx, checked.plan, checked.text, checked.path,
+                            new_run_id(), as_overrides(overrides))
+        lease = state.acquire(record, ctx.owner)
     except BaseException:
-        store.close()
+        state.close()
         raise
     assert lease is not None  # a run recorded a moment ago has no other owner
-    execution = Execution(ctx, checked.plan, store, record, lease, intervener=intervener,
+    execution = Execution(ctx, checked.plan, state, record, lease, intervener=intervener,
                           max_parallel=max_parallel, use_cache=use_cache,
                           report=report or _stderr)
     return Run(record.run_id, record.workflow_id, execution=execution)
