@@ -27,11 +27,18 @@ from flowhost.checks import (
     known_kinds,
     parse_check_args,
     parse_pytest_summary,
-    run_check,
 )
 from flowhost.checks import registry as check_registry
+from flowhost.checks import run_check as _run_check
+from flowhost.events import CheckResult
 
 # ------------------------------------------------------------------------------- helpers
+
+
+async def run_check(kind: str, args: Any, ctx: CheckContext | None = None) -> CheckResult:
+    """A check as a run in this test process's environment would run it (a check's own
+    default environment is empty: a run passes its own)."""
+    return await _run_check(kind, args, ctx or CheckContext(env=os.environ))
 
 
 def _alive(pid: int) -> bool:

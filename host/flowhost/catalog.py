@@ -13,7 +13,9 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from flowhost.problems import did_you_mean
@@ -87,20 +89,26 @@ def _distributions_by_entry() -> dict[str, tuple[str, str]]:
     return found
 
 
-def _no_config_file() -> bool:
-    """True when ``load_config()`` would find no file (no ``$FLOWHOST_CONFIG``, no
-    ./flowhost.toml): the config is then empty, and listing need not import it."""
-    return not os.environ.get("FLOWHOST_CONFIG") and not os.path.exists("flowhost.toml")
+def _no_config_file(environ: Mapping[str, str] | None, cwd: Path | None) -> bool:
+    """True when ``load_config`` would find no file (no ``$FLOWHOST_CONFIG``, no
+    flowhost.toml in ``cwd``): the config is then empty, and listing need not import it."""
+    if environ is not None and environ.get("FLOWHOST_CONFIG"):
+        return False
+    return cwd is None or not os.path.exists(os.path.join(cwd, "flowhost.toml"))
 
 
 class Catalog:
     """Name → plugin. Local plugins come from entry points; remote ones from URLs and from
     ``[remote]`` in flowhost.toml, which wins over a local plugin of the same name."""
 
-    def __init__(self, config: HostConfig | None = None) -> None:
+    def __init__(self, config: HostConfig | None = None, *,
+                 environ: Mapping[str, str] | None = None, cwd: Path | None = None) -> None:
+        """``config``, or the one ``environ`` and ``cwd`` name, read when first needed
+        (none given: no config)."""
         self._entries: dict[str, PluginEntry] | None = None
         self._invokers: dict[str, Invoker] = {}
         self._config = config
+        self._environ, self._cwd = environ, cwd
         # What each server hosts, or why it could not be asked (asked once per catalog).
         self._remote: dict[Endpoint, dict[str, RemoteDescriptor] | RemoteUnavailable] = {}
 
@@ -110,12 +118,12 @@ class Catalog:
         if self._config is None:
             from flowhost.config import load_config
 
-            self._config = load_config()
+            self._config = load_config(environ=self._environ, cwd=self._cwd)
         return self._config
 
     def _remote_table(self) -> dict[str, str]:
         """``[remote]`` of the host config."""
-        if self._config is None and _no_config_file():
+        if self._config is None and _no_config_file(self._environ, self._cwd):
             return {}
         return self.config.remote
 

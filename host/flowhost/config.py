@@ -1,6 +1,7 @@
 """The host's configuration file, ``flowhost.toml``: remote plugins and how to reach them.
 
-Read from ``$FLOWHOST_CONFIG`` when set, else from ``./flowhost.toml`` when there is one::
+Read from ``$FLOWHOST_CONFIG`` when set, else from ``flowhost.toml`` in the run's working
+directory when there is one::
 
     [remote]                                  # plugin name -> where it is served
     redis-cache-plugin = "grpc://10.0.0.5:50070"             # same name on the server
@@ -23,9 +24,9 @@ is a ``UserInputError`` (exit code 2).
 
 from __future__ import annotations
 
-import os
 import re
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -147,13 +148,16 @@ class HostConfig(_Strict):
         return self.tls.get(target.address) or self.tls.get(f"{target.host}:{target.port}")
 
 
-def load_config(path: str | Path | None = None, *, environ: dict[str, str] | None = None,
+def load_config(path: str | Path | None = None, *, environ: Mapping[str, str] | None = None,
                 cwd: Path | None = None) -> HostConfig:
-    """Read ``path``, else ``$FLOWHOST_CONFIG``, else ``./flowhost.toml``; empty when none."""
-    env = os.environ if environ is None else environ
+    """Read ``path``, else ``$FLOWHOST_CONFIG`` of ``environ``, else ``flowhost.toml`` in
+    ``cwd``; empty when none (the caller says which environment and folder: a run's own)."""
+    env = environ or {}
     explicit = path is not None or bool(env.get(CONFIG_ENV))
+    if path is None and not explicit and cwd is None:
+        return HostConfig()
     where = Path(path if path is not None else env.get(CONFIG_ENV) or
-                 (cwd or Path.cwd()) / CONFIG_NAME)
+                 Path(cwd or ".") / CONFIG_NAME)
     try:
         text = where.read_text(encoding="utf-8")
     except FileNotFoundError:

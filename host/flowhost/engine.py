@@ -8,7 +8,6 @@ store and metrics) only ever see events.
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 import uuid
 from collections import deque
@@ -89,7 +88,7 @@ class Engine:
         self.plan = plan
         self.bus = bus
         self.run_id = run_id or new_run_id()
-        self.env = dict(os.environ if env is None else env)
+        self.env = dict(env or {})  # what ${env.X} may read: the run's, never the process's
         self.max_parallel = max_parallel
         self.redactor: Redactor = plan.redactor(self.env)
         self._secrets = bool(self.redactor)

@@ -31,7 +31,7 @@ class CheckContext:
     """
 
     outputs: dict[str, Any] | None = None
-    env: Mapping[str, str] = dataclasses.field(default_factory=lambda: os.environ)
+    env: Mapping[str, str] = dataclasses.field(default_factory=dict)  # the run's
     redact: Callable[[str], str] = _identity
     workdir: str | None = None
     deadline: float | None = None

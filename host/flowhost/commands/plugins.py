@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from flowhost.catalog import Catalog, PluginLoadError
@@ -20,7 +22,7 @@ if TYPE_CHECKING:  # listing imports no pydantic: the invokers are imported by -
 
 
 def list_command(args: argparse.Namespace) -> int:
-    catalog = Catalog()
+    catalog = Catalog(environ=os.environ, cwd=Path.cwd())
     entries = catalog.entries(with_distributions=True)
     rows: list[dict[str, Any]] = []
     broken = 0
@@ -112,7 +114,7 @@ def _check_cell(row: dict[str, Any]) -> str:
 
 
 def describe_command(args: argparse.Namespace) -> int:
-    catalog = Catalog()
+    catalog = Catalog(environ=os.environ, cwd=Path.cwd())
     try:
         invoker = catalog.get(args.name)
     except PluginLoadError as exc:
