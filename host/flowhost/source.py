@@ -263,7 +263,8 @@ def _build(
             and _EXPONENT_NUMBER.match(node.value)):
         # YAML 1.1 (PyYAML) reads `1e5` and `1.5e3` as strings; JSON and YAML 1.2 say number.
         return float(node.value)
-    return _construct(node, loader, doc.file, problems)
+    value = _construct(node, loader, doc.file, problems)
+    return None if value is _UNREAD else value
 
 
 _NOT_JSON = frozenset({"NaN", "Infinity", "-Infinity"})
@@ -276,11 +277,9 @@ def _key(node: yaml.Node, loader: yaml.SafeLoader, file: str, problems: list[Pro
     if node.tag == "tag:yaml.org,2002:value":  # a plain `=`, which flatten_mapping allowed
         return "="
     key = _construct(node, loader, file, problems)
-    if isinstance(key, str):
-        return key
-    if key is None and isinstance(node, yaml.ScalarNode) and node.value:
-        return str(node.value)  # unreadable (reported): the text as written stands for it
-    return str(key)
+    if key is _UNREAD:  # reported: the text as written stands for it
+        return str(node.value) if isinstance(node, yaml.ScalarNode) else ""
+    return key if isinstance(key, str) else str(key)
 
 
 # What PyYAML's constructors raise for a scalar they cannot read (`!!int nope` is a
@@ -299,9 +298,12 @@ _NOUNS = {"!!timestamp": "a date", "!!int": "an integer", "!!float": "a number",
           "!!bool": "a boolean"}
 
 
+_UNREAD = object()  # what _construct gives for a value it could not read
+
+
 def _construct(node: yaml.Node, loader: yaml.SafeLoader, file: str,
                problems: list[Problem]) -> Any:
-    """The node's value; None, and a problem at its line, when YAML cannot read it."""
+    """The node's value; ``_UNREAD``, and a problem at its line, when YAML cannot read it."""
     try:
         value = loader.construct_object(node, deep=True)
     except _UNREADABLE as exc:
@@ -309,10 +311,10 @@ def _construct(node: yaml.Node, loader: yaml.SafeLoader, file: str,
         # read as a recursive node instead of reporting the same problem.
         loader.recursive_objects.pop(node, None)
         _report(problems, _unreadable(node, loader, exc, file))
-        return None
+        return _UNREAD
     if isinstance(value, int) and value.bit_length() > _SAFE_INT_BITS and not _printable(value):
         _report(problems, _too_many_digits(node, file))  # 0x… with thousands of digits
-        return None
+        return _UNREAD
     return value
 
 

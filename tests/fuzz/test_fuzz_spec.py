@@ -18,8 +18,9 @@ import io
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 from unittest import mock
 
 import pytest
@@ -47,7 +48,7 @@ def _workdir() -> Iterator[Path]:
         yield Path(where)
 
 
-def validate(text: str, overrides: list[str] = (), name: str = "wf.yaml") -> str:  # type: ignore[assignment]
+def validate(text: str, overrides: Sequence[str] = (), name: str = "wf.yaml") -> str:
     """Run ``flowhost validate`` on ``text``; assert it ends well; return its stderr."""
     with _workdir() as where:
         spec = where / name
@@ -234,10 +235,10 @@ def test_random_text_validates_or_exits_2(text: str, name: str) -> None:
 @given(json_values, st.sampled_from(["workflow_id", "steps", "inputs", "retry"]))
 def test_json_specs_with_values_in_odd_places_validate_or_exit_2(value: str, where: str
                                                                   ) -> None:
-    spec = {"workflow_id": "w", "steps": [{"id": "a", "plugin": "echo",
-                                           "inputs": {"text": "hi"}}]}
+    step: dict[str, Any] = {"id": "a", "plugin": "echo", "inputs": {"text": "hi"}}
+    spec: dict[str, Any] = {"workflow_id": "w", "steps": [step]}
     if where in ("workflow_id", "steps"):
         spec[where] = json.loads(value)
     else:
-        spec["steps"][0][where] = json.loads(value)  # type: ignore[index]
+        step[where] = json.loads(value)
     validate(json.dumps(spec), name="wf.json")
