@@ -11,8 +11,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import jsonschema
-
 Schema = dict[str, Any]
 JSON_TYPES = frozenset({"string", "integer", "number", "boolean", "array", "object", "null"})
 
@@ -149,6 +147,10 @@ def literal_error(value: Any, schema: Schema, root: Schema) -> str | None:
     """Why ``value`` does not fit ``schema``, or None when it does (lenient like pydantic)."""
     if not schema:
         return None
+    if _plainly_fits(value, schema):
+        return None
+    import jsonschema  # imported when a literal needs it: a run without such values does not
+
     full = {**schema, "$defs": root.get("$defs", {})} if "$defs" in root else schema
     validator = jsonschema.Draft202012Validator(full)
     error = jsonschema.exceptions.best_match(validator.iter_errors(value))
@@ -158,6 +160,25 @@ def literal_error(value: Any, schema: Schema, root: Schema) -> str | None:
         return None  # pydantic accepts "8080" for an int, so a quoted number is fine
     location = "".join(f"[{p!r}]" for p in error.absolute_path)
     return f"{location + ': ' if location else ''}{error.message}"
+
+
+# Keywords that only annotate a schema (they accept any value), and the Python types that
+# certainly are of a JSON type: pydantic's schema of a plain field such as `value: int = 0`
+# is {"type": "integer", "title": ..., "default": 0}, and its literals are checked without
+# building a validator.
+_ANNOTATIONS = frozenset({"type", "title", "description", "default", "examples"})
+_OF_TYPE: dict[str, tuple[type, ...]] = {
+    "string": (str,), "integer": (int,), "number": (int, float), "boolean": (bool,),
+    "null": (type(None),), "array": (list,), "object": (dict,),
+}
+
+
+def _plainly_fits(value: Any, schema: Schema) -> bool:
+    """Whether ``value`` certainly fits ``schema``, a schema that says nothing but its type
+    (False: ask the validator)."""
+    kind = schema.get("type")
+    return (isinstance(kind, str) and type(value) in _OF_TYPE.get(kind, ())
+            and schema.keys() <= _ANNOTATIONS)
 
 
 def _numeric_string_ok(value: str, schema: Schema, root: Schema) -> bool:
