@@ -222,3 +222,29 @@ def test_overrides_as_a_mapping_keep_their_types_and_store_names_the_state_dir(
     with pytest.raises(flowhost.UserInputError, match="SQLite only"):
         flowhost.run_workflow(spec, spec_name="w.yaml", workdir=tmp_path, env={},
                               store="postgresql://db/flowhost")
+
+
+async def test_cancelling_one_run_kills_its_check_commands_not_anothers(
+        tmp_path: Path) -> None:
+    spec = """
+workflow_id: w
+steps:
+  - id: e
+    plugin: echo
+    inputs: {text: x}
+    validation:
+      - command: {run: "sh -c 'sleep 1.5; echo done > finished'"}
+"""
+    env = {"PATH": os.environ["PATH"]}
+    runs = {}
+    for name in ("stopped", "kept"):
+        (tmp_path / name).mkdir()
+        runs[name] = await flowhost.start_run(spec, spec_name="w.yaml", env=env,
+                                              workdir=tmp_path / name)
+    await asyncio.sleep(0.5)  # both commands are running now
+    runs["stopped"].cancel("not this one")
+    stopped, kept = await asyncio.gather(runs["stopped"].result(), runs["kept"].result())
+    assert stopped.status == "cancelled" and kept.status == "success"
+    assert (tmp_path / "kept" / "finished").is_file()
+    await asyncio.sleep(1.5)  # long enough for a command that was not killed to finish
+    assert not (tmp_path / "stopped" / "finished").exists()
