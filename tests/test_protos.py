@@ -84,3 +84,46 @@ def test_the_sdk_never_imports_the_host() -> None:
     pattern = re.compile(r"^\s*(?:import\s+flowhost(?![\w])|from\s+flowhost(?:\.|\s))", re.M)
     for path in (REPO / "plugin_sdk" / "flowhost_sdk").rglob("*.py"):
         assert not pattern.search(path.read_text("utf-8")), path
+
+
+def test_the_host_proto_keeps_the_contract_field_numbers() -> None:
+    """host.proto as CONTRACT §8 writes it: what clients in other languages are built on."""
+    from flowhost._proto import host_pb2 as pb
+
+    fields = {
+        "SubmitRunRequest": {"spec_yaml": 1, "spec_json": 2, "overrides": 3, "request_id": 4,
+                             "spec_name": 5},
+        "SubmitRunResponse": {"run_id": 1, "created": 2},
+        "GetRunRequest": {"run_id": 1},
+        "GetRunResponse": {"result_json": 1},
+        "WatchRunRequest": {"run_id": 1, "after_seq": 2},
+        "RunEvent": {"run_id": 1, "seq": 2, "type": 3, "step_id": 4, "at": 5, "event_json": 6},
+        "ListRunsRequest": {"status": 1, "workflow_id": 2, "page_size": 3, "page_token": 4},
+        "RunSummary": {"run_id": 1, "workflow_id": 2, "status": 3, "started_at": 4,
+                       "finished_at": 5, "steps_total": 6, "steps_done": 7},
+        "ListRunsResponse": {"runs": 1, "next_page_token": 2},
+        "ResolveInterventionRequest": {"run_id": 1, "step_id": 2, "action": 3,
+                                       "outputs_json": 4, "comment": 5},
+        "ResolveInterventionResponse": {"resolved_by": 1, "resolved_at": 2},
+        "CancelRunRequest": {"run_id": 1, "reason": 2},
+        "CancelRunResponse": {"status": 1},
+    }
+    assert pb.DESCRIPTOR.package == "flowhost.v1"
+    for message, numbers in fields.items():
+        descriptor = pb.DESCRIPTOR.message_types_by_name[message]
+        assert {f.name: f.number for f in descriptor.fields} == numbers, message
+    oneof = pb.DESCRIPTOR.message_types_by_name["SubmitRunRequest"].oneofs_by_name["spec"]
+    assert [f.name for f in oneof.fields] == ["spec_yaml", "spec_json"]
+    service = pb.DESCRIPTOR.services_by_name["HostService"]
+    assert [m.name for m in service.methods] == [
+        "SubmitRun", "GetRun", "WatchRun", "ListRuns", "ResolveIntervention", "CancelRun"]
+    assert service.methods_by_name["WatchRun"].server_streaming
+
+
+def test_the_host_requires_the_runtime_its_generated_code_needs() -> None:
+    pb2 = (REPO / "host" / "flowhost" / "_proto" / "host_pb2.py").read_text("utf-8")
+    protobuf = re.search(r"# Protobuf Python Version: ([\d.]+)", pb2)
+    assert protobuf is not None
+    project = tomllib.loads((REPO / "pyproject.toml").read_text("utf-8"))
+    found = {Requirement(r).name: Requirement(r) for r in project["project"]["dependencies"]}
+    assert Version(protobuf[1]) in found["protobuf"].specifier
