@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from flowhost import checks as check_kinds
 from flowhost.breaker import Breakers, Change
 from flowhost.events import (
     AttemptFailed,
@@ -96,6 +95,8 @@ def _host_cancelled() -> bool:
 async def run_checks(checks: list[PlannedCheck], scope: Scope, outputs: dict[str, Any] | None,
                      env: dict[str, str], redactor: Redactor, deadline: float | None = None,
                      workdir: str | None = None) -> tuple[CheckResult, ...]:
+    from flowhost import checks as check_kinds  # imported by the first step with checks
+
     results = []
     context = check_kinds.CheckContext(outputs=outputs, env=env, redact=redactor.text,
                                        deadline=deadline, workdir=workdir)
