@@ -206,3 +206,34 @@ def test_a_failed_write_is_reported_by_the_writer_not_raised(open_store: Open,
         holder.execute("ROLLBACK")
         holder.close()
     assert store.events(record) == []
+
+
+def test_a_submission_is_recorded_once_per_request_id(open_store: Open) -> None:
+    store = open_store()
+
+    def submit(request_id: str, run_id: str) -> tuple[RunRecord, bool]:
+        return store.submit_run(request_id=request_id, run_id=run_id, workflow_id="w",
+                                spec_text="t", spec_path="submitted.yaml",
+                                spec_redacted=False, overrides=[], cwd="/", total_steps=1)
+
+    first, created = submit("req-1", "r1")
+    assert created and first.status == "queued"
+    again, created_again = submit("req-1", "r2")
+    assert not created_again and again.run_id == "r1"
+    other, created_other = submit("req-2", "r3")
+    assert created_other and other.run_id == "r3"
+    assert [r.run_id for r in store.runs()] == ["r3", "r1"]
+    assert store.latest_resumable() is not None  # queued runs are unfinished
+
+
+def test_runs_come_in_keyset_pages_newest_first(open_store: Open) -> None:
+    store = open_store()
+    for i in range(5):
+        new_run(store, f"r{i}", "odd" if i % 2 else "even")
+    page = store.runs_page(limit=2)
+    assert [r.run_id for r in page] == ["r4", "r3"]
+    page = store.runs_page(before=page[-1].run_no, limit=2)
+    assert [r.run_id for r in page] == ["r2", "r1"]
+    assert [r.run_id for r in store.runs_page(before=page[-1].run_no)] == ["r0"]
+    assert [r.run_id for r in store.runs_page(workflow_id="odd")] == ["r3", "r1"]
+    assert store.runs_page(status="success") == []

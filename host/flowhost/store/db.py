@@ -44,7 +44,7 @@ DEFAULT_STATE_DIR = ".flowhost"
 DB_NAME = "state.db"
 DEFAULT_BUSY_TIMEOUT = 10.0
 # "cancelled" is final (a person or a program cancelled it); "interrupted" is resumable.
-UNFINISHED = ("running", "interrupted", "waiting")
+UNFINISHED = ("queued", "running", "interrupted", "waiting")
 SEQ_BITS = 32
 _SQLITE_MAX_INT = 2**63 - 1
 
@@ -210,18 +210,47 @@ class Store:
 
     # -- runs --------------------------------------------------------------------------
     def create_run(self, *, run_id: str, workflow_id: str, spec_text: str, spec_path: str,
-                   spec_redacted: bool, overrides: list[str], cwd: str,
-                   total_steps: int) -> RunRecord:
-        now = time.time()
+                   spec_redacted: bool, overrides: list[str], cwd: str, total_steps: int,
+                   status: str = "running") -> RunRecord:
         with self.write() as conn:
-            cursor = conn.execute(
-                "INSERT INTO runs (run_id, workflow_id, status, spec_text, spec_path, "
-                "spec_redacted, overrides, cwd, total_steps, created_at, updated_at, pid) "
-                "VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (run_id, workflow_id, spec_text, spec_path, int(spec_redacted),
-                 json.dumps(overrides), cwd, total_steps, now, now, os.getpid()))
-        assert cursor.lastrowid is not None
+            _insert_run(conn, run_id, workflow_id, spec_text, spec_path, spec_redacted,
+                        overrides, cwd, total_steps, status)
         return self.run(run_id)
+
+    def submit_run(self, *, request_id: str, run_id: str, workflow_id: str, spec_text: str,
+                   spec_path: str, spec_redacted: bool, overrides: list[str], cwd: str,
+                   total_steps: int) -> tuple[RunRecord, bool]:
+        """Record a ``queued`` run for a client's request, once: a request id seen before
+        gives its run back, with False."""
+        with self.write() as conn:
+            row = conn.execute("SELECT r.run_id FROM submissions AS s JOIN runs AS r "
+                               "ON r.run_no = s.run_no WHERE s.request_id = ?",
+                               (request_id,)).fetchone()
+            if row is None:
+                run_no = _insert_run(conn, run_id, workflow_id, spec_text, spec_path,
+                                     spec_redacted, overrides, cwd, total_steps, "queued")
+                conn.execute("INSERT INTO submissions (request_id, run_no) VALUES (?, ?)",
+                             (request_id, run_no))
+        return (self.run(run_id), True) if row is None else (self.run(str(row[0])), False)
+
+    def runs_page(self, *, before: int | None = None, limit: int = 100,
+                  status: str | None = None, workflow_id: str | None = None
+                  ) -> list[RunRecord]:
+        """Newest first, the runs recorded before run number ``before`` (a keyset page)."""
+        where: list[str] = ["1 = 1"]
+        params: list[int | str] = []
+        if before is not None:
+            where.append("run_no < ?")
+            params.append(before)
+        if status:
+            where.append("status = ?")
+            params.append(status)
+        if workflow_id:
+            where.append("workflow_id = ?")
+            params.append(workflow_id)
+        sql = (f"SELECT {_RUN_COLUMNS} FROM runs WHERE {' AND '.join(where)} "
+               "ORDER BY run_no DESC LIMIT ?")
+        return [_record(row) for row in self.conn.execute(sql, [*params, max(limit, 1)])]
 
     def run(self, run_id: str) -> RunRecord:
         if not is_utf8(run_id):  # no id is: SQLite would refuse to encode it
@@ -375,6 +404,20 @@ class Store:
             else:
                 cursor = conn.execute("DELETE FROM cache WHERE plugin = ?", (plugin,))
         return int(cursor.rowcount)
+
+
+def _insert_run(conn: sqlite3.Connection, run_id: str, workflow_id: str, spec_text: str,
+                spec_path: str, spec_redacted: bool, overrides: list[str], cwd: str,
+                total_steps: int, status: str) -> int:
+    now = time.time()
+    cursor = conn.execute(
+        "INSERT INTO runs (run_id, workflow_id, status, spec_text, spec_path, "
+        "spec_redacted, overrides, cwd, total_steps, created_at, updated_at, pid) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (run_id, workflow_id, status, spec_text, spec_path, int(spec_redacted),
+         json.dumps(overrides), cwd, total_steps, now, now, os.getpid()))
+    assert cursor.lastrowid is not None
+    return int(cursor.lastrowid)
 
 
 def side_tables(conn: sqlite3.Connection, run_no: int, seq: int, event: Event,

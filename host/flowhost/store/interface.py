@@ -57,8 +57,16 @@ class JournalWriter(Protocol):
 
 class RunStore(Protocol):
     def create_run(self, *, run_id: str, workflow_id: str, spec_text: str, spec_path: str,
-                   spec_redacted: bool, overrides: list[str], cwd: str,
-                   total_steps: int) -> RunRecord: ...
+                   spec_redacted: bool, overrides: list[str], cwd: str, total_steps: int,
+                   status: str = "running") -> RunRecord: ...
+
+    def submit_run(self, *, request_id: str, run_id: str, workflow_id: str, spec_text: str,
+                   spec_path: str, spec_redacted: bool, overrides: list[str], cwd: str,
+                   total_steps: int) -> tuple[RunRecord, bool]: ...
+
+    def runs_page(self, *, before: int | None = None, limit: int = 100,
+                  status: str | None = None,
+                  workflow_id: str | None = None) -> list[RunRecord]: ...
 
     def run(self, run_id: str) -> RunRecord: ...
 

@@ -97,6 +97,13 @@ CREATE TABLE leases (
     acquired_at REAL NOT NULL
 );
 """),
+    (3, """
+CREATE TABLE submissions (
+    request_id TEXT PRIMARY KEY,     -- a client's idempotency key (SubmitRun)
+    run_no     INTEGER NOT NULL REFERENCES runs (run_no)
+);
+CREATE INDEX runs_by_workflow ON runs (workflow_id, run_no);
+"""),
 ]
 
 LATEST = MIGRATIONS[-1][0]
