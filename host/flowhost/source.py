@@ -92,6 +92,7 @@ def _parse(text: str, file: str) -> Document:
             _check_expansion(node, file)
         doc = Document(file=file, data=None)
         problems: list[Problem] = []
+        doc.lines[()] = node.start_mark.line + 1
         doc.data = _build(node, (), doc, loader, problems, is_json)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -217,7 +218,7 @@ def _build(
     node: yaml.Node, path: PathKey, doc: Document, loader: yaml.SafeLoader,
     problems: list[Problem], is_json: bool,
 ) -> Any:
-    doc.lines.setdefault(path, node.start_mark.line + 1)
+    """The value of ``node``, whose line the caller put in ``doc.lines`` (at ``path``)."""
     if isinstance(node, yaml.MappingNode):
         if len(path) >= MAX_DEPTH:
             raise _too_deep(doc.file)
@@ -249,20 +250,24 @@ def _build(
     if isinstance(node, yaml.SequenceNode):
         if len(path) >= MAX_DEPTH:
             raise _too_deep(doc.file)
-        return [
-            _build(item, (*path, index), doc, loader, problems, is_json)
-            for index, item in enumerate(node.value)
-        ]
+        items = []
+        for index, item in enumerate(node.value):
+            child = (*path, index)
+            doc.lines.setdefault(child, item.start_mark.line + 1)
+            items.append(_build(item, child, doc, loader, problems, is_json))
+        return items
     if is_json and isinstance(node, yaml.ScalarNode) and not node.style and (
             node.value in _NOT_JSON):
         # Python's json module takes these too; YAML would read them as strings.
         problems.append(Problem(f"invalid JSON: {node.value} is not a JSON value", file=doc.file,
                                 line=node.start_mark.line + 1, column=node.start_mark.column + 1,
                                 fix="JSON numbers are finite; quote it to mean a string"))
-    if (isinstance(node, yaml.ScalarNode) and not node.style and node.tag == _STR
-            and _EXPONENT_NUMBER.match(node.value)):
-        # YAML 1.1 (PyYAML) reads `1e5` and `1.5e3` as strings; JSON and YAML 1.2 say number.
-        return float(node.value)
+    if node.tag == _STR and isinstance(node, yaml.ScalarNode):
+        if not node.style and _EXPONENT_NUMBER.match(node.value):
+            # YAML 1.1 (PyYAML) reads `1e5` and `1.5e3` as strings; JSON and YAML 1.2 say
+            # number.
+            return float(node.value)
+        return node.value  # what the str constructor returns, without its bookkeeping
     value = _construct(node, loader, doc.file, problems)
     return None if value is _UNREAD else value
 
@@ -276,6 +281,8 @@ _MERGE = "tag:yaml.org,2002:merge"
 def _key(node: yaml.Node, loader: yaml.SafeLoader, file: str, problems: list[Problem]) -> str:
     if node.tag == "tag:yaml.org,2002:value":  # a plain `=`, which flatten_mapping allowed
         return "="
+    if node.tag == _STR and isinstance(node, yaml.ScalarNode):
+        return str(node.value)  # the common key, read as the str constructor would
     key = _construct(node, loader, file, problems)
     if key is _UNREAD:  # reported: the text as written stands for it
         return str(node.value) if isinstance(node, yaml.ScalarNode) else ""
