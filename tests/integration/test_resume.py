@@ -197,11 +197,17 @@ def test_a_full_disk_fails_the_run_and_resume_goes_on_later(
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(Store, "open", small_disk)
-    assert main(["run", "wf.yaml", "--no-progress", "--state-dir", "state"]) == 1
+    assert main(["run", "wf.yaml", "--no-progress", "--state-dir", "state",
+                 "--json-out", "failed.json"]) == 1
     out, err = capsys.readouterr()
     run_id = run_id_of(out)
     assert "the disk is full" in err and f"flowhost resume {run_id} --state-dir state" in err
     monkeypatch.setattr(Store, "open", opened)
+    # The result says what the state dir says: the fold of what was committed.
+    written = json.loads((tmp_path / "failed.json").read_text())
+    assert main(["runs", "show", run_id, "--json", "--state-dir", "state"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert written["status"] == shown["status"] == "interrupted"
     assert main(["resume", run_id, "--no-progress", "--state-dir", "state",
                  "--json-out", "result.json"]) == 0
     result = json.loads((tmp_path / "result.json").read_text())
