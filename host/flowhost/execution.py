@@ -116,19 +116,27 @@ class Execution:
     async def run(self) -> Outcome:
         try:
             status = await self.engine.run()
+            assert self.bus.history is not None
+            events: list[Event] = [*self.earlier.events, *self.bus.history]
+            failure = self.listener.failure
+            if failure is not None:
+                # The run is what was committed (what `runs show` tells), not what this
+                # process went on to do after its checkpoint failed.
+                events = self._committed(events)
         finally:
             self.close()
-        assert self.bus.history is not None
-        events = [*self.earlier.events, *self.bus.history]
         result = fold(events, pattern=self.plan.workflow.pattern)
-        failure = self.listener.failure
         if failure is not None:
-            # What was committed ends before this process's last events: the store tells
-            # what `runs show` will tell, an interrupted run.
             result.status, result.interrupted = "interrupted", True
             result.learnings.success = False
             status = "interrupted"
         return Outcome(status, result, failure, events)
+
+    def _committed(self, fallback: list[Event]) -> list[Event]:
+        try:
+            return self.store.events(self.record)
+        except Exception:  # the store cannot even be read: what this process saw
+            return fallback
 
     def close(self) -> None:
         if not self._closed:

@@ -208,6 +208,7 @@ def test_a_full_disk_fails_the_run_and_resume_goes_on_later(
     assert main(["runs", "show", run_id, "--json", "--state-dir", "state"]) == 0
     shown = json.loads(capsys.readouterr().out)
     assert written["status"] == shown["status"] == "interrupted"
+    assert written["steps_completed"] == shown["steps_completed"] < 30
     assert main(["resume", run_id, "--no-progress", "--state-dir", "state",
                  "--json-out", "result.json"]) == 0
     result = json.loads((tmp_path / "result.json").read_text())
