@@ -6,7 +6,7 @@ always agree on what happened.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -116,51 +116,61 @@ class _Fold:
         self._earlier_attempts: dict[str, int] = {}
 
     def add(self, event: Event) -> None:
-        if isinstance(event, RunStarted):
-            self.duration += self._open_time()  # an earlier process died without RunFinished
-            self._process_start = event.ts
-            self.workflow_id, self.run_id = event.workflow_id, event.run_id
-            if self.started_at is None:
-                self.started_at = event.ts
-            for step_id, plugin, _purpose in event.steps:
-                self.steps.setdefault(step_id, StepResult(
-                    id=step_id, plugin=plugin, used_plugin=plugin, status="pending"))
-        elif isinstance(event, StepStarted):
-            record = self.steps[event.step_id]
-            record.status = "running"
-            # Attempts an earlier process made (a resume, a retry decided with `runs
-            # resolve`): this process counts its own from 1 again.
-            self._earlier_attempts[event.step_id] = len(record.failed_attempts)
-            if event.rerun:
-                record.rerun_after_interruption = True
-        elif isinstance(event, AttemptFailed):
-            self.steps[event.step_id].failed_attempts.append(AttemptRecord(
-                attempt=event.attempt, plugin=event.plugin, error_type=event.error_type,
-                error_kind=event.error_kind, message=event.message, hint=event.hint,
-                duration_s=round(event.duration_s, 4)))
-        elif isinstance(event, RetryScheduled):
-            attempts = self.steps[event.step_id].failed_attempts
-            if attempts:
-                attempts[-1].delay_s = round(event.delay_s, 4)
-        elif isinstance(event, InterventionRequested):
-            record = self.steps[event.step_id]
-            record.interventions.append(Intervention(error=event.error, hint=event.hint))
-            record.status = "waiting"
-        elif isinstance(event, InterventionResolved):
-            self._resolved(event)
-        elif isinstance(event, BreakerChanged):
-            self.breakers.append(BreakerRecord(plugin=event.plugin, state=event.state,
-                                               failures=event.failures, at=event.ts))
-        elif isinstance(event, StepFinished):
-            self._finished(event)
-        elif isinstance(event, FinalValidationFinished):
-            self.final = [r.to_json() for r in event.results]
-            self.tests = event.test_results
-        elif isinstance(event, RunFinished):
-            self.status, self.finished_at = event.status, event.ts
-            self.duration += event.duration_s
-            self._process_start = None
+        cls = type(event)
+        handler = _HANDLERS.get(cls)
+        if handler is None:
+            handler = _HANDLERS[cls] = _handler_for(cls)
+        if handler is not None:
+            handler(self, event)
         self._last_ts = event.ts
+
+    def _run_started(self, event: RunStarted) -> None:
+        self.duration += self._open_time()  # an earlier process died without RunFinished
+        self._process_start = event.ts
+        self.workflow_id, self.run_id = event.workflow_id, event.run_id
+        if self.started_at is None:
+            self.started_at = event.ts
+        for step_id, plugin, _purpose in event.steps:
+            self.steps.setdefault(step_id, StepResult(
+                id=step_id, plugin=plugin, used_plugin=plugin, status="pending"))
+
+    def _step_started(self, event: StepStarted) -> None:
+        record = self.steps[event.step_id]
+        _set(record, status="running")
+        # Attempts an earlier process made (a resume, a retry decided with `runs
+        # resolve`): this process counts its own from 1 again.
+        self._earlier_attempts[event.step_id] = len(record.failed_attempts)
+        if event.rerun:
+            record.rerun_after_interruption = True
+
+    def _attempt_failed(self, event: AttemptFailed) -> None:
+        self.steps[event.step_id].failed_attempts.append(AttemptRecord(
+            attempt=event.attempt, plugin=event.plugin, error_type=event.error_type,
+            error_kind=event.error_kind, message=event.message, hint=event.hint,
+            duration_s=round(event.duration_s, 4)))
+
+    def _retry_scheduled(self, event: RetryScheduled) -> None:
+        attempts = self.steps[event.step_id].failed_attempts
+        if attempts:
+            attempts[-1].delay_s = round(event.delay_s, 4)
+
+    def _intervention_requested(self, event: InterventionRequested) -> None:
+        record = self.steps[event.step_id]
+        record.interventions.append(Intervention(error=event.error, hint=event.hint))
+        record.status = "waiting"
+
+    def _breaker_changed(self, event: BreakerChanged) -> None:
+        self.breakers.append(BreakerRecord(plugin=event.plugin, state=event.state,
+                                           failures=event.failures, at=event.ts))
+
+    def _final_validation(self, event: FinalValidationFinished) -> None:
+        self.final = [r.to_json() for r in event.results]
+        self.tests = event.test_results
+
+    def _run_finished(self, event: RunFinished) -> None:
+        self.status, self.finished_at = event.status, event.ts
+        self.duration += event.duration_s
+        self._process_start = None
 
     def _open_time(self) -> float:
         """The time of a process not (yet) finished: up to its last event."""
@@ -181,17 +191,15 @@ class _Fold:
 
     def _finished(self, event: StepFinished) -> None:
         record = self.steps[event.step_id]
-        record.status = event.status
-        record.used_plugin = event.used_plugin
-        # At least the failed ones recorded: a step cancelled while it waited to retry
-        # reports no attempt of its own.
-        record.attempts = max(event.attempts + self._earlier_attempts.get(event.step_id, 0),
-                              len(record.failed_attempts))
-        record.cached = event.cached
-        record.duration_s = round(event.duration_s, 4)
-        record.validation = [r.to_json() for r in event.validation]
-        record.error, record.error_type = event.error, event.error_type
-        record.hint, record.reason = event.hint, event.reason
+        _set(record, status=event.status, used_plugin=event.used_plugin,
+             # At least the failed ones recorded: a step cancelled while it waited to
+             # retry reports no attempt of its own.
+             attempts=max(event.attempts + self._earlier_attempts.get(event.step_id, 0),
+                          len(record.failed_attempts)),
+             cached=event.cached, duration_s=round(event.duration_s, 4),
+             validation=[r.to_json() for r in event.validation] if event.validation else [],
+             error=event.error, error_type=event.error_type, hint=event.hint,
+             reason=event.reason)
         if event.outputs is not None and event.status in ("success", "skipped"):
             self.outputs[event.step_id] = event.outputs
         if event.status == "success" and event.used_plugin != event.plugin:
@@ -219,6 +227,37 @@ class _Fold:
             started_at=self.started_at,
             finished_at=self.finished_at,
         )
+
+
+def _set(record: StepResult, **fields: Any) -> None:
+    """Set fields of a record in one go. The values come from events, already of the fields'
+    types, and assignments are not validated anyway: this skips pydantic's ``__setattr__``,
+    which costs more than the rest of folding a step (the fields still count as set for
+    nothing that reads a result: dumps and comparisons look at the values only)."""
+    record.__dict__.update(fields)
+
+
+_Handler = Callable[[_Fold, Any], None]
+# What folding does with each type of event (the others only move the clock on).
+_BY_TYPE: dict[type[Event], _Handler] = {
+    RunStarted: _Fold._run_started,
+    StepStarted: _Fold._step_started,
+    AttemptFailed: _Fold._attempt_failed,
+    RetryScheduled: _Fold._retry_scheduled,
+    InterventionRequested: _Fold._intervention_requested,
+    InterventionResolved: _Fold._resolved,
+    BreakerChanged: _Fold._breaker_changed,
+    StepFinished: _Fold._finished,
+    FinalValidationFinished: _Fold._final_validation,
+    RunFinished: _Fold._run_finished,
+}
+_HANDLERS: dict[type, _Handler | None] = dict(_BY_TYPE)
+
+
+def _handler_for(cls: type) -> _Handler | None:
+    """The handler of the nearest class ``cls`` derives from (a subclass of an event folds
+    as that event), or None."""
+    return next((_BY_TYPE[base] for base in cls.__mro__ if base in _BY_TYPE), None)
 
 
 def fold(events: Iterable[Event], *, pattern: str | None = None) -> RunResult:
