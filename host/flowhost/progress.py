@@ -11,6 +11,7 @@ from events is printed as it is (the engine redacted secrets), never parsed as r
 
 from __future__ import annotations
 
+import asyncio
 import math
 import os
 import sys
@@ -80,6 +81,9 @@ def _ladder_line(e: Event, step: str) -> str | None:
             return f"circuit breaker of {e.plugin} is now {e.state}" + (
                 f" after {e.failures} consecutive failures" if e.state == "open" else "")
     return None
+
+
+_BATCH_LINES = 256  # plain lines written at most in one go
 
 
 def human_duration(seconds: float) -> str:
@@ -157,7 +161,12 @@ def _tests(results: dict[str, int]) -> str:
 
 
 class PlainProgress:
-    """One plain line per event worth showing, flushed at once: for logs and pipes."""
+    """One plain line per event worth showing: for logs and pipes.
+
+    Lines go out together, written and flushed once per turn of the event loop (when it
+    next goes idle, or every ``_BATCH_LINES`` lines): a chain of fast steps costs a write
+    per batch, not one per line. The run's last line, what is shown outside an event loop,
+    and what a prompt's hold() would keep back are written at once."""
 
     def __init__(self, stream: TextIO | None = None, *, estimate_s: float | None = None,
                  carried: Iterable[str] = ()) -> None:
@@ -167,6 +176,8 @@ class PlainProgress:
         self._shown: dict[str, tuple[int, str, float]] = {}  # step -> (quarter, message, ts)
         self._clock = (-1, "")  # (second, "HH:MM:SS")
         self._held: list[str] | None = None  # lines kept back while a prompt is open
+        self._pending: list[str] = []  # lines not written yet
+        self._flush_soon: asyncio.Handle | None = None
 
     def __call__(self, event: Event) -> None:
         line = self._line(event)
@@ -174,13 +185,39 @@ class PlainProgress:
             return
         if (second := int(event.ts)) != self._clock[0]:
             self._clock = (second, time.strftime("%H:%M:%S", time.localtime(second)))
-        line = line.replace("\r\n", "\n").replace("\n", "\\n").replace("\r", "\\r")
+        if "\n" in line or "\r" in line:
+            line = line.replace("\r\n", "\n").replace("\n", "\\n").replace("\r", "\\r")
         self._write(f"[{self._clock[1]}] {line}\n")
+        if type(event) is RunFinished:
+            self._flush()
 
     def _write(self, text: str) -> None:
         if self._held is not None:
             self._held.append(text)
             return
+        if self._stream is None:
+            return
+        pending = self._pending
+        pending.append(text)
+        if len(pending) >= _BATCH_LINES:
+            self._flush()
+        elif self._flush_soon is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                self._flush()
+            else:
+                self._flush_soon = loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        if self._flush_soon is not None:
+            self._flush_soon.cancel()
+            self._flush_soon = None
+        pending, self._pending = self._pending, []
+        if pending:
+            self._put("".join(pending))
+
+    def _put(self, text: str) -> None:
         if self._stream is None:
             return
         try:
@@ -191,15 +228,17 @@ class PlainProgress:
 
     def close(self) -> None:
         self.release()
+        self._flush()
 
     def hold(self) -> None:
         if self._held is None:
+            self._flush()  # what came before the prompt shows above it
             self._held = []
 
     def release(self) -> None:
         held, self._held = self._held, None
         if held:
-            self._write("".join(held))
+            self._put("".join(held))
 
     def _step(self, step_id: str, plugin: str = "") -> str:
         label, plugin, _ = self._tally.get(step_id, plugin)
