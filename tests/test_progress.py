@@ -8,7 +8,6 @@ import threading
 import time
 from dataclasses import replace
 
-import pytest
 from rich.console import Console
 
 from flowhost.events import (
@@ -256,15 +255,14 @@ class FakeTty(io.StringIO):
         return True
 
 
-def test_make_progress_picks_by_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TERM", "xterm-256color")
+def test_make_progress_picks_by_terminal() -> None:
     assert isinstance(make_progress(enabled=True, stream=io.StringIO()), PlainProgress)
     assert isinstance(make_progress(enabled=False, stream=FakeTty()), PlainProgress)
     rich = make_progress(enabled=True, stream=FakeTty(), estimate_s=3.0)
     assert isinstance(rich, RichProgress)
     rich.close()
-    monkeypatch.setenv("TERM", "dumb")
-    assert isinstance(make_progress(enabled=True, stream=FakeTty()), PlainProgress)
+    dumb = make_progress(enabled=True, stream=FakeTty(), term="dumb")  # the CLI's $TERM
+    assert isinstance(dumb, PlainProgress)
 
 
 def test_a_resumed_run_counts_the_steps_an_earlier_process_finished() -> None:

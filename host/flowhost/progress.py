@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import os
 import sys
 import time
 from collections import Counter
@@ -318,12 +317,13 @@ class PlainProgress:
 
 def make_progress(
     *, enabled: bool, stream: TextIO | None = None, estimate_s: float | None = None,
-    carried: Iterable[str] = (),
+    carried: Iterable[str] = (), term: str | None = None,
 ) -> ProgressListener:
     """The live view when enabled and writing to a terminal, else plain lines. ``carried``:
-    the statuses of the steps an earlier process of a resumed run finished."""
+    the statuses of the steps an earlier process of a resumed run finished; ``term``: the
+    terminal's ``$TERM`` (``dumb`` gets plain lines)."""
     out = stream if stream is not None else sys.stdout
-    if enabled and _isatty(out) and os.environ.get("TERM") != "dumb":
+    if enabled and _isatty(out) and term != "dumb":
         from rich.console import Console
 
         from flowhost.live import RichProgress

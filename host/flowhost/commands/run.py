@@ -69,7 +69,8 @@ async def drive(args: argparse.Namespace, prepare: Callable[[Intervener], Awaita
     screen = _Screen()
     run = await prepare(choose_intervener(args.on_manual, screen))
     progress = make_progress(enabled=not args.no_progress, stream=sys.stdout,
-                             estimate_s=run.estimate_s, carried=run.carried)
+                             estimate_s=run.estimate_s, carried=run.carried,
+                             term=os.environ.get("TERM"))
     screen.progress = progress
     run.observe(progress)
     try:
