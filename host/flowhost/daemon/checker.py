@@ -1,0 +1,129 @@
+"""The daemon's checker process: checking a submitted spec imports its plugins (and asks
+remote ones for their schemas), which must not happen in the process that serves the API.
+
+    python -m flowhost.daemon.checker --fd N [--config F] [--env-allow A,B] [--workdir D]
+
+JSON lines over the socket ``--fd``, one request at a time, each answered with its ``id``:
+
+- ``{"op": "check", "id", "text", "spec_name", "overrides": [...]}`` ->
+  ``{"id", "ok": true, "workflow_id", "total_steps", "spec_text", "spec_redacted",
+  "overrides"}`` (the text and overrides as the run records them: secret values masked), or
+  ``{"id", "ok": false, "message"}`` with the message the CLI gives for the same spec;
+- ``{"op": "outputs", "id", "spec_text", "spec_path", "overrides", "step_id", "outputs"}``
+  -> ``{"id", "ok", "message"}``: whether outputs given with a skip fit the step plugin's
+  output schema and hold no secret.
+
+The spec sees only the variables ``--env-allow`` names (``flowhost.daemon.environment``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import socket
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from flowhost import api
+from flowhost.catalog import Catalog
+from flowhost.config import HostConfig, load_config
+from flowhost.context import RunContext, make_context
+from flowhost.daemon.channel import Channel, die_with_parent
+from flowhost.daemon.environment import allowed, explain
+from flowhost.execution import hide_secrets, secret_values
+from flowhost.intervene import outputs_problem
+from flowhost.problems import SpecError, UserInputError
+from flowhost.redact import Redactor
+from flowhost.spec import parse_spec
+from flowhost.static import check
+
+
+class Checker:
+    def __init__(self, config: HostConfig, allow: list[str], workdir: str) -> None:
+        self.allow = allow
+        self.ctx: RunContext = make_context(workdir=workdir, env=allowed(os.environ, allow),
+                                            config=config)
+
+    def answer(self, request: dict[str, Any]) -> dict[str, Any]:
+        try:
+            if request.get("op") == "check":
+                return {"ok": True, **self.check(request)}
+            if request.get("op") == "outputs":
+                problem = self.outputs(request)
+                return {"ok": problem is None, "message": problem or ""}
+            return {"ok": False, "message": f"unknown request {request.get('op')!r}"}
+        except SpecError as exc:
+            return {"ok": False, "message": str(explain(exc, self.allow))}
+        except UserInputError as exc:
+            return {"ok": False, "message": str(exc)}
+
+    def check(self, request: dict[str, Any]) -> dict[str, Any]:
+        overrides = [str(o) for o in request.get("overrides", [])]
+        checked = api.check_spec(str(request["text"]), self.ctx,
+                                 spec_name=str(request["spec_name"]), overrides=overrides)
+        secrets = secret_values(checked.plan, self.ctx.env)
+        text = checked.text
+        masked = Redactor(secrets.values()).text(text) if secrets else text
+        return {"workflow_id": checked.plan.workflow.workflow_id,
+                "total_steps": len(checked.plan.steps), "spec_text": masked,
+                "spec_redacted": masked != text,
+                "overrides": hide_secrets(overrides, secrets)}
+
+    def outputs(self, request: dict[str, Any]) -> str | None:
+        try:
+            spec = parse_spec(str(request["spec_text"]), str(request["spec_path"]),
+                              [str(o) for o in request.get("overrides", [])])
+            plan = check(spec, Catalog(self.ctx.config), self.ctx.env)
+        except UserInputError:
+            return None  # the spec no longer checks: the run says so when it goes on
+        outputs = request.get("outputs")
+        step_id = str(request.get("step_id"))
+        planned = plan.steps.get(step_id)
+        if planned is not None:
+            problem = outputs_problem(outputs, planned.invoker.output_schema)
+            if problem is not None:
+                return (f"the outputs do not fit the outputs of {planned.invoker.name} "
+                        f"(step '{step_id}'): {problem}")
+        text = json.dumps(outputs)
+        if any(value in text for value in secret_values(plan, self.ctx.env).values()):
+            return ("the outputs hold the value of a secret; flowhost never stores secrets. "
+                    "Give outputs without it")
+        return None
+
+
+async def main_async(args: argparse.Namespace) -> int:
+    die_with_parent(args.parent)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    config = load_config(args.config) if args.config else HostConfig()
+    checker = Checker(config, [n for n in args.env_allow.split(",") if n], args.workdir)
+    channel = await Channel.over(socket.socket(fileno=args.fd))
+    await channel.send({"type": "ready", "pid": os.getpid()})
+    while True:
+        request = await channel.receive()
+        if request is None:
+            return 0
+        answer = await asyncio.to_thread(checker.answer, request)
+        if not await channel.send({"id": request.get("id"), **answer}):
+            return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m flowhost.daemon.checker")
+    parser.add_argument("--fd", type=int, required=True)
+    parser.add_argument("--parent", type=int, default=os.getppid())
+    parser.add_argument("--config", default=None)
+    parser.add_argument("--env-allow", default="")
+    parser.add_argument("--workdir", default=os.getcwd())
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return asyncio.run(main_async(build_parser().parse_args(argv)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

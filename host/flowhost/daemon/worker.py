@@ -1,0 +1,200 @@
+"""A worker process of the daemon: it executes runs, one at a time, where plugin code may
+crash, exit or hang without harming the daemon.
+
+    python -m flowhost.daemon.worker --fd N --state-dir D [--config F] [--env-allow A,B]
+        [--drain-timeout S] [--runs K] [--max-parallel N]
+
+It speaks JSON lines with the daemon over the socket ``--fd`` (``flowhost.daemon.channel``):
+
+- daemon -> worker: ``{"op": "run", "run_id"}`` (execute it), ``{"op": "cancel", "run_id",
+  "reason"}`` (stop it for good), ``{"op": "exit"}``;
+- worker -> daemon: ``{"type": "ready", "pid"}``, then for each run ``{"type": "started",
+  "run_id"}`` and ``{"type": "ended", "run_id", "status", "message", "last"}``; ``status``
+  is the run's (``success``, ``failed``, ``aborted``, ``cancelled``, ``waiting``,
+  ``interrupted``) or what kept it from going on: ``busy`` (another process owns it),
+  ``done`` (it had finished already), ``error`` (it cannot go on: ``message`` says why);
+  ``last``: this worker takes no more runs and exits.
+
+A run is taken over as ``flowhost resume`` takes one (its lease, its checkpoints: a
+submitted run that has no events yet runs whole), with questions to a person ending it
+``waiting`` (the daemon answers them over the API, and queues the run again). SIGTERM
+drains: running steps get ``--drain-timeout`` seconds, what is left ends ``interrupted``.
+A worker that dies costs only the run it executes: the daemon sees its exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import sys
+from collections.abc import Sequence
+
+from flowhost import api
+from flowhost.config import HostConfig, load_config
+from flowhost.context import make_context
+from flowhost.daemon.channel import Channel, die_with_parent
+from flowhost.daemon.environment import run_env
+from flowhost.handle import Run
+from flowhost.problems import StorageError, UserInputError
+from flowhost.store import Store, read
+
+DEFAULT_RUNS = 50  # then the worker is replaced: what plugins leaked goes with it
+
+
+class Worker:
+    def __init__(self, channel: Channel, args: argparse.Namespace, config: HostConfig) -> None:
+        self.channel = channel
+        self.state_dir = args.state_dir
+        self.drain_timeout: float = args.drain_timeout
+        self.max_parallel: int = args.max_parallel
+        self.config = config
+        self.env = run_env(os.environ, [n for n in args.env_allow.split(",") if n])
+        self.owner = f"{socket.gethostname()}:{os.getpid()}"
+        self.jobs: asyncio.Queue[str | None] = asyncio.Queue()
+        self.current: Run | None = None
+        self.current_id: str | None = None
+        self.cancelled: dict[str, str] = {}  # run id -> reason, asked before it started
+        self.draining = False
+        self._drain_task: asyncio.Task[object] | None = None
+
+    # -- commands ------------------------------------------------------------------------
+    async def listen(self) -> None:
+        """Take the daemon's commands; its end going away is an ``exit``."""
+        while True:
+            message = await self.channel.receive()
+            if message is None or message.get("op") == "exit":
+                self.drain()
+                await self.jobs.put(None)
+                return
+            op, run_id = message.get("op"), str(message.get("run_id", ""))
+            if op == "run":
+                await self.jobs.put(run_id)
+            elif op == "cancel":
+                self.cancel(run_id, str(message.get("reason") or "cancelled through the API"))
+
+    def cancel(self, run_id: str, reason: str) -> None:
+        if self.current is not None and self.current_id == run_id:
+            self.current.cancel(reason)
+        else:
+            self.cancelled[run_id] = reason
+
+    def drain(self) -> None:
+        """SIGTERM: start nothing new; the run going on gets the drain timeout."""
+        if self.draining:
+            return
+        self.draining = True
+        self.jobs.put_nowait(None)
+        if self.current is not None and not self.current.done:
+            self._drain_task = asyncio.ensure_future(
+                self.current.drain(self.drain_timeout, "the daemon is stopping"))
+
+    # -- runs ----------------------------------------------------------------------------
+    async def execute(self, run_id: str) -> tuple[str, str]:
+        """Take the run over and carry it as far as it goes here: (status, message)."""
+        try:
+            taken = self._take(run_id)
+        except UserInputError as exc:
+            return "error", str(exc)
+        if isinstance(taken, str):
+            return taken, ""
+        try:
+            run = await api.prepare_resume(stored=taken, on_manual="wait",
+                                           max_parallel=self.max_parallel, report=self._report)
+        except UserInputError as exc:  # its spec no longer checks, say
+            return "error", str(exc)
+        self.current, self.current_id = run, run_id
+        try:
+            await self.channel.send({"type": "started", "run_id": run_id})
+            run.start()
+            reason = self.cancelled.pop(run_id, None)
+            if reason is not None:
+                run.cancel(reason)
+            elif self.draining:
+                self._drain_task = asyncio.ensure_future(
+                    run.drain(self.drain_timeout, "the daemon is stopping"))
+            outcome = await run.outcome()
+        finally:
+            self.current = self.current_id = None
+        return outcome.status, outcome.checkpoint_failure or ""
+
+    def _take(self, run_id: str) -> api.Stored | str:
+        """Own the run (``busy`` when another process does, ``done`` when it finished)."""
+        store = Store.open(self.state_dir, create=False)
+        try:
+            record = store.run(run_id)
+            lease = store.acquire(record, self.owner)
+            if lease is None:
+                store.close()
+                return "busy"
+            events = store.events(record)
+            point = read(events)
+            if point.done:
+                store.release(lease)
+                store.close()
+                return "done"
+            ctx = make_context(workdir=record.cwd, env=self.env, state_dir=self.state_dir,
+                               config=self.config)
+        except BaseException:
+            store.close()
+            raise
+        return api.Stored(store, record, lease, events, point, ctx)
+
+    def _report(self, message: str) -> None:
+        run = f" run {self.current_id}" if self.current_id else ""
+        print(f"flowhost worker {os.getpid()}{run}: {message}", file=sys.stderr, flush=True)
+
+
+async def main_async(args: argparse.Namespace) -> int:
+    die_with_parent(args.parent)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the daemon decides; a terminal's ^C is its
+    config = load_config(args.config) if args.config else HostConfig()
+    channel = await Channel.over(socket.socket(fileno=args.fd))
+    worker = Worker(channel, args, config)
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, worker.drain)
+    listener = asyncio.ensure_future(worker.listen())
+    await channel.send({"type": "ready", "pid": os.getpid()})
+    done = 0
+    while done < args.runs and not worker.draining:
+        run_id = await worker.jobs.get()
+        if run_id is None:
+            break
+        try:
+            status, message = await worker.execute(run_id)
+        except StorageError as exc:
+            status, message = "interrupted", f"storage failure: {exc}"
+        done += 1
+        last = done >= args.runs or worker.draining
+        if not await channel.send({"type": "ended", "run_id": run_id, "status": status,
+                                   "message": message, "last": last}):
+            break
+    listener.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await listener
+    channel.close()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m flowhost.daemon.worker")
+    parser.add_argument("--fd", type=int, required=True)
+    parser.add_argument("--parent", type=int, default=os.getppid())
+    parser.add_argument("--state-dir", required=True)
+    parser.add_argument("--config", default=None)
+    parser.add_argument("--env-allow", default="")
+    parser.add_argument("--drain-timeout", type=float, default=20.0)
+    parser.add_argument("--runs", type=int, default=DEFAULT_RUNS)
+    parser.add_argument("--max-parallel", type=int, default=8)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return asyncio.run(main_async(build_parser().parse_args(argv)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
