@@ -104,6 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     describe.add_argument("name", metavar="NAME")
     describe.add_argument("--json", action="store_true")
     _add_durable_commands(commands)
+    from flowhost.commands.serve import add_serve
+
+    add_serve(commands, _positive_int)
     return parser
 
 
@@ -299,6 +302,10 @@ def _command(args: argparse.Namespace) -> Command:
         from flowhost.commands.resume import resume_command
 
         return resume_command
+    if args.command == "serve":
+        from flowhost.commands.serve import serve_command
+
+        return serve_command
     if args.command in ("runs", "cache"):
         from flowhost.commands import runs
 

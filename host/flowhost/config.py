@@ -18,6 +18,12 @@ directory when there is one::
     default_timeout = 3600.0                  # s, deadline of calls whose step has no timeout
     max_message_bytes = 16777216              # largest request or response
 
+    [serve]                                   # the daemon (flowhost serve flags win)
+    listen = "127.0.0.1:50051"
+    state_dir = "/var/lib/flowhost"
+    max_runs = 4
+    env_allow = ["JWT_SECRET"]                # what specs submitted over the API may read
+
 Relative paths are relative to the file's folder. A problem names the file and the key and
 is a ``UserInputError`` (exit code 2).
 """
@@ -123,12 +129,32 @@ class GrpcSettings(_Strict):
     max_message_bytes: int = Field(16 * 1024 * 1024, ge=1024)
 
 
+class ServeSettings(_Strict):
+    """``[serve]``: the daemon's settings (``flowhost serve`` flags win over them); paths
+    are relative to the file's folder."""
+
+    listen: str | None = None
+    metrics_listen: str | None = None
+    state_dir: Path | None = None
+    store: str | None = None
+    token_file: Path | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
+    max_runs: int | None = Field(None, ge=1, le=10_000)
+    drain_timeout: float | None = Field(None, ge=0, le=86_400, allow_inf_nan=False)
+    insecure: bool = False
+    # The environment variables a spec submitted over the API may read (${env.X}).
+    env_allow: list[str] = Field(default_factory=list)
+
+
 class HostConfig(_Strict):
     """The parsed ``flowhost.toml`` (empty when there is none)."""
 
     remote: dict[str, str] = Field(default_factory=dict)
     tls: dict[str, TLSSettings] = Field(default_factory=dict)
     grpc: GrpcSettings = Field(default_factory=GrpcSettings)
+    serve: ServeSettings = Field(default_factory=ServeSettings)
     _path: Path | None = PrivateAttr(None)
 
     @property
@@ -230,7 +256,12 @@ def _resolve_paths(config: HostConfig, folder: Path) -> HostConfig:
         })
         for address, settings in config.tls.items()
     }
-    return config.model_copy(update={"tls": tls})
+    serve = config.serve.model_copy(update={
+        field: (folder / value).expanduser()
+        for field in ("state_dir", "token_file", "tls_cert", "tls_key", "tls_client_ca")
+        if (value := getattr(config.serve, field)) is not None
+    })
+    return config.model_copy(update={"tls": tls, "serve": serve})
 
 
 def _describe(where: Path, exc: ValidationError) -> str:
@@ -239,8 +270,8 @@ def _describe(where: Path, exc: ValidationError) -> str:
         location = _key(error["loc"])
         message = str(error["msg"]).removeprefix("Value error, ")
         if error["type"] == "extra_forbidden":
-            message = "unknown key" + (" (the tables are [remote], [tls.\"HOST:PORT\"] and "
-                                       "[grpc])" if len(error["loc"]) == 1 else "")
+            message = "unknown key" + (" (the tables are [remote], [tls.\"HOST:PORT\"], "
+                                       "[grpc] and [serve])" if len(error["loc"]) == 1 else "")
         lines.append(f"{where}: {location}: {message}" if location else f"{where}: {message}")
     return "\n".join(lines)
 
@@ -251,7 +282,8 @@ def _key(loc: tuple[Any, ...]) -> str:
     if not parts:
         return ""
     if len(parts) == 1:
-        return parts[0] if parts[0] not in ("remote", "tls", "grpc") else f"[{parts[0]}]"
+        return parts[0] if parts[0] not in ("remote", "tls", "grpc", "serve") \
+            else f"[{parts[0]}]"
     table = parts[0] if parts[0] != "tls" else f'tls."{parts[1]}"'
     rest = parts[1:] if parts[0] != "tls" else parts[2:]
     return f"[{table}] {'.'.join(rest)}".rstrip()

@@ -233,6 +233,13 @@ class Store:
                              (request_id, run_no))
         return (self.run(run_id), True) if row is None else (self.run(str(row[0])), False)
 
+    def submission(self, request_id: str) -> RunRecord | None:
+        """The run recorded for a client's request id, if one was."""
+        row = self.conn.execute("SELECT r.run_id FROM submissions AS s JOIN runs AS r "
+                                "ON r.run_no = s.run_no WHERE s.request_id = ?",
+                                (request_id,)).fetchone()
+        return None if row is None else self.run(str(row[0]))
+
     def runs_page(self, *, before: int | None = None, limit: int = 100,
                   status: str | None = None, workflow_id: str | None = None
                   ) -> list[RunRecord]:
@@ -384,6 +391,33 @@ class Store:
                 conn.execute("INSERT INTO events (id, type, step_id, payload) "
                              "VALUES (?, ?, ?, ?)", (low + seq + offset, kind, step_id, payload))
                 side_tables(conn, record.run_no, seq + offset, event)
+
+    def append_decision(self, record: RunRecord, event: InterventionResolved,
+                        comment: str = "") -> None:
+        """Append a person's answer with their comment, which the event's payload carries
+        as ``comment`` (a field older readers ignore)."""
+        if not comment:
+            self.append(record, [event])
+            return
+        low = record.run_no << SEQ_BITS
+        with self.write() as conn:
+            seq = self.next_seq(record)
+            event.seq = seq + 1
+            kind, step_id, payload = codec.encode(event)
+            data = json.loads(payload)
+            data["comment"] = comment
+            conn.execute("INSERT INTO events (id, type, step_id, payload) VALUES (?, ?, ?, ?)",
+                         (low + seq, kind, step_id, codec.dumps(data)))
+            side_tables(conn, record.run_no, seq, event)
+
+    def comments(self, record: RunRecord) -> dict[int, str]:
+        """The comments given with the run's decisions, by the seq of each."""
+        low, high = event_range(record.run_no)
+        rows = self.conn.execute(
+            "SELECT id, json_extract(payload, '$.comment') FROM events WHERE id BETWEEN ? "
+            "AND ? AND type = 'InterventionResolved' AND json_extract(payload, '$.comment') "
+            "IS NOT NULL", (low, high))
+        return {int(row_id) - low + 1: str(comment) for row_id, comment in rows}
 
     # -- history -----------------------------------------------------------------------
     def durations(self, plugins: Iterable[str], per_plugin: int = 20) -> dict[str, list[float]]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from flowhost.events import Event, InterventionRequested
+from flowhost.events import Event, InterventionRequested, InterventionResolved
 
 if TYPE_CHECKING:
     from flowhost.plan import PlannedStep
@@ -64,6 +64,8 @@ class RunStore(Protocol):
                    spec_path: str, spec_redacted: bool, overrides: list[str], cwd: str,
                    total_steps: int) -> tuple[RunRecord, bool]: ...
 
+    def submission(self, request_id: str) -> RunRecord | None: ...
+
     def runs_page(self, *, before: int | None = None, limit: int = 100,
                   status: str | None = None,
                   workflow_id: str | None = None) -> list[RunRecord]: ...
@@ -84,6 +86,11 @@ class Journal(Protocol):
     def events(self, record: RunRecord, after_seq: int = 0) -> list[Event]: ...
 
     def append(self, record: RunRecord, events: Iterable[Event]) -> None: ...
+
+    def append_decision(self, record: RunRecord, event: InterventionResolved,
+                        comment: str = "") -> None: ...
+
+    def comments(self, record: RunRecord) -> dict[int, str]: ...
 
     def writer(self, record: RunRecord, *, cache: StepCache | None = None,
                secrets: Iterable[str] = ()) -> JournalWriter: ...

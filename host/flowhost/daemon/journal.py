@@ -1,0 +1,190 @@
+"""The daemon's view of the state store: one connection on a thread of its own (the event
+loop never waits on SQLite), and the tails of the runs being watched.
+
+A tail follows one run's journal for all of its watchers: a ticker asks SQLite every
+``TICK_S`` whether any other connection committed (``PRAGMA data_version``), and only then
+reads the new events of each watched run, once, for all of its watchers. Watchers read what
+came before they arrived from the store itself, then the tail: every committed event, in
+order, once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from flowhost.events import Event, RunFinished
+from flowhost.store import RunRecord, Store
+from flowhost.store.checkpoint import FINAL
+
+T = TypeVar("T")
+TICK_S = 0.02
+
+
+class Journal:
+    """``await journal.call(fn, ...)`` runs ``fn(store, ...)`` on the store's thread."""
+
+    def __init__(self, state_dir: Path, busy_timeout: float = 10.0) -> None:
+        self.state_dir = state_dir
+        self.busy_timeout = busy_timeout
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="flowhost-store")
+        self._store: Store | None = None
+
+    async def open(self) -> None:
+        def opening() -> None:
+            self._store = Store.open(self.state_dir, busy_timeout=self.busy_timeout)
+        await asyncio.get_running_loop().run_in_executor(self._pool, opening)
+
+    async def call(self, fn: Callable[..., T], *args: Any) -> T:
+        def calling() -> T:
+            assert self._store is not None, "the journal is not open"
+            return fn(self._store, *args)
+        return await asyncio.get_running_loop().run_in_executor(self._pool, calling)
+
+    async def close(self) -> None:
+        def closing() -> None:
+            if self._store is not None:
+                self._store.close()
+                self._store = None
+        with contextlib.suppress(RuntimeError):
+            await asyncio.get_running_loop().run_in_executor(self._pool, closing)
+        self._pool.shutdown(wait=False)
+
+
+def ends_run(event: Event) -> bool:
+    """A run's last event: its final ``RunFinished`` (a run that waits for a person, or
+    was interrupted, goes on later)."""
+    return isinstance(event, RunFinished) and event.status in FINAL
+
+
+class _Tail:
+    def __init__(self, record: RunRecord, base: int) -> None:
+        self.record = record
+        self.base = base  # the seq of the last event before ``events``
+        self.events: list[Event] = []
+        self.watchers = 0
+        self.changed = asyncio.Event()
+
+    @property
+    def last(self) -> int:
+        return self.events[-1].seq if self.events else self.base
+
+    def after(self, cursor: int) -> list[Event]:
+        """The events with ``seq > cursor`` (seqs grow; an unknown type leaves a gap)."""
+        return self.events[bisect.bisect_right(self.events, cursor, key=_seq):]
+
+    def add(self, events: list[Event]) -> None:
+        if events:
+            self.events += events
+            self.changed.set()
+            self.changed = asyncio.Event()
+
+
+def _seq(event: Event) -> int:
+    return event.seq
+
+
+def _latest_seq(store: Store, record: RunRecord) -> int:
+    return store.next_seq(record)
+
+
+def _status(store: Store, record: RunRecord) -> str:
+    return store.run(record.run_id).status
+
+
+def _data_version(store: Store) -> int:
+    return int(store.conn.execute("PRAGMA data_version").fetchone()[0])
+
+
+def _poll(store: Store, wanted: list[tuple[RunRecord, int]]) -> list[list[Event]]:
+    return [store.events(record, last) for record, last in wanted]
+
+
+class Tails:
+    """Shared followers of the runs being watched."""
+
+    def __init__(self, journal: Journal) -> None:
+        self.journal = journal
+        self._tails: dict[int, _Tail] = {}
+        self._ticker: asyncio.Task[None] | None = None
+        self._poked = False
+        self.stopping = asyncio.Event()
+
+    def poke(self) -> None:
+        """This process wrote to the journal (SQLite tells only of other connections')."""
+        self._poked = True
+
+    async def follow(self, record: RunRecord, after_seq: int) -> AsyncIterator[Event]:
+        """Every event of the run with ``seq > after_seq``, then the new ones as they are
+        committed, until the run's last. Ends early (returns) when ``stopping`` is set."""
+        tail = await self._attach(record)
+        try:
+            cursor = after_seq
+            # A run finished before the replay is read has all its events in it.
+            finished = (await self.journal.call(_status, record)) in FINAL
+            for event in await self.journal.call(Store.events, record, cursor):
+                yield event
+                cursor = event.seq
+                if ends_run(event):
+                    return
+            if finished:
+                return
+            while not self.stopping.is_set():
+                fresh = tail.after(cursor)
+                if not fresh:
+                    waits = [asyncio.ensure_future(tail.changed.wait()),
+                             asyncio.ensure_future(self.stopping.wait())]
+                    try:
+                        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                    finally:
+                        for waiting in waits:
+                            waiting.cancel()
+                    continue
+                for event in fresh:
+                    yield event
+                    cursor = event.seq
+                    if ends_run(event):
+                        return
+        finally:
+            self._detach(tail)
+
+    async def _attach(self, record: RunRecord) -> _Tail:
+        tail = self._tails.get(record.run_no)
+        if tail is None:
+            base = await self.journal.call(_latest_seq, record)
+            tail = self._tails.get(record.run_no)  # another watcher came meanwhile
+            if tail is None:
+                tail = self._tails[record.run_no] = _Tail(record, base)
+        tail.watchers += 1
+        if self._ticker is None or self._ticker.done():
+            self._ticker = asyncio.ensure_future(self._tick())
+        return tail
+
+    def _detach(self, tail: _Tail) -> None:
+        tail.watchers -= 1
+        if tail.watchers <= 0 and self._tails.get(tail.record.run_no) is tail:
+            del self._tails[tail.record.run_no]
+
+    async def _tick(self) -> None:
+        version = -1
+        while self._tails and not self.stopping.is_set():
+            now = await self.journal.call(_data_version)
+            if now != version or self._poked:
+                version, self._poked = now, False
+                tails = list(self._tails.values())
+                found = await self.journal.call(_poll, [(t.record, t.last) for t in tails])
+                for tail, events in zip(tails, found, strict=True):
+                    tail.add(events)
+            await asyncio.sleep(TICK_S)
+
+    async def close(self) -> None:
+        self.stopping.set()
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker

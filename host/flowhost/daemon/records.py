@@ -1,0 +1,268 @@
+"""What the daemon itself writes and reads in the state store, on the store's thread: runs
+accepted, decisions of people, runs it finishes without a worker (cancelled while queued or
+waiting, failed after their workers died), results and pages of runs.
+
+Each function takes the open ``Store`` first (``Journal.call`` passes it). The daemon takes
+a run's lease for every write, as any process that writes to a run does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import socket
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from flowhost.events import (
+    Event,
+    InterventionRequested,
+    InterventionResolved,
+    RunFinished,
+    StepFinished,
+)
+from flowhost.problems import UserInputError
+from flowhost.runs import stored_result
+from flowhost.spec import parse_spec
+from flowhost.store import RunRecord, Store, read
+from flowhost.store.db import UNFINISHED
+
+OWNER = f"{socket.gethostname()}:{os.getpid()}:daemon"
+RUNS_DIR = "runs"
+
+
+class NotFound(Exception):
+    """An unknown run or step (NOT_FOUND)."""
+
+
+class Refused(Exception):
+    """Not possible in the run's present state (FAILED_PRECONDITION)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    record: RunRecord
+    created: bool
+
+
+def run_dir(state_dir: Path, run_id: str) -> Path:
+    return state_dir / RUNS_DIR / run_id
+
+
+def find(store: Store, run_id: str) -> RunRecord:
+    try:
+        return store.run(run_id)
+    except UserInputError:
+        raise NotFound(f"no run '{run_id}' in this daemon. `flowhost runs list --server ...` "
+                       "shows its runs") from None
+
+
+def submitted(store: Store, request_id: str) -> RunRecord | None:
+    return store.submission(request_id)
+
+
+def accept(store: Store, *, request_id: str, run_id: str, checked: dict[str, Any]) -> Accepted:
+    """Record a checked submission as a ``queued`` run (once per request id) with its own
+    working directory under the state dir, committed before this returns."""
+    workdir = run_dir(store.state_dir, run_id)
+    workdir.mkdir(parents=True, exist_ok=True)
+    record, created = store.submit_run(
+        request_id=request_id, run_id=run_id, workflow_id=str(checked["workflow_id"]),
+        spec_text=str(checked["spec_text"]), spec_path=str(checked["spec_name"]),
+        spec_redacted=bool(checked["spec_redacted"]),
+        overrides=[str(o) for o in checked["overrides"]], cwd=str(workdir),
+        total_steps=int(checked["total_steps"]))
+    if not created:
+        workdir.rmdir()  # a repeat: the earlier run has its own
+    return Accepted(record, created)
+
+
+def is_daemon_run(store: Store, record: RunRecord) -> bool:
+    """Runs the daemon accepted live in its own runs folder (a `flowhost run` that used
+    the same state dir is not the daemon's to go on with)."""
+    return Path(record.cwd).parent == store.state_dir / RUNS_DIR
+
+
+@dataclass(frozen=True, slots=True)
+class Unfinished:
+    to_run: list[RunRecord]  # queued, interrupted, running without an owner; oldest first
+    owned: list[RunRecord]  # running in another process: go on once it lets go
+
+
+def unfinished(store: Store) -> Unfinished:
+    """Where the daemon's accepted, unfinished runs stand when it starts."""
+    to_run, owned = [], []
+    for record in reversed(store.runs(statuses=UNFINISHED)):
+        if not is_daemon_run(store, record):
+            continue
+        if store.owned(record):
+            owned.append(record)
+        elif ready_to_go_on(store, record):
+            to_run.append(record)
+    return Unfinished(to_run, owned)
+
+
+def ready_to_go_on(store: Store, record: RunRecord) -> bool:
+    """An unfinished run no one owns that a worker should take: all but a run that still
+    waits for a person's answer."""
+    point = read(store.events(record))
+    return not point.done and not point.waiting
+
+
+def finish(store: Store, run_id: str, status: str, reason: str,
+           error_type: str = "Cancelled") -> str | None:
+    """End a run that no worker executes (``cancelled`` or ``failed``): the steps it had in
+    flight end with it. The run's status afterwards; None when another process owns it."""
+    record = store.run(run_id)
+    lease = store.acquire(record, OWNER)
+    if lease is None:
+        return None
+    try:
+        events = store.events(record)
+        point = read(events)
+        if point.done:
+            return point.status
+        plugins = {step_id: plugin for step_id, plugin, _ in point.steps}
+        ended: list[Event] = []
+        for step_id in sorted(point.in_flight - set(point.finished)):
+            plugin = plugins.get(step_id, "")
+            ended.append(StepFinished(
+                run_id=run_id, step_id=step_id, plugin=plugin, used_plugin=plugin,
+                status="cancelled" if status == "cancelled" else "failed", attempts=0,
+                duration_s=0.0, error=reason, error_type=error_type, reason=reason))
+        ended.append(RunFinished(run_id=run_id, status=status,  # type: ignore[arg-type]
+                                 duration_s=0.0, message=reason,
+                                 workflow_id=record.workflow_id))
+        store.append(record, ended)
+        return status
+    finally:
+        store.release(lease)
+
+
+# -- decisions ------------------------------------------------------------------------------
+
+def step_ids(store: Store, record: RunRecord) -> list[str]:
+    point = read(store.events(record))
+    if point.steps:
+        return [step_id for step_id, _, _ in point.steps]
+    try:
+        spec = parse_spec(record.spec_text, record.spec_path, record.overrides)
+    except UserInputError:
+        return []
+    return [step.id or step.plugin for step in spec.workflow.steps]
+
+
+def _last_answer(events: Iterable[Event], step_id: str) -> InterventionResolved | None:
+    answer: InterventionResolved | None = None
+    for event in events:
+        if isinstance(event, InterventionRequested) and event.step_id == step_id:
+            answer = None
+        elif isinstance(event, InterventionResolved) and event.step_id == step_id:
+            answer = event
+    return answer
+
+
+def _answered(answer: InterventionResolved, run_id: str, step_id: str) -> Refused:
+    when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(answer.ts))
+    return Refused(f"step '{step_id}' of run {run_id} was already answered: {answer.action} "
+                   f"by {answer.by} at {when}; only the first answer counts")
+
+
+def question(store: Store, run_id: str, step_id: str) -> RunRecord:
+    """The run, if ``step_id`` of it waits for a person now; else NotFound or Refused."""
+    record = find(store, run_id)
+    if step_id not in step_ids(store, record):
+        raise NotFound(f"run {run_id} has no step '{step_id}'")
+    events = store.events(record)
+    point = read(events)
+    if step_id in point.waiting:
+        return record
+    answer = _last_answer(events, step_id)
+    if answer is not None:
+        raise _answered(answer, run_id, step_id)
+    waiting = ", ".join(point.waiting) or "none"
+    status = store.live_status(record)
+    raise Refused(f"step '{step_id}' of run {run_id} is not waiting for a decision (the run "
+                  f"is {status}; steps waiting: {waiting})")
+
+
+def decide(store: Store, run_id: str, step_id: str, action: str,
+           outputs: dict[str, Any] | None, comment: str,
+           by: str) -> tuple[InterventionResolved, bool]:
+    """Record a person's answer, if it is the first; the decision, and whether the run has
+    no question left (then it goes on)."""
+    record = question(store, run_id, step_id)
+    lease = store.acquire(record, OWNER)
+    if lease is None:
+        raise Refused(f"run {run_id} is being executed right now; step '{step_id}' can be "
+                      "answered once the run waits for it")
+    try:
+        events = store.events(record)
+        point = read(events)
+        if step_id not in point.waiting:  # answered between the look and the lease
+            answer = _last_answer(events, step_id)
+            raise _answered(answer, run_id, step_id) if answer is not None else Refused(
+                f"step '{step_id}' of run {run_id} is not waiting for a decision")
+        decision = InterventionResolved(
+            run_id=run_id, step_id=step_id, action=action,  # type: ignore[arg-type]
+            outputs=outputs, by=by, plugin=point.waiting[step_id].plugin)
+        store.append_decision(record, decision, comment)
+        return decision, len(point.waiting) == 1
+    finally:
+        store.release(lease)
+
+
+# -- reading -------------------------------------------------------------------------------
+
+def result_json(store: Store, run_id: str) -> bytes:
+    """The §7 result, with what the daemon adds: the run's working directory and its
+    decisions (who answered what, when, with which comment)."""
+    record = find(store, run_id)
+    result = stored_result(store, record).model_dump(mode="json")
+    result["workflow_id"] = result["workflow_id"] or record.workflow_id
+    result["run_id"] = result["run_id"] or record.run_id
+    if record.status == "queued":
+        result["status"] = "queued"
+    result["workdir"] = record.cwd
+    comments = store.comments(record)
+    result["decisions"] = [
+        {"step_id": e.step_id, "action": e.action, "by": e.by, "at": e.ts,
+         "comment": comments.get(e.seq, ""), "outputs": e.outputs}
+        for e in store.events(record) if isinstance(e, InterventionResolved)]
+    return json.dumps(result).encode("utf-8")
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    run_no: int
+    run_id: str
+    workflow_id: str
+    status: str
+    started_at: float
+    finished_at: float
+    steps_total: int
+    steps_done: int
+
+
+def page(store: Store, *, before: int | None, limit: int, status: str,
+         workflow_id: str) -> tuple[list[Summary], bool]:
+    """Up to ``limit`` runs recorded before run number ``before``, newest first, and whether
+    there are more."""
+    records = store.runs_page(before=before, limit=limit + 1, status=status or None,
+                              workflow_id=workflow_id or None)
+    more = len(records) > limit
+    found = [Summary(r.run_no, r.run_id, r.workflow_id, store.live_status(r), r.created_at,
+                     r.finished_at or 0.0, r.total_steps, store.steps_succeeded(r))
+             for r in records[:limit]]
+    return found, more
+
+
+def event_json(event: Event) -> bytes:
+    """The whole event as JSON: its type and every field (secrets were masked before it
+    was stored)."""
+    data = {"type": type(event).__name__, **dataclasses.asdict(event)}
+    return json.dumps(data, separators=(",", ":"), default=str).encode("utf-8")

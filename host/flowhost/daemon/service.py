@@ -1,0 +1,265 @@
+"""``flowhost.v1.HostService``: the daemon's RPCs (CONTRACT §8), over the journal and the
+supervisor. Errors are status codes: INVALID_ARGUMENT (a bad spec: the CLI's message),
+NOT_FOUND, FAILED_PRECONDITION, UNAVAILABLE while the daemon drains."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any, NoReturn
+
+import grpc
+from grpc import aio
+
+from flowhost._proto import host_pb2 as pb
+from flowhost.daemon import records
+from flowhost.daemon.auth import Authenticator
+from flowhost.daemon.journal import Journal, Tails
+from flowhost.daemon.supervisor import Supervisor
+from flowhost.engine import new_run_id
+from flowhost.store import RunRecord
+
+Context = aio.ServicerContext[Any, Any]
+MAX_SPEC_BYTES = 2 * 1024 * 1024
+MAX_OVERRIDES = 1000
+MAX_PAGE = 1000
+DEFAULT_PAGE = 100
+ACTIONS = ("retry", "skip", "abort")
+_TOKEN_PREFIX = "r1:"
+
+
+class _Failure(Exception):
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+def _invalid(message: str) -> _Failure:
+    return _Failure(grpc.StatusCode.INVALID_ARGUMENT, message)
+
+
+def encode_page_token(run_no: int) -> str:
+    return base64.urlsafe_b64encode(f"{_TOKEN_PREFIX}{run_no}".encode()).decode().rstrip("=")
+
+
+def decode_page_token(token: str) -> int:
+    try:
+        text = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        text = ""
+    if not text.startswith(_TOKEN_PREFIX) or not text[len(_TOKEN_PREFIX):].isdigit():
+        raise _invalid("page_token: not a token this daemon gave (pass next_page_token of "
+                       "the previous page as it is)")
+    return int(text[len(_TOKEN_PREFIX):])
+
+
+class HostService:
+    def __init__(self, journal: Journal, tails: Tails, supervisor: Supervisor,
+                 authenticator: Authenticator) -> None:
+        self.journal = journal
+        self.tails = tails
+        self.supervisor = supervisor
+        self.auth = authenticator
+        self.draining = False
+        self._submitting: dict[str, asyncio.Future[records.Accepted]] = {}
+
+    async def _call(self, context: Context, work: Any) -> Any:
+        try:
+            return await work
+        except _Failure as failure:
+            await _abort(context, failure.code, failure.message)
+        except records.NotFound as exc:
+            await _abort(context, grpc.StatusCode.NOT_FOUND, str(exc))
+        except records.Refused as exc:
+            await _abort(context, grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+
+    # -- SubmitRun ---------------------------------------------------------------------
+    async def SubmitRun(self, request: pb.SubmitRunRequest,  # noqa: N802 - gRPC's names
+                        context: Context) -> pb.SubmitRunResponse:
+        accepted: records.Accepted = await self._call(context, self._submit(request))
+        return pb.SubmitRunResponse(run_id=accepted.record.run_id, created=accepted.created)
+
+    async def _submit(self, request: pb.SubmitRunRequest) -> records.Accepted:
+        self._refuse_when_draining()
+        which = request.WhichOneof("spec")
+        if which is None:
+            raise _invalid("no spec: set spec_yaml or spec_json")
+        text = request.spec_yaml if which == "spec_yaml" else request.spec_json
+        if len(text.encode("utf-8")) > MAX_SPEC_BYTES:
+            raise _invalid(f"the spec is larger than {MAX_SPEC_BYTES} bytes")
+        if len(request.overrides) > MAX_OVERRIDES:
+            raise _invalid(f"more than {MAX_OVERRIDES} overrides")
+        name = request.spec_name or ("submitted.json" if which == "spec_json"
+                                     else "submitted.yaml")
+        if len(name) > 255 or "\n" in name or "\0" in name:
+            raise _invalid("spec_name: a file name of at most 255 characters on one line")
+        overrides = [f"{target}={value}" for target, value in sorted(request.overrides.items())]
+        request_id = request.request_id or f"anonymous:{uuid.uuid4().hex}"
+        if len(request_id) > 512:
+            raise _invalid("request_id: at most 512 characters")
+        going = self._submitting.get(request_id)
+        if going is not None:  # the same request, at the same moment: one run
+            first = await asyncio.shield(going)
+            return records.Accepted(first.record, False)
+        future: asyncio.Future[records.Accepted] = asyncio.get_running_loop().create_future()
+        self._submitting[request_id] = future
+        try:
+            accepted = await self._accept(request_id, text, name, overrides)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: only repeats waiting on it see it
+            raise
+        finally:
+            del self._submitting[request_id]
+        future.set_result(accepted)
+        return accepted
+
+    async def _accept(self, request_id: str, text: str, name: str,
+                      overrides: list[str]) -> records.Accepted:
+        earlier = await self.journal.call(records.submitted, request_id)
+        if earlier is not None:
+            return records.Accepted(earlier, False)
+        answer = await self.supervisor.checker.ask(
+            {"op": "check", "text": text, "spec_name": name, "overrides": overrides})
+        if not answer.get("ok"):
+            raise _invalid(str(answer.get("message") or "the spec does not check"))
+        self._refuse_when_draining()
+        accepted: records.Accepted = await self.journal.call(
+            _accept_checked, request_id, new_run_id(), {**answer, "spec_name": name})
+        if accepted.created:
+            self.supervisor.enqueue(accepted.record)
+        return accepted
+
+    def _refuse_when_draining(self) -> None:
+        if self.draining:
+            raise _Failure(grpc.StatusCode.UNAVAILABLE, "the daemon is stopping and accepts "
+                           "no new runs; submit again once it is back")
+
+    # -- GetRun, ListRuns ----------------------------------------------------------------
+    async def GetRun(self, request: pb.GetRunRequest,  # noqa: N802
+                     context: Context) -> pb.GetRunResponse:
+        data = await self._call(context, self._result(request.run_id))
+        return pb.GetRunResponse(result_json=data)
+
+    async def _result(self, run_id: str) -> bytes:
+        return await self.journal.call(records.result_json, _run_id(run_id))
+
+    async def _find(self, run_id: str) -> RunRecord:
+        return await self.journal.call(records.find, _run_id(run_id))
+
+    async def ListRuns(self, request: pb.ListRunsRequest,  # noqa: N802
+                       context: Context) -> pb.ListRunsResponse:
+        return await self._call(context, self._list(request))  # type: ignore[no-any-return]
+
+    async def _list(self, request: pb.ListRunsRequest) -> pb.ListRunsResponse:
+        if request.page_size < 0 or request.page_size > MAX_PAGE:
+            raise _invalid(f"page_size: from 1 to {MAX_PAGE} (0: {DEFAULT_PAGE})")
+        size = request.page_size or DEFAULT_PAGE
+        before = decode_page_token(request.page_token) if request.page_token else None
+        found, more = await self.journal.call(
+            _page, before, size, request.status, request.workflow_id)
+        runs = [pb.RunSummary(run_id=s.run_id, workflow_id=s.workflow_id, status=s.status,
+                              started_at=s.started_at, finished_at=s.finished_at,
+                              steps_total=s.steps_total, steps_done=s.steps_done)
+                for s in found]
+        token = encode_page_token(found[-1].run_no) if more and found else ""
+        return pb.ListRunsResponse(runs=runs, next_page_token=token)
+
+    # -- WatchRun --------------------------------------------------------------------------
+    async def WatchRun(self, request: pb.WatchRunRequest,  # noqa: N802
+                       context: Context) -> AsyncIterator[pb.RunEvent]:
+        if request.after_seq < 0:
+            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "after_seq: 0 or more")
+        record = await self._call(context, self._find(request.run_id))
+        cursor = request.after_seq
+        async for event in self.tails.follow(record, cursor):
+            cursor = event.seq
+            yield pb.RunEvent(run_id=event.run_id, seq=event.seq, type=type(event).__name__,
+                              step_id=getattr(event, "step_id", "") or "", at=event.ts,
+                              event_json=records.event_json(event))
+            if records_ended(event):
+                return
+        if self.tails.stopping.is_set():
+            await _abort(context, grpc.StatusCode.UNAVAILABLE,
+                         f"the daemon is stopping; watch again with after_seq={cursor}")
+
+    # -- ResolveIntervention, CancelRun ----------------------------------------------------
+    async def ResolveIntervention(  # noqa: N802
+            self, request: pb.ResolveInterventionRequest,
+            context: Context) -> pb.ResolveInterventionResponse:
+        decision = await self._call(context, self._resolve(request, self.auth.identity(context)))
+        return pb.ResolveInterventionResponse(resolved_by=decision.by, resolved_at=decision.ts)
+
+    async def _resolve(self, request: pb.ResolveInterventionRequest, by: str) -> Any:
+        if request.action not in ACTIONS:
+            raise _invalid(f"action: retry, skip or abort (got {request.action!r})")
+        outputs: dict[str, Any] | None = None
+        if request.outputs_json:
+            if request.action != "skip":
+                raise _invalid("outputs_json goes with the action skip only: the outputs "
+                               "stand in for those of the skipped step")
+            try:
+                outputs = json.loads(request.outputs_json)
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise _invalid(f"outputs_json: not valid JSON ({exc})") from None
+            if not isinstance(outputs, dict):
+                raise _invalid("outputs_json: must be a JSON object")
+        if len(request.comment) > 10_000:
+            raise _invalid("comment: at most 10,000 characters")
+        run_id, step_id = _run_id(request.run_id), request.step_id
+        record = await self.journal.call(records.question, run_id, step_id)
+        if outputs is not None:
+            answer = await self.supervisor.checker.ask(
+                {"op": "outputs", "spec_text": record.spec_text, "spec_path": record.spec_path,
+                 "overrides": record.overrides, "step_id": step_id, "outputs": outputs})
+            if not answer.get("ok"):
+                raise _invalid(str(answer.get("message")))
+        decision, complete = await self.journal.call(
+            records.decide, run_id, step_id, request.action, outputs, request.comment, by)
+        self.tails.poke()
+        if complete:
+            self.supervisor.enqueue(record)
+        return decision
+
+    async def CancelRun(self, request: pb.CancelRunRequest,  # noqa: N802
+                        context: Context) -> pb.CancelRunResponse:
+        record = await self._call(context, self._find(request.run_id))
+        run_id = record.run_id
+        reason = request.reason or "cancelled through the API"
+        status = await self.supervisor.cancel(run_id, f"{reason} (by "
+                                              f"{self.auth.identity(context)})")
+        return pb.CancelRunResponse(status=status)
+
+
+def records_ended(event: Any) -> bool:
+    from flowhost.daemon.journal import ends_run
+
+    return ends_run(event)
+
+
+def _run_id(text: str) -> str:
+    if not text:
+        raise _invalid("run_id: required")
+    if len(text) > 200:
+        raise records.NotFound("no such run: the run id is too long")
+    return text
+
+
+def _accept_checked(store: Any, request_id: str, run_id: str,
+                    checked: dict[str, Any]) -> records.Accepted:
+    return records.accept(store, request_id=request_id, run_id=run_id, checked=checked)
+
+
+def _page(store: Any, before: int | None, size: int, status: str,
+          workflow_id: str) -> tuple[list[records.Summary], bool]:
+    return records.page(store, before=before, limit=size, status=status,
+                        workflow_id=workflow_id)
+
+
+async def _abort(context: Context, code: grpc.StatusCode, message: str) -> NoReturn:
+    await context.abort(code, message)
+    raise AssertionError("unreachable: abort raises")  # pragma: no cover

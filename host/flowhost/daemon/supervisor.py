@@ -1,0 +1,385 @@
+"""The supervisor: the queue of accepted runs, the worker processes that execute them (at
+most ``max_runs`` at once, in submission order), and the checker that checks submitted
+specs. Plugin code runs only in those processes.
+
+- A worker executes one run at a time and takes the next one after it (it is replaced
+  after ``runs_per_worker`` runs, taking with it what plugins leaked).
+- A run that waits for a person ends ``waiting`` and frees its worker; an answer queues it
+  again (``Supervisor.enqueue``).
+- A worker that dies (SIGKILL, a segfault, ``os._exit``) costs only its run, which is
+  queued again (at-least-once), and failed with the reason after ``max_deaths`` deaths.
+- ``drain``: no more runs start; the workers get ``drain_timeout`` seconds to finish their
+  running steps, then what is left of their runs is checkpointed ``interrupted`` (the next
+  start goes on with them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import itertools
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from flowhost.daemon import records
+from flowhost.daemon.helpers import Helper, HelperError, start
+from flowhost.daemon.journal import Journal, Tails
+from flowhost.store import RunRecord, Store
+
+log = logging.getLogger("flowhost.daemon")
+MAX_DEATHS = 3
+RUNS_PER_WORKER = 50
+CHECK_TIMEOUT_S = 120.0
+ORPHAN_POLL_S = 0.5
+FINAL = ("success", "failed", "aborted", "cancelled")
+
+
+@dataclass(eq=False)
+class _Slot:
+    helper: Helper
+    run_id: str | None = None
+    last: bool = False
+    ended: asyncio.Future[str] | None = None  # the run's status, when the worker says
+
+
+@dataclass(frozen=True)
+class SupervisorConfig:
+    state_dir: Path
+    max_runs: int = 4
+    drain_timeout: float = 20.0
+    config_path: Path | None = None
+    env_allow: Sequence[str] = ()
+    max_deaths: int = MAX_DEATHS
+    runs_per_worker: int = RUNS_PER_WORKER
+    max_parallel: int = 8
+
+
+@dataclass
+class _Queue:
+    """Runs to execute, oldest submission first."""
+
+    heap: list[tuple[int, str]] = field(default_factory=list)
+    ids: set[str] = field(default_factory=set)
+
+    def push(self, record: RunRecord) -> None:
+        if record.run_id not in self.ids:
+            self.ids.add(record.run_id)
+            heapq.heappush(self.heap, (record.run_no, record.run_id))
+
+    def pop(self) -> str:
+        _, run_id = heapq.heappop(self.heap)
+        self.ids.discard(run_id)
+        return run_id
+
+    def remove(self, run_id: str) -> bool:
+        if run_id not in self.ids:
+            return False
+        self.ids.discard(run_id)
+        self.heap = [entry for entry in self.heap if entry[1] != run_id]
+        heapq.heapify(self.heap)
+        return True
+
+    def __len__(self) -> int:
+        return len(self.heap)
+
+
+class Supervisor:
+    def __init__(self, config: SupervisorConfig, journal: Journal, tails: Tails) -> None:
+        self.config = config
+        self.journal = journal
+        self.tails = tails
+        self.queue = _Queue()
+        self.executing: dict[str, _Slot | None] = {}  # None: its worker is starting
+        self.idle: list[_Slot] = []
+        self.slots: set[_Slot] = set()
+        self.deaths: dict[str, int] = {}
+        self.cancels: dict[str, str] = {}
+        self.orphans: dict[str, RunRecord] = {}  # owned by another process; go on after
+        self.draining = False
+        self.checker = CheckerClient(config)
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[Any]] = []
+
+    # -- lifecycle -----------------------------------------------------------------------
+    async def start(self) -> None:
+        """Go on with every accepted, unfinished run no one owns; start dispatching."""
+        await self.checker.start()
+        found = await self.journal.call(records.unfinished)
+        for record in found.to_run:
+            self.queue.push(record)
+        for record in found.owned:
+            self.orphans[record.run_id] = record
+        if found.to_run or found.owned:
+            log.info("flowhost serve: going on with %d unfinished run(s)%s",
+                     len(found.to_run) + len(found.owned),
+                     f" ({len(found.owned)} once another process lets go of them)"
+                     if found.owned else "")
+        self._tasks.append(asyncio.ensure_future(self._dispatch()))
+        self._tasks.append(asyncio.ensure_future(self._watch_orphans()))
+        self._wake.set()
+
+    def enqueue(self, record: RunRecord) -> None:
+        if self.draining or record.run_id in self.executing:
+            return
+        self.queue.push(record)
+        self._wake.set()
+
+    async def drain(self) -> None:
+        """No new runs; running ones checkpoint within the drain timeout; workers exit."""
+        self.draining = True
+        self._wake.set()
+        for slot in list(self.slots):
+            slot.helper.signal(signal.SIGTERM)
+        ends = [asyncio.ensure_future(slot.helper.proc.wait()) for slot in list(self.slots)]
+        if ends:
+            _, late = await asyncio.wait(ends, timeout=self.config.drain_timeout + 10)
+            for slot in list(self.slots):  # past the drain timeout and a margin: stop them
+                if slot.helper.proc.returncode is None:
+                    slot.helper.kill()
+            if late:
+                await asyncio.wait(late, timeout=5)
+        await self.close()
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        for slot in list(self.slots):
+            slot.helper.kill()
+        await self.checker.close()
+
+    def kill_all(self) -> None:
+        """The second signal: end every helper at once."""
+        for slot in list(self.slots):
+            slot.helper.kill()
+        self.checker.kill()
+
+    # -- runs ------------------------------------------------------------------------------
+    async def cancel(self, run_id: str, reason: str) -> str:
+        """Cancel a run for good; its status afterwards."""
+        if self.queue.remove(run_id) or run_id not in self.executing:
+            status = await self.journal.call(records.finish, run_id, "cancelled", reason)
+            self.tails.poke()
+            if status is not None:
+                return status
+            # another process owns it: tell it if it is one of ours, else it is theirs
+            if run_id not in self.executing:
+                record = await self.journal.call(records.find, run_id)
+                return await self.journal.call(Store.live_status, record)
+        self.cancels[run_id] = reason
+        slot = self.executing.get(run_id)
+        if slot is not None:
+            await slot.helper.channel.send({"op": "cancel", "run_id": run_id,
+                                            "reason": reason})
+            if slot.ended is not None:
+                with contextlib.suppress(TimeoutError):
+                    return await asyncio.wait_for(asyncio.shield(slot.ended), 10.0)
+        return "running"
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return {"queued": len(self.queue), "executing": len(self.executing),
+                "workers": len(self.slots)}
+
+    async def _dispatch(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while (self.queue and len(self.executing) < self.config.max_runs
+                   and not self.draining):
+                run_id = self.queue.pop()
+                self.executing[run_id] = None
+                try:
+                    slot = self.idle.pop() if self.idle else await self._new_worker()
+                except HelperError as exc:
+                    log.error("flowhost serve: %s; trying again in a second", exc)
+                    self.executing.pop(run_id, None)
+                    await self._requeue(run_id)
+                    await asyncio.sleep(1.0)
+                    continue
+                if run_id not in self.executing:  # cancelled while its worker started
+                    self._free(slot)
+                    continue
+                await self._assign(slot, run_id)
+
+    async def _assign(self, slot: _Slot, run_id: str) -> None:
+        slot.run_id = run_id
+        slot.ended = asyncio.get_running_loop().create_future()
+        self.executing[run_id] = slot
+        sent = await slot.helper.channel.send({"op": "run", "run_id": run_id})
+        reason = self.cancels.get(run_id)
+        if sent and reason is not None:
+            await slot.helper.channel.send({"op": "cancel", "run_id": run_id,
+                                            "reason": reason})
+
+    async def _new_worker(self) -> _Slot:
+        config = self.config
+        args = ["--state-dir", str(config.state_dir), "--drain-timeout",
+                str(config.drain_timeout), "--runs", str(config.runs_per_worker),
+                "--max-parallel", str(config.max_parallel),
+                "--env-allow", ",".join(config.env_allow)]
+        if config.config_path is not None:
+            args += ["--config", str(config.config_path)]
+        helper = await start("worker", "flowhost.daemon.worker", *args)
+        slot = _Slot(helper)
+        self.slots.add(slot)
+        self._tasks.append(asyncio.ensure_future(self._follow(slot)))
+        return slot
+
+    def _free(self, slot: _Slot) -> None:
+        slot.run_id, slot.ended = None, None
+        if not slot.last and not self.draining and slot in self.slots:
+            self.idle.append(slot)
+        self._wake.set()
+
+    async def _follow(self, slot: _Slot) -> None:
+        """Read a worker's reports until it exits; its death costs its run."""
+        while True:
+            message = await slot.helper.channel.receive()
+            if message is None:
+                break
+            run_id = slot.run_id
+            if message.get("type") == "ended" and run_id is not None \
+                    and message.get("run_id") == run_id:
+                slot.last = bool(message.get("last"))
+                ended = slot.ended
+                self.executing.pop(run_id, None)
+                await self._ended(run_id, str(message.get("status")),
+                                  str(message.get("message") or ""))
+                if ended is not None and not ended.done():
+                    ended.set_result(str(message.get("status")))
+                self._free(slot)
+        reason = await slot.helper.ended()
+        self.slots.discard(slot)
+        if slot in self.idle:
+            self.idle.remove(slot)
+        run_id = slot.run_id
+        if run_id is not None:
+            self.executing.pop(run_id, None)
+            await self._died(run_id, reason)
+            if slot.ended is not None and not slot.ended.done():
+                slot.ended.set_result("died")
+        self._wake.set()
+
+    async def _ended(self, run_id: str, status: str, message: str) -> None:
+        self.tails.poke()
+        if status in FINAL or status == "done":
+            self.deaths.pop(run_id, None)
+            self.cancels.pop(run_id, None)
+        elif status == "busy":
+            record = await self.journal.call(records.find, run_id)
+            self.orphans[run_id] = record
+        elif status == "error":
+            log.error("flowhost serve: run %s cannot go on: %s", run_id, message)
+            await self._finish(run_id, "failed", message, "CannotResume")
+        elif status == "interrupted" and not self.draining:
+            await self._retry(run_id, message or "interrupted")
+        elif status == "waiting":
+            # an answer may have come while it still ran (then nothing waits any more)
+            record = await self.journal.call(records.find, run_id)
+            if await self.journal.call(records.ready_to_go_on, record):
+                self.enqueue(record)
+
+    async def _died(self, run_id: str, reason: str) -> None:
+        if self.draining:
+            return  # checkpointed as far as it got: the next start goes on with it
+        cancel = self.cancels.pop(run_id, None)
+        if cancel is not None:
+            await self._finish(run_id, "cancelled", cancel, "Cancelled")
+            return
+        await self._retry(run_id, f"its worker process {reason}")
+
+    async def _retry(self, run_id: str, reason: str) -> None:
+        deaths = self.deaths[run_id] = self.deaths.get(run_id, 0) + 1
+        if deaths >= self.config.max_deaths:
+            self.deaths.pop(run_id, None)
+            why = (f"the run stopped {deaths} times without finishing; last time {reason}")
+            log.error("flowhost serve: run %s failed: %s", run_id, why)
+            await self._finish(run_id, "failed", why, "WorkerDied")
+            return
+        log.warning("flowhost serve: run %s: %s; running it again (%d of %d)", run_id,
+                    reason, deaths + 1, self.config.max_deaths)
+        await self._requeue(run_id)
+
+    async def _requeue(self, run_id: str) -> None:
+        record = await self.journal.call(records.find, run_id)
+        if await self.journal.call(records.ready_to_go_on, record):
+            self.enqueue(record)
+
+    async def _finish(self, run_id: str, status: str, reason: str, error_type: str) -> None:
+        done = await self.journal.call(records.finish, run_id, status, reason, error_type)
+        self.tails.poke()
+        if done is None:  # someone took it meanwhile: theirs to end
+            record = await self.journal.call(records.find, run_id)
+            self.orphans[run_id] = record
+
+    async def _watch_orphans(self) -> None:
+        """Runs another process owned: go on with them once it lets go."""
+        while True:
+            await asyncio.sleep(ORPHAN_POLL_S)
+            for run_id, record in list(self.orphans.items()):
+                if await self.journal.call(Store.owned, record):
+                    continue
+                del self.orphans[run_id]
+                if await self.journal.call(records.ready_to_go_on, record):
+                    self.enqueue(record)
+
+
+class CheckerClient:
+    """The checker process, asked one question at a time; started again when it dies."""
+
+    def __init__(self, config: SupervisorConfig) -> None:
+        self.config = config
+        self._helper: Helper | None = None
+        self._lock = asyncio.Lock()
+        self._ids = itertools.count(1)
+
+    async def start(self) -> None:
+        args = ["--env-allow", ",".join(self.config.env_allow), "--workdir",
+                str(self.config.state_dir)]
+        if self.config.config_path is not None:
+            args += ["--config", str(self.config.config_path)]
+        self._helper = await start("checker", "flowhost.daemon.checker", *args)
+
+    async def ask(self, request: dict[str, Any]) -> dict[str, Any]:
+        """The checker's answer; ``{"ok": False, "message"}`` when checking killed it."""
+        async with self._lock:
+            if self._helper is None or self._helper.proc.returncode is not None:
+                await self.start()
+            helper = self._helper
+            assert helper is not None
+            number = next(self._ids)
+            answer: dict[str, Any] | None = None
+            if await helper.channel.send({**request, "id": number}):
+                with contextlib.suppress(TimeoutError):
+                    answer = await asyncio.wait_for(helper.channel.receive(), CHECK_TIMEOUT_S)
+            if answer is not None and answer.get("id") == number:
+                return answer
+            helper.kill()
+            reason = await helper.ended()
+            self._helper = None
+            what = (f"took longer than {CHECK_TIMEOUT_S:g}s" if reason == "was killed by SIGKILL"
+                    else reason)
+            print(f"flowhost serve: the checker {what} while checking a spec; started "
+                  "again", file=sys.stderr, flush=True)
+            return {"ok": False, "message": f"checking the spec stopped the checker process "
+                    f"({what}): one of the plugins it uses fails when it is imported"}
+
+    def kill(self) -> None:
+        if self._helper is not None:
+            self._helper.kill()
+
+    async def close(self) -> None:
+        if self._helper is not None:
+            self._helper.kill()
+            await self._helper.ended()
+            self._helper = None
