@@ -162,6 +162,7 @@ def _add_durable_commands(commands: argparse._SubParsersAction[_Parser]) -> None
                          help="with --action skip: outputs (a JSON object) that stand in for "
                          "the step's, so the steps that depend on it can go on")
     _add_state(resolve)
+    _add_client(commands, run_commands, listing, show, resolve)
 
     cache = commands.add_parser("cache", help="the cache of idempotent steps")
     cache_commands = cache.add_subparsers(dest="cache_command", metavar="SUBCOMMAND",
@@ -171,6 +172,25 @@ def _add_durable_commands(commands: argparse._SubParsersAction[_Parser]) -> None
     clear.add_argument("--plugin", metavar="NAME", default=None,
                        help="only this plugin's results")
     _add_state(clear)
+
+
+def _add_client(commands: argparse._SubParsersAction[_Parser],
+                run_commands: argparse._SubParsersAction[_Parser],
+                listing: argparse.ArgumentParser, show: argparse.ArgumentParser,
+                resolve: argparse.ArgumentParser) -> None:
+    """``submit``, ``runs watch|cancel``, and the daemon's side of ``runs list|show|resolve``
+    (with ``--server`` or ``$FLOWHOST_SERVER``)."""
+    from flowhost.commands.client import add_commands, add_connection
+
+    for parser in (listing, show, resolve):
+        add_connection(parser, default_server=False)
+    listing.add_argument("--status", metavar="S", default=None,
+                         help="with --server: only runs with this status")
+    listing.add_argument("--workflow", metavar="ID", default=None,
+                         help="with --server: only runs of this workflow")
+    resolve.add_argument("--comment", metavar="TEXT", default=None,
+                         help="with --server: recorded with the decision")
+    add_commands(commands, run_commands)
 
 
 def _add_set(parser: argparse.ArgumentParser) -> None:
@@ -306,6 +326,25 @@ def _command(args: argparse.Namespace) -> Command:
         from flowhost.commands.serve import serve_command
 
         return serve_command
+    if args.command == "submit":
+        from flowhost.commands.client import submit_command
+
+        return submit_command
+    if args.command == "runs":
+        from flowhost.commands import client
+
+        if client.remote(args):
+            remote: dict[str, Command] = {
+                "list": client.list_command, "show": client.show_command,
+                "resolve": client.resolve_command, "watch": client.watch_command,
+                "cancel": client.cancel_command}
+            return remote[args.runs_command]
+        for flag in ("comment", "status", "workflow"):
+            if getattr(args, flag, None):
+                from flowhost.problems import UserInputError
+
+                raise UserInputError(f"--{flag} goes to the daemon: give --server H:P (or "
+                                     "$FLOWHOST_SERVER) with it")
     if args.command in ("runs", "cache"):
         from flowhost.commands import runs
 
