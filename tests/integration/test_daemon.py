@@ -208,3 +208,30 @@ def test_cancel_a_running_and_a_queued_run(daemon: StartDaemon, tmp_path: Path) 
     assert stub.CancelRun(pb.CancelRunRequest(run_id=running), timeout=30).status == \
         "cancelled"
     assert wait_for(stub, submit(stub, CHAIN))["status"] == "success"
+
+
+def test_a_waiting_run_holds_no_worker(daemon: StartDaemon, tmp_path: Path) -> None:
+    stub = daemon("--max-runs", "1").stub()
+    asks = submit(stub, "workflow_id: asks\nsteps:\n  - {id: a, plugin: fail, inputs: {kind: "
+                        "intervention}}\n")
+    wait_for(stub, asks, ["waiting"])
+    assert wait_for(stub, submit(stub, CHAIN))["status"] == "success"
+    assert result(stub, asks)["status"] == "waiting"
+    cancelled = stub.CancelRun(pb.CancelRunRequest(run_id=asks), timeout=30)
+    assert cancelled.status == "cancelled"
+    found = result(stub, asks)
+    assert found["status"] == "cancelled" and found["steps"][0]["status"] == "cancelled"
+
+
+def test_requests_are_bounded(daemon: StartDaemon, tmp_path: Path) -> None:
+    (tmp_path / "flowhost.toml").write_text('[serve]\nlisten = "127.0.0.1:1"\nmax_runs = 2\n')
+    stub = daemon().stub()  # --listen given: the flag wins over [serve]
+    huge = CHAIN + "# " + "x" * (3 * 1024 * 1024) + "\n"
+    code, details = code_of(lambda: submit(stub, huge))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "larger than" in details
+    code, _ = code_of(lambda: submit(stub, CHAIN + "# " + "x" * (5 * 1024 * 1024) + "\n"))
+    assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    code, _ = code_of(lambda: stub.WatchRun(pb.WatchRunRequest(run_id="x", after_seq=-1),
+                                            timeout=10).next())
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert wait_for(stub, submit(stub, CHAIN))["status"] == "success"

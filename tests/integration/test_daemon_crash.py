@@ -201,3 +201,40 @@ def test_watch_cut_anywhere_and_resumed_sees_every_event_once(
     assert seen == list(range(1, len(seen) + 1))
     assert result(stub, run_id)["status"] == "success"
     assert len(seen) == len(watch(stub, run_id))
+
+
+def test_queued_runs_survive_a_kill_9_and_keep_their_order(daemon: StartDaemon,
+                                                           tmp_path: Path) -> None:
+    first = daemon("--max-runs", "1")
+    stub = first.stub()
+    for n in range(3):
+        (tmp_path / f"r{n}").mkdir()
+    runs = [submit(stub, journal_chain(tmp_path / f"r{n}", 2, 0.2)) for n in range(3)]
+    deadline = time.monotonic() + 30
+    while not (tmp_path / "r0" / "journal.txt").exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    first.stop(signal.SIGKILL)
+    second = daemon("--max-runs", "1")
+    done = [wait_for(second.stub(), run_id) for run_id in runs]
+    assert [d["status"] for d in done] == ["success"] * 3
+    starts = [d["started_at"] for d in done]
+    assert starts == sorted(starts)  # one at a time, in the order they were submitted
+
+
+def test_a_second_sigterm_stops_at_once(daemon: StartDaemon, tmp_path: Path) -> None:
+    first = daemon("--drain-timeout", "60")
+    stub = first.stub()
+    run_id = submit(stub, gate_spec(tmp_path))
+    wait_file(tmp_path / "started")
+    (tmp_path / "started").unlink()
+    first.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.5)
+    started = time.monotonic()
+    first.proc.send_signal(signal.SIGTERM)
+    assert first.proc.wait(10) != 0
+    assert time.monotonic() - started < 5
+    second = daemon()
+    wait_file(tmp_path / "started")
+    (tmp_path / "release").touch()
+    assert wait_for(second.stub(), run_id)["status"] == "success"
