@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -170,11 +170,15 @@ def run_workflow(spec: PathLike, **options: Any) -> RunResult:
     """``start_run`` and wait for the result, from code that is not async (it may be
     called from several threads at once; inside a running event loop it runs on a thread
     of its own)."""
-    async def whole() -> RunResult:
-        return await (await start_run(spec, **options)).result()
+    results: list[RunResult] = []
 
-    result: RunResult = _blocking(whole)
-    return result
+    async def whole() -> None:
+        # The result goes out through ``results``, not as the task's value: asyncio.run
+        # formats a finished task's repr on the way out, and a big result's costs ~10 ms.
+        results.append(await (await start_run(spec, **options)).result())
+
+    _blocking(whole)
+    return results[0]
 
 
 # -- the runs of a state dir ---------------------------------------------------------------
@@ -327,13 +331,14 @@ async def _off_loop(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     return await asyncio.to_thread(function, *args, **kwargs)
 
 
-def _blocking(whole: Callable[[], Any]) -> Any:
+def _blocking(whole: Callable[[], Coroutine[Any, Any, None]]) -> None:
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(whole())
+        asyncio.run(whole())
+        return
     with ThreadPoolExecutor(1, thread_name_prefix="flowhost-run") as pool:
-        return pool.submit(asyncio.run, whole()).result()
+        pool.submit(asyncio.run, whole()).result()
 
 
 def _stderr(message: str) -> None:
