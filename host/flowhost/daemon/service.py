@@ -18,7 +18,7 @@ from grpc import aio
 from flowhost._proto import host_pb2 as pb
 from flowhost.daemon import records
 from flowhost.daemon.auth import Authenticator
-from flowhost.daemon.journal import Journal, Tails
+from flowhost.daemon.journal import Journal, Tails, ends_run
 from flowhost.daemon.supervisor import Supervisor
 from flowhost.engine import new_run_id
 from flowhost.store import RunRecord
@@ -181,7 +181,7 @@ class HostService:
             yield pb.RunEvent(run_id=event.run_id, seq=event.seq, type=type(event).__name__,
                               step_id=getattr(event, "step_id", "") or "", at=event.ts,
                               event_json=records.event_json(event))
-            if records_ended(event):
+            if ends_run(event):
                 return
         if self.tails.stopping.is_set():
             await _abort(context, grpc.StatusCode.UNAVAILABLE,
@@ -233,12 +233,6 @@ class HostService:
         status = await self.supervisor.cancel(run_id, f"{reason} (by "
                                               f"{self.auth.identity(context)})")
         return pb.CancelRunResponse(status=status)
-
-
-def records_ended(event: Any) -> bool:
-    from flowhost.daemon.journal import ends_run
-
-    return ends_run(event)
 
 
 def _run_id(text: str) -> str:

@@ -232,6 +232,7 @@ class Supervisor:
         helper = await start("worker", "flowhost.daemon.worker", *args)
         slot = _Slot(helper)
         self.slots.add(slot)
+        self._tasks = [task for task in self._tasks if not task.done()]
         self._tasks.append(asyncio.ensure_future(self._follow(slot)))
         return slot
 
