@@ -24,6 +24,7 @@ from flowhost.events import (
     StepStarted,
 )
 from flowhost.result import RunResult, fold
+from flowhost.run_state import Earlier
 from flowhost.spec import parse_spec
 from flowhost.static import check
 
@@ -290,7 +291,8 @@ steps:
                         status="success", attempts=1, duration_s=0.1,
                         outputs={"count": 7, "label": "n7", "items": []})
     bus = EventBus()
-    engine = Engine(plan, bus, run_id="r", env={}, restored={"a": done}, rerun=frozenset({"b"}))
+    engine = Engine(plan, bus, run_id="r", env={},
+                    earlier=Earlier(restored={"a": done}, rerun=frozenset({"b"})))
     assert await engine.run() == "success"
     assert bus.history is not None
     started = [e.step_id for e in bus.history if isinstance(e, StepStarted)]

@@ -16,8 +16,8 @@ import pytest
 from flowhost import events as ev
 from flowhost.problems import UserInputError
 from flowhost.store import Store
-from flowhost.store.db import RunRecord
 from flowhost.store.interface import StateStore
+from flowhost.store.rows import RunRecord
 
 Open = Callable[[], StateStore]
 

@@ -21,19 +21,20 @@ from flowhost.events import (
     CacheRejected,
     CheckResult,
     EventBus,
-    FinalValidationFinished,
-    FinalValidationStarted,
     RunFinished,
     RunStarted,
     RunStatus,
     StepFinished,
     StepStarted,
 )
+from flowhost.final_validation import final_validation
 from flowhost.intervene import Intervener
-from flowhost.ladder import CallOutcome, Ladder, run_checks
+from flowhost.ladder import Ladder, run_checks
+from flowhost.outcome import CallOutcome, finished_event
 from flowhost.plan import Plan, PlannedStep
 from flowhost.redact import Redactor
 from flowhost.refs import ResolveError, Scope
+from flowhost.run_state import Earlier, Stop
 
 
 def _passes(finished: StepFinished) -> bool:
@@ -62,9 +63,7 @@ class StepCache(Protocol):
 
 
 class Engine:
-    """Runs a plan. ``restored`` holds the steps a resumed run already finished (they never
-    run again); ``rerun`` names the steps that were in flight when the run was interrupted;
-    ``resumed`` says this continues an earlier process's run even when neither applies."""
+    """Runs a plan; ``earlier`` is what earlier processes of a resumed run left."""
 
     def __init__(
         self,
@@ -72,16 +71,14 @@ class Engine:
         bus: EventBus,
         *,
         run_id: str | None = None,
-        env: dict[str, str] | None = None,
+        env: Mapping[str, str] | None = None,
+        workdir: str | None = None,
         max_parallel: int = 8,
         cache: StepCache | None = None,
-        restored: Mapping[str, StepFinished] | None = None,
-        rerun: frozenset[str] = frozenset(),
         intervener: Intervener | None = None,
+        earlier: Earlier | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
-        resumed: bool = False,
-        workdir: str | None = None,
     ) -> None:
         if max_parallel < 1:
             raise ValueError("max_parallel must be at least 1")
@@ -89,35 +86,26 @@ class Engine:
         self.bus = bus
         self.run_id = run_id or new_run_id()
         self.env = dict(env or {})  # what ${env.X} may read: the run's, never the process's
+        self.workdir = workdir  # None: the process's (tests); a run of the API has its own
         self.max_parallel = max_parallel
         self.redactor: Redactor = plan.redactor(self.env)
-        self._secrets = bool(self.redactor)
-        self.outputs: dict[str, Any] = {}
-        self.status: dict[str, str] = {}
-        self._waiting = {sid: len(ps.deps) for sid, ps in plan.steps.items()}
-        self._ready: deque[str] = deque()
         self.cache = cache
-        self._restored = dict(restored or {})
-        self._rerun = rerun
-        self._resumed = resumed or bool(self._restored or rerun)
         self.intervener = intervener
-        self._sleep = sleep
         self.breakers = Breakers(plan.workflow.breaker, clock)
-        self.waiting: set[str] = set()  # steps left for a human to decide on later
-        self._aborted_by_user = False
+        self.outputs: dict[str, Any] = {}  # step id -> outputs, of the steps that passed
+        self.status: dict[str, str] = {}  # step id -> how it ended
+        self.parked: set[str] = set()  # steps whose decision is left to someone later
+        self._earlier = earlier or Earlier()
+        self._sleep = sleep
+        self._unmet = {sid: len(ps.deps) for sid, ps in plan.steps.items()}  # deps not done
+        self._ready: deque[str] = deque()
         self._running: dict[str, asyncio.Task[None]] = {}
-        self._final: asyncio.Future[tuple[CheckResult, ...]] | None = None  # final checks
-        self._unfinished = len(plan.steps)
+        self._unfinished = self._total = len(plan.steps)
         self._all_done: asyncio.Event | None = None
-        self._aborted_by: str | None = None
-        self._cancel_reason: str | None = None
-        self._cancel_final = True
-        self._drain_reason: str | None = None  # draining: no step starts any more
-        self._crash: str | None = None  # an error of flowhost's own that ended a step's task
+        self._final: asyncio.Task[bool] | None = None  # the final validation, while it runs
+        self._stop = Stop()
         self._ladder: Ladder | None = None
         self._scope = Scope(self.outputs, self.env)
-        self._total = len(plan.steps)
-        self.workdir = workdir  # None: the process's (tests); a run of the API always has one
 
     # -- public ------------------------------------------------------------------------
     async def run(self) -> RunStatus:
@@ -128,7 +116,8 @@ class Engine:
             description=workflow.description, total_steps=self._total,
             steps=tuple((ps.id, ps.step.plugin, ps.step.purpose)
                         for ps in self.plan.steps.values()),
-            resumed=self._resumed))
+            resumed=bool(self._earlier.events or self._earlier.restored
+                         or self._earlier.rerun)))
         self._restore()
         self._all_done = asyncio.Event()
         self._ladder = Ladder(run_id=self.run_id, bus=self.bus, env=self.env,
@@ -138,17 +127,17 @@ class Engine:
         self._launch()
         if self._unfinished:
             await self._all_done.wait()
-        status = await self._finish()
+        status = await self._final_status()
         self.bus.emit(RunFinished(run_id=self.run_id, status=status,
                                   duration_s=time.monotonic() - started,
-                                  message=self._crash or self._cancel_reason or "",
+                                  message=self._stop.crash or self._stop.reason or "",
                                   workflow_id=workflow.workflow_id))
         return status
 
     def _restore(self) -> None:
         """Take over what an interrupted run finished; find the steps ready to start."""
-        steps = self.plan.steps
-        for step_id, finished in self._restored.items():
+        steps, restored = self.plan.steps, self._earlier.restored
+        for step_id, finished in restored.items():
             if step_id not in steps or step_id in self.status:
                 continue
             self.status[step_id] = finished.status
@@ -156,24 +145,23 @@ class Engine:
             if _passes(finished):
                 self.outputs[step_id] = finished.outputs or {}
             for dependent in steps[step_id].dependents:
-                self._waiting[dependent] -= 1
-        for step_id, finished in self._restored.items():
+                self._unmet[dependent] -= 1
+        for step_id, finished in restored.items():
             # A crash can land between a failure and the skips it implies: redo those.
             if step_id in steps and not _passes(finished):
                 for dependent in steps[step_id].dependents:
                     self._skip(steps[dependent], f"step '{step_id}' {finished.status}"
                                if finished.status != "failed" else f"step '{step_id}' failed")
-        self._ready.extend(sid for sid, waiting in self._waiting.items()
-                           if waiting == 0 and sid not in self.status)
+        self._ready.extend(sid for sid, unmet in self._unmet.items()
+                           if unmet == 0 and sid not in self.status)
 
     def cancel(self, reason: str = "cancelled", *, final: bool = True) -> None:
         """Stop the run: running steps are cancelled, nothing new starts. ``final``: a
         person or a program cancelled it (status ``cancelled``, never resumed by itself);
         otherwise it is ``interrupted`` (Ctrl-C, SIGTERM, a failed checkpoint) and
         ``resume`` continues it."""
-        if self._cancel_reason is None:
-            self._cancel_reason = reason
-            self._cancel_final = final
+        if self._stop.reason is None:
+            self._stop.reason, self._stop.final = reason, final
         self._ready.clear()
         for task in list(self._running.values()):
             task.cancel()
@@ -184,15 +172,15 @@ class Engine:
     def drain(self, reason: str = "draining") -> None:
         """Start no more steps; the running ones finish. The run ends ``interrupted`` when
         steps were left (``resume`` runs them), or as usual when none were."""
-        if self._drain_reason is None and self._cancel_reason is None:
-            self._drain_reason = reason
+        if not self._stop.halted:
+            self._stop.draining = reason
             self._ready.clear()
             self._check_done()
 
     # -- scheduling --------------------------------------------------------------------
     def _launch(self) -> None:
         ready, running, steps = self._ready, self._running, self.plan.steps
-        if self._cancel_reason is not None or self._drain_reason is not None:
+        if self._stop.halted:
             ready.clear()  # stopped, or draining: nothing new starts
         while ready and len(running) < self.max_parallel:
             step_id = ready.popleft()
@@ -206,7 +194,7 @@ class Engine:
 
         Reusing the task instead of creating one per step keeps a long chain as cheap as a
         plain loop of awaits (and so does awaiting the call right here, between the sync
-        bookkeeping of ``_begin`` and ``_end``).
+        bookkeeping of ``_begin`` and ``_conclude``).
         """
         task = self._running[step.id]
         while True:
@@ -217,18 +205,17 @@ class Engine:
             else:
                 try:
                     if self.cache is not None and step.cache:
-                        outcome = await self._call(step, prepared)
+                        outcome = await self._call_cached(step, prepared)
                     else:
                         outcome = await self._ladder.run(step, prepared)  # type: ignore[union-attr]
                 except asyncio.CancelledError:
-                    outcome = CallOutcome(False, step.step.plugin, 0, cancelled=True)
+                    outcome = CallOutcome("cancelled", step.step.plugin, 0)
                 except Exception as exc:  # a bug of ours: it fails the step, named
-                    outcome = CallOutcome(False, step.step.plugin, 0,
+                    outcome = CallOutcome("failed", step.step.plugin, 0,
                                           error=self.redactor.text(_internal(exc)),
                                           error_type="InternalError")
-            self._end(step, outcome, started)
-            if self._cancel_reason is not None or self._drain_reason is not None or (
-                    not self._ready):
+            self._conclude(step, outcome, started)
+            if self._stop.halted or not self._ready:
                 self._check_done()
                 return
             step = self.plan.steps[self._ready.popleft()]
@@ -240,15 +227,16 @@ class Engine:
         """A task cancelled before its coroutine began never ran its own bookkeeping."""
         orphans = [sid for sid, t in self._running.items() if t is task]
         crash = None if task.cancelled() else task.exception()
-        if crash is not None and self._crash is None:
+        stop = self._stop
+        if crash is not None and stop.crash is None:
             # The bookkeeping itself failed: the run must not end as if all went well.
-            self._crash = self.redactor.text(_internal(crash))
+            stop.crash = self.redactor.text(_internal(crash))
         for step_id in orphans:
             del self._running[step_id]
             if crash is not None:
-                self._fail_orphan(self.plan.steps[step_id], self._crash or "")
-            elif self._cancel_reason is None:
-                reason = self._abort_reason() if self._aborted_by is not None else "run stopped"
+                self._fail_orphan(self.plan.steps[step_id], stop.crash or "")
+            elif stop.reason is None:
+                reason = stop.abort_reason() if stop.aborted_at is not None else "run stopped"
                 self._skip(self.plan.steps[step_id], reason)
         if orphans or crash is not None:
             self._check_done()
@@ -263,25 +251,24 @@ class Engine:
         try:
             self.bus.emit(finished)
         finally:
-            self._finished(step, finished)
+            self._settle(step, finished)
 
     def _check_done(self) -> None:
         if self._all_done is not None and not self._running and (
-            not self._ready or self._cancel_reason is not None
-            or self._drain_reason is not None
-        ):
+                not self._ready or self._stop.halted):
             self._all_done.set()
 
-    def _finished(self, step: PlannedStep, finished: StepFinished) -> None:
+    def _settle(self, step: PlannedStep, finished: StepFinished) -> None:
+        """The step is done: its dependents get one dependency fewer, or are skipped."""
         status = finished.status
         self.status[step.id] = status
         self._unfinished -= 1
         passes = status == "success" or (status == "skipped" and finished.outputs is not None)
         for dependent in step.dependents:
-            self._waiting[dependent] -= 1
+            self._unmet[dependent] -= 1
             if passes:
                 # (a dependent may have finished already: a resumed run reruns a step)
-                if (self._waiting[dependent] == 0 and self._aborted_by is None
+                if (self._unmet[dependent] == 0 and self._stop.aborted_at is None
                         and dependent not in self.status):
                     self._ready.append(dependent)
             elif dependent not in self.status:
@@ -289,19 +276,18 @@ class Engine:
                 self._skip(self.plan.steps[dependent], f"step '{step.id}' {verb}")
 
     def _skip(self, step: PlannedStep, reason: str) -> None:
-        if step.id in self.status or self._cancel_reason is not None:
+        if step.id in self.status or self._stop.reason is not None:
             return
         finished = StepFinished(run_id=self.run_id, step_id=step.id, plugin=step.step.plugin,
                                 used_plugin=step.step.plugin, status="skipped", attempts=0,
                                 duration_s=0.0, reason=reason)
         self.bus.emit(finished)
-        self._finished(step, finished)
+        self._settle(step, finished)
 
-    def _abort(self, failed: PlannedStep, *, by_user: bool = False) -> None:
-        self._aborted_by = failed.id
-        self._aborted_by_user = by_user
+    def _abort(self, failed: PlannedStep, *, by_person: bool = False) -> None:
+        self._stop.aborted_at, self._stop.by_person = failed.id, by_person
         self._ready.clear()
-        reason = self._abort_reason()
+        reason = self._stop.abort_reason()
         for step in self.plan.steps.values():
             if step.id not in self.status and step.id not in self._running:
                 self._skip(step, reason)
@@ -309,40 +295,40 @@ class Engine:
             if task_id != failed.id:
                 task.cancel(reason)
 
-    def _abort_reason(self) -> str:
-        if self._aborted_by_user:
-            return f"run aborted by the user at step '{self._aborted_by}'"
-        return f"run aborted: step '{self._aborted_by}' failed"
-
     # -- one step ----------------------------------------------------------------------
     def _begin(self, step: PlannedStep) -> dict[str, Any] | CallOutcome:
         """Announce the step and resolve its inputs (or say why they cannot be)."""
         plugin = step.step.plugin
         # Positional, like StepFinished below: this runs for every step.
         self.bus.emit(StepStarted(self.run_id, step.id, plugin, step.step.purpose, step.index,
-                                  self._total, step.id in self._rerun))
+                                  self._total, step.id in self._earlier.rerun))
         try:
             inputs: dict[str, Any] = step.inputs.resolve(self._scope)  # type: ignore[assignment]
         except ResolveError as exc:
-            return CallOutcome(False, plugin, 0, error=self.redactor.text(str(exc)),
+            return CallOutcome("failed", plugin, 0, error=self.redactor.text(str(exc)),
                                error_type="ResolveError")
         return inputs
 
-    def _end(self, step: PlannedStep, outcome: CallOutcome, started: float) -> None:
+    def _conclude(self, step: PlannedStep, outcome: CallOutcome, started: float) -> None:
         """Record how the step ended, and what that means for the rest of the run."""
         del self._running[step.id]
-        if outcome.waiting:
-            self.waiting.add(step.id)  # unfinished: `runs resolve` + `resume` take it on
+        ending = outcome.ending
+        if ending == "waiting":
+            self.parked.add(step.id)  # unfinished: `runs resolve` + `resume` take it on
             return
-        finished = self._finished_event(step, outcome, time.monotonic() - started)
+        if ending in ("success", "skipped") and outcome.outputs is not None:
+            self.outputs[step.id] = outcome.outputs  # the real ones, for the dependents
+        reason = self._stop.reason or self._stop.abort_reason()
+        finished = finished_event(self.run_id, step.id, step.step.plugin, outcome,
+                                  time.monotonic() - started, self.redactor, reason)
         self.bus.emit(finished)
-        self._finished(step, finished)
-        if outcome.aborted:
-            self._abort(step, by_user=True)
+        self._settle(step, finished)
+        if ending == "aborted":
+            self._abort(step, by_person=True)
         elif finished.status == "failed" and step.step.on_failure == "abort":
             self._abort(step)
 
-    async def _call(self, step: PlannedStep, inputs: dict[str, Any]) -> CallOutcome:
+    async def _call_cached(self, step: PlannedStep, inputs: dict[str, Any]) -> CallOutcome:
         cache = self.cache if step.cache else None
         if cache is not None:
             hit = cache.lookup(step, inputs)
@@ -375,78 +361,33 @@ class Engine:
                 self.bus.emit(CacheRejected(run_id=self.run_id, step_id=step.id,
                                             plugin=step.invoker.name, reason="; ".join(failed)))
                 return None
-        return CallOutcome(True, step.invoker.name, 0, outputs=outputs, validation=validation,
-                           cached=True)
-
-    def _finished_event(self, step: PlannedStep, outcome: CallOutcome,
-                        duration: float) -> StepFinished:
-        plugin = step.step.plugin
-        if outcome.ok:
-            assert outcome.outputs is not None
-            self.outputs[step.id] = outcome.outputs
-            shown = self.redactor.data(outcome.outputs) if self._secrets else outcome.outputs
-            return StepFinished(self.run_id, step.id, plugin, outcome.used_plugin, "success",
-                                outcome.attempts, duration, shown, outcome.validation,
-                                outcome.cached, shown is not outcome.outputs
-                                and shown != outcome.outputs)
-        if outcome.cancelled:
-            reason = self._cancel_reason or self._abort_reason()
-            return StepFinished(run_id=self.run_id, step_id=step.id, plugin=plugin,
-                                used_plugin=plugin, status="cancelled", attempts=0,
-                                duration_s=duration, reason=reason)
-        if outcome.skipped:
-            given = outputs = outcome.outputs
-            if given is not None:
-                self.outputs[step.id] = given
-                outputs = self.redactor.data(given) if self._secrets else given
-            how = "with outputs given by" if given is not None else "by"
-            return StepFinished(run_id=self.run_id, step_id=step.id, plugin=plugin,
-                                used_plugin=outcome.used_plugin, status="skipped",
-                                attempts=outcome.attempts, duration_s=duration, outputs=outputs,
-                                error=outcome.error, error_type=outcome.error_type,
-                                hint=outcome.hint, validation=outcome.validation,
-                                reason=f"skipped {how} {outcome.decided_by} after: "
-                                       f"{outcome.error}")
-        return StepFinished(run_id=self.run_id, step_id=step.id, plugin=plugin,
-                            used_plugin=outcome.used_plugin, status="failed",
-                            attempts=outcome.attempts, duration_s=duration, error=outcome.error,
-                            error_type=outcome.error_type, hint=outcome.hint,
-                            validation=outcome.validation)
+        return CallOutcome("success", step.invoker.name, 0, outputs=outputs,
+                           validation=validation, cached=True)
 
     # -- the end -----------------------------------------------------------------------
-    async def _finish(self) -> RunStatus:
-        if self._crash is not None:
+    async def _final_status(self) -> RunStatus:
+        stop = self._stop
+        if stop.crash is not None:
             return "failed"
-        if self._cancel_reason is not None:
-            return "cancelled" if self._cancel_final else "interrupted"
-        if self._aborted_by is not None:
-            return "aborted" if self._aborted_by_user else "failed"
-        if self.waiting:
+        if stop.reason is not None:
+            return "cancelled" if stop.final else "interrupted"
+        if stop.aborted_at is not None:
+            return "aborted" if stop.by_person else "failed"
+        if self.parked:
             return "waiting"
-        if self._drain_reason is not None and len(self.status) < self._total:
-            self._cancel_reason = self._drain_reason  # RunFinished says why
+        if stop.draining is not None and len(self.status) < self._total:
+            stop.reason = stop.draining  # RunFinished says why
             return "interrupted"
-        checks = self.plan.final_checks
-        if checks:
-            self.bus.emit(FinalValidationStarted(run_id=self.run_id, total_checks=len(checks)))
-            # An `output` check here reads `step_id.field`: the outputs of every step.
-            self._final = asyncio.ensure_future(run_checks(
-                checks, Scope(self.outputs, self.env), self.outputs, self.env, self.redactor,
-                workdir=self.workdir))
-            try:
-                results = await self._final
-            except asyncio.CancelledError:
-                if self._cancel_reason is None:
-                    raise
-                # Stopped while the final checks ran (their processes end with them).
-                return "cancelled" if self._cancel_final else "interrupted"
-            tests = [r.details["test_results"] for r in results if "test_results" in r.details]
-            test_results = None
-            if tests:
-                keys = sorted({key for t in tests for key in t})
-                test_results = {key: sum(t.get(key, 0) for t in tests) for key in keys}
-            self.bus.emit(FinalValidationFinished(run_id=self.run_id, results=results,
-                                                  test_results=test_results))
-            if not all(r.passed for r in results):
-                return "failed"
-        return "success"
+        if not self.plan.final_checks:
+            return "success"
+        self._final = asyncio.ensure_future(final_validation(
+            self.plan, self.run_id, self.outputs, self.env, self.redactor, self.workdir,
+            self.bus.emit))
+        try:
+            passed = await self._final
+        except asyncio.CancelledError:
+            if stop.reason is None:
+                raise
+            # Stopped while the final checks ran (their processes end with them).
+            return "cancelled" if stop.final else "interrupted"
+        return "success" if passed else "failed"

@@ -10,16 +10,17 @@ it, each guarded (``flowhost.observers``): none of them can stop the run.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from flowhost.context import RunContext
 from flowhost.engine import Engine
-from flowhost.events import Event, EventBus, RunStatus, StepFinished
+from flowhost.events import Event, EventBus, RunStatus
 from flowhost.intervene import Intervener
 from flowhost.observers import Guarded, Observer
 from flowhost.plan import Plan
 from flowhost.redact import Redactor
 from flowhost.result import RunResult, fold
+from flowhost.run_state import Earlier
 from flowhost.store import RunRecord, estimate
 from flowhost.store.interface import Lease, StateStore
 
@@ -55,16 +56,6 @@ def record_run(store: StateStore, ctx: RunContext, plan: Plan, spec_text: str, s
         total_steps=len(plan.steps))
 
 
-@dataclass(frozen=True, slots=True)
-class Earlier:
-    """What earlier processes of a resumed run left: finished steps (never run again), the
-    steps in flight when it stopped (run again), and every event they wrote."""
-
-    restored: Mapping[str, StepFinished] = field(default_factory=dict)
-    rerun: frozenset[str] = frozenset()
-    events: Sequence[Event] = ()
-
-
 @dataclass(slots=True)
 class Outcome:
     status: RunStatus
@@ -87,11 +78,9 @@ class Execution:
         self.bus = EventBus()
         self.bus.subscribe(self.listener)  # first: an event observed is an event committed
         self._report = report
-        self.engine = Engine(plan, self.bus, run_id=record.run_id, env=dict(ctx.env),
-                             max_parallel=max_parallel, intervener=intervener,
-                             cache=self.cache, restored=self.earlier.restored,
-                             rerun=self.earlier.rerun, resumed=bool(self.earlier.events),
-                             workdir=str(ctx.workdir))
+        self.engine = Engine(plan, self.bus, run_id=record.run_id, env=ctx.env,
+                             workdir=str(ctx.workdir), max_parallel=max_parallel,
+                             cache=self.cache, intervener=intervener, earlier=self.earlier)
         self.listener.on_failure = self._checkpoint_failed
         self._closed = False
 

@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from typing import Any, Literal
+from typing import Any
 
-from flowhost.events import Event, InterventionRequested, RunFinished
+from flowhost.events import Decision, Event, InterventionRequested, RunFinished
 from flowhost.execution import Execution, Outcome
 from flowhost.intervene import InterventionRequest, QueuedIntervener, Resolution, outputs_problem
 from flowhost.problems import UserInputError
 from flowhost.result import RunResult
-
-Answer = Literal["retry", "skip", "abort"]
 
 
 class Run:
@@ -160,7 +158,7 @@ class Run:
         intervener = self._intervener()
         return dict(intervener.pending) if intervener is not None else {}
 
-    async def resolve(self, step_id: str, action: Answer, *,
+    async def resolve(self, step_id: str, action: Decision, *,
                       outputs: dict[str, Any] | None = None, by: str = "api") -> None:
         """Answer the open question of ``step_id``: retry, skip (with ``outputs`` standing
         in for the step's, checked against its plugin's output schema) or abort."""

@@ -15,7 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, TextIO
 
-Action = Literal["retry", "skip", "abort", "wait"]
+from flowhost.events import Decision
+
+# A decision, or "wait": leave it to someone later (the run stops as waiting).
+Choice = Decision | Literal["wait"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +44,7 @@ class InterventionRequest:
 
 @dataclass(frozen=True, slots=True)
 class Resolution:
-    action: Action
+    action: Choice
     outputs: dict[str, Any] | None = None
     by: str = "user"
     # An abort stops the whole run; with False only the step fails and its `on_failure`

@@ -14,7 +14,6 @@ import random
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -40,33 +39,13 @@ from flowhost.intervene import (
     Resolution,
 )
 from flowhost.invokers import Invoker
+from flowhost.outcome import CallOutcome
 from flowhost.plan import PlannedCheck, PlannedFallback, PlannedStep
 from flowhost.plugin_log import RedactingLogger
 from flowhost.recovery import decide
 from flowhost.redact import Redactor
 from flowhost.refs import ResolveError, Scope, resolve
 from flowhost_sdk import InvocationContext, PluginError, TransientError
-
-
-@dataclass(slots=True)
-class CallOutcome:
-    """How the ladder ended for one step."""
-
-    ok: bool
-    used_plugin: str
-    attempts: int
-    outputs: dict[str, Any] | None = None
-    validation: tuple[CheckResult, ...] = ()
-    error: str | None = None
-    error_type: str | None = None
-    hint: str | None = None
-    cancelled: bool = False
-    cached: bool = False
-    skipped: bool = False  # a decision skipped it (outputs, if any, stand in for it)
-    aborted: bool = False  # a person chose to abort the whole run
-    waiting: bool = False  # the decision is left to someone later (--on-manual wait)
-    decided_by: str | None = None
-    escalate: bool = False  # the ladder wants a human (level 3)
 
 
 class AttemptError(Exception):
@@ -173,7 +152,7 @@ class Ladder:
             except AttemptError as failure:
                 first = failure
             else:
-                return CallOutcome(True, step.invoker.name, 1, outputs, validation)
+                return CallOutcome("success", step.invoker.name, 1, outputs, validation)
         history: list[AttemptSummary] = []
         while True:
             outcome = await self._climb(step, inputs, history, first)
@@ -186,11 +165,11 @@ class Ladder:
             outcome.escalate = False
             outcome.decided_by = resolution.by
             if resolution.action == "wait":
-                outcome.waiting = True
+                outcome.ending = "waiting"
             elif resolution.action == "skip":
-                outcome.skipped, outcome.outputs = True, resolution.outputs
+                outcome.ending, outcome.outputs = "skipped", resolution.outputs
             elif resolution.stops_run:
-                outcome.aborted = True
+                outcome.ending = "aborted"
             return outcome
 
     async def _climb(self, step: PlannedStep, inputs: dict[str, Any],
@@ -214,7 +193,7 @@ class Ladder:
             allowed, change = self.breakers.allow(invoker.name)
             self._breaker_event(change)
             if not allowed:
-                last = CallOutcome(False, invoker.name, len(history),
+                last = CallOutcome("failed", invoker.name, len(history),
                                    error=f"circuit breaker of {invoker.name} is open",
                                    error_type="CircuitOpen")
                 continue
@@ -222,7 +201,7 @@ class Ladder:
                 call_inputs = inputs if fallback is None else self._fallback_inputs(
                     fallback, inputs)
             except ResolveError as exc:
-                last = CallOutcome(False, invoker.name, len(history),
+                last = CallOutcome("failed", invoker.name, len(history),
                                    error=self.redactor.text(str(exc)), error_type="ResolveError")
                 continue
             attempt = 1
@@ -236,7 +215,7 @@ class Ladder:
                     assert failure.summary is not None
                     history.append(failure.summary)
                     self._breaker_event(self.breakers.record(invoker.name, ok=False))
-                    last = CallOutcome(False, invoker.name, len(history), error=failure.message,
+                    last = CallOutcome("failed", invoker.name, len(history), error=failure.message,
                                        error_type=failure.error_type, hint=failure.hint,
                                        validation=failure.validation)
                     decision = decide(kind=failure.kind, attempt=attempt,  # type: ignore[arg-type]
@@ -262,7 +241,7 @@ class Ladder:
                     last.escalate = manual
                     return last
                 self._breaker_event(self.breakers.record(invoker.name, ok=True))
-                return CallOutcome(True, invoker.name, len(history) + 1, outputs=outputs,
+                return CallOutcome("success", invoker.name, len(history) + 1, outputs=outputs,
                                    validation=validation)
         assert last is not None
         last.escalate = manual

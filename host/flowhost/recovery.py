@@ -16,7 +16,8 @@ from typing import Literal
 from flowhost.spec import RetryPolicy
 
 FailureKind = Literal["transient", "permanent", "intervention", "validation", "timeout"]
-Action = Literal["retry", "fallback", "manual", "give_up"]
+# What the ladder does next after a failed attempt.
+Move = Literal["retry", "fallback", "manual", "give_up"]
 
 # The longest pause a plugin's ``retry_after`` can ask for (as long as the spec's own
 # largest ``max_delay``).
@@ -28,7 +29,7 @@ RETRYABLE: frozenset[str] = frozenset({"transient", "timeout", "validation"})
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    action: Action
+    action: Move
     delay_s: float = 0.0
 
 

@@ -15,11 +15,11 @@ from pathlib import Path
 from flowhost.catalog import Catalog
 from flowhost.context import RunContext
 from flowhost.events import Event, InterventionResolved, RunFinished, StepFinished
-from flowhost.execution import Earlier
 from flowhost.plan import Plan
 from flowhost.problems import SpecError, UserInputError
 from flowhost.redact import MASK
 from flowhost.refs import iter_refs
+from flowhost.run_state import Earlier
 from flowhost.spec import parse_spec
 from flowhost.static import check
 from flowhost.store import Checkpoint, RunRecord

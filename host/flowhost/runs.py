@@ -8,12 +8,12 @@ import json
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel
 
 from flowhost.context import RunContext, make_context
-from flowhost.events import InterventionResolved
+from flowhost.events import Decision, InterventionResolved
 from flowhost.execution import secret_values
 from flowhost.intervene import outputs_problem
 from flowhost.problems import UserInputError, did_you_mean
@@ -24,7 +24,6 @@ from flowhost.store.db import DB_NAME
 from flowhost.store.interface import StateStore
 
 PathLike = str | os.PathLike[str]
-Action = Literal["retry", "skip", "abort"]
 
 
 class RunSummary(BaseModel):
@@ -110,7 +109,7 @@ def get_run(run_id: str, state_dir: PathLike | None = None, *,
         return stored_result(store, store.run(run_id))
 
 
-def resolve_intervention(run_id: str, step_id: str, action: Action, *,
+def resolve_intervention(run_id: str, step_id: str, action: Decision, *,
                          outputs: dict[str, Any] | None = None, by: str = "user",
                          state_dir: PathLike | None = None,
                          env: Mapping[str, str] | None = None,
@@ -155,7 +154,7 @@ def _check_waiting(store: StateStore, record: RunRecord, point: Checkpoint, step
                              + f"; waiting: {', '.join(waiting) or 'none'}")
 
 
-def _check_outputs(record: RunRecord, ctx: RunContext, step_id: str, action: Action,
+def _check_outputs(record: RunRecord, ctx: RunContext, step_id: str, action: Decision,
                    outputs: dict[str, Any]) -> None:
     """Outputs for a skip must fit the step plugin's output schema and hold no secret."""
     from flowhost.resumption import load_run_plan

@@ -11,13 +11,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from flowhost.events import Event, InterventionRequested, InterventionResolved
 
 if TYPE_CHECKING:
-    from flowhost.plan import PlannedStep
-    from flowhost.store.db import RunRecord
+    from flowhost.engine import StepCache
+    from flowhost.store.rows import RunRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,15 +31,6 @@ class Lease:
     owner: str
     epoch: int
     expires_at: float | None = None
-
-
-class StepCache(Protocol):
-    """The engine's view of the cache: outputs of earlier calls of idempotent steps."""
-
-    def lookup(self, step: PlannedStep, inputs: dict[str, Any]) -> dict[str, Any] | None: ...
-
-    def store(self, step: PlannedStep, inputs: dict[str, Any],
-              outputs: dict[str, Any]) -> None: ...
 
 
 class JournalWriter(Protocol):
