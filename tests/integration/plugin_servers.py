@@ -65,6 +65,17 @@ def start_server(*args: str, log: Path, cwd: Path = HERE, timeout: float = 30) -
     with log.open("ab") as err:
         proc = subprocess.Popen([*plugin_command(), "serve", *args, *listen], cwd=cwd,
                                 stdout=subprocess.PIPE, stderr=err, text=True, env=env)
+    line = ready_line(proc, READY, "flowhost-plugin", log, timeout)
+    match = READY.match(line)
+    assert match is not None
+    return Served(proc, match["host"], int(match["port"]), match["names"].split(", "), log,
+                  line.strip(), args)
+
+
+def ready_line(proc: subprocess.Popen[str], ready: re.Pattern[str], what: str, log: Path,
+               timeout: float) -> str:
+    """The first line of ``proc``'s stdout that ``ready`` matches; when it exits instead, or
+    the time is up, it is killed and the error says what its log holds."""
     assert proc.stdout is not None
     selector = selectors.DefaultSelector()
     selector.register(proc.stdout, selectors.EVENT_READ)
@@ -73,10 +84,8 @@ def start_server(*args: str, log: Path, cwd: Path = HERE, timeout: float = 30) -
         while time.monotonic() < deadline:
             if selector.select(timeout=0.1):
                 line = proc.stdout.readline()
-                match = READY.match(line)
-                if match:
-                    return Served(proc, match["host"], int(match["port"]),
-                                  match["names"].split(", "), log, line.strip(), args)
+                if ready.match(line):
+                    return line
                 if not line and proc.poll() is not None:
                     break
             elif proc.poll() is not None:
@@ -86,7 +95,7 @@ def start_server(*args: str, log: Path, cwd: Path = HERE, timeout: float = 30) -
     proc.kill()
     proc.wait()
     proc.stdout.close()
-    raise RuntimeError(f"flowhost-plugin did not get ready (exit {proc.returncode}):\n"
+    raise RuntimeError(f"{what} did not get ready (exit {proc.returncode}):\n"
                        f"{log.read_text('utf-8', 'replace')}")
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import selectors
 import signal
 import subprocess
 import sys
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from plugin_servers import ready_line
 
 from flowhost._proto import host_pb2 as pb
 from flowhost._proto import host_pb2_grpc
@@ -72,28 +72,10 @@ def start_daemon(state_dir: Path, *args: str, log: Path, cwd: Path,
         proc = subprocess.Popen([*flowhost_command(), "serve", "--state-dir", str(state_dir),
                                  *listen, *args], cwd=cwd, stdout=subprocess.PIPE, stderr=err,
                                 text=True, env=full_env)
-    assert proc.stdout is not None
-    selector = selectors.DefaultSelector()
-    selector.register(proc.stdout, selectors.EVENT_READ)
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            if selector.select(timeout=0.1):
-                line = proc.stdout.readline()
-                found = READY.match(line)
-                if found:
-                    return Daemon(proc, found["address"], state_dir, log)
-                if not line and proc.poll() is not None:
-                    break
-            elif proc.poll() is not None:
-                break
-    finally:
-        selector.close()
-    proc.kill()
-    proc.wait()
-    proc.stdout.close()
-    raise RuntimeError(f"flowhost serve did not get ready (exit {proc.returncode}):\n"
-                       f"{log.read_text('utf-8', 'replace')}")
+    line = ready_line(proc, READY, "flowhost serve", log, timeout)
+    found = READY.match(line)
+    assert found is not None
+    return Daemon(proc, found["address"], state_dir, log)
 
 
 StartDaemon = Callable[..., Daemon]

@@ -508,19 +508,9 @@ def show_command(args: argparse.Namespace, client: Client) -> int:
 @guarded
 def resolve_command(args: argparse.Namespace, client: Client) -> int:
     from flowhost._proto import host_pb2 as pb
+    from flowhost.commands.runs import outputs_flag
 
-    outputs = b""
-    if args.outputs is not None:
-        if args.action != "skip":
-            raise UserInputError("--outputs goes with --action skip only: they stand in for "
-                                 "the outputs of the skipped step")
-        try:
-            parsed = json.loads(args.outputs)
-        except json.JSONDecodeError as exc:
-            raise UserInputError(f"--outputs: not valid JSON ({exc})") from None
-        if not isinstance(parsed, dict):
-            raise UserInputError("--outputs: must be a JSON object, e.g. '{\"field\": \"value\"}'")
-        outputs = args.outputs.encode("utf-8")
+    outputs = args.outputs.encode("utf-8") if outputs_flag(args) is not None else b""
     answer = client.call("ResolveIntervention", pb.ResolveInterventionRequest(
         run_id=args.run_id, step_id=args.step, action=args.action, outputs_json=outputs,
         comment=args.comment or ""))

@@ -85,7 +85,7 @@ def show_command(args: argparse.Namespace) -> int:
 
 def resolve_command(args: argparse.Namespace) -> int:
     ctx = cli_context(args)
-    outputs = _outputs(args)
+    outputs = outputs_flag(args)
     action: Literal["retry", "skip", "abort"] = args.action
     point = runs.resolve_intervention(args.run_id, args.step, action, outputs=outputs,
                                       by="user", state_dir=ctx.state_dir, env=ctx.env,
@@ -100,7 +100,7 @@ def resolve_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _outputs(args: argparse.Namespace) -> dict[str, Any] | None:
+def outputs_flag(args: argparse.Namespace) -> dict[str, Any] | None:
     """``--outputs``: a JSON object (its fit to the step's schema is checked later)."""
     if args.outputs is None:
         return None
