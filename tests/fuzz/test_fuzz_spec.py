@@ -8,7 +8,8 @@ exception, never "internal error". ``FLOWHOST_DEBUG=1`` makes any other exceptio
 ``main``, so hypothesis shows it (and the seed that found it).
 
 The budget is ``FLOWHOST_FUZZ_EXAMPLES`` examples in all (default 200), shared among the
-tests below.
+tests below; the last test, which only reads documents (in-process, fast), compares the fast
+path of ``flowhost.source`` with the slow one on as many again.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -24,10 +26,12 @@ from typing import Any
 from unittest import mock
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from flowhost import source
 from flowhost.cli import main
+from flowhost.problems import SpecError
 
 pytestmark = pytest.mark.fuzz
 
@@ -242,3 +246,73 @@ def test_json_specs_with_values_in_odd_places_validate_or_exit_2(value: str, whe
     else:
         step[where] = json.loads(value)
     validate(json.dumps(spec), name="wf.json")
+
+
+# ------------------------------------------------------- the fast path of flowhost.source
+def _typed(value: Any) -> Any:
+    if isinstance(value, dict):
+        return ("dict", [(_typed(k), _typed(v)) for k, v in value.items()])
+    if isinstance(value, list):
+        return ("list", [_typed(item) for item in value])
+    if isinstance(value, float):
+        return ("float", "nan" if math.isnan(value) else repr(value))
+    return (type(value).__name__, value)
+
+
+def _read(text: str, name: str, fast: bool) -> tuple[Any, ...]:
+    try:
+        doc = source.parse_document(text, name) if fast else source._parse(text, name)
+    except SpecError as exc:
+        return ("problems", [str(problem) for problem in exc.problems])
+    except Exception as exc:
+        return ("raises", type(exc).__name__)
+    return ("data", _typed(doc.data), doc.lines)
+
+
+def _json_spec(value: Any, indent: int | str | None, ascii_only: bool) -> str:
+    spec = {"workflow_id": "w", "steps": [{"id": "a", "plugin": "echo", "inputs": value}]}
+    return json.dumps(spec, indent=indent, ensure_ascii=ascii_only)
+
+
+def _json_object(pairs: list[tuple[str, str]]) -> str:  # duplicate keys included
+    return "{" + ", ".join(f"{json.dumps(k)}: {v}" for k, v in pairs) + "}"
+
+
+plain_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=10) | st.sampled_from(["$a.text", "${a.text}!", "1e5", "yes", "~"]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
+        st.text(max_size=5) | st.sampled_from(["<<", "=", "a" * 81, ""]), inner, max_size=3),
+    max_leaves=8)
+json_texts = st.one_of(
+    st.builds(_json_spec, plain_json, st.sampled_from([None, 0, 2, "\t", " \r\n"]),
+              st.booleans()),
+    st.recursive(json_values, lambda inner: st.lists(st.tuples(
+        st.sampled_from(["a", "b", "<<", "a\\\":"]), inner), max_size=3).map(_json_object),
+        max_leaves=6).map(lambda inner: f'{{"workflow_id": "w", "x": {inner}}}'),
+)
+
+
+documents = st.one_of(
+    specs(),
+    st.text(YAML_CHARS, max_size=200),
+    st.text(max_size=100),
+    values.map(lambda value: f"workflow_id: w\nsteps:\n  - plugin: echo\n    inputs: {value}\n"),
+    st.lists(st.tuples(KEYS, values), max_size=6).map(
+        lambda pairs: "".join(f"{_flow_key(k) or '_'}: {v}\n" for k, v in pairs)),
+    json_values,
+    json_texts,
+    json_texts,
+    deep,
+)
+
+
+@budget(1.0)
+@given(documents, st.sampled_from(["wf.yaml", "wf.json"]))
+def test_the_fast_path_reads_what_the_slow_path_reads(text: str, name: str) -> None:
+    slow = _read(text, name, fast=False)
+    assert _read(text, name, fast=True) == slow
+    fast = source._fast_json(text) if name.endswith(".json") else source._fast_yaml(text)
+    event(f"{name}: {'fast' if fast is not source._SLOW else 'slow'} path")
+    if fast is not source._SLOW:
+        assert slow[0] == "data" and _typed(fast) == slow[1]

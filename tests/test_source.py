@@ -1,0 +1,195 @@
+"""The fast path of ``flowhost.source`` (data from libyaml's events, or from json.loads)
+against the slow path (the node tree, with lines): the same data, the same lines, the same
+problems, for every spec in examples/ and in the tests, and for YAML's odd corners."""
+
+from __future__ import annotations
+
+import ast
+import json
+import math
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flowhost import source
+from flowhost.problems import SpecError
+from flowhost.source import parse_document
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def typed(value: Any) -> Any:
+    """``value`` with the type of each part, so that 1, 1.0 and True differ."""
+    if isinstance(value, dict):
+        return ("dict", [(typed(k), typed(v)) for k, v in value.items()])
+    if isinstance(value, list):
+        return ("list", [typed(item) for item in value])
+    if isinstance(value, float):
+        return ("float", "nan" if math.isnan(value) else repr(value))
+    return (type(value).__name__, value)
+
+
+def outcome(read: Callable[[], source.Document]) -> tuple[Any, ...]:
+    try:
+        doc = read()
+    except SpecError as exc:
+        return ("problems", [str(problem) for problem in exc.problems])
+    except Exception as exc:
+        return ("raises", type(exc).__name__)
+    return ("data", typed(doc.data), doc.lines)
+
+
+def fast_of(text: str, file: str) -> Any:
+    return source._fast_json(text) if file.endswith(".json") else source._fast_yaml(text)
+
+
+def same_both_ways(text: str, file: str) -> bool:
+    """Assert that the fast path agrees with the slow one; whether it read ``text`` itself."""
+    slow = outcome(lambda: source._parse(text, file))
+    assert outcome(lambda: parse_document(text, file)) == slow
+    fast = fast_of(text, file)
+    if fast is source._SLOW:
+        return False
+    assert slow[0] == "data", (text[:300], slow)
+    assert typed(fast) == slow[1]
+    return True
+
+
+def _test_strings() -> list[str]:
+    """Every string in the tests that looks like (a part of) a spec, as written and dedented."""
+    found: dict[str, None] = {}
+    for path in sorted((REPO / "tests").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and (
+                    "steps" in node.value or "workflow_id" in node.value):
+                found[node.value] = None
+                found[textwrap.dedent(node.value).lstrip()] = None
+    return list(found)
+
+
+EXAMPLES = sorted((REPO / "examples").glob("*.y*ml"))
+TEST_SPECS = _test_strings()
+
+
+def test_the_corpus_is_there() -> None:
+    assert EXAMPLES and len(TEST_SPECS) > 200
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_examples_read_the_same_both_ways_and_fast(path: Path) -> None:
+    text = path.read_text(encoding="utf-8")
+    assert same_both_ways(text, path.name)
+    data = parse_document(text, path.name).data
+    for written in (json.dumps(data), json.dumps(data, indent=2), json.dumps(data, indent="\t")):
+        assert same_both_ways(written, "wf.json")
+
+
+def test_the_specs_in_the_tests_read_the_same_both_ways() -> None:
+    fast = 0
+    for text in TEST_SPECS:
+        fast += same_both_ways(text, "wf.yaml")
+        same_both_ways(text, "wf.json")
+        try:
+            data = source._parse(text, "wf.yaml").data
+        except SpecError:
+            continue
+        if not isinstance(data, dict):
+            continue
+        try:
+            written = json.dumps(data, ensure_ascii=False, allow_nan=False, default=str)
+        except ValueError:  # .inf or .nan: not JSON
+            continue
+        assert same_both_ways(written, "wf.json")
+    assert fast > len(TEST_SPECS) // 2  # the fast path reads most of them
+
+
+def test_a_long_chain_is_read_fast() -> None:
+    lines = ["workflow_id: chain", "steps:", "  - {id: s0, plugin: noop, inputs: {value: 0}}"]
+    lines += [f"  - {{id: s{i}, plugin: noop, inputs: {{value: $s{i - 1}.value}}, "
+              f"cache: false, timeout: 1.5}}" for i in range(1, 300)]
+    assert same_both_ways("\n".join(lines) + "\n", "chain.yaml")
+
+
+ODD_YAML = [
+    "", "# nothing\n", "---\n", "~\n", "a\n", "1e5\n", "[1, 2]\n", "a: 1\n---\nb: 2\n",
+    "a: 1\n...\n", "--- a: 1\n", "%YAML 1.1\n---\na: 1\n", "a: 1\n]\n", "a: [1\n", "a: 'x\n",
+    "a: 1\na: 2\n", "{a: 1, a: 1}\n", "a: {b: 1, b: 1}\n", "a: 1\n'a': 2\n", "1: a\n'1': b\n",
+    "a: &x 1\nb: *x\n", "a: &x 1\n", "a: *x\n", "a: &x [*x]\n",
+    "base: &b {x: 1}\nc: {<<: *b, y: 2}\n", "c: {<<: {x: 1}, x: 2}\n", "c: {<<: [{x: 1}]}\n",
+    "<<: 1\n", "a: <<\n", "=: 1\n", "a: =\n", "? [a]\n: 1\n", "? {a: 1}\n: 1\n", "? a\n",
+    "a: !!str 1\n", "a: !!int '7'\n", "a: !!int nope\n", "a: ! 1\n", "a: !foo x\n",
+    "!!map {a: 1}\n", "a: !!binary aGk=\n", "a: !!set {x, y}\n", "a: !!python/name:os.system\n",
+    "a: yes\nb: No\nc: on\nd: OFF\ne: y\nf: true\ng: False\n", "yes: 1\nnull: 2\n~: 3\n",
+    "a: null\nb: ~\nc:\nd: Null\ne: NULL\nf: nULL\n", "a: 0\nb: -0\nc: +5\nd: 007\ne: 0x1F\n",
+    "a: 0o17\nb: 0b101\nc: 1_000\nd: 190:20:30\ne: 09\nf: -12\n", "a: 017\nb: 0\n",
+    "a: " + "9" * 5000 + "\n",
+    "a: 0x" + "f" * 5000 + "\n", "a: " + "9" * 41 + "\n", "a: " + "9" * 42 + "\n",
+    "a: 1.5\nb: -.5\nc: 1.\nd: 1.5e+3\ne: 1.5e3\nf: 1e5\ng: -2.5E-1\nh: 1_0.5\n",
+    "a: .inf\nb: -.Inf\nc: .nan\nd: 1e999\ne: 6.8523015e+5\nf: 685.230_15e+03\n",
+    "a: '1e5'\nb: \"1e5\"\nc: 1e5x\nd: |\n  1e5\ne: >\n  1e5\n", "1e5: a\n1.5: b\n0x10: c\n",
+    "true: a\n1.0: b\n-0: c\n+1: d\n", "a: 2024-01-01\nb: 2024-02-30\nc: 2024-01-01 10:00:00\n",
+    "2024-01-01: a\n", "a: \"\\u00e9\\t\\x41\"\nb: 'it''s'\nc: \"\\ud800\"\n",
+    "a: |\n  line\n  more\nb: >-\n  folded\n  text\n", "a: b\n  c\n", "a: b: c\n",
+    "a:\n- 1\n- [2, {b: 3}]\n", "- a\n- b\n", "a: {b: [c, {d: e}]}\n", "a: []\nb: {}\n",
+    "a: x # comment\n# b: y\n", "a:\tx\n", "\ta: x\n", "a: x\r\nb: y\r\n", "\ufeffa: 1\n",
+    "a: \x85\n", "a: \x07\n", "a: \u2028x\n", "a: caf\u00e9\nb: \U0001F600\n",
+    "[" * 99 + "]" * 99 + "\n", "[" * 100 + "]" * 100 + "\n", "[" * 101 + "]" * 101 + "\n",
+    "{a: " * 100 + "1" + "}" * 100 + "\n", "a:\n" + "".join(f"{' ' * i} - \n" for i in range(3)),
+    "a: [1, 2,]\n", "{a: 1,}\n", "[a, b]: 1\n", "a: {b}\n", "a: [b: 1]\n", "a: @x\n",
+    "a: `x\n", "a: %x\n", "a: 'x' y\n", "a: \"x\n  y\"\n", "a: x\n b: y\n", "k" * 1100 + ": 1\n",
+    "a: $s0.value\nb: ${env.HOME}\nc: $$\n", "workflow_id: w\nsteps:\n  - plugin: echo\n",
+    "a: \udce9\n",
+]
+
+ODD_JSON = [
+    "", "{}", "[]", '"x"', "1", " {}", "\t{}", "\n\n{}", "{}\n\t", "{} \t\n", '{"a": 1}#x',
+    '{"a": 1, "a": 2}', '{"a": {"b": 1, "b": 1}}', '{"a": [{"b": 1}, {"b": 1}]}',
+    '{"a": "x\\":", "a": 2}', '{"a": "x\\": y", "b": 2}', '{"a"\n: 1}', '{"a"\r\n: 1}',
+    '{"a"' + " " * 40 + ': 1}', '{"a"  : 1}', '{"' + "k" * 80 + '": 1}', '{"' + "k" * 81 + '": 1}',
+    '{"' + "k" * 1100 + '": 1}', '{"' + "\\u00e9" * 160 + '": 1}', '{"a": NaN}',
+    '{"a": Infinity}', '{"a": -Infinity}', '{"a": 1e5, "b": 1E+5, "c": 1.5e3, "d": -0}',
+    '{"a": -0.0, "b": 0.1e-2, "c": 1e999, "d": 12345678901234567890123456789}',
+    '{"a": ' + "9" * 5000 + "}", '{"a": "\\ud83d\\ude00"}', '{"a": "\\ud800"}',
+    '{"a": "\\\\ud800"}', '{"a": "\\u00e9\\/\\b\\f\\n\\r\\t\\"\\\\\\u0000"}', '{"a": "\x85"}',
+    '{"a": "\x7f"}', '{"a": "\u2028"}', '{"a": "\ufeff"}', '\ufeff{"a": 1}', '{"a": "\t"}',
+    '{"a": "caf\u00e9 \U0001F600"}', '{"a":1,"b":[1,2],"c":{"d":null,"e":true,"f":false}}',
+    '{\n\t"a": [\n\t\t1\n\t]\n}', '{\r\n  "a": 1\r\n}', '{"a": 1,}', "{'a': 1}", "{a: 1}",
+    '{"a": 1} {"b": 2}', '{"a": 1}\n---\n', '{"<<": {"b": 1}, "=": 2, "": 3}',
+    '{"a": "# x", "b": "&a *a !t", "c": "- x", "d": "x: y", "e": "%x"}',
+    '{"a": ' + "[" * 98 + "]" * 98 + "}", '{"a": ' + "[" * 99 + "]" * 99 + "}",
+    '{"a": ' + "[" * 100 + "]" * 100 + "}", '{"a": ' + "[" * 5000 + "]" * 5000 + "}",
+    '{"a": 1, "steps": [{"plugin": "x", "inputs": {"v": "$s.x"}}]}', '{"a": "\udce9"}',
+]
+
+
+@pytest.mark.parametrize("text", ODD_YAML, ids=range(len(ODD_YAML)))
+def test_odd_yaml_reads_the_same_both_ways(text: str) -> None:
+    same_both_ways(text, "wf.yaml")
+    same_both_ways(text, "wf.json")
+
+
+@pytest.mark.parametrize("text", ODD_JSON, ids=range(len(ODD_JSON)))
+def test_odd_json_reads_the_same_both_ways(text: str) -> None:
+    same_both_ways(text, "wf.json")
+    same_both_ways(text, "wf.yaml")
+
+
+@pytest.mark.parametrize(("text", "file"), [
+    ("a: 1\nb: [x, {c: 2.5}]\n", "wf.yaml"), ('{"a": 1, "b": ["x", {"c": 2.5}]}', "wf.json"),
+    ("a: yes\n1: ~\n=: x\n", "wf.yaml"), ('{\n  "a": "x",\n  "b": [1, 2]\n}\n', "wf.JSON"),
+])
+def test_plain_documents_take_the_fast_path(text: str, file: str) -> None:
+    assert same_both_ways(text, file.lower())
+    doc = parse_document(text, file)
+    assert doc._lines is None  # not read yet
+    assert doc.lines == source._parse(text, file).lines
+
+
+def test_lines_are_found_when_a_message_needs_one() -> None:
+    doc = parse_document("workflow_id: w\nsteps:\n  - id: a\n    plugin: echo\n", "wf.yaml")
+    assert doc.line_of(("steps", 0, "plugin")) == 4
+    assert doc.line_of(("steps", 0, "inputs", "x")) == 3
+    assert doc.line_of(()) == 1
