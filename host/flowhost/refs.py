@@ -103,10 +103,16 @@ def _make_ref(expr: str, text: str) -> Ref:
             f"'{text}' is not a valid reference: write $step.field or ${{step.field}} "
             "(letters, digits, '_' and '-', parts separated by '.'); write $$ for a literal $"
         )
-    root, *path = expr.split(".")
-    if root in ("env", "secret") and len(path) != 1:
+    return _ref(expr, text)
+
+
+def _ref(expr: str, text: str) -> Ref:
+    """The reference ``expr``, which has the shape of one (``_EXPR``)."""
+    path = expr.split(".")
+    root = path[0]
+    if root in ("env", "secret") and len(path) != 2:
         raise RefSyntaxError(f"'{text}': write ${{{root}.NAME}} with exactly one name")
-    return Ref(root, tuple(path), text)
+    return Ref(root, tuple(path[1:]), text)
 
 
 def compile_value(value: Any) -> Compiled:
@@ -114,13 +120,24 @@ def compile_value(value: Any) -> Compiled:
     if isinstance(value, str):
         return _compile_str(value)
     if isinstance(value, dict):
-        items = tuple((str(k), compile_value(v)) for k, v in value.items())
-        literal = {k: v.value for k, v in items if isinstance(v, Const)}
-        return Const(literal) if len(literal) == len(items) else CDict(items)
+        items: list[tuple[str, Compiled]] = []
+        literal: dict[str, Any] | None = {}
+        for key, item in value.items():
+            name = str(key)
+            compiled = _compile_str(item) if type(item) is str else compile_value(item)
+            items.append((name, compiled))
+            if literal is not None:
+                if type(compiled) is Const:
+                    literal[name] = compiled.value
+                else:
+                    literal = None
+        if literal is not None and len(literal) == len(items):
+            return Const(literal)
+        return CDict(tuple(items))
     if isinstance(value, list):
-        compiled = tuple(compile_value(v) for v in value)
-        values = [v.value for v in compiled if isinstance(v, Const)]
-        return Const(values) if len(values) == len(compiled) else CList(compiled)
+        listed = tuple(compile_value(item) for item in value)
+        values = [item.value for item in listed if isinstance(item, Const)]
+        return Const(values) if len(values) == len(listed) else CList(listed)
     return Const(value)
 
 
@@ -128,8 +145,8 @@ def _compile_str(text: str) -> Compiled:
     if "$" not in text:
         return Const(text)
     whole = _WHOLE.match(text)
-    if whole:
-        return _make_ref(whole.group(1), text)
+    if whole:  # its group matches _EXPR
+        return _ref(whole.group(1), text)
     parts: list[str | Ref] = []
     position = 0
     for match in _BRACED.finditer(text):

@@ -8,7 +8,7 @@ linear in the size of the spec; suggestions are computed only for errors.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from flowhost import schema as js
@@ -45,6 +45,13 @@ class _Checker:
         self.positions = {step.id: i for i, step in enumerate(self.workflow.steps)}
         self.invokers: dict[str, Invoker | None] = {}
         self.secret_names: set[str] = set()
+        # What is the same for every step using a plugin, or reading the same field: keyed by
+        # the id of the schema (or invoker), which the entry holds so that the id stays its.
+        self._input_fields: dict[int, tuple[Invoker, _InputFields]] = {}
+        self._fields: dict[tuple[int, tuple[str, ...]], tuple[js.Schema, js.Schema | None,
+                                                              js.NoSuchField | None]] = {}
+        self._types: dict[tuple[int, int], tuple[js.Schema, js.Schema,
+                                                 frozenset[str] | None]] = {}
 
     def add(self, message: str, path: PathKey, step: str | None = None,
             field: str | None = None, fix: str | None = None) -> None:
@@ -117,13 +124,35 @@ class _Checker:
 
     def _walk(self, ref: Ref, schema: js.Schema, path: PathKey, step: str | None, field: str,
               what: str) -> js.Schema | None:
-        try:
-            return js.field_schema(schema, ref.path, schema)
-        except js.NoSuchField as exc:
-            self.add(f"{ref.text}: the {what} have no field '{exc.part}'", path, step, field,
-                     did_you_mean(exc.part, exc.known)
-                     or (f"known fields: {', '.join(exc.known)}" if exc.known else None))
-            return None
+        key = (id(schema), ref.path)
+        known = self._fields.get(key)
+        if known is None or known[0] is not schema:
+            try:
+                known = (schema, js.field_schema(schema, ref.path, schema), None)
+            except js.NoSuchField as exc:
+                known = (schema, None, exc)
+            self._fields[key] = known
+        _, found, missing = known
+        if missing is not None:
+            self.add(f"{ref.text}: the {what} have no field '{missing.part}'", path, step,
+                     field, did_you_mean(missing.part, missing.known)
+                     or (f"known fields: {', '.join(missing.known)}" if missing.known else None))
+        return found
+
+    def json_types(self, schema: js.Schema, root: js.Schema) -> frozenset[str] | None:
+        """``js.json_types``, once for each schema."""
+        key = (id(schema), id(root))
+        known = self._types.get(key)
+        if known is None or known[0] is not schema or known[1] is not root:
+            known = self._types[key] = (schema, root, js.json_types(schema, root))
+        return known[2]
+
+    def input_fields(self, invoker: Invoker) -> _InputFields:
+        """The inputs of ``invoker``, once for each plugin."""
+        known = self._input_fields.get(id(invoker))
+        if known is None or known[0] is not invoker:
+            known = self._input_fields[id(invoker)] = (invoker, _InputFields(invoker.input_schema))
+        return known[1]
 
     def check_value(self, compiled: Compiled, target: js.Schema | None, root: js.Schema,
                     path: PathKey, step: str | None, field: str,
@@ -173,8 +202,8 @@ class _Checker:
     def _type_match(self, ref: Ref, produced: js.Schema, target: js.Schema, root: js.Schema,
                     path: PathKey, step: str | None, field: str) -> None:
         produced_root = self._producer_root(ref)
-        have = js.json_types(produced, produced_root)
-        want = js.json_types(target, root)
+        have = self.json_types(produced, produced_root)
+        want = self.json_types(target, root)
         if not js.accepts(want, have):
             self.add(f"{ref.text} is {_types(have)}, but the input expects {_types(want)}",
                      path, step, field)
@@ -195,38 +224,37 @@ class _Checker:
                 self.ref_schema(ref, (*path, *inside), step.id, _dotted("inputs", inside),
                                 primary_inputs, None)
             return compiled
-        root = invoker.input_schema
-        properties, required, open_ended = js.input_fields(root, root)
-        for name in sorted(required - set(inputs)):
-            self.add(f"required input '{name}' of {invoker.name} is missing", path, step.id,
-                     f"inputs.{name}")
+        fields = self.input_fields(invoker)
+        root, properties = fields.root, fields.properties
+        if not fields.required <= inputs.keys():
+            for name in sorted(fields.required - set(inputs)):
+                self.add(f"required input '{name}' of {invoker.name} is missing", path,
+                         step.id, f"inputs.{name}")
         items = dict(compiled.items) if isinstance(compiled, CDict) else {
             k: Const(v) for k, v in inputs.items()}
         for name, value in items.items():
             where: PathKey = (*path, name)
-            if name not in properties and not open_ended:
+            if name not in properties and not fields.open_ended:
                 self.add(f"{invoker.name} has no input '{name}'", where, step.id,
                          f"inputs.{name}",
                          did_you_mean(name, properties)
                          or f"its inputs are: {', '.join(properties) or '(none)'}")
                 continue
-            target = js.deref(properties[name], root) if name in properties else None
-            self.check_value(value, target, root, where, step.id, f"inputs.{name}",
-                             primary_inputs)
+            self.check_value(value, fields.target(name), root, where, step.id,
+                             f"inputs.{name}", primary_inputs)
         return compiled
 
     def inherited_inputs(self, step: Step, fallback: Invoker, where: PathKey) -> None:
         """A fallback without ``inputs`` gets the primary's: they must cover what it needs."""
-        root = fallback.input_schema
-        properties, required, _ = js.input_fields(root, root)
-        for name in sorted(required - set(step.inputs)):
+        fields = self.input_fields(fallback)
+        for name in sorted(fields.required - set(step.inputs)):
             self.add(f"fallback {fallback.name} requires input '{name}', which the step's "
                      "inputs do not give", where, step.id, "fallback.inputs",
                      f"give the fallback its own `inputs:` (e.g. {name}: $inputs.<field>)")
         for name, value in step.inputs.items():
-            if name in properties:
+            if name in fields.properties:
                 self.check_value(self.compile(value, where, step.id, "inputs"),
-                                 js.deref(properties[name], root), root, where, step.id,
+                                 fields.target(name), fields.root, where, step.id,
                                  f"inputs.{name} (for fallback {fallback.name})")
 
     def checks(self, specs: list[CheckSpec], path: PathKey, step: str | None) -> list[
@@ -268,6 +296,22 @@ class _Checker:
         self.ref_schema(ref, path, step, f"{field}.field", None, step)
 
 
+class _InputFields:
+    """What ``inputs`` needs of a plugin's input schema: the same for each step using it."""
+
+    def __init__(self, root: js.Schema) -> None:
+        self.root = root
+        self.properties, self.required, self.open_ended = js.input_fields(root, root)
+        self._targets: dict[str, js.Schema | None] = {}
+
+    def target(self, name: str) -> js.Schema | None:
+        """The (dereferenced) schema of input ``name``; None when the schema lists none."""
+        if name not in self._targets:
+            self._targets[name] = js.deref(self.properties[name], self.root) if (
+                name in self.properties) else None
+        return self._targets[name]
+
+
 def _dotted(base: str, where: PathKey) -> str:
     return ".".join([base, *(str(p) for p in where)])
 
@@ -284,24 +328,28 @@ def check(spec: LoadedSpec, catalog: Catalog, env: Mapping[str, str],
     """Check ``spec`` completely and return its plan; raise SpecError with every problem."""
     checker = _Checker(spec, catalog, env, known_ids)
     workflow = spec.workflow
+    steps = workflow.steps
+    invokers = checker.invokers
     # Load every plugin first, so references can be checked against any producer.
-    for index, step in enumerate(workflow.steps):
-        checker.invoker(step.plugin, ("steps", index, "plugin"), step.id)
+    for index, step in enumerate(steps):
+        if invokers.get(step.plugin) is None:  # not loaded yet, or not usable (say so again)
+            checker.invoker(step.plugin, ("steps", index, "plugin"), step.id)
         for j, fallback in enumerate(step.fallback):
             checker.invoker(fallback.plugin, ("steps", index, "fallback", j, "plugin"), step.id)
 
     planned: dict[str, PlannedStep] = {}
-    order = sorted(range(len(workflow.steps)),
-                   key=lambda i: (workflow.steps[i].number is None, workflow.steps[i].number or 0,
-                                  i))
+    order: Iterable[int] = range(len(steps))
+    if any(step.number is not None for step in steps):
+        order = sorted(order, key=lambda i: (steps[i].number is None, steps[i].number or 0, i))
+    ids = checker.ids
     for display, index in enumerate(order, start=1):
-        step = workflow.steps[index]
+        step = steps[index]
         base: PathKey = ("steps", index)
-        invoker = checker.invokers.get(step.plugin)
+        invoker = invokers.get(step.plugin)
         inputs = checker.inputs(step.inputs, invoker, (*base, "inputs"), step)
         fallbacks = []
         for j, fallback in enumerate(step.fallback):
-            alternative = checker.invokers.get(fallback.plugin)
+            alternative = invokers.get(fallback.plugin)
             primary = invoker.input_schema if invoker is not None else {}
             where: PathKey = (*base, "fallback", j)
             compiled: Compiled | None = None
@@ -312,18 +360,20 @@ def check(spec: LoadedSpec, catalog: Catalog, env: Mapping[str, str],
                 checker.inherited_inputs(step, alternative, where)
             if alternative is not None:
                 fallbacks.append(PlannedFallback(fallback, compiled, alternative))
-        checks = checker.checks(step.validation, (*base, "validation"), step.id)
-        deps: dict[str, None] = {}
-        compiled_values = [inputs, *(fb.inputs for fb in fallbacks if fb.inputs is not None),
-                           *(c.args for c in checks)]
-        for value in compiled_values:
-            for ref, _, _ in iter_refs(value):
-                if ref.root in checker.ids and ref.root != step.id:
-                    deps[ref.root] = None
+        checks = checker.checks(step.validation, (*base, "validation"), step.id) if (
+            step.validation) else []
+        roots: dict[str, None] = {}  # of the references, in order
+        _ref_roots(inputs, roots)
+        for planned_fallback in fallbacks:
+            if planned_fallback.inputs is not None:
+                _ref_roots(planned_fallback.inputs, roots)
+        for planned_check in checks:
+            _ref_roots(planned_check.args, roots)
+        deps = {root: None for root in roots if root in ids and root != step.id}
         for j, need in enumerate(step.needs):
-            if need not in checker.ids:
+            if need not in ids:
                 checker.add(f"needs unknown step '{need}'", (*base, "needs", j), step.id,
-                            "needs", did_you_mean(need, checker.ids))
+                            "needs", did_you_mean(need, ids))
             elif need == step.id:
                 checker.add("a step cannot need itself", (*base, "needs", j), step.id, "needs")
             else:
@@ -351,13 +401,35 @@ def check(spec: LoadedSpec, catalog: Catalog, env: Mapping[str, str],
                 secret_names=frozenset(checker.secret_names))
 
 
+def _ref_roots(compiled: Compiled, roots: dict[str, None]) -> None:
+    """Add the root of each reference in ``compiled`` to ``roots`` (as ``iter_refs`` finds
+    them, without its generators)."""
+    if isinstance(compiled, Ref):
+        roots[compiled.root] = None
+    elif isinstance(compiled, CDict):
+        for _, value in compiled.items:
+            if not isinstance(value, Const):
+                _ref_roots(value, roots)
+    elif isinstance(compiled, CList):
+        for item in compiled.items:
+            if not isinstance(item, Const):
+                _ref_roots(item, roots)
+    elif isinstance(compiled, Template):
+        for part in compiled.parts:
+            if isinstance(part, Ref):
+                roots[part.root] = None
+
+
 def _levels(planned: dict[str, PlannedStep], checker: _Checker) -> list[list[str]]:
     """Kahn's algorithm: the groups of steps that can run together, or the cycles."""
-    indegree = {sid: sum(1 for d in ps.deps if d in planned) for sid, ps in planned.items()}
+    indegree: dict[str, int] = {}
     for sid, ps in planned.items():
+        degree = 0
         for dep in ps.deps:
             if dep in planned:
+                degree += 1
                 planned[dep].dependents.append(sid)
+        indegree[sid] = degree
     current = [sid for sid, degree in indegree.items() if degree == 0]
     levels: list[list[str]] = []
     done = 0
