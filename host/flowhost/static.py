@@ -27,6 +27,7 @@ from flowhost.refs import (
     compile_value,
     iter_refs,
 )
+from flowhost.source import paused_gc
 from flowhost.spec import CheckSpec, LoadedSpec, Step
 
 PathKey = tuple[str | int, ...]
@@ -494,6 +495,12 @@ def check_loaded(load: Callable[[], LoadedSpec], catalog: Catalog,
                  env: Mapping[str, str]) -> tuple[LoadedSpec, Plan]:
     """Load a spec with ``load`` and check it: the problems of the valid part of a spec
     that does not load are reported with those of loading, in one SpecError."""
+    with paused_gc():
+        return _check_loaded(load, catalog, env)
+
+
+def _check_loaded(load: Callable[[], LoadedSpec], catalog: Catalog,
+                  env: Mapping[str, str]) -> tuple[LoadedSpec, Plan]:
     try:
         spec = load()
     except SpecError as exc:
