@@ -440,6 +440,81 @@ def test_plugins_describe_an_unusable_name_is_exit_2(name: str, expected: str,
     assert_no_traceback(done)
 
 
+# ------------------------------------------------------------------- manual.timeout
+
+ASKS_WITH_TIMEOUT = """
+workflow_id: asks
+steps:
+  - id: f
+    plugin: fail
+    inputs: {kind: intervention, message: needs a person}
+    manual: {timeout: 1, default: skip}
+  - {id: after, plugin: echo, inputs: {text: $f.never}}
+  - {id: other, plugin: echo, inputs: {text: fine}}
+"""
+
+
+def test_a_terminal_prompt_gives_up_after_the_timeout_and_says_what_applied(
+        write_spec: WriteSpec, tmp_path: Path) -> None:
+    import pty
+    import select
+
+    spec = write_spec(ASKS_WITH_TIMEOUT)
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the CLI on a terminal, which nobody answers
+        os.chdir(tmp_path)
+        os.execv(sys.executable, [sys.executable, "-m", "flowhost", "run", str(spec),
+                                  "--no-progress", "--json-out", "r.json"])
+    seen = b""
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([fd], [], [], 0.5)
+            if ready:
+                try:
+                    chunk = os.read(fd, 65536)
+                except OSError:  # the child is gone: its terminal closed
+                    break
+                if not chunk:
+                    break
+                seen += chunk
+    finally:
+        _, status = os.waitpid(pid, 0)
+        os.close(fd)
+    text = seen.decode(errors="replace")
+    assert os.waitstatus_to_exitcode(status) == 0, text
+    assert "Choose [r]etry" in text
+    assert "No answer within 1s: applying the step's manual.default, skip" in text
+    result = json.loads((tmp_path / "r.json").read_text(encoding="utf-8"))
+    steps = {step["id"]: step for step in result["steps"]}
+    assert steps["f"]["status"] == "skipped" and steps["after"]["status"] == "skipped"
+    assert steps["f"]["interventions"][-1]["by"] == "timeout"
+    assert result["outputs"]["other"]["text"] == "fine"
+
+
+def test_a_waiting_runs_timeout_counts_when_the_run_is_taken_up_again(
+        write_spec: WriteSpec, tmp_path: Path) -> None:
+    spec = write_spec(ASKS_WITH_TIMEOUT)
+    waited = flowhost("run", str(spec), "--no-progress", "--on-manual", "wait", cwd=tmp_path)
+    assert waited.returncode == 3, waited.stdout + waited.stderr
+    run_id = waited.stdout.splitlines()[0].removeprefix("run_id: ")
+    shown = json.loads(flowhost("runs", "show", run_id, "--json", cwd=tmp_path).stdout)
+    assert shown["status"] == "waiting"
+    # Past the question's deadline nobody applied the default (no process had the run):
+    # the next one that takes it does, and a person's answer after it comes second.
+    time.sleep(1.2)
+    late = flowhost("runs", "resolve", run_id, "f", "--action", "retry", cwd=tmp_path)
+    assert late.returncode == 2
+    assert "already decided (skip), by timeout" in late.stderr, late.stderr
+    done = flowhost("resume", run_id, "--no-progress", "--json-out", "r.json", cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads((tmp_path / "r.json").read_text(encoding="utf-8"))
+    steps = {step["id"]: step for step in result["steps"]}
+    assert steps["f"]["status"] == "skipped" and steps["after"]["status"] == "skipped"
+    assert steps["f"]["interventions"][-1]["by"] == "timeout"
+    assert "Step f: skip chosen by timeout" in result["learnings"]["modifications"]
+
+
 # ----------------------------------------------------------------------------- Ctrl-C
 
 

@@ -6,8 +6,12 @@ Sleeps are recorded, not waited for, so backoff is checked exactly.
 from __future__ import annotations
 
 import io
+import queue
+import time
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from flowhost.catalog import Catalog
 from flowhost.engine import Engine
@@ -18,11 +22,13 @@ from flowhost.events import (
     EventBus,
     FallbackChosen,
     InterventionRequested,
+    InterventionResolved,
     RetryScheduled,
 )
 from flowhost.intervene import (
     InterventionRequest,
     PolicyIntervener,
+    QueuedIntervener,
     Resolution,
     TerminalIntervener,
 )
@@ -308,6 +314,61 @@ async def test_terminal_prompt_asks_validates_outputs_and_answers() -> None:
     assert "Not valid JSON" in text
     assert "'x' is not of type 'integer'" in text
     assert held == ["hold", "release"]
+
+
+async def test_a_terminal_prompt_gives_up_after_the_timeout_and_its_read_serves_the_next(
+        ) -> None:
+    lines: queue.Queue[str] = queue.Queue()
+    reads: list[str] = []
+
+    def read(prompt: str) -> str:  # a person who answers only when the test says so
+        reads.append(prompt)
+        return lines.get(timeout=30)
+
+    out = io.StringIO()
+    intervener = TerminalIntervener(read=read, out=out)
+    asked = time.time()
+    timed = InterventionRequest(step_id="f", label="1", plugin="p", error="e",
+                                error_type="E", hint=None, attempts=(), timeout_s=0.05,
+                                default="skip", asked_at=asked)
+    resolution = await intervener.resolve(timed)
+    assert resolution == Resolution("skip", by="timeout", at=asked + 0.05)
+    assert "No answer within 0.05s: applying the step's manual.default, skip" in out.getvalue()
+    # the line read for the prompt that gave up goes to the next prompt, not to a 2nd read
+    lines.put("r")
+    later = InterventionRequest(step_id="g", label="2", plugin="p", error="e",
+                                error_type="E", hint=None, attempts=())
+    assert await intervener.resolve(later) == Resolution("retry")
+    assert len(reads) == 1
+    # a question whose time ran out before its turn is not asked at all
+    late = InterventionRequest(step_id="h", label="3", plugin="p", error="e", error_type="E",
+                               hint=None, attempts=(), timeout_s=1, default="abort",
+                               asked_at=asked - 5)
+    assert (await intervener.resolve(late)).action == "abort" and len(reads) == 1
+
+
+@pytest.mark.parametrize(("default", "run_status", "step_status"), [
+    ("fail", "failed", "failed"), ("skip", "success", "skipped"),
+    ("abort", "aborted", "failed")])
+async def test_the_manual_default_applies_once_nobody_answers_in_time(
+        tmp_path: Path, default: str, run_status: str, step_status: str) -> None:
+    status, result, events = await run(f"""
+workflow_id: w
+steps:
+  - id: f
+    plugin: flaky
+    inputs: {{counter_file: "{tmp_path}/c", kind: intervention}}
+    manual: {{timeout: 0.05, default: {default}}}
+  - {{id: after, plugin: echo, inputs: {{text: $f.value}}}}
+""", intervener=QueuedIntervener())
+    assert (status, step(result, "f").status) == (run_status, step_status)
+    assert step(result, "after").status == "skipped"
+    [asked] = [e for e in events if isinstance(e, InterventionRequested)]
+    assert (asked.timeout_s, asked.default) == (0.05, default)
+    [answer] = [e for e in events if isinstance(e, InterventionResolved)]
+    assert (answer.action, answer.by) == (default, "timeout")
+    assert answer.ts == asked.ts + 0.05  # decided at the deadline
+    assert step(result, "f").interventions[-1].by == "timeout"
 
 
 async def test_hint_rules_from_entry_points_apply() -> None:

@@ -270,3 +270,29 @@ steps:
     assert any("field 'on_failure'" in p for p in found)
     assert any("wf.yaml:8: step 'd', field 'cache.ttl'" in p for p in found), found
     assert any("$b.labell" in p and "did you mean 'label'" in p for p in found)
+
+
+def test_manual_timeout_and_default_are_checked_where_they_are_written() -> None:
+    spec = parse_spec("workflow_id: w\nsteps:\n  - plugin: echo\n    manual: {hint: look, "
+                      "timeout: 90, default: skip}\n  - {id: b, plugin: echo, manual: "
+                      "{timeout: 1.5}}\n")
+    first, second = spec.workflow.steps
+    assert first.manual is not None and (first.manual.timeout, first.manual.default) == (
+        90, "skip")
+    assert second.manual is not None and (second.manual.timeout, second.manual.default) == (
+        1.5, "fail")
+    text = "\n".join(problems_of(
+        "workflow_id: w\nsteps:\n"
+        "  - {id: a, plugin: echo, manual: {timeout: 0}}\n"
+        "  - {id: b, plugin: echo, manual: {timeout: .inf}}\n"
+        "  - {id: c, plugin: echo, manual: {timeout: 604801}}\n"
+        "  - {id: d, plugin: echo, manual: {timeout: 5, default: retry}}\n"
+        "  - {id: e, plugin: echo, manual: {default: skip}}\n"))
+    assert "wf.yaml:3: step 'a', field 'manual.timeout': Input should be greater than 0" in text
+    assert "wf.yaml:4: step 'b', field 'manual.timeout'" in text
+    assert "timeout is a finite number of seconds, at most 604800 (a week)" in text
+    assert "wf.yaml:5: step 'c', field 'manual.timeout'" in text
+    assert "wf.yaml:6: step 'd', field 'manual.default': Input should be 'abort', 'skip' or " \
+           "'fail'" in text
+    assert "wf.yaml:7: step 'e', field 'manual': `default` applies when nobody answers " \
+           "within `timeout`" in text

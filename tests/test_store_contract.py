@@ -162,6 +162,41 @@ def test_questions_stay_open_until_answered(open_store: Open) -> None:
     assert store.open_questions(record) == {}
 
 
+def test_only_the_first_answer_to_a_question_counts(open_store: Open) -> None:
+    store = open_store()
+    record = new_run(store)
+    asked = ev.InterventionRequested(run_id="r1", step_id="a", plugin="noop", error="e",
+                                     error_type="T", hint=None, attempts=1)
+    store.append(record, [started("r1", "a"), asked])
+
+    def answer(by: str, action: str = "skip") -> ev.InterventionResolved:
+        return ev.InterventionResolved(run_id="r1", step_id="a", action=action,  # type: ignore[arg-type]
+                                       by=by, plugin="noop", comment=f"said {by}")
+
+    # recorded for the run's owner to log (it does not own the run): open no more
+    first, won = store.append_decision(record, answer("alice"), request_seq=asked.seq,
+                                       log=False)
+    assert won and first.by == "alice"
+    assert store.open_questions(record) == {}
+    assert not any(isinstance(e, ev.InterventionResolved) for e in store.events(record))
+    recorded = store.answers(record)[asked.seq]
+    assert (recorded.by, recorded.action, recorded.comment) == ("alice", "skip", "said alice")
+    # a second answer, logged or not, loses to it, and is told which one counts
+    for log in (True, False):
+        winner, won = store.append_decision(record, answer("bob", "abort"),
+                                            request_seq=asked.seq, log=log)
+        assert not won and (winner.by, winner.action) == ("alice", "skip")
+    assert not any(isinstance(e, ev.InterventionResolved) for e in store.events(record))
+    # a new question of the step is answered on its own; logged in the same write
+    again = ev.InterventionRequested(run_id="r1", step_id="a", plugin="noop", error="e2",
+                                     error_type="T", hint=None, attempts=2)
+    store.append(record, [again])
+    _, won = store.append_decision(record, answer("carol"), request_seq=again.seq)
+    assert won
+    [logged] = [e for e in store.events(record) if isinstance(e, ev.InterventionResolved)]
+    assert (logged.by, logged.comment) == ("carol", "said carol")
+
+
 def test_the_cache_keeps_what_a_step_returned_and_can_be_cleared(open_store: Open) -> None:
     from flowhost.catalog import Catalog
     from flowhost.spec import parse_spec

@@ -28,6 +28,7 @@ from flowhost.intervene import Intervener, PolicyIntervener, QueuedIntervener
 from flowhost.observers import Observer
 from flowhost.plan import Plan
 from flowhost.problems import Problem, SpecError, UserInputError
+from flowhost.questions import settle
 from flowhost.result import RunResult, fold
 from flowhost.spec import LoadedSpec
 from flowhost.static import check_file, check_text
@@ -231,7 +232,8 @@ def take_run(run_id: str | None, *, env: Mapping[str, str] | None = None,
             raise UserInputError(
                 f"run {record.run_id} is being run by another process (pid {record.pid}); "
                 "wait for it to end, or stop it, then resume")
-        events = store.events(record)
+        # answers recorded while another process had it, and defaults whose time is up
+        events = settle(store, record, store.events(record))
         point = read(events)
         if point.done:
             store.release(lease)
@@ -280,13 +282,15 @@ async def prepare_resume(run_id: str | None = None, *, env: Mapping[str, str] | 
             park(stored)
             return _finished(stored, "waiting", fold(stored.events, pattern=pattern),
                              stored.events)
-        abort = resumption.abort_decision(point)
+        abort = resumption.abort_decision(point, plan)
         if abort is not None:
             ended = resumption.abort_events(record, plan, point, abort)
             store.append(record, ended)
             everything = [*stored.events, *ended]
-            return _finished(stored, "aborted", fold(everything, pattern=pattern), everything,
-                             note=f"Run {record.run_id} aborted at step '{abort.step_id}', "
+            how: Literal["aborted", "failed"] = (
+                "aborted" if abort.action == "abort" else "failed")
+            return _finished(stored, how, fold(everything, pattern=pattern), everything,
+                             note=f"Run {record.run_id} {how} at step '{abort.step_id}', "
                              f"as decided by {abort.by}.")
         going_on = resumption.continuation(record, plan, point, stored.events)
         if going_on.decided:
@@ -315,8 +319,8 @@ def park(stored: Stored) -> None:
         stored.point = read(stored.events)
 
 
-def _finished(stored: Stored, status: Literal["waiting", "aborted"], result: RunResult,
-              events: Sequence[Event], note: str | None = None) -> Run:
+def _finished(stored: Stored, status: Literal["waiting", "aborted", "failed"],
+              result: RunResult, events: Sequence[Event], note: str | None = None) -> Run:
     stored.store.release(stored.lease)
     stored.store.close()
     return Run(stored.record.run_id, stored.record.workflow_id,

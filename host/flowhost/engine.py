@@ -155,6 +155,11 @@ class Engine:
         self._ready.extend(sid for sid, unmet in self._unmet.items()
                            if unmet == 0 and sid not in self.status)
 
+    @property
+    def running(self) -> frozenset[str]:
+        """The steps executing now: calling their plugins, or waiting for an answer."""
+        return frozenset(self._running)
+
     def cancel(self, reason: str = "cancelled", *, final: bool = True) -> None:
         """Stop the run: running steps are cancelled, nothing new starts. ``final``: a
         person or a program cancelled it (status ``cancelled``, never resumed by itself);

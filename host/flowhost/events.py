@@ -17,7 +17,10 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 StepStatus = Literal["success", "failed", "skipped", "cancelled"]
-Decision = Literal["retry", "skip", "abort"]  # what a person (or a policy) answers
+Decision = Literal["retry", "skip", "abort"]  # what a person answers
+# What an answer records: a decision, or "fail" (the step fails and its `on_failure` decides:
+# `--on-manual fail`, or a step's `manual.default` once its `manual.timeout` is up).
+Decided = Literal["retry", "skip", "abort", "fail"]
 RunStatus = Literal["success", "failed", "aborted", "waiting", "running", "cancelled",
                     "interrupted"]
 
@@ -131,6 +134,10 @@ class InterventionRequested(Event):
     error_type: str
     hint: str | None
     attempts: int
+    # The step's `manual.timeout`: nobody answering by ``ts + timeout_s``, ``default``
+    # applies (any process that takes the run then applies it: the deadline is durable).
+    timeout_s: float | None = None
+    default: Literal["abort", "skip", "fail"] | None = None
 
 
 @dataclass(slots=True, kw_only=True)
@@ -138,10 +145,13 @@ class InterventionResolved(Event):
     """The human's (or the policy's) answer to an ``InterventionRequested``."""
 
     step_id: str
-    action: Decision
+    action: Decided
     outputs: dict[str, Any] | None = None
-    by: str = "user"  # "user", "policy" (--on-manual), or who answered over the API
+    # "user" (a terminal), "policy" (--on-manual), "timeout" (the step's manual.default), or
+    # who answered over the API
+    by: str = "user"
     plugin: str = ""  # the plugin whose failure was answered
+    comment: str = ""  # what the person said with it
 
 
 @dataclass(slots=True, kw_only=True)

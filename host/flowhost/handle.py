@@ -74,6 +74,13 @@ class Run:
         return self._outcome is not None or (self._task is not None and self._task.done())
 
     @property
+    def executing(self) -> frozenset[str]:
+        """The steps executing now (calling their plugins, or waiting for an answer)."""
+        if self._execution is None or self.done:
+            return frozenset()
+        return self._execution.engine.running
+
+    @property
     def estimate_s(self) -> float | None:
         """How long the run should take, from its plugins' past durations (None: unknown)."""
         return self._execution.estimate() if self._execution is not None else None

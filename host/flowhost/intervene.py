@@ -3,22 +3,28 @@
 ``TerminalIntervener`` asks the person at the terminal (retry / skip / abort), one prompt at
 a time, without stopping the branches of the run that can go on. ``PolicyIntervener``
 answers for runs without a terminal (``--on-manual fail|abort|skip|wait``);
-``QueuedIntervener`` lets a program answer (the Python API, later the daemon).
+``QueuedIntervener`` lets a program answer (the Python API; the daemon's workers use
+``flowhost.daemon.asking``). A step's ``manual.timeout`` bounds every wait for a person: then
+its ``manual.default`` applies, decided by "timeout".
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, TextIO
 
-from flowhost.events import Decision
+from flowhost.events import Decided
 
 # A decision, or "wait": leave it to someone later (the run stops as waiting).
-Choice = Decision | Literal["wait"]
+Choice = Decided | Literal["wait"]
+Default = Literal["abort", "skip", "fail"]
+BY_TIMEOUT = "timeout"  # who decided, when nobody answered within the step's manual.timeout
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,16 +46,41 @@ class InterventionRequest:
     hint: str | None
     attempts: tuple[AttemptSummary, ...]
     output_schema: dict[str, Any] = field(default_factory=dict)
+    # The step's manual.timeout (None: no bound) and the default it brings, counted from
+    # ``asked_at``: the time of the question's InterventionRequested (whose ``seq`` it is).
+    timeout_s: float | None = None
+    default: Default = "fail"
+    asked_at: float = 0.0
+    seq: int = 0
+
+    @property
+    def deadline(self) -> float | None:
+        """When (unix time) the default applies, if nobody answers before."""
+        return None if self.timeout_s is None else self.asked_at + self.timeout_s
 
 
 @dataclass(frozen=True, slots=True)
 class Resolution:
+    """An answer. ``abort`` stops the whole run; ``fail`` fails the step only (its
+    ``on_failure`` decides: ``--on-manual fail``, a ``manual.default``)."""
+
     action: Choice
     outputs: dict[str, Any] | None = None
     by: str = "user"
-    # An abort stops the whole run; with False only the step fails and its `on_failure`
-    # decides (`--on-manual fail`, the policy without a terminal).
-    stops_run: bool = True
+    comment: str = ""
+    at: float | None = None  # when it was decided, if not as the ladder receives it
+
+
+def timed_out(request: InterventionRequest) -> Resolution:
+    """What applies once nobody answered ``request`` within its timeout (decided at the
+    deadline, as any process applying it later records it)."""
+    return Resolution(request.default, by=BY_TIMEOUT, at=request.deadline)
+
+
+def seconds_left(request: InterventionRequest) -> float | None:
+    """How long the question may still wait for a person (None: without a bound)."""
+    deadline = request.deadline
+    return None if deadline is None else max(deadline - time.time(), 0.0)
 
 
 class Intervener(Protocol):
@@ -67,13 +98,12 @@ class PolicyIntervener:
         self.action = action
 
     async def resolve(self, request: InterventionRequest) -> Resolution:
-        if self.action == "fail":
-            return Resolution("abort", by="policy", stops_run=False)
         return Resolution(self.action, by="policy")
 
 
 class QueuedIntervener:
-    """Questions wait until a program answers them (``flowhost.Run.resolve``); meanwhile the
+    """Questions wait until a program answers them (``flowhost.Run.resolve``), or until the
+    step's ``manual.timeout`` is up (then its ``manual.default`` applies); meanwhile the
     other branches of the run go on."""
 
     def __init__(self) -> None:
@@ -85,7 +115,12 @@ class QueuedIntervener:
         self.pending[request.step_id] = request
         self._answers[request.step_id] = answer
         try:
-            return await answer
+            # shielded: the timeout must not cancel the future an answer is set on
+            return await asyncio.wait_for(asyncio.shield(answer), seconds_left(request))
+        except TimeoutError:
+            if answer.done():  # answered at the very moment the time was up: it counts
+                return answer.result()
+            return timed_out(request)
         finally:
             self.pending.pop(request.step_id, None)
             self._answers.pop(request.step_id, None)
@@ -115,7 +150,8 @@ def outputs_problem(outputs: Any, schema: dict[str, Any]) -> str | None:
 
 class TerminalIntervener:
     """Asks on the terminal. While a prompt is open, other branches keep running; their
-    progress is held back (``hold``/``release``) so it does not overwrite the question."""
+    progress is held back (``hold``/``release``) so it does not overwrite the question. A
+    step's ``manual.timeout`` bounds the prompt: then its ``manual.default`` applies."""
 
     def __init__(self, *, hold: Callable[[], None] = lambda: None,
                  release: Callable[[], None] = lambda: None,
@@ -126,6 +162,9 @@ class TerminalIntervener:
         self._out = out or sys.stdout
         self._lock = asyncio.Lock()
         self._aborted = False
+        # A line being read for a prompt that gave up: the next prompt takes it over (a
+        # second read would race the first for the person's next line).
+        self._reading: concurrent.futures.Future[str] | None = None
 
     async def resolve(self, request: InterventionRequest) -> Resolution:
         async with self._lock:  # one question at a time
@@ -135,14 +174,33 @@ class TerminalIntervener:
                 raise asyncio.CancelledError("the run was aborted")
             self._hold()
             try:
-                resolution = await self._ask(request)
+                left = seconds_left(request)
+                if left is not None and left <= 0:  # its time ran out while others asked
+                    self._say(_describe(request))
+                    resolution = self._gave_up(request)
+                else:
+                    try:
+                        async with asyncio.timeout(left):
+                            resolution = await self._ask(request)
+                    except TimeoutError:
+                        resolution = self._gave_up(request)
             finally:
                 self._release()
             self._aborted = resolution.action == "abort"
             return resolution
 
+    def _gave_up(self, request: InterventionRequest) -> Resolution:
+        meaning = {"fail": "the step fails and its on_failure decides",
+                   "skip": "the step is skipped", "abort": "the run stops"}[request.default]
+        self._say(f"\n   No answer within {request.timeout_s:g}s: applying the step's "
+                  f"manual.default, {request.default} ({meaning}).")
+        return timed_out(request)
+
     async def _ask(self, request: InterventionRequest) -> Resolution:
         self._say(_describe(request))
+        if request.timeout_s is not None:
+            self._say(f"   (without an answer within {request.timeout_s:g}s of the question, "
+                      f"{request.default} applies)")
         while True:
             answer = (await self._input("Choose [r]etry, [s]kip or [a]bort: ")).strip().lower()
             if answer in {"r", "retry"}:
@@ -182,11 +240,25 @@ class TerminalIntervener:
     async def _input(self, prompt: str) -> str:
         from flowhost.threads import shared_executor
 
-        loop = asyncio.get_running_loop()
+        reading = self._reading
+        if reading is not None and reading.done():
+            # A line typed after its prompt gave up answered nothing: dropped.
+            reading.exception()
+            reading = None
+        if reading is None:
+            reading = self._reading = shared_executor().submit(self._read, prompt)
+        else:  # the read still waiting prints no prompt of its own
+            self._out.write(prompt)
+            self._out.flush()
         try:
-            return await loop.run_in_executor(shared_executor(), self._read, prompt)
+            # (a future of the thread, not of this event loop: `resume` asks in a new
+            # loop per question)
+            return await asyncio.shield(asyncio.wrap_future(reading))
         except EOFError:
             return "abort"  # the terminal closed: nobody will answer
+        finally:
+            if reading.done():
+                self._reading = None
 
     def _say(self, text: str) -> None:
         self._out.write(text + "\n")

@@ -168,9 +168,9 @@ class Ladder:
                 outcome.ending = "waiting"
             elif resolution.action == "skip":
                 outcome.ending, outcome.outputs = "skipped", resolution.outputs
-            elif resolution.stops_run:
+            elif resolution.action == "abort":
                 outcome.ending = "aborted"
-            return outcome
+            return outcome  # "fail": it stays failed, and its on_failure decides
 
     async def _climb(self, step: PlannedStep, inputs: dict[str, Any],
                      history: list[AttemptSummary], first: AttemptError | None) -> CallOutcome:
@@ -267,21 +267,29 @@ class Ladder:
         manual_hint = step.step.manual.hint if step.step.manual is not None else None
         hint = outcome.hint or choose_hint(None, manual_hint, self.hints, error_type, error)
         hint = self.redactor.text(hint) if hint else hint
-        self.bus.emit(InterventionRequested(run_id=self.run_id, step_id=step.id,
-                                            plugin=outcome.used_plugin, error=error,
-                                            error_type=error_type, hint=hint,
-                                            attempts=len(history)))
+        manual = step.step.manual
+        timeout = manual.timeout if manual is not None else None
+        asked = InterventionRequested(
+            run_id=self.run_id, step_id=step.id, plugin=outcome.used_plugin, error=error,
+            error_type=error_type, hint=hint, attempts=len(history), timeout_s=timeout,
+            default=manual.default if manual is not None and timeout is not None else None)
+        self.bus.emit(asked)  # (committed: its seq and time are the question's for good)
         purpose = f": {step.step.purpose}" if step.step.purpose else ""
         request = InterventionRequest(
             step_id=step.id, label=f"{step.index}{purpose}", plugin=outcome.used_plugin,
             error=error, error_type=error_type, hint=hint, attempts=tuple(history),
-            output_schema=step.invoker.output_schema)
+            output_schema=step.invoker.output_schema, timeout_s=timeout,
+            default=asked.default or "fail", asked_at=asked.ts, seq=asked.seq)
         resolution = await self.intervener.resolve(request)
         if resolution.action != "wait":
             outputs = self.redactor.data(resolution.outputs) if resolution.outputs else None
-            self.bus.emit(InterventionResolved(run_id=self.run_id, step_id=step.id,
-                                               action=resolution.action, outputs=outputs,
-                                               by=resolution.by, plugin=outcome.used_plugin))
+            answered = InterventionResolved(
+                run_id=self.run_id, step_id=step.id, action=resolution.action,
+                outputs=outputs, by=resolution.by, plugin=outcome.used_plugin,
+                comment=self.redactor.text(resolution.comment))
+            if resolution.at is not None:
+                answered.ts = resolution.at  # as the store recorded it, and answered
+            self.bus.emit(answered)
         return resolution
 
     def _breaker_event(self, change: Change | None) -> None:

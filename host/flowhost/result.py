@@ -185,7 +185,9 @@ class _Fold:
         answer = record.interventions[-1]
         answer.action, answer.by, answer.outputs = event.action, event.by, event.outputs
         record.status = "running"
-        if event.action != "abort" or event.by != "policy":
+        # (`--on-manual fail` changes nothing: it is what happens without level 3; it was
+        # recorded as an abort by "policy" before "fail" was an answer of its own)
+        if event.by != "policy" or event.action not in ("fail", "abort"):
             self.modifications.append(
                 f"Step {event.step_id}: {event.action} chosen by {event.by}")
 

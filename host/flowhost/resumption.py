@@ -14,7 +14,13 @@ from pathlib import Path
 
 from flowhost.catalog import Catalog
 from flowhost.context import RunContext
-from flowhost.events import Event, InterventionResolved, RunFinished, StepFinished
+from flowhost.events import (
+    Event,
+    InterventionRequested,
+    InterventionResolved,
+    RunFinished,
+    StepFinished,
+)
 from flowhost.plan import Plan
 from flowhost.problems import SpecError, UserInputError
 from flowhost.redact import MASK
@@ -79,7 +85,7 @@ class Continuation:
 
 def continuation(record: RunRecord, plan: Plan, point: Checkpoint,
                  events: list[Event]) -> Continuation:
-    decided = tuple(_skips(record, plan, point))
+    decided = tuple(_skips(record, plan, point)) + tuple(_fails(record, plan, point))
     restored = {sid: f for sid, f in point.finished.items() if sid in plan.steps}
     restored.update({f.step_id: f for f in decided})
     masked = masked_but_needed(plan, restored)
@@ -125,28 +131,56 @@ def _skips(record: RunRecord, plan: Plan, point: Checkpoint) -> list[StepFinishe
     return finished
 
 
-def abort_decision(point: Checkpoint) -> InterventionResolved | None:
-    return next((d for d in point.decisions.values() if d.action == "abort"), None)
+def _fails(record: RunRecord, plan: Plan, point: Checkpoint) -> list[StepFinished]:
+    """The ``StepFinished`` each ``fail`` decision (a ``manual.default``) stands for: the
+    step failed, and its dependents are skipped (an ``on_failure: abort`` step's fail
+    ends the run instead: ``abort_decision``)."""
+    finished = []
+    for step_id, decision in point.decisions.items():
+        request = point.requests.get(step_id)
+        if decision.action != "fail" or request is None or step_id not in plan.steps:
+            continue
+        finished.append(_failed(record, plan, request))
+    return finished
+
+
+def _failed(record: RunRecord, plan: Plan, request: InterventionRequested) -> StepFinished:
+    step_id = request.step_id
+    return StepFinished(
+        run_id=record.run_id, step_id=step_id, plugin=plan.steps[step_id].step.plugin
+        if step_id in plan.steps else request.plugin, used_plugin=request.plugin,
+        status="failed", attempts=request.attempts, duration_s=0.0, error=request.error,
+        error_type=request.error_type, hint=request.hint)
+
+
+def abort_decision(point: Checkpoint, plan: Plan) -> InterventionResolved | None:
+    """A decision that ends the run: an abort, or a ``fail`` of a step whose failure
+    aborts the run (``on_failure: abort``)."""
+    for step_id, decision in point.decisions.items():
+        if decision.action == "abort":
+            return decision
+        planned = plan.steps.get(step_id)
+        if decision.action == "fail" and planned is not None \
+                and planned.step.on_failure == "abort":
+            return decision
+    return None
 
 
 def abort_events(record: RunRecord, plan: Plan, point: Checkpoint,
                  decision: InterventionResolved) -> list[Event]:
-    """The end of a run a person aborted while it waited: as the engine ends a run when a
-    person aborts it at a step."""
+    """The end of a run aborted while it waited (a person aborted it, or a step's failure
+    was decided): as the engine ends a run when a step aborts it."""
     run_id, step_id = record.run_id, decision.step_id
-    request = point.requests[step_id]
-    ended: list[Event] = [StepFinished(
-        run_id=run_id, step_id=step_id, plugin=plan.steps[step_id].step.plugin
-        if step_id in plan.steps else request.plugin, used_plugin=request.plugin,
-        status="failed", attempts=request.attempts, duration_s=0.0, error=request.error,
-        error_type=request.error_type, hint=request.hint)]
-    reason = f"run aborted by the user at step '{step_id}'"
+    ended: list[Event] = [_failed(record, plan, point.requests[step_id])]
+    person = decision.action == "abort"
+    reason = (f"run aborted by the user at step '{step_id}'" if person
+              else f"run aborted: step '{step_id}' failed")
     for other in plan.steps.values():
         if other.id != step_id and other.id not in point.finished:
             ended.append(StepFinished(run_id=run_id, step_id=other.id,
                                       plugin=other.step.plugin, used_plugin=other.step.plugin,
                                       status="skipped", attempts=0, duration_s=0.0,
                                       reason=reason))
-    ended.append(RunFinished(run_id=run_id, status="aborted", duration_s=0.0, message=reason,
-                             workflow_id=record.workflow_id))
+    ended.append(RunFinished(run_id=run_id, status="aborted" if person else "failed",
+                             duration_s=0.0, message=reason, workflow_id=record.workflow_id))
     return ended

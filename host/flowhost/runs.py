@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -17,6 +18,7 @@ from flowhost.events import Decision, InterventionResolved
 from flowhost.execution import secret_values
 from flowhost.intervene import outputs_problem
 from flowhost.problems import UserInputError, did_you_mean
+from flowhost.questions import settle
 from flowhost.result import RunResult, fold
 from flowhost.source import parse_document
 from flowhost.store import Checkpoint, RunRecord, Store, read
@@ -124,17 +126,26 @@ def resolve_intervention(run_id: str, step_id: str, action: Decision, *,
             raise UserInputError(f"run {record.run_id} is being run by another process "
                                  f"(pid {record.pid}); it is not waiting for a decision here")
         try:
-            point = read(store.events(record))
+            # (a manual.timeout that is up has answered first: its default counts)
+            point = read(settle(store, record, store.events(record)))
             _check_waiting(store, record, point, step_id)
             if outputs is not None:
                 _check_outputs(record, ctx, step_id, action, outputs)
-            plugin = point.waiting[step_id].plugin
-            store.append(record, [InterventionResolved(
+            asked = point.waiting[step_id]
+            answer, won = store.append_decision(record, InterventionResolved(
                 run_id=record.run_id, step_id=step_id, action=action, outputs=outputs, by=by,
-                plugin=plugin)])
+                plugin=asked.plugin), request_seq=asked.seq)
+            if not won:
+                raise UserInputError(_already(record.run_id, answer))
             return read(store.events(record))
         finally:
             store.release(lease)
+
+
+def _already(run_id: str, answer: InterventionResolved) -> str:
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(answer.ts))
+    return (f"step '{answer.step_id}' of run {run_id} is already decided ({answer.action}), "
+            f"by {answer.by} at {when}; continue with: flowhost resume {run_id}")
 
 
 def _check_waiting(store: StateStore, record: RunRecord, point: Checkpoint, step_id: str) -> None:
@@ -143,9 +154,7 @@ def _check_waiting(store: StateStore, record: RunRecord, point: Checkpoint, step
         raise UserInputError(f"run {run_id} is not waiting for a decision (it is "
                              f"{store.live_status(record)})")
     if step_id in point.decisions:
-        decided = point.decisions[step_id].action
-        raise UserInputError(f"step '{step_id}' of run {run_id} is already decided "
-                             f"({decided}); continue with: flowhost resume {run_id}")
+        raise UserInputError(_already(run_id, point.decisions[step_id]))
     waiting = point.waiting
     if step_id not in waiting:
         hint = did_you_mean(step_id, waiting)

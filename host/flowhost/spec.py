@@ -79,7 +79,21 @@ class Fallback(_Strict):
 
 
 class ManualPolicy(_Strict):
+    """Level 3: a person decides. ``timeout`` bounds the wait for an answer (seconds from
+    the question, None: as long as it takes); then ``default`` applies, as decided by
+    "timeout": ``fail`` (the step fails, its ``on_failure`` decides), ``skip`` or ``abort``."""
+
     hint: str | None = None
+    timeout: float | None = Field(None, gt=0, le=MAX_TIMEOUT_S, allow_inf_nan=False)
+    default: Literal["abort", "skip", "fail"] = "fail"
+
+    @model_validator(mode="after")
+    def _default_needs_timeout(self) -> ManualPolicy:
+        # Without a timeout nothing ever applies the default: saying one is a mistake.
+        if "default" in self.model_fields_set and self.timeout is None:
+            raise ValueError("`default` applies when nobody answers within `timeout`; give "
+                             "the timeout too (e.g. `manual: {timeout: 3600, default: skip}`)")
+        return self
 
 
 class BreakerPolicy(_Strict):

@@ -23,7 +23,7 @@ from flowhost.commands.run import (
     drive,
     json_out_path,
 )
-from flowhost.events import AttemptFailed, Event, InterventionResolved
+from flowhost.events import AttemptFailed, Event, InterventionRequested, InterventionResolved
 from flowhost.handle import Run
 from flowhost.intervene import AttemptSummary, Intervener, InterventionRequest, PolicyIntervener
 from flowhost.plan import Plan
@@ -59,7 +59,10 @@ def _resume(args: argparse.Namespace, stored: api.Stored) -> int:
                 _write_json(json_out, fold(stored.events, pattern=plan.workflow.pattern))
             print(pending_decisions(record.run_id, stored.point.waiting, flag))
             return EXIT_CODES["waiting"]
-        stored.store.append(record, answers)
+        for asked, answer in answers:
+            winner, won = stored.store.append_decision(record, answer, request_seq=asked.seq)
+            if not won:  # (recorded for it meanwhile, by one who does not own it)
+                stored.store.append(record, [winner])
         stored.events = stored.store.events(record)
         stored.point = read(stored.events)
 
@@ -92,15 +95,15 @@ def _given(run: Run) -> Callable[[Intervener], Awaitable[Run]]:
     return prepared
 
 
-def _decide_now(args: argparse.Namespace, plan: Plan, point: Checkpoint,
-                events: list[Event]) -> list[Event] | None:
+def _decide_now(args: argparse.Namespace, plan: Plan, point: Checkpoint, events: list[Event]
+                ) -> list[tuple[InterventionRequested, InterventionResolved]] | None:
     """Answers for a waiting run's open questions, as ``run`` would get them: asked on the
     terminal, or given by ``--on-manual skip|abort``; None leaves the run waiting."""
     intervener = choose_intervener(args.on_manual, None)
     if isinstance(intervener, PolicyIntervener) and (
             args.on_manual is None or intervener.action == "wait"):
         return None  # no one to ask and nothing said: it stays waiting
-    answers: list[Event] = []
+    answers: list[tuple[InterventionRequested, InterventionResolved]] = []
     for step_id, asked in point.waiting.items():
         planned = plan.steps.get(step_id)
         tried = tuple(AttemptSummary(e.plugin, e.attempt, e.error_type, e.message, e.duration_s)
@@ -110,12 +113,17 @@ def _decide_now(args: argparse.Namespace, plan: Plan, point: Checkpoint,
             step_id=step_id, label=f"{planned.index if planned else '?'}{purpose}",
             plugin=asked.plugin, error=asked.error, error_type=asked.error_type,
             hint=asked.hint, attempts=tried,
-            output_schema=planned.invoker.output_schema if planned else {})
+            output_schema=planned.invoker.output_schema if planned else {},
+            timeout_s=asked.timeout_s, default=asked.default or "fail", asked_at=asked.ts,
+            seq=asked.seq)
         resolution = asyncio.run(intervener.resolve(request))
-        answers.append(InterventionResolved(run_id=asked.run_id, step_id=step_id,
-                                            action=resolution.action,  # type: ignore[arg-type]
-                                            outputs=resolution.outputs, by=resolution.by,
-                                            plugin=asked.plugin))
+        answer = InterventionResolved(run_id=asked.run_id, step_id=step_id,
+                                      action=resolution.action,  # type: ignore[arg-type]
+                                      outputs=resolution.outputs, by=resolution.by,
+                                      plugin=asked.plugin)
+        if resolution.at is not None:
+            answer.ts = resolution.at
+        answers.append((asked, answer))
     return answers
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from flowhost import questions
 from flowhost.events import (
     Event,
     InterventionRequested,
@@ -91,26 +92,73 @@ def is_daemon_run(store: Store, record: RunRecord) -> bool:
 class Unfinished:
     to_run: list[RunRecord]  # queued, interrupted, running without an owner; oldest first
     owned: list[RunRecord]  # running in another process: go on once it lets go
+    deadlines: dict[str, float]  # waiting runs: when the first manual.timeout is up
 
 
 def unfinished(store: Store) -> Unfinished:
     """Where the daemon's accepted, unfinished runs stand when it starts."""
-    to_run, owned = [], []
+    to_run, owned, deadlines = [], [], {}
     for record in reversed(store.runs(statuses=UNFINISHED)):
         if not is_daemon_run(store, record):
             continue
         if store.owned(record):
             owned.append(record)
-        elif ready_to_go_on(store, record):
+            continue
+        ready, deadline = waits(store, record)
+        if ready:
             to_run.append(record)
-    return Unfinished(to_run, owned)
+        elif deadline is not None:
+            deadlines[record.run_id] = deadline
+    return Unfinished(to_run, owned, deadlines)
 
 
 def ready_to_go_on(store: Store, record: RunRecord) -> bool:
     """An unfinished run no one owns that a worker should take: all but a run that still
-    waits for a person's answer."""
-    point = read(store.events(record))
-    return not point.done and not point.waiting
+    waits for a person's answer (one recorded but not logged yet counts: the worker that
+    takes the run logs it)."""
+    return waits(store, record)[0]
+
+
+def waits(store: Store, record: RunRecord) -> tuple[bool, float | None]:
+    """Whether the run should go on (``ready_to_go_on``), and if it waits, when the first
+    of its questions' timeouts is up (None: they wait for a person)."""
+    events = store.events(record)
+    point = read(events)
+    if point.done:
+        return False, None
+    if not point.waiting:
+        return True, None
+    if not questions.still_open(store, record, events):
+        return True, None
+    return False, questions.next_deadline(store, record, events)
+
+
+@dataclass(frozen=True, slots=True)
+class Expired:
+    record: RunRecord
+    goes_on: bool  # no question is left: queue it
+    executing: bool  # a worker executes it: tell it, it applies what was recorded
+    next: float | None  # the next deadline of its questions
+
+
+def expire(store: Store, run_id: str, now: float) -> Expired:
+    """Apply the defaults of the run's questions whose ``manual.timeout`` is up (as any
+    answer: only where none came first)."""
+    record = find(store, run_id)
+    lease = store.acquire(record, OWNER)
+    try:
+        events = store.events(record)
+        if read(events).done:
+            return Expired(record, False, False, None)
+        if lease is None:  # a worker has it: record them for the worker to apply
+            told = questions.expire_unowned(store, record, events, now)
+            return Expired(record, False, told, questions.next_deadline(store, record, events))
+        events = questions.settle(store, record, events, now)
+        left = questions.still_open(store, record, events)
+        return Expired(record, not left, False, questions.next_deadline(store, record, events))
+    finally:
+        if lease is not None:
+            store.release(lease)
 
 
 def finish(store: Store, run_id: str, status: str, reason: str,
@@ -179,7 +227,11 @@ def question(store: Store, run_id: str, step_id: str) -> RunRecord:
         raise NotFound(f"run {run_id} has no step '{step_id}'")
     events = store.events(record)
     point = read(events)
-    if step_id in point.waiting:
+    asked = point.waiting.get(step_id)
+    if asked is not None:
+        answer = store.answers(record).get(asked.seq)  # recorded, its worker to apply it
+        if answer is not None:
+            raise _answered(answer, run_id, step_id)
         return record
     answer = _last_answer(events, step_id)
     if answer is not None:
@@ -190,30 +242,46 @@ def question(store: Store, run_id: str, step_id: str) -> RunRecord:
                   f"is {status}; steps waiting: {waiting})")
 
 
+@dataclass(frozen=True, slots=True)
+class Answered:
+    decision: InterventionResolved
+    goes_on: bool  # no question of the run is left, and nothing executes it: queue it
+    executing: bool  # a worker executes the run: tell it, it applies the answer at once
+
+
 def decide(store: Store, run_id: str, step_id: str, action: str,
-           outputs: dict[str, Any] | None, comment: str,
-           by: str) -> tuple[InterventionResolved, bool]:
-    """Record a person's answer, if it is the first; the decision, and whether the run has
-    no question left (then it goes on)."""
+           outputs: dict[str, Any] | None, comment: str, by: str) -> Answered:
+    """Record a person's answer, if it is the first (a second answer, or one after the
+    step's manual.timeout was up, is Refused naming the one that counts).
+
+    A run no process executes gets the answer in its log at once. One that a worker
+    executes (its other branches still run) gets it recorded for that worker, which logs
+    it and goes on with the step at once, or, if the run stopped to wait meanwhile, when
+    the run is taken up again."""
     record = question(store, run_id, step_id)
     lease = store.acquire(record, OWNER)
-    if lease is None:
-        raise Refused(f"run {run_id} is being executed right now; step '{step_id}' can be "
-                      "answered once the run waits for it")
     try:
         events = store.events(record)
+        if lease is not None:
+            events = questions.settle(store, record, events)  # (a timeout that is up first)
         point = read(events)
-        if step_id not in point.waiting:  # answered between the look and the lease
+        asked = point.waiting.get(step_id)
+        if asked is None:  # answered between the look and the lease
             answer = _last_answer(events, step_id)
             raise _answered(answer, run_id, step_id) if answer is not None else Refused(
                 f"step '{step_id}' of run {run_id} is not waiting for a decision")
         decision = InterventionResolved(
             run_id=run_id, step_id=step_id, action=action,  # type: ignore[arg-type]
-            outputs=outputs, by=by, plugin=point.waiting[step_id].plugin)
-        store.append_decision(record, decision, comment)
-        return decision, len(point.waiting) == 1
+            outputs=outputs, by=by, plugin=asked.plugin, comment=comment)
+        winner, won = store.append_decision(record, decision, request_seq=asked.seq,
+                                            log=lease is not None)
+        if not won:
+            raise _answered(winner, run_id, step_id)
+        left = questions.still_open(store, record, events)
+        return Answered(decision, lease is not None and not left, lease is None)
     finally:
-        store.release(lease)
+        if lease is not None:
+            store.release(lease)
 
 
 # -- reading -------------------------------------------------------------------------------
@@ -228,10 +296,9 @@ def result_json(store: Store, run_id: str) -> bytes:
     if record.status == "queued":
         result["status"] = "queued"
     result["workdir"] = record.cwd
-    comments = store.comments(record)
     result["decisions"] = [
         {"step_id": e.step_id, "action": e.action, "by": e.by, "at": e.ts,
-         "comment": comments.get(e.seq, ""), "outputs": e.outputs}
+         "comment": e.comment, "outputs": e.outputs}
         for e in store.events(record) if isinstance(e, InterventionResolved)]
     return json.dumps(result).encode("utf-8")
 

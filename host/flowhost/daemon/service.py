@@ -218,12 +218,14 @@ class HostService:
                  "overrides": record.overrides, "step_id": step_id, "outputs": outputs})
             if not answer.get("ok"):
                 raise _invalid(str(answer.get("message")))
-        decision, complete = await self.journal.call(
+        answered: records.Answered = await self.journal.call(
             records.decide, run_id, step_id, request.action, outputs, request.comment, by)
         self.tails.poke()
-        if complete:
+        if answered.goes_on:
             self.supervisor.enqueue(record)
-        return decision
+        elif answered.executing:  # its worker goes on with the step at once
+            await self.supervisor.decided(run_id)
+        return answered.decision
 
     async def CancelRun(self, request: pb.CancelRunRequest,  # noqa: N802
                         context: Context) -> pb.CancelRunResponse:

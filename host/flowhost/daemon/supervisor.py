@@ -4,8 +4,11 @@ specs. Plugin code runs only in those processes.
 
 - A worker executes one run at a time and takes the next one after it (it is replaced
   after ``runs_per_worker`` runs, taking with it what plugins leaked).
-- A run that waits for a person ends ``waiting`` and frees its worker; an answer queues it
-  again (``Supervisor.enqueue``).
+- A question to a person waits in the worker while the run's other branches go on (an
+  answer goes to the worker: ``decided``); once nothing else of the run executes, the run
+  ends ``waiting`` and frees its worker, and an answer queues it again (``enqueue``). The
+  questions' ``manual.timeout`` of waiting runs are the supervisor's to apply, when they
+  are up (``_timeouts``; the deadlines are the questions' own, so they survive restarts).
 - A worker that dies (SIGKILL, a segfault, ``os._exit``) costs only its run, which is
   queued again (at-least-once), and failed with the reason after ``max_deaths`` deaths.
 - ``drain``: no more runs start; the workers get ``drain_timeout`` seconds to finish their
@@ -22,6 +25,7 @@ import itertools
 import logging
 import signal
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +34,7 @@ from typing import Any
 from flowhost.daemon import records
 from flowhost.daemon.helpers import Helper, HelperError, start
 from flowhost.daemon.journal import Journal, Tails
+from flowhost.problems import StorageError
 from flowhost.store import RunRecord, Store
 
 log = logging.getLogger("flowhost.daemon")
@@ -103,7 +108,9 @@ class Supervisor:
         self.orphans: dict[str, RunRecord] = {}  # owned by another process; go on after
         self.draining = False
         self.checker = CheckerClient(config)
+        self.deadlines: dict[str, float] = {}  # waiting runs: their next manual.timeout
         self._wake = asyncio.Event()
+        self._deadline_added = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -115,6 +122,8 @@ class Supervisor:
             self.queue.push(record)
         for record in found.owned:
             self.orphans[record.run_id] = record
+        for run_id, deadline in found.deadlines.items():
+            self.schedule(run_id, deadline)
         if found.to_run or found.owned:
             log.info("flowhost serve: going on with %d unfinished run(s)%s",
                      len(found.to_run) + len(found.owned),
@@ -122,6 +131,7 @@ class Supervisor:
                      if found.owned else "")
         self._tasks.append(asyncio.ensure_future(self._dispatch()))
         self._tasks.append(asyncio.ensure_future(self._watch_orphans()))
+        self._tasks.append(asyncio.ensure_future(self._timeouts()))
         self._wake.set()
 
     def enqueue(self, record: RunRecord) -> None:
@@ -129,6 +139,19 @@ class Supervisor:
             return
         self.queue.push(record)
         self._wake.set()
+
+    async def decided(self, run_id: str) -> None:
+        """An answer to a question of a run a worker executes is recorded: tell the worker
+        (a run that stopped to wait meanwhile is queued when its worker says it ended)."""
+        slot = self.executing.get(run_id)
+        if slot is not None:
+            await slot.helper.channel.send({"op": "decided", "run_id": run_id})
+
+    def schedule(self, run_id: str, deadline: float) -> None:
+        """Look at the run's questions again at ``deadline`` (their manual.timeout)."""
+        if deadline < self.deadlines.get(run_id, float("inf")):
+            self.deadlines[run_id] = deadline
+            self._deadline_added.set()
 
     async def drain(self) -> None:
         """No new runs; running ones checkpoint within the drain timeout; workers exit."""
@@ -287,8 +310,11 @@ class Supervisor:
         elif status == "waiting":
             # an answer may have come while it still ran (then nothing waits any more)
             record = await self.journal.call(records.find, run_id)
-            if await self.journal.call(records.ready_to_go_on, record):
+            ready, deadline = await self.journal.call(records.waits, record)
+            if ready:
                 self.enqueue(record)
+            elif deadline is not None:
+                self.schedule(run_id, deadline)
 
     async def _died(self, run_id: str, reason: str) -> None:
         if self.draining:
@@ -322,6 +348,34 @@ class Supervisor:
         if done is None:  # someone took it meanwhile: theirs to end
             record = await self.journal.call(records.find, run_id)
             self.orphans[run_id] = record
+
+    async def _timeouts(self) -> None:
+        """Apply the defaults of waiting runs' questions when their timeout is up."""
+        while True:
+            now = time.time()
+            for run_id in [r for r, at in self.deadlines.items() if at <= now]:
+                del self.deadlines[run_id]
+                try:
+                    expired = await self.journal.call(records.expire, run_id, time.time())
+                except records.NotFound:
+                    continue
+                except StorageError as exc:  # the store is busy or failing: later
+                    log.error("flowhost serve: run %s: cannot apply a manual.timeout now "
+                              "(%s); trying again in a second", run_id, exc)
+                    self.deadlines[run_id] = time.time() + 1.0
+                    continue
+                self.tails.poke()
+                if expired.goes_on:
+                    self.enqueue(expired.record)
+                elif expired.executing:
+                    await self.decided(run_id)
+                if expired.next is not None:
+                    self.schedule(run_id, expired.next)
+            self._deadline_added.clear()
+            first = min(self.deadlines.values(), default=None)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._deadline_added.wait(),
+                                       None if first is None else max(first - time.time(), 0))
 
     async def _watch_orphans(self) -> None:
         """Runs another process owned: go on with them once it lets go."""

@@ -7,7 +7,8 @@ crash, exit or hang without harming the daemon.
 It speaks JSON lines with the daemon over the socket ``--fd`` (``flowhost.daemon.channel``):
 
 - daemon -> worker: ``{"op": "run", "run_id"}`` (execute it), ``{"op": "cancel", "run_id",
-  "reason"}`` (stop it for good), ``{"op": "exit"}``;
+  "reason"}`` (stop it for good), ``{"op": "decided", "run_id"}`` (an answer to one of its
+  questions is recorded: apply it), ``{"op": "exit"}``;
 - worker -> daemon: ``{"type": "ready", "pid"}``, then for each run ``{"type": "started",
   "run_id"}`` and ``{"type": "ended", "run_id", "status", "message", "last"}``; ``status``
   is the run's (``success``, ``failed``, ``aborted``, ``cancelled``, ``waiting``,
@@ -16,9 +17,12 @@ It speaks JSON lines with the daemon over the socket ``--fd`` (``flowhost.daemon
   ``last``: this worker takes no more runs and exits.
 
 A run is taken over as ``flowhost resume`` takes one (its lease, its checkpoints: a
-submitted run that has no events yet runs whole), with questions to a person ending it
-``waiting`` (the daemon answers them over the API, and queues the run again). SIGTERM
-drains: running steps get ``--drain-timeout`` seconds, what is left ends ``interrupted``.
+submitted run that has no events yet runs whole). A question to a person waits while the
+run's other branches go on (``flowhost.daemon.asking``): an answer over the API then goes on
+with the step at once; once nothing else of the run executes, the run ends ``waiting`` and
+the worker is free (the daemon queues the run again when it is answered). SIGTERM drains:
+running steps get ``--drain-timeout`` seconds, what is left ends ``interrupted`` (open
+questions stay open).
 A worker that dies costs only the run it executes: the daemon sees its exit.
 """
 
@@ -36,10 +40,12 @@ from collections.abc import Sequence
 from flowhost import api
 from flowhost.config import HostConfig, load_config
 from flowhost.context import make_context
+from flowhost.daemon.asking import Asking
 from flowhost.daemon.channel import Channel, die_with_parent
 from flowhost.daemon.environment import run_env
 from flowhost.handle import Run
 from flowhost.problems import StorageError, UserInputError
+from flowhost.questions import settle
 from flowhost.store import Store, read
 
 DEFAULT_RUNS = 50  # then the worker is replaced: what plugins leaked goes with it
@@ -57,6 +63,7 @@ class Worker:
         self.jobs: asyncio.Queue[str | None] = asyncio.Queue()
         self.current: Run | None = None
         self.current_id: str | None = None
+        self.asking: Asking | None = None  # the questions of the current run
         self.cancelled: dict[str, str] = {}  # run id -> reason, asked before it started
         self.draining = False
         self._drain_task: asyncio.Task[object] | None = None
@@ -75,6 +82,8 @@ class Worker:
                 await self.jobs.put(run_id)
             elif op == "cancel":
                 self.cancel(run_id, str(message.get("reason") or "cancelled through the API"))
+            elif op == "decided" and self.asking is not None and self.current_id == run_id:
+                self.asking.poke()
 
     def cancel(self, run_id: str, reason: str) -> None:
         if self.current is not None and self.current_id == run_id:
@@ -88,6 +97,8 @@ class Worker:
             return
         self.draining = True
         self.jobs.put_nowait(None)
+        if self.asking is not None:
+            self.asking.park_all()
         if self.current is not None and not self.current.done:
             self._drain_task = asyncio.ensure_future(
                 self.current.drain(self.drain_timeout, "the daemon is stopping"))
@@ -101,12 +112,16 @@ class Worker:
             return "error", str(exc)
         if isinstance(taken, str):
             return taken, ""
+        asking = Asking(taken.store, taken.record)
         try:
-            run = await api.prepare_resume(stored=taken, on_manual="wait",
+            run = await api.prepare_resume(stored=taken, on_manual=asking,
                                            max_parallel=self.max_parallel, report=self._report)
         except UserInputError as exc:  # its spec no longer checks, say
             return "error", str(exc)
-        self.current, self.current_id = run, run_id
+        asking.watch(run)
+        if self.draining:
+            asking.park_all()
+        self.current, self.current_id, self.asking = run, run_id, asking
         try:
             await self.channel.send({"type": "started", "run_id": run_id})
             run.start()
@@ -118,7 +133,7 @@ class Worker:
                     run.drain(self.drain_timeout, "the daemon is stopping"))
             outcome = await run.outcome()
         finally:
-            self.current = self.current_id = None
+            self.current = self.current_id = self.asking = None
         return outcome.status, outcome.checkpoint_failure or ""
 
     def _take(self, run_id: str) -> api.Stored | str:
@@ -130,7 +145,7 @@ class Worker:
             if lease is None:
                 store.close()
                 return "busy"
-            events = store.events(record)
+            events = settle(store, record, store.events(record))
             point = read(events)
             if point.done:
                 store.release(lease)

@@ -11,7 +11,6 @@ state dir when it is opened becomes a ``UserInputError`` (exit 2) that says what
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import time
@@ -285,10 +284,15 @@ class Store:
         return StoreCache(self, secrets)
 
     def open_questions(self, record: RunRecord) -> dict[str, InterventionRequested]:
-        """The run's questions to a person that have no answer yet, by step."""
+        """The run's questions to a person that have no answer yet (in its log, nor
+        recorded for its owner to log), by step."""
         from flowhost.store.checkpoint import read
 
-        return read(self.events(record)).waiting
+        waiting = read(self.events(record)).waiting
+        if not waiting:
+            return waiting
+        answered = self.answers(record)
+        return {sid: asked for sid, asked in waiting.items() if asked.seq not in answered}
 
     # -- ownership ---------------------------------------------------------------------
     def acquire(self, record: RunRecord, owner: str) -> Lease | None:
@@ -345,23 +349,22 @@ class Store:
                              "VALUES (?, ?, ?, ?)", (low + seq + offset, kind, step_id, payload))
                 side_tables(conn, record.run_no, seq + offset, event)
 
-    def append_decision(self, record: RunRecord, event: InterventionResolved,
-                        comment: str = "") -> None:
-        """Append a person's answer with their comment, which the event's payload carries
-        as ``comment`` (a field older readers ignore)."""
-        if not comment:
-            self.append(record, [event])
-            return
-        low = record.run_no << SEQ_BITS
-        with self.write() as conn:
-            seq = self.next_seq(record)
-            event.seq = seq + 1
-            kind, step_id, payload = codec.encode(event)
-            data = json.loads(payload)
-            data["comment"] = comment
-            conn.execute("INSERT INTO events (id, type, step_id, payload) VALUES (?, ?, ?, ?)",
-                         (low + seq, kind, step_id, codec.dumps(data)))
-            side_tables(conn, record.run_no, seq, event)
+    def append_decision(self, record: RunRecord, event: InterventionResolved, *,
+                        request_seq: int, log: bool = True
+                        ) -> tuple[InterventionResolved, bool]:
+        """Record an answer to the question of seq ``request_seq``, atomically and only if
+        it has none yet: (the answer that counts, whether it is this one). ``log``: the
+        caller owns the run, and the answer goes into its log in the same transaction;
+        else the run's owner logs it (``answers``). See ``flowhost.store.answers``."""
+        from flowhost.store import answers
+
+        return answers.take(self, record, event, request_seq, log)
+
+    def answers(self, record: RunRecord) -> dict[int, InterventionResolved]:
+        """The answers recorded for the run's questions, by the seq of each question."""
+        from flowhost.store import answers
+
+        return answers.recorded(self, record)
 
     def comments(self, record: RunRecord) -> dict[int, str]:
         """The comments given with the run's decisions, by the seq of each."""

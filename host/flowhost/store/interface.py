@@ -78,8 +78,13 @@ class Journal(Protocol):
 
     def append(self, record: RunRecord, events: Iterable[Event]) -> None: ...
 
-    def append_decision(self, record: RunRecord, event: InterventionResolved,
-                        comment: str = "") -> None: ...
+    def append_decision(self, record: RunRecord, event: InterventionResolved, *,
+                        request_seq: int, log: bool = True
+                        ) -> tuple[InterventionResolved, bool]:
+        """Record an answer atomically, only if the question (``request_seq``) has none:
+        (the answer that counts, whether it is ``event``); ``log``: append it to the log
+        in the same transaction (the caller owns the run)."""
+        ...
 
     def comments(self, record: RunRecord) -> dict[int, str]: ...
 
@@ -98,6 +103,11 @@ class CacheStore(Protocol):
 
 class Questions(Protocol):
     def open_questions(self, record: RunRecord) -> dict[str, InterventionRequested]: ...
+
+    def answers(self, record: RunRecord) -> dict[int, InterventionResolved]:
+        """The answers recorded for the run's questions, by the seq of each question (also
+        those its owner has not logged yet)."""
+        ...
 
 
 class Ownership(Protocol):

@@ -104,6 +104,11 @@ CREATE TABLE submissions (
 );
 CREATE INDEX runs_by_workflow ON runs (workflow_id, run_no);
 """),
+    # what the person said with the answer (no SQL comment here: SQLite would append it to
+    # the table's CREATE statement, and comment out its closing parenthesis)
+    (4, """
+ALTER TABLE interventions ADD COLUMN comment TEXT
+"""),
 ]
 
 LATEST = MIGRATIONS[-1][0]
