@@ -53,6 +53,8 @@ class _Checker:
                                                               js.NoSuchField | None]] = {}
         self._types: dict[tuple[int, int], tuple[js.Schema, js.Schema,
                                                  frozenset[str] | None]] = {}
+        self._matches: dict[tuple[int, int, int, int], tuple[js.Schema, js.Schema, js.Schema,
+                                                             js.Schema, bool]] = {}
 
     def add(self, message: str, path: PathKey, step: str | None = None,
             field: str | None = None, fix: str | None = None) -> None:
@@ -99,7 +101,7 @@ class _Checker:
                 self.add(f"{ref.text}: $inputs can only be used in a fallback's inputs", path,
                          step, field)
                 return None
-            return self._walk(ref, primary_inputs, path, step, field, "primary's inputs")
+            return self._walk(ref, primary_inputs, path, step, field, None)
         if root not in self.ids:
             self.add(f"{ref.text}: unknown step '{root}'", path, step, field,
                      did_you_mean(root, self.ids) or f"steps are: {', '.join(sorted(self.ids))}")
@@ -114,17 +116,18 @@ class _Checker:
         invoker = self.invokers.get(producer.plugin)
         if invoker is None:
             return None
-        found = self._walk(ref, invoker.output_schema, path, step, field,
-                           f"outputs of {producer.plugin}")
+        found = self._walk(ref, invoker.output_schema, path, step, field, producer.plugin)
         for fallback in producer.fallback:
             alternative = self.invokers.get(fallback.plugin)
             if alternative is not None:
-                self._walk(ref, alternative.output_schema, path, step, field,
-                           f"outputs of {fallback.plugin} (fallback of step '{root}')")
+                self._walk(ref, alternative.output_schema, path, step, field, fallback.plugin,
+                           root)
         return found
 
     def _walk(self, ref: Ref, schema: js.Schema, path: PathKey, step: str | None, field: str,
-              what: str) -> js.Schema | None:
+              plugin: str | None, fallback_of: str | None = None) -> js.Schema | None:
+        """The schema of the field ``ref`` reads in the outputs of ``plugin`` (the fallback
+        of step ``fallback_of``), or in the primary's inputs (``plugin`` None)."""
         key = (id(schema), ref.path)
         known = self._fields.get(key)
         if known is None or known[0] is not schema:
@@ -135,6 +138,8 @@ class _Checker:
             self._fields[key] = known
         _, found, missing = known
         if missing is not None:
+            what = "primary's inputs" if plugin is None else f"outputs of {plugin}" + (
+                f" (fallback of step '{fallback_of}')" if fallback_of is not None else "")
             self.add(f"{ref.text}: the {what} have no field '{missing.part}'", path, step,
                      field, did_you_mean(missing.part, missing.known)
                      or (f"known fields: {', '.join(missing.known)}" if missing.known else None))
@@ -159,6 +164,11 @@ class _Checker:
                     path: PathKey, step: str | None, field: str,
                     primary_inputs: js.Schema | None = None) -> None:
         """Type-check a compiled value against the consumer's schema for it."""
+        if isinstance(compiled, Ref):  # the common case first
+            produced = self.ref_schema(compiled, path, step, field, primary_inputs, None)
+            if produced is not None and target is not None:
+                self._type_match(compiled, produced, target, root, path, step, field)
+            return
         if isinstance(compiled, Const):
             if target is not None:
                 error = js.literal_error(compiled.value, target, root)
@@ -166,15 +176,11 @@ class _Checker:
                     self.add(f"value {quote(compiled.value)} is rejected: "
                              f"{requote(error, compiled.value)}", path, step, field)
             return
-        if isinstance(compiled, Ref | Template):
-            whole = isinstance(compiled, Ref)
-            refs = [compiled] if isinstance(compiled, Ref) else [
-                p for p in compiled.parts if isinstance(p, Ref)]
-            for ref in refs:
-                produced = self.ref_schema(ref, path, step, field, primary_inputs, None)
-                if whole and produced is not None and target is not None:
-                    self._type_match(ref, produced, target, root, path, step, field)
-            if not whole and target is not None:
+        if isinstance(compiled, Template):
+            for ref in compiled.parts:
+                if isinstance(ref, Ref):
+                    self.ref_schema(ref, path, step, field, primary_inputs, None)
+            if target is not None:
                 accepts = js.json_types(target, root)
                 if not js.accepts(accepts, frozenset({"string"})) and not (
                     accepts and accepts & {"integer", "number", "boolean"}
@@ -203,9 +209,17 @@ class _Checker:
     def _type_match(self, ref: Ref, produced: js.Schema, target: js.Schema, root: js.Schema,
                     path: PathKey, step: str | None, field: str) -> None:
         produced_root = self._producer_root(ref)
-        have = self.json_types(produced, produced_root)
-        want = self.json_types(target, root)
-        if not js.accepts(want, have):
+        key = (id(produced), id(produced_root), id(target), id(root))
+        known = self._matches.get(key)
+        if known is None or known[0] is not produced or known[1] is not produced_root or (
+                known[2] is not target or known[3] is not root):
+            have = self.json_types(produced, produced_root)
+            want = self.json_types(target, root)
+            known = self._matches[key] = (produced, produced_root, target, root,
+                                          js.accepts(want, have))
+        if not known[4]:
+            have = self.json_types(produced, produced_root)
+            want = self.json_types(target, root)
             self.add(f"{ref.text} is {_types(have)}, but the input expects {_types(want)}",
                      path, step, field)
 
@@ -226,7 +240,7 @@ class _Checker:
                                 primary_inputs, None)
             return compiled
         fields = self.input_fields(invoker)
-        root, properties = fields.root, fields.properties
+        root, properties, targets = fields.root, fields.properties, fields.targets
         if not fields.required <= inputs.keys():
             for name in sorted(fields.required - set(inputs)):
                 self.add(f"required input '{name}' of {invoker.name} is missing", path,
@@ -241,7 +255,7 @@ class _Checker:
                          did_you_mean(name, properties)
                          or f"its inputs are: {', '.join(properties) or '(none)'}")
                 continue
-            self.check_value(value, fields.target(name), root, where, step.id,
+            self.check_value(value, targets.get(name), root, where, step.id,
                              f"inputs.{name}", primary_inputs)
         return compiled
 
@@ -255,7 +269,7 @@ class _Checker:
         for name, value in step.inputs.items():
             if name in fields.properties:
                 self.check_value(self.compile(value, where, step.id, "inputs"),
-                                 fields.target(name), fields.root, where, step.id,
+                                 fields.targets[name], fields.root, where, step.id,
                                  f"inputs.{name} (for fallback {fallback.name})")
 
     def checks(self, specs: list[CheckSpec], path: PathKey, step: str | None) -> list[
@@ -303,14 +317,8 @@ class _InputFields:
     def __init__(self, root: js.Schema) -> None:
         self.root = root
         self.properties, self.required, self.open_ended = js.input_fields(root, root)
-        self._targets: dict[str, js.Schema | None] = {}
-
-    def target(self, name: str) -> js.Schema | None:
-        """The (dereferenced) schema of input ``name``; None when the schema lists none."""
-        if name not in self._targets:
-            self._targets[name] = js.deref(self.properties[name], self.root) if (
-                name in self.properties) else None
-        return self._targets[name]
+        # the (dereferenced) schema of each input
+        self.targets = {name: js.deref(schema, root) for name, schema in self.properties.items()}
 
 
 def _dotted(base: str, where: PathKey) -> str:
