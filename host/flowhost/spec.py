@@ -13,7 +13,15 @@ import sys
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from flowhost.problems import (
     Problem,
@@ -147,8 +155,10 @@ class Step(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _shorthands(cls, data: Any) -> Any:
-        if not isinstance(data, dict):
-            return data
+        if not isinstance(data, dict) or (
+                data.get("id") and data.get("manual") not in (True, False)
+                and not isinstance(data.get("cache"), dict)):
+            return data  # no shorthand: as it is
         data = dict(data)
         if not data.get("id") and isinstance(data.get("plugin"), str):
             data["id"] = default_step_id(data["plugin"])
@@ -285,6 +295,12 @@ def build_spec(doc: Document, overrides: list[str] | None = None) -> LoadedSpec:
     steps: list[Step] = []
     kept: list[int] = []  # the index in steps_raw of each of steps
     if isinstance(steps_raw, list):
+        try:  # every step valid: all in one call
+            steps = _STEPS.validate_python(steps_raw)
+            kept = list(range(len(steps)))
+        except ValidationError:
+            steps, kept = [], []
+    if isinstance(steps_raw, list) and len(steps) < len(steps_raw):
         for index, raw in enumerate(steps_raw):
             try:
                 step: Step | None = Step.model_validate(raw)
@@ -383,6 +399,7 @@ def _without_faulty_fields(raw: Any, exc: ValidationError) -> Step | None:
 
 
 _PLACEHOLDER = Step(plugin="placeholder")
+_STEPS = TypeAdapter(list[Step])
 
 
 def _raw_step_id(raw: Any, index: int) -> str:
