@@ -47,6 +47,14 @@ class Document:
     def __repr__(self) -> str:
         return f"Document(file={self.file!r}, data={self.data!r})"
 
+    def __eq__(self, other: object) -> bool:  # as the dataclass it was compared
+        if not isinstance(other, Document):
+            return NotImplemented
+        return (self.file, self.data, self.lines, self.overridden) == (
+            other.file, other.data, other.lines, other.overridden)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, as a dataclass with eq
+
     @property
     def lines(self) -> dict[PathKey, int]:
         if self._lines is None:
@@ -498,7 +506,6 @@ def _fast_yaml(text: str) -> Any:
 
 def _from_events(get: Callable[[], Any]) -> Any:
     """The value of the document whose events ``get`` gives, or ``_SLOW``."""
-    resolvers = _Loader.yaml_implicit_resolvers
     events = yaml.events
     scalar_event = events.ScalarEvent
     mapping_start, sequence_start = events.MappingStartEvent, events.SequenceStartEvent
@@ -521,16 +528,7 @@ def _from_events(get: Callable[[], Any]) -> Any:
             value = event.value
             tag = str_tag
             if event.implicit[0]:  # plain: what YAML 1.1 makes of the text
-                known = resolved.get(value)
-                if known is None:
-                    for candidate, pattern in resolvers.get(value[0] if value else "", ()):
-                        if pattern.match(value):
-                            tag = candidate
-                            break
-                    if len(value) < 64:
-                        resolved[value] = tag
-                else:
-                    tag = known
+                tag = resolved.get(value) or _resolve(value, resolved)
             if is_mapping and key is no_key:
                 key = value if tag is str_tag else _plain_key(tag, value)
                 if key is _SLOW:
@@ -565,6 +563,18 @@ def _from_events(get: Callable[[], Any]) -> Any:
             container[key] = value
             key = no_key
     return value
+
+
+def _resolve(text: str, resolved: dict[str, str]) -> str:
+    """The tag YAML gives the plain scalar ``text`` (remembered in ``resolved`` if short)."""
+    tag = _STR
+    for candidate, pattern in _Loader.yaml_implicit_resolvers.get(text[0] if text else "", ()):
+        if pattern.match(text):
+            tag = candidate
+            break
+    if len(text) < 64:
+        resolved[text] = tag
+    return tag
 
 
 def _plain(tag: str, text: str) -> Any:
