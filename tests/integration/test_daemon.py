@@ -223,6 +223,30 @@ def test_a_waiting_run_holds_no_worker(daemon: StartDaemon, tmp_path: Path) -> N
     assert found["status"] == "cancelled" and found["steps"][0]["status"] == "cancelled"
 
 
+def test_a_worker_executes_one_run_after_another(daemon: StartDaemon, tmp_path: Path) -> None:
+    stub = daemon("--max-runs", "1").stub()
+    (tmp_path / "release").write_text("at once")
+    for name in ("one", "two"):
+        assert wait_for(stub, submit(stub, gate_spec(tmp_path, name)))["status"] == "success"
+    # the same process: starting a worker costs more than most runs
+    assert (tmp_path / "one.started").read_text() == (tmp_path / "two.started").read_text()
+
+
+def test_two_submissions_that_draw_the_same_run_id_get_a_run_each(tmp_path: Path) -> None:
+    from flowhost.daemon import records
+    from flowhost.store import Store
+
+    drawn = iter(["20260101-000000-abcdef", "20260101-000000-abcdef", "20260101-000000-123456"])
+    checked = {"workflow_id": "w", "spec_text": CHAIN, "spec_name": "w.yaml",
+               "spec_redacted": False, "overrides": [], "total_steps": 2}
+    with Store.open(tmp_path / "state") as store:
+        first, second = (records.accept(store, request_id=f"r{n}", checked=checked,
+                                        new_id=lambda: next(drawn)) for n in (1, 2))
+    assert first.created and second.created
+    assert (first.record.run_id, second.record.run_id) == (
+        "20260101-000000-abcdef", "20260101-000000-123456")
+
+
 def test_requests_are_bounded(daemon: StartDaemon, tmp_path: Path) -> None:
     (tmp_path / "flowhost.toml").write_text('[serve]\nlisten = "127.0.0.1:1"\nmax_runs = 2\n')
     stub = daemon().stub()  # --listen given: the flag wins over [serve]

@@ -106,7 +106,9 @@ async def main_async(args: argparse.Namespace) -> int:
         request = await channel.receive()
         if request is None:
             return 0
-        answer = await asyncio.to_thread(checker.answer, request)
+        # On this thread: the checker has nothing else to do meanwhile (its loop only
+        # reads the next request), and a hop to another thread costs ~10% of a check.
+        answer = checker.answer(request)
         if not await channel.send({"id": request.get("id"), **answer}):
             return 0
 

@@ -13,12 +13,13 @@ import json
 import os
 import socket
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from flowhost import questions
+from flowhost.engine import new_run_id
 from flowhost.events import (
     Event,
     InterventionRequested,
@@ -66,11 +67,20 @@ def submitted(store: Store, request_id: str) -> RunRecord | None:
     return store.submission(request_id)
 
 
-def accept(store: Store, *, request_id: str, run_id: str, checked: dict[str, Any]) -> Accepted:
+def accept(store: Store, *, request_id: str, checked: dict[str, Any],
+           new_id: Callable[[], str] = new_run_id) -> Accepted:
     """Record a checked submission as a ``queued`` run (once per request id) with its own
     working directory under the state dir, committed before this returns."""
-    workdir = run_dir(store.state_dir, run_id)
-    workdir.mkdir(parents=True, exist_ok=True)
+    while True:
+        run_id = new_id()
+        workdir = run_dir(store.state_dir, run_id)
+        try:
+            workdir.mkdir(parents=True)
+        except FileExistsError:
+            # Ids are the second and a few random digits: at hundreds of submissions a
+            # second two can meet. The folder is taken atomically: the next id, then.
+            continue
+        break
     record, created = store.submit_run(
         request_id=request_id, run_id=run_id, workflow_id=str(checked["workflow_id"]),
         spec_text=str(checked["spec_text"]), spec_path=str(checked["spec_name"]),

@@ -20,7 +20,7 @@ from flowhost.daemon import records
 from flowhost.daemon.auth import Authenticator
 from flowhost.daemon.journal import Journal, Tails, ends_run
 from flowhost.daemon.supervisor import Supervisor
-from flowhost.engine import new_run_id
+from flowhost.problems import StorageError
 from flowhost.store import RunRecord
 
 Context = aio.ServicerContext[Any, Any]
@@ -76,6 +76,8 @@ class HostService:
             await _abort(context, grpc.StatusCode.NOT_FOUND, str(exc))
         except records.Refused as exc:
             await _abort(context, grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+        except StorageError as exc:  # the store is busy or failing: worth trying again
+            await _abort(context, grpc.StatusCode.UNAVAILABLE, str(exc))
 
     # -- SubmitRun ---------------------------------------------------------------------
     async def SubmitRun(self, request: pb.SubmitRunRequest,  # noqa: N802 - gRPC's names
@@ -129,7 +131,7 @@ class HostService:
             raise _invalid(str(answer.get("message") or "the spec does not check"))
         self._refuse_when_draining()
         accepted: records.Accepted = await self.journal.call(
-            _accept_checked, request_id, new_run_id(), {**answer, "spec_name": name})
+            _accept_checked, request_id, {**answer, "spec_name": name})
         if accepted.created:
             self.supervisor.enqueue(accepted.record)
         return accepted
@@ -245,9 +247,8 @@ def _run_id(text: str) -> str:
     return text
 
 
-def _accept_checked(store: Any, request_id: str, run_id: str,
-                    checked: dict[str, Any]) -> records.Accepted:
-    return records.accept(store, request_id=request_id, run_id=run_id, checked=checked)
+def _accept_checked(store: Any, request_id: str, checked: dict[str, Any]) -> records.Accepted:
+    return records.accept(store, request_id=request_id, checked=checked)
 
 
 def _page(store: Any, before: int | None, size: int, status: str,

@@ -2,8 +2,11 @@
 most ``max_runs`` at once, in submission order), and the checker that checks submitted
 specs. Plugin code runs only in those processes.
 
-- A worker executes one run at a time and takes the next one after it (it is replaced
-  after ``runs_per_worker`` runs, taking with it what plugins leaked).
+- A worker executes one run at a time and takes the next one after it: workers live long,
+  as starting one (a Python process, its imports) costs more than most runs; one is
+  replaced after ``runs_per_worker`` runs, or sooner once it grew by ``max_growth_mib``,
+  taking with it what plugins leaked. A worker starts in the background: the other
+  workers take the next runs meanwhile.
 - A question to a person waits in the worker while the run's other branches go on (an
   answer goes to the worker: ``decided``); once nothing else of the run executes, the run
   ends ``waiting`` and frees its worker, and an answer queues it again (``enqueue``). The
@@ -39,7 +42,8 @@ from flowhost.store import RunRecord, Store
 
 log = logging.getLogger("flowhost.daemon")
 MAX_DEATHS = 3
-RUNS_PER_WORKER = 50
+RUNS_PER_WORKER = 1000
+MAX_GROWTH_MIB = 256.0
 CHECK_TIMEOUT_S = 120.0
 ORPHAN_POLL_S = 0.5
 FINAL = ("success", "failed", "aborted", "cancelled")
@@ -62,6 +66,7 @@ class SupervisorConfig:
     env_allow: Sequence[str] = ()
     max_deaths: int = MAX_DEATHS
     runs_per_worker: int = RUNS_PER_WORKER
+    max_growth_mib: float = MAX_GROWTH_MIB
     max_parallel: int = 8
 
 
@@ -221,18 +226,25 @@ class Supervisor:
                    and not self.draining):
                 run_id = self.queue.pop()
                 self.executing[run_id] = None
-                try:
-                    slot = self.idle.pop() if self.idle else await self._new_worker()
-                except HelperError as exc:
-                    log.error("flowhost serve: %s; trying again in a second", exc)
-                    self.executing.pop(run_id, None)
-                    await self._requeue(run_id)
-                    await asyncio.sleep(1.0)
-                    continue
-                if run_id not in self.executing:  # cancelled while its worker started
-                    self._free(slot)
-                    continue
-                await self._assign(slot, run_id)
+                if self.idle:
+                    await self._assign(self.idle.pop(), run_id)
+                else:  # its worker starts aside: the idle ones take the next runs meanwhile
+                    self._tasks = [task for task in self._tasks if not task.done()]
+                    self._tasks.append(asyncio.ensure_future(self._start_for(run_id)))
+
+    async def _start_for(self, run_id: str) -> None:
+        try:
+            slot = await self._new_worker()
+        except HelperError as exc:
+            log.error("flowhost serve: %s; trying again in a second", exc)
+            self.executing.pop(run_id, None)
+            await asyncio.sleep(1.0)
+            await self._requeue(run_id)
+            return
+        if run_id not in self.executing:  # cancelled while its worker started
+            self._free(slot)
+            return
+        await self._assign(slot, run_id)
 
     async def _assign(self, slot: _Slot, run_id: str) -> None:
         slot.run_id = run_id
@@ -248,6 +260,7 @@ class Supervisor:
         config = self.config
         args = ["--state-dir", str(config.state_dir), "--drain-timeout",
                 str(config.drain_timeout), "--runs", str(config.runs_per_worker),
+                "--max-growth-mib", str(config.max_growth_mib),
                 "--max-parallel", str(config.max_parallel),
                 "--env-allow", ",".join(config.env_allow)]
         if config.config_path is not None:
@@ -255,7 +268,6 @@ class Supervisor:
         helper = await start("worker", "flowhost.daemon.worker", *args)
         slot = _Slot(helper)
         self.slots.add(slot)
-        self._tasks = [task for task in self._tasks if not task.done()]
         self._tasks.append(asyncio.ensure_future(self._follow(slot)))
         return slot
 

@@ -2,7 +2,7 @@
 crash, exit or hang without harming the daemon.
 
     python -m flowhost.daemon.worker --fd N --state-dir D [--config F] [--env-allow A,B]
-        [--drain-timeout S] [--runs K] [--max-parallel N]
+        [--drain-timeout S] [--runs K] [--max-growth-mib M] [--max-parallel N]
 
 It speaks JSON lines with the daemon over the socket ``--fd`` (``flowhost.daemon.channel``):
 
@@ -14,7 +14,9 @@ It speaks JSON lines with the daemon over the socket ``--fd`` (``flowhost.daemon
   is the run's (``success``, ``failed``, ``aborted``, ``cancelled``, ``waiting``,
   ``interrupted``) or what kept it from going on: ``busy`` (another process owns it),
   ``done`` (it had finished already), ``error`` (it cannot go on: ``message`` says why);
-  ``last``: this worker takes no more runs and exits.
+  ``last``: this worker takes no more runs and exits (after ``--runs`` runs, or once it
+  grew by more than ``--max-growth-mib`` since its first run: what plugins leaked goes with
+  it; a worker otherwise lives long, as starting one costs more than most runs).
 
 A run is taken over as ``flowhost resume`` takes one (its lease, its checkpoints: a
 submitted run that has no events yet runs whole). A question to a person waits while the
@@ -48,7 +50,18 @@ from flowhost.problems import StorageError, UserInputError
 from flowhost.questions import settle
 from flowhost.store import Store, read
 
-DEFAULT_RUNS = 50  # then the worker is replaced: what plugins leaked goes with it
+DEFAULT_RUNS = 1000  # then the worker is replaced, or sooner when it grew by
+DEFAULT_MAX_GROWTH_MIB = 256  # this much memory since its first run
+
+
+def rss_mib() -> float:
+    """This process's resident memory now (Linux; 0 elsewhere: no retirement by memory)."""
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            pages = int(statm.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 class Worker:
@@ -174,6 +187,7 @@ async def main_async(args: argparse.Namespace) -> int:
     listener = asyncio.ensure_future(worker.listen())
     await channel.send({"type": "ready", "pid": os.getpid()})
     done = 0
+    baseline: float | None = None  # the memory after the first run: imports and caches
     while done < args.runs and not worker.draining:
         run_id = await worker.jobs.get()
         if run_id is None:
@@ -183,7 +197,10 @@ async def main_async(args: argparse.Namespace) -> int:
         except StorageError as exc:
             status, message = "interrupted", f"storage failure: {exc}"
         done += 1
-        last = done >= args.runs or worker.draining
+        grown = rss_mib()
+        baseline = grown if baseline is None else baseline
+        last = (done >= args.runs or worker.draining
+                or grown - baseline > args.max_growth_mib)
         if not await channel.send({"type": "ended", "run_id": run_id, "status": status,
                                    "message": message, "last": last}):
             break
@@ -203,6 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--env-allow", default="")
     parser.add_argument("--drain-timeout", type=float, default=20.0)
     parser.add_argument("--runs", type=int, default=DEFAULT_RUNS)
+    parser.add_argument("--max-growth-mib", type=float, default=DEFAULT_MAX_GROWTH_MIB)
     parser.add_argument("--max-parallel", type=int, default=8)
     return parser
 
