@@ -389,18 +389,18 @@ def check(spec: LoadedSpec, catalog: Catalog, env: Mapping[str, str],
                 deps[need] = None
         if invoker is None:
             continue
-        planned[step.id] = PlannedStep(
-            id=step.id,
-            step=step,
-            index=display,
-            invoker=invoker,
-            inputs=inputs,
-            deps=tuple(deps),
-            retry=workflow.retry_for(step),
-            timeout=workflow.timeout_for(step),
-            cache=step.cache if step.cache is not None else invoker.idempotent,
-            fallbacks=fallbacks,
-            checks=checks,
+        planned[step.id] = PlannedStep(  # by position: keywords cost ~0.3 us a step
+            step.id,  # id
+            step,
+            display,  # index
+            invoker,
+            inputs,
+            tuple(deps),
+            workflow.retry_for(step),  # retry
+            workflow.timeout_for(step),  # timeout
+            step.cache if step.cache is not None else invoker.idempotent,  # cache
+            fallbacks,
+            checks,
         )
     final = checker.checks(workflow.final_validation, ("final_validation",), None)
     levels = _levels(planned, checker)
