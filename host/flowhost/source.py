@@ -506,6 +506,7 @@ def _fast_yaml(text: str) -> Any:
 
 def _from_events(get: Callable[[], Any]) -> Any:
     """The value of the document whose events ``get`` gives, or ``_SLOW``."""
+    resolvers = _Loader.yaml_implicit_resolvers  # by first character
     events = yaml.events
     scalar_event = events.ScalarEvent
     mapping_start, sequence_start = events.MappingStartEvent, events.SequenceStartEvent
@@ -528,7 +529,8 @@ def _from_events(get: Callable[[], Any]) -> Any:
             value = event.value
             tag = str_tag
             if event.implicit[0]:  # plain: what YAML 1.1 makes of the text
-                tag = resolved.get(value) or _resolve(value, resolved)
+                tag = resolved.get(value) or (
+                    _resolve(value, resolved) if value[:1] in resolvers else str_tag)
             if is_mapping and key is no_key:
                 key = value if tag is str_tag else _plain_key(tag, value)
                 if key is _SLOW:
