@@ -21,6 +21,7 @@ from test_daemon_support import (
 )
 
 from flowhost._proto import host_pb2 as pb
+from flowhost.daemon.server import ServeConfig
 
 
 @pytest.fixture
@@ -124,15 +125,19 @@ def test_the_cli_speaks_tls_with_a_token(daemon: StartDaemon, certs: Certs,
     assert no_ca.returncode == 1 and "Traceback" not in no_ca.stderr
 
 
-def test_a_non_loopback_listen_is_refused_without_tls_and_authentication(
+def test_a_non_loopback_listen_is_refused_without_tls_or_a_token(
         tmp_path: Path, certs: Certs) -> None:
-    for extra in ([], ["--tls-cert", str(certs.server_cert), "--tls-key",
-                       str(certs.server_key)]):
-        done = run_flowhost("serve", "--listen", "0.0.0.0:0", "--state-dir",
-                            str(tmp_path / "s"), *extra, cwd=tmp_path, timeout=30)
-        assert done.returncode == 2
-        assert "0.0.0.0:0" in done.stderr and "--insecure" in done.stderr
-        assert "Traceback" not in done.stderr
+    done = run_flowhost("serve", "--listen", "0.0.0.0:0", "--state-dir",
+                        str(tmp_path / "s"), cwd=tmp_path, timeout=30)
+    assert done.returncode == 2
+    assert "0.0.0.0:0" in done.stderr and "--insecure" in done.stderr
+    assert "Traceback" not in done.stderr
+    # With TLS, or a token, it may serve (checked without binding anything but loopback).
+    tokens = tmp_path / "tokens"
+    tokens.write_text("ops:s3cret-token\n", encoding="utf-8")
+    for extra in ({"tls_cert": certs.server_cert, "tls_key": certs.server_key},
+                  {"token_file": tokens}):
+        ServeConfig(state_dir=tmp_path / "s", listen="0.0.0.0:0", **extra).checked()
     bad = run_flowhost("serve", "--listen", "nowhere", cwd=tmp_path, timeout=30)
     assert bad.returncode == 2 and "HOST:PORT" in bad.stderr
     bad = run_flowhost("serve", "--metrics-listen", "x", cwd=tmp_path, timeout=30)

@@ -98,13 +98,15 @@ class ServeConfig:
         if not 0 <= self.drain_timeout <= 86_400:
             raise UserInputError("--drain-timeout: seconds, from 0 to 86400")
         tokens = tuple(load_tokens(self.token_file)) if self.token_file is not None else ()
+        # CONTRACT §6: a non-loopback --listen needs TLS or a token (both is better: the
+        # README says so), or --insecure.
         if not is_loopback(host) and not self.insecure and (
-                self.tls_cert is None or not (tokens or self.tls_client_ca)):
+                self.tls_cert is None and not tokens):
             raise UserInputError(
                 f"--listen {self.listen}: not a loopback address, and the daemon would "
-                "answer anyone who reaches it. Serve with TLS (--tls-cert, --tls-key) and "
-                "authenticate clients (--token-file, or --tls-client-ca for client "
-                "certificates), or pass --insecure on a network you trust")
+                "answer anyone who reaches it in plain text. Serve with TLS (--tls-cert, "
+                "--tls-key) and authenticate clients (--token-file, or --tls-client-ca for "
+                "client certificates), or pass --insecure on a network you trust")
         return ServeConfig(**{**self.__dict__, "tokens": tokens})
 
 
