@@ -79,8 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("file", metavar="FILE", help="workflow spec (YAML or JSON)")
     _add_set(run)
     _add_run_flags(run, on_manual="when a step needs a human and none is at a terminal: "
-                   "abort (the step fails; default), skip it, or wait (exit 3; answer with "
-                   "`flowhost runs resolve`). On a terminal flowhost asks instead")
+                   "fail (the default: the step fails, its on_failure decides), abort (the "
+                   "run stops, status aborted, as when a person aborts), skip the step, or "
+                   "wait (exit 3; answer with `flowhost runs resolve`). On a terminal "
+                   "flowhost asks instead")
 
     validate = commands.add_parser("validate", help="check a workflow without running it")
     validate.add_argument("file", metavar="FILE")
@@ -117,7 +119,7 @@ def _add_run_flags(parser: argparse.ArgumentParser, *, on_manual: str) -> None:
                         help="run at most N steps at once (default 8)")
     parser.add_argument("--no-progress", action="store_true",
                         help="plain log lines instead of the live view")
-    parser.add_argument("--on-manual", choices=("abort", "skip", "wait"), default=None,
+    parser.add_argument("--on-manual", choices=("fail", "abort", "skip", "wait"), default=None,
                         help=on_manual)
     _add_state(parser, cache=True)
 

@@ -60,7 +60,7 @@ def raw_server(generated: Path, tmp_path: Path) -> Iterator[str]:
 def run(tmp_path: Path, spec: str, *args: str) -> tuple[subprocess.CompletedProcess[str],
                                                          dict[str, object]]:
     (tmp_path / "wf.yaml").write_text(spec, encoding="utf-8")
-    done = flowhost("run", "wf.yaml", "--no-progress", "--on-manual", "abort",
+    done = flowhost("run", "wf.yaml", "--no-progress", "--on-manual", "fail",
                     "--json-out", "result.json", *args, cwd=tmp_path)
     result_file = tmp_path / "result.json"
     result = json.loads(result_file.read_text()) if result_file.exists() else {}

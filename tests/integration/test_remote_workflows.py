@@ -18,7 +18,7 @@ def run(tmp_path: Path, spec: str, *args: str, env: dict[str, str] | None = None
     (tmp_path / "wf.yaml").write_text(spec, encoding="utf-8")
     result_file = tmp_path / "result.json"
     result_file.unlink(missing_ok=True)
-    done = flowhost("run", "wf.yaml", "--no-progress", "--on-manual", "abort",
+    done = flowhost("run", "wf.yaml", "--no-progress", "--on-manual", "fail",
                     "--json-out", str(result_file), *args, cwd=tmp_path, env=env)
     result = json.loads(result_file.read_text()) if result_file.exists() else {}
     return done, result

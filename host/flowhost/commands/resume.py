@@ -98,7 +98,7 @@ def _given(run: Run) -> Callable[[Intervener], Awaitable[Run]]:
 def _decide_now(args: argparse.Namespace, plan: Plan, point: Checkpoint, events: list[Event]
                 ) -> list[tuple[InterventionRequested, InterventionResolved]] | None:
     """Answers for a waiting run's open questions, as ``run`` would get them: asked on the
-    terminal, or given by ``--on-manual skip|abort``; None leaves the run waiting."""
+    terminal, or given by ``--on-manual fail|abort|skip``; None leaves the run waiting."""
     intervener = choose_intervener(args.on_manual, None)
     if isinstance(intervener, PolicyIntervener) and (
             args.on_manual is None or intervener.action == "wait"):

@@ -13,12 +13,11 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Literal
 
 from flowhost import api
 from flowhost.context import RunContext, make_context
 from flowhost.handle import Run
-from flowhost.intervene import Intervener, PolicyIntervener, TerminalIntervener
+from flowhost.intervene import Intervener, Policy, PolicyIntervener, TerminalIntervener
 from flowhost.problems import UserInputError
 from flowhost.progress import ProgressListener, make_progress
 from flowhost.result import RunResult
@@ -135,11 +134,10 @@ def choose_intervener(on_manual: str | None, screen: _Screen | None) -> Interven
         if screen is None:
             return TerminalIntervener()
         return TerminalIntervener(hold=screen.hold, release=screen.release)
-    # `--on-manual abort` means what `fail` means (the step fails, its on_failure decides).
-    policy: Literal["fail", "skip", "wait"] = "fail"
-    if on_manual in ("skip", "wait"):
-        policy = "skip" if on_manual == "skip" else "wait"
-    return PolicyIntervener(policy)
+    # CONTRACT §6: fail (the default) fails the step and its on_failure decides; abort
+    # stops the run as a person's abort does.
+    policies: dict[str | None, Policy] = {"abort": "abort", "skip": "skip", "wait": "wait"}
+    return PolicyIntervener(policies.get(on_manual, "fail"))
 
 
 def json_out_path(args: argparse.Namespace) -> Path | None:
