@@ -39,3 +39,12 @@ def test_on_manual_policies(tmp_path: Path, flags: list[str], code: int, status:
     assert result["status"] == status
     steps = {s["id"]: s["status"] for s in result["steps"]}
     assert steps["f"] == f_status
+
+
+def test_the_plain_log_names_the_policy_that_decided(tmp_path: Path) -> None:
+    (tmp_path / "wf.yaml").write_text(SPEC, encoding="utf-8")
+    done = subprocess.run([sys.executable, "-m", "flowhost", "run", "wf.yaml", "--no-progress"],
+                          cwd=tmp_path, env=dict(os.environ), capture_output=True, text=True,
+                          timeout=60, check=False, stdin=subprocess.DEVNULL)
+    assert ("decision fail, decided by --on-manual fail; use --on-manual wait to answer "
+            "later") in done.stdout

@@ -72,6 +72,9 @@ def _ladder_line(e: Event, step: str) -> str | None:
                    f"{e.error_type}: {e.error}{hint}"
         case InterventionResolved():
             given = " with outputs" if e.outputs else ""
+            if e.by == "policy":  # nobody was asked: say which flag decided, and the way out
+                return (f"{step}: decision {e.action}{given}, decided by --on-manual "
+                        f"{e.action}; use --on-manual wait to answer later")
             return f"{step}: decision {e.action}{given} (by {e.by})"
         case CacheRejected():
             return f"{step}: its cached result no longer passes its checks ({e.reason}); " \
