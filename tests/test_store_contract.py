@@ -272,3 +272,18 @@ def test_runs_come_in_keyset_pages_newest_first(open_store: Open) -> None:
     assert [r.run_id for r in store.runs_page(before=page[-1].run_no)] == ["r0"]
     assert [r.run_id for r in store.runs_page(workflow_id="odd")] == ["r3", "r1"]
     assert store.runs_page(status="success") == []
+
+
+def test_steps_done_is_the_same_whether_the_run_goes_on_or_ended(open_store: Open) -> None:
+    store = open_store()
+    record = new_run(store)
+    store.append(record, [started("r1", "a"), finished("r1", "a")])
+    assert store.steps_succeeded(record) == 1  # counted while it goes on
+    store.append(record, [ev.RunFinished(run_id="r1", status="interrupted", duration_s=1)])
+    assert store.steps_succeeded(record) == 1  # recorded when its process ended
+    store.append(record, [ev.RunStarted(run_id="r1", workflow_id="w", description="",
+                                        total_steps=2, steps=()),
+                          started("r1", "b"), finished("r1", "b")])
+    assert store.steps_succeeded(record) == 2  # resumed: counted again
+    store.append(record, [ev.RunFinished(run_id="r1", status="success", duration_s=1)])
+    assert store.steps_succeeded(record) == 2

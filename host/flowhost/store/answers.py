@@ -48,7 +48,7 @@ def take(store: Store, record: RunRecord, event: InterventionResolved, request_s
             seq = store.next_seq(record)
             event.seq = seq + 1
             kind, step_id, payload = codec.encode(event)
-            from flowhost.store.db import SEQ_BITS
+            from flowhost.store.rows import SEQ_BITS
 
             conn.execute("INSERT INTO events (id, type, step_id, payload) VALUES (?, ?, ?, ?)",
                          ((record.run_no << SEQ_BITS) + seq, kind, step_id, payload))

@@ -37,6 +37,8 @@ from flowhost.store.interface import JournalWriter, Lease
 from flowhost.store.lease import RunLocks
 from flowhost.store.rows import (
     _RUN_COLUMNS,
+    SEQ_BITS,
+    SUCCEEDED,
     RunRecord,
     _insert_run,
     _record,
@@ -53,7 +55,6 @@ DB_NAME = "state.db"
 DEFAULT_BUSY_TIMEOUT = 10.0
 # "cancelled" is final (a person or a program cancelled it); "interrupted" is resumable.
 UNFINISHED = ("queued", "running", "interrupted", "waiting")
-SEQ_BITS = 32
 _SQLITE_MAX_INT = 2**63 - 1
 
 
@@ -323,13 +324,15 @@ class Store:
         return self.locks.held(record.run_no) or self.locks.busy(record.run_no)
 
     def steps_succeeded(self, record: RunRecord) -> int:
-        """How many of the run's steps have succeeded so far."""
+        """How many of the run's steps have succeeded so far: recorded when its process
+        ended, counted from its events while one runs it."""
+        row = self.conn.execute("SELECT steps_done FROM runs WHERE run_no = ?",
+                                (record.run_no,)).fetchone()
+        if row is not None and row[0] is not None:
+            return int(row[0])
         low, high = event_range(record.run_no)
-        row = self.conn.execute(
-            "SELECT count(DISTINCT step_id) FROM events WHERE id BETWEEN ? AND ? AND "
-            "type = 'StepFinished' AND json_extract(payload, '$.status') = 'success'",
-            (low, high)).fetchone()
-        return int(row[0])
+        counted = self.conn.execute(SUCCEEDED, (low, high)).fetchone()
+        return int(counted[0])
 
     def next_seq(self, record: RunRecord) -> int:
         low, high = event_range(record.run_no)

@@ -37,8 +37,8 @@ from flowhost.events import (
 from flowhost.redact import Redactor
 from flowhost.store import codec
 from flowhost.store.cache import StoreCache
-from flowhost.store.db import SEQ_BITS, Store
-from flowhost.store.rows import RunRecord, describe, side_tables
+from flowhost.store.db import Store
+from flowhost.store.rows import SEQ_BITS, RunRecord, describe, side_tables
 
 _INSERT_EVENT = "INSERT INTO events (id, type, step_id, payload) VALUES (?, ?, ?, ?)"
 # one statement per number of rows (up to 63): the checkpoint is a single INSERT

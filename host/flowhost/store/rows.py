@@ -92,6 +92,12 @@ def _insert_run(conn: sqlite3.Connection, run_id: str, workflow_id: str, spec_te
     return int(cursor.lastrowid)
 
 
+SEQ_BITS = 32  # events.id is (run_no << SEQ_BITS) | seq
+# How many steps of a run (its event range: two parameters) have succeeded.
+SUCCEEDED = ("SELECT count(DISTINCT step_id) FROM events WHERE id BETWEEN ? AND ? AND "
+             "type = 'StepFinished' AND json_extract(payload, '$.status') = 'success'")
+
+
 def side_tables(conn: sqlite3.Connection, run_no: int, seq: int, event: Event,
                 mask: Callable[[str], str] = str) -> None:
     """What an event changes besides the log: the run's status, its interventions (their
@@ -99,11 +105,15 @@ def side_tables(conn: sqlite3.Connection, run_no: int, seq: int, event: Event,
     now = time.time()
     if isinstance(event, RunStarted):
         conn.execute("UPDATE runs SET status = 'running', updated_at = ?, pid = ?, "
-                     "finished_at = NULL WHERE run_no = ?", (now, os.getpid(), run_no))
+                     "finished_at = NULL, steps_done = NULL WHERE run_no = ?",
+                     (now, os.getpid(), run_no))
     elif isinstance(event, RunFinished):
         finished = event.ts if event.status != "waiting" else None
         conn.execute("UPDATE runs SET status = ?, updated_at = ?, finished_at = ? "
                      "WHERE run_no = ?", (event.status, now, finished, run_no))
+        low = run_no << SEQ_BITS
+        conn.execute(f"UPDATE runs SET steps_done = ({SUCCEEDED}) WHERE run_no = ?",
+                     (low, low + (1 << SEQ_BITS) - 1, run_no))
     elif isinstance(event, InterventionRequested):
         conn.execute(
             "INSERT OR REPLACE INTO interventions (run_no, step_id, seq, plugin, error, "

@@ -109,6 +109,11 @@ CREATE INDEX runs_by_workflow ON runs (workflow_id, run_no);
     (4, """
 ALTER TABLE interventions ADD COLUMN comment TEXT
 """),
+    (5, """
+-- how many steps had succeeded when the run's process ended (NULL while one runs it):
+-- listing runs then reads a number instead of counting their events
+ALTER TABLE runs ADD COLUMN steps_done INTEGER
+"""),
 ]
 
 LATEST = MIGRATIONS[-1][0]
