@@ -186,7 +186,13 @@ def finish(store: Store, run_id: str, status: str, reason: str,
             return point.status
         plugins = {step_id: plugin for step_id, plugin, _ in point.steps}
         ended: list[Event] = []
-        for step_id in sorted(point.in_flight - set(point.finished)):
+        in_flight = sorted(point.in_flight - set(point.finished))
+        if not in_flight and status == "failed":
+            # Its worker died before the start of the step it ran was committed (a step's
+            # start is written with the next commit): the failure is that step's, the
+            # first one not finished.
+            in_flight = [step_id for step_id in plugins if step_id not in point.finished][:1]
+        for step_id in in_flight:
             plugin = plugins.get(step_id, "")
             ended.append(StepFinished(
                 run_id=run_id, step_id=step_id, plugin=plugin, used_plugin=plugin,
