@@ -23,10 +23,16 @@ class InvocationContext:
     ``workdir`` is the run's working directory, an absolute path: resolve relative paths
     against it, never against the process's current directory (several runs share one
     process). Served remotely, it is the server's own directory.
+
+    ``attempt`` counts every attempt of the step, 1-based: across the primary plugin, its
+    fallbacks and a person's retries, the number the progress view, the prompt and the
+    result show. ``plugin_attempt`` is the attempt within this plugin's own retry budget
+    (1 on a fallback's first try); it equals ``attempt`` until a fallback or a person's
+    retry makes them differ.
     """
 
-    __slots__ = ("_cancelled", "_logger", "_on_progress", "attempt", "deadline", "run_id",
-                 "step_id", "workdir")
+    __slots__ = ("_cancelled", "_logger", "_on_progress", "attempt", "deadline",
+                 "plugin_attempt", "run_id", "step_id", "workdir")
 
     def __init__(
         self,
@@ -34,6 +40,7 @@ class InvocationContext:
         run_id: str,
         step_id: str,
         attempt: int = 1,
+        plugin_attempt: int | None = None,
         deadline: float | None = None,
         logger: logging.Logger | None = None,
         on_progress: ProgressCallback | None = None,
@@ -42,6 +49,7 @@ class InvocationContext:
         self.run_id = run_id
         self.step_id = step_id
         self.attempt = attempt
+        self.plugin_attempt = attempt if plugin_attempt is None else plugin_attempt
         self.deadline = deadline
         self.workdir = workdir if workdir is not None else os.getcwd()
         self._logger = logger
