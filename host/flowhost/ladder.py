@@ -210,7 +210,11 @@ class Ladder:
                     if first is not None:
                         failure, first = first, None
                         raise failure
-                    outputs, validation = await self.attempt(step, invoker, call_inputs, attempt)
+                    # The step's count (``len(history) + 1``: every plugin, and a person's
+                    # retries) is what events, the prompt and the result show; ``attempt``
+                    # is this plugin's own, within its retry budget.
+                    outputs, validation = await self.attempt(step, invoker, call_inputs,
+                                                             len(history) + 1, attempt)
                 except AttemptError as failure:
                     assert failure.summary is not None
                     history.append(failure.summary)
@@ -225,7 +229,7 @@ class Ladder:
                     if decision.action == "retry" and self.breakers.state(invoker.name) != "open":
                         self.bus.emit(RetryScheduled(run_id=self.run_id, step_id=step.id,
                                                      plugin=invoker.name,
-                                                     next_attempt=attempt + 1,
+                                                     next_attempt=len(history) + 1,
                                                      delay_s=decision.delay_s))
                         if decision.delay_s > 0:
                             await self.sleep(decision.delay_s)
@@ -300,15 +304,17 @@ class Ladder:
 
     # -- one attempt -------------------------------------------------------------------
     async def attempt(self, step: PlannedStep, invoker: Invoker, inputs: dict[str, Any],
-                      attempt: int) -> tuple[dict[str, Any], tuple[CheckResult, ...]]:
-        """One call plus the step's checks; raises AttemptError after emitting AttemptFailed."""
+                      attempt: int, plugin_attempt: int = 1
+                      ) -> tuple[dict[str, Any], tuple[CheckResult, ...]]:
+        """One call plus the step's checks; raises AttemptError after emitting AttemptFailed.
+        ``attempt`` counts the step's attempts, ``plugin_attempt`` those of ``invoker``."""
         run_id, step_id = self.run_id, step.id
         self.bus.emit(AttemptStarted(run_id=run_id, step_id=step_id, plugin=invoker.name,
                                      attempt=attempt, transport=invoker.transport))
         started = time.monotonic()
         timeout = step.timeout
         ctx = InvocationContext(
-            run_id=run_id, step_id=step_id, attempt=attempt,
+            run_id=run_id, step_id=step_id, attempt=attempt, plugin_attempt=plugin_attempt,
             deadline=started + timeout if timeout is not None else None,
             on_progress=partial(self._progress, step_id),
             logger=RedactingLogger(step_id, self.redactor) if self.redactor else None,
