@@ -116,9 +116,12 @@ def test_builtin_hints(error_type: str, message: str, expected: str | None) -> N
 
 
 def test_hint_precedence() -> None:
+    """The error's own hint and the step's sit side by side; a rule's guess only without."""
     registry = HintRegistry(load_entry_points=False)
     refused = "connection refused"
-    assert choose_hint("from error", "from step", registry, "E", refused) == "from error"
+    assert choose_hint("from error", "from step", registry, "E", refused) == \
+        "from error; from step"
+    assert choose_hint("from error", None, registry, "E", refused) == "from error"
     assert choose_hint(None, "from step", registry, "E", refused) == "from step"
     assert choose_hint(None, None, registry, "E", refused) is not None
 

@@ -115,4 +115,9 @@ class HintRegistry:
 
 def choose_hint(error_hint: str | None, step_hint: str | None, registry: HintRegistry,
                 error_type: str, message: str) -> str | None:
+    """What to tell the person: the error's own hint and the step's ``manual.hint`` side by
+    side (the workflow's author knows this step, the plugin knows its error: neither hides
+    the other), else a registered rule's guess."""
+    if error_hint and step_hint and step_hint not in error_hint:
+        return f"{error_hint}; {step_hint}"
     return error_hint or step_hint or registry.hint_for(error_type, message)

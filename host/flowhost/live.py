@@ -182,7 +182,7 @@ class RichProgress:
                 self._hint(e.hint)
                 self._hinted[e.step_id] = e.hint
             case StepFinished():
-                t.counts[e.status] += 1
+                t.finished(e)
                 self._running.pop(e.step_id, None)
                 out.append(self._finished(e))
                 if e.status == "failed" and e.hint != self._hinted.get(e.step_id):
@@ -228,10 +228,17 @@ class RichProgress:
 
     def _summary(self, e: RunFinished) -> Text:
         headline, style = _HEADLINES.get(e.status, (f"Run {e.status}", "bold"))
+        unclean = self._tally.unclean if e.status == "success" else []
+        if unclean:  # it succeeded, but not cleanly: say so first, not "complete!"
+            headline = f"⚠️ Workflow complete, but not every step succeeded ({self._tally.others()})"
+            style = "bold yellow"
         text = Text.assemble("\n", (headline, style))
         text.append(f"\n   Total time: {human_duration(e.duration_s)}")
         text.append(f"\n   Success rate: {self._tally.rate()}")
-        if others := self._tally.others():
+        if unclean:
+            for caveat in self._tally.caveats():
+                text.append(f"\n   {caveat}", "yellow")
+        elif others := self._tally.others():
             text.append(f"\n   {others}", "yellow")
         if e.message:
             text.append(f"\n   {e.message}")

@@ -122,6 +122,9 @@ class _Tally:
         self.counts: Counter[str] = Counter()
         self.total = 0
         self.title = ""
+        # Steps of this process that failed or were skipped, with why: a run that succeeds
+        # all the same (on_failure: continue, a person's skip) must not end as a clean one.
+        self.unclean: list[str] = []
 
     def run_started(self, e: RunStarted) -> None:
         self.steps = {sid: (i, plug, purpose) for i, (sid, plug, purpose) in enumerate(e.steps, 1)}
@@ -132,6 +135,20 @@ class _Tally:
     def step_started(self, e: StepStarted) -> None:
         self.steps[e.step_id] = (e.index, e.plugin, e.purpose)
         self.total = e.total or self.total
+
+    def finished(self, e: StepFinished) -> None:
+        self.counts[e.status] += 1
+        if e.status in ("failed", "skipped"):
+            why = (e.error or e.error_type or "unknown error") if e.status == "failed" \
+                else (e.reason or "")
+            self.unclean.append(f"{e.step_id} ({e.plugin}) {e.status}" + (
+                f": {_clip(why)}" if why else ""))
+
+    def caveats(self) -> list[str]:
+        """What kept a successful run from being clean, a line per step (at most a few)."""
+        shown = self.unclean[:_CAVEATS]
+        more = len(self.unclean) - len(shown)
+        return [*shown, f"and {more} more (flowhost runs show)"] if more else shown
 
     def get(self, step_id: str, plugin: str = "") -> tuple[str, str, str]:
         """("i/N", plugin, purpose); a step never announced shows "?" and its id."""
@@ -145,6 +162,14 @@ class _Tally:
     def others(self) -> str:
         statuses = ("failed", "skipped", "cancelled")
         return ", ".join(f"{self.counts[s]} {s}" for s in statuses if self.counts[s])
+
+
+_CAVEATS = 10  # steps named at most in a run's closing words
+
+
+def _clip(text: str, limit: int = 160) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[:limit - 1] + "…"
 
 
 def _extras(e: StepFinished) -> str:
@@ -284,7 +309,7 @@ class PlainProgress:
                     f"{e.error_type}: {e.message}{hint}"
                 )
             case StepFinished():
-                t.counts[e.status] += 1
+                t.finished(e)
                 self._shown.pop(e.step_id, None)
                 head = self._step(e.step_id, e.plugin)
                 if e.status == "success":
@@ -311,9 +336,13 @@ class PlainProgress:
             case RunFinished():
                 others = f", {t.others()}" if t.others() else ""
                 message = f": {e.message}" if e.message else ""
+                caveats = t.caveats() if e.status == "success" else []
+                not_clean = (f" — not every step succeeded: {'; '.join(caveats)}"
+                             if caveats else "")
                 return (
                     f"run finished: {e.status} in {human_duration(e.duration_s)}, "
                     f"{t.counts['success']}/{t.total} steps succeeded{others}{message}"
+                    f"{not_clean}"
                 )
         return None
 
