@@ -121,6 +121,12 @@ def _add_run_flags(parser: argparse.ArgumentParser, *, on_manual: str) -> None:
                         help="plain log lines instead of the live view")
     parser.add_argument("--on-manual", choices=("fail", "abort", "skip", "wait"), default=None,
                         help=on_manual)
+    parser.add_argument("--metrics-listen", metavar="H:P", default=None,
+                        help="serve Prometheus metrics on http://H:P/metrics (and /healthz, "
+                        "/readyz) until the run ends; port 0 picks a free port")
+    parser.add_argument("--pushgateway", metavar="URL", default=None,
+                        help="push the run's metrics to this Prometheus Pushgateway when it "
+                        "ends (job flowhost, grouped by workflow)")
     _add_state(parser, cache=True)
 
 

@@ -13,6 +13,7 @@ import asyncio
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from flowhost import api
 from flowhost.commands.messages import pending_decisions, state_flag
@@ -22,6 +23,7 @@ from flowhost.commands.run import (
     choose_intervener,
     drive,
     json_out_path,
+    process_metrics,
 )
 from flowhost.events import AttemptFailed, Event, InterventionRequested, InterventionResolved
 from flowhost.handle import Run
@@ -31,17 +33,21 @@ from flowhost.result import fold
 from flowhost.resumption import load_run_plan
 from flowhost.store import Checkpoint, read
 
+if TYPE_CHECKING:
+    from flowhost.metrics.process import Metrics
+
 
 def resume_command(args: argparse.Namespace) -> int:
-    stored = api.take_run(args.run_id, state_dir=args.state_dir)
-    try:
-        return _resume(args, stored)
-    finally:  # (a no-op when the run went on: it let go of both)
-        stored.store.release(stored.lease)
-        stored.store.close()
+    with process_metrics(args) as metrics:  # first: a bad --metrics-listen is exit 2 now
+        stored = api.take_run(args.run_id, state_dir=args.state_dir)
+        try:
+            return _resume(args, stored, metrics)
+        finally:  # (a no-op when the run went on: it let go of both)
+            stored.store.release(stored.lease)
+            stored.store.close()
 
 
-def _resume(args: argparse.Namespace, stored: api.Stored) -> int:
+def _resume(args: argparse.Namespace, stored: api.Stored, metrics: Metrics | None) -> int:
     record, flag = stored.record, state_flag(args)
     json_out = json_out_path(args)
     if json_out is not None:
@@ -83,7 +89,7 @@ def _resume(args: argparse.Namespace, stored: api.Stored) -> int:
                 _write_json(json_out, outcome.result)
             print(f"{first.note} `flowhost runs show {first.run_id}{flag}` shows the result.")
             return EXIT_CODES["aborted"]
-        return await drive(args, _given(first), json_out)
+        return await drive(args, _given(first), json_out, metrics)
 
     return asyncio.run(go())
 

@@ -13,6 +13,7 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from flowhost import api
 from flowhost.context import RunContext, make_context
@@ -21,6 +22,9 @@ from flowhost.intervene import Intervener, Policy, PolicyIntervener, TerminalInt
 from flowhost.problems import UserInputError
 from flowhost.progress import ProgressListener, make_progress
 from flowhost.result import RunResult
+
+if TYPE_CHECKING:
+    from flowhost.metrics.process import Metrics
 
 EXIT_CODES: dict[str, int] = {"success": 0, "failed": 1, "aborted": 1, "waiting": 3,
                               "interrupted": 130, "cancelled": 1}
@@ -32,18 +36,40 @@ def cli_context(args: argparse.Namespace) -> RunContext:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    ctx = cli_context(args)
-    checked = api.check_spec(args.file, ctx, overrides=args.overrides)
-    json_out = json_out_path(args)
+    with process_metrics(args) as metrics:  # first: a bad --metrics-listen is exit 2 now
+        ctx = cli_context(args)
+        checked = api.check_spec(args.file, ctx, overrides=args.overrides)
+        json_out = json_out_path(args)
 
-    async def prepare(intervener: Intervener) -> Run:
-        run = await api.prepare_run(args.file, context=ctx, checked=checked,
-                                    overrides=args.overrides, on_manual=intervener,
-                                    max_parallel=args.max_parallel, use_cache=not args.no_cache)
-        print(f"run_id: {run.run_id}", flush=True)
-        return run
+        async def prepare(intervener: Intervener) -> Run:
+            run = await api.prepare_run(args.file, context=ctx, checked=checked,
+                                        overrides=args.overrides, on_manual=intervener,
+                                        max_parallel=args.max_parallel,
+                                        use_cache=not args.no_cache)
+            print(f"run_id: {run.run_id}", flush=True)
+            return run
 
-    return asyncio.run(drive(args, prepare, json_out))
+        return asyncio.run(drive(args, prepare, json_out, metrics))
+
+
+@contextlib.contextmanager
+def process_metrics(args: argparse.Namespace) -> Iterator[Metrics | None]:
+    """The run's metrics when ``--metrics-listen`` or ``--pushgateway`` asks for them
+    (served from now until the run ends); None, and no ``prometheus_client`` import,
+    when neither does."""
+    listen, gateway = getattr(args, "metrics_listen", None), getattr(args, "pushgateway", None)
+    if listen is None and gateway is None:
+        yield None
+        return
+    from flowhost.metrics.process import Metrics
+
+    metrics = Metrics(listen=listen, pushgateway=gateway)
+    try:
+        if metrics.server is not None:
+            print(f"flowhost: metrics on {metrics.server.url}", file=sys.stderr, flush=True)
+        yield metrics
+    finally:
+        metrics.close()
 
 
 class _Screen:
@@ -62,11 +88,13 @@ class _Screen:
 
 
 async def drive(args: argparse.Namespace, prepare: Callable[[Intervener], Awaitable[Run]],
-                json_out: Path | None) -> int:
+                json_out: Path | None, metrics: Metrics | None = None) -> int:
     """Run what ``prepare`` makes with the progress view, Ctrl-C and the closing words; the
     exit code."""
     screen = _Screen()
     run = await prepare(choose_intervener(args.on_manual, screen))
+    if metrics is not None:
+        run.observe(metrics.observer)
     progress = make_progress(enabled=not args.no_progress, stream=sys.stdout,
                              estimate_s=run.estimate_s, carried=run.carried,
                              term=os.environ.get("TERM"))
@@ -78,6 +106,8 @@ async def drive(args: argparse.Namespace, prepare: Callable[[Intervener], Awaita
     finally:
         progress.close()
     status = conclude(args, run, outcome.status, outcome.checkpoint_failure)
+    if metrics is not None:
+        metrics.pushed(run.workflow_id, report=_say)
     if json_out is not None:
         _write_json(json_out, outcome.result)
     return EXIT_CODES.get(status, 1)
@@ -126,6 +156,10 @@ def conclude(args: argparse.Namespace, run: Run, status: str, failure: str | Non
     elif status == "waiting":
         print(run.redact(pending_decisions(run_id, run.waiting, flag)))
     return status
+
+
+def _say(message: str) -> None:
+    print(f"flowhost: {message}", file=sys.stderr, flush=True)
 
 
 def choose_intervener(on_manual: str | None, screen: _Screen | None) -> Intervener:

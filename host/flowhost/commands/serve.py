@@ -18,7 +18,9 @@ def add_serve(commands: argparse._SubParsersAction[Any], positive_int: object) -
     serve.add_argument("--listen", metavar="H:P", default=None,
                        help="where to serve the API (default 127.0.0.1:50051)")
     serve.add_argument("--metrics-listen", metavar="H:P", default=None,
-                       help="where to serve metrics (default 127.0.0.1:9464)")
+                       help="where to serve Prometheus metrics, /healthz and /readyz (default "
+                       "127.0.0.1:9464; when another process has the default, the daemon "
+                       "goes on without metrics)")
     serve.add_argument("--state-dir", metavar="D", default=None,
                        help="the daemon's state: runs, their working directories, the cache "
                        "(default [serve] state_dir, $FLOWHOST_STATE_DIR or ./.flowhost)")
@@ -75,6 +77,7 @@ def serve_command(args: argparse.Namespace) -> int:
         listen=str(pick(args.listen, settings.listen, DEFAULT_LISTEN)),
         metrics_listen=str(pick(args.metrics_listen, settings.metrics_listen,
                                 DEFAULT_METRICS_LISTEN)),
+        metrics_required=args.metrics_listen is not None or settings.metrics_listen is not None,
         token_file=path(args.token_file, settings.token_file),
         tls_cert=path(args.tls_cert, settings.tls_cert),
         tls_key=path(args.tls_key, settings.tls_key),

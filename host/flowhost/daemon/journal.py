@@ -100,7 +100,8 @@ def _status(store: Store, record: RunRecord) -> str:
     return store.run(record.run_id).status
 
 
-def _data_version(store: Store) -> int:
+def data_version(store: Store) -> int:
+    """Changes whenever another connection commits (SQLite's own counter)."""
     return int(store.conn.execute("PRAGMA data_version").fetchone()[0])
 
 
@@ -108,7 +109,7 @@ def _poll(store: Store, wanted: list[tuple[RunRecord, int]], version: int,
           poked: bool) -> tuple[int, list[list[Event]] | None]:
     """The store's data version now, and the new events of each wanted run when it
     changed since ``version`` (or this process wrote: ``poked``); else None."""
-    now = _data_version(store)
+    now = data_version(store)
     if now == version and not poked:
         return now, None
     return now, [store.events(record, last) for record, last in wanted]
@@ -123,10 +124,13 @@ class Tails:
         self._ticker: asyncio.Task[None] | None = None
         self._poked = False
         self.stopping = asyncio.Event()
+        self.also_poke: list[Callable[[], None]] = []  # other followers of the journal
 
     def poke(self) -> None:
         """This process wrote to the journal (SQLite tells only of other connections')."""
         self._poked = True
+        for poke in self.also_poke:
+            poke()
 
     async def follow(self, record: RunRecord, after_seq: int) -> AsyncIterator[Event]:
         """Every event of the run with ``seq > after_seq``, then the new ones as they are

@@ -32,6 +32,8 @@ from flowhost.daemon.auth import SERVICE, Authenticator, Token, TokenInterceptor
 from flowhost.daemon.journal import Journal, Tails
 from flowhost.daemon.service import HostService
 from flowhost.daemon.supervisor import Supervisor, SupervisorConfig
+from flowhost.metrics.address import split_address
+from flowhost.metrics.daemon import DaemonMetrics
 from flowhost.problems import UserInputError
 
 log = logging.getLogger("flowhost.daemon")
@@ -42,14 +44,6 @@ DEFAULT_MAX_RUNS = 4
 MAX_REQUEST_BYTES = 4 * 1024 * 1024
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 READY = "flowhost serve: listening on"
-
-
-def split_address(address: str, flag: str) -> tuple[str, int]:
-    host, sep, port = address.rpartition(":")
-    if not sep or not host or not port.isdigit() or int(port) > 65535:
-        raise UserInputError(f"{flag} {address!r}: not HOST:PORT (e.g. 127.0.0.1:50051, or "
-                             "port 0 for any free port)")
-    return host, int(port)
 
 
 def is_loopback(host: str) -> bool:
@@ -76,6 +70,9 @@ class ServeConfig:
     insecure: bool = False
     env_allow: tuple[str, ...] = ()
     config_path: Path | None = None  # the flowhost.toml the workers read too
+    # False: metrics_listen is the default, and the daemon goes on without metrics when
+    # another process has that address
+    metrics_required: bool = True
     tokens: tuple[Token, ...] = field(default=(), repr=False)
 
     def checked(self) -> ServeConfig:
@@ -135,6 +132,11 @@ class Daemon:
         self.address = ""
         self._stop = asyncio.Event()
         self._signals = 0
+        # bound now, before anything starts: an address that cannot be is exit 2
+        self.metrics = DaemonMetrics(
+            config.metrics_listen, self.journal, self.tails,
+            required=config.metrics_required, queued=lambda: len(self.supervisor.queue),
+            draining=lambda: self._stop.is_set() or self.service.draining)
 
     def _grpc_server(self) -> aio.Server:
         interceptors = [TokenInterceptor(self.authenticator)] if self.config.tokens else []
@@ -184,6 +186,7 @@ class Daemon:
                                  "use, or not an address of this machine)")
         host, _ = split_address(self.config.listen, "--listen")
         self.address = f"{host}:{port}"
+        await self.metrics.start()  # before the workers: it counts what they commit
         await self.supervisor.start()
         await server.start()
         self.server = server
@@ -198,8 +201,9 @@ class Daemon:
             await self.start()
             security = ("" if self.config.tls_cert is None else
                         " with mTLS" if self.config.tls_client_ca else " with TLS")
+            metrics = f"; metrics on {self.metrics.url}" if self.metrics.url else ""
             print(f"{READY} {self.address}{security} (state {self.config.state_dir}, at "
-                  f"most {self.config.max_runs} runs at once)", flush=True)
+                  f"most {self.config.max_runs} runs at once{metrics})", flush=True)
             await self._stop.wait()
             await self.drain()
         finally:
@@ -234,6 +238,7 @@ class Daemon:
             await self.server.stop(grace=None)
             self.server = None
         await self.supervisor.close()
+        await self.metrics.close()  # last: /readyz says why while the daemon stops
         await self.journal.close()
 
 
