@@ -43,6 +43,9 @@ class Intervention(BaseModel):
     action: str | None = None  # None while waiting for an answer
     by: str | None = None
     outputs: dict[str, Any] | None = None
+    # Answered while no process ran the run (`runs resolve`, the daemon's ResolveIntervention
+    # to a parked run): recorded, not applied yet; the next `resume` (or worker) applies it.
+    pending: bool = False
 
 
 class BreakerRecord(BaseModel):
@@ -114,6 +117,7 @@ class _Fold:
         self.modifications: list[str] = []
         self.breakers: list[BreakerRecord] = []
         self._earlier_attempts: dict[str, int] = {}
+        self._decided: set[str] = set()  # steps with an answer no process has applied yet
 
     def add(self, event: Event) -> None:
         cls = type(event)
@@ -137,6 +141,8 @@ class _Fold:
     def _step_started(self, event: StepStarted) -> None:
         record = self.steps[event.step_id]
         _set(record, status="running")
+        if self._decided:
+            self._applied(event.step_id)
         # Attempts an earlier process made (a resume, a retry decided with `runs
         # resolve`): this process counts its own from 1 again.
         self._earlier_attempts[event.step_id] = len(record.failed_attempts)
@@ -184,15 +190,28 @@ class _Fold:
             record.interventions.append(Intervention(error="(decided later)"))
         answer = record.interventions[-1]
         answer.action, answer.by, answer.outputs = event.action, event.by, event.outputs
-        record.status = "running"
+        if self._process_start is None and self.status == "waiting":
+            # The run is parked: the answer waits for a process to take it on.
+            answer.pending = True
+            self._decided.add(event.step_id)
+        else:
+            record.status = "running"
         # (`--on-manual fail` changes nothing: it is what happens without level 3; it was
         # recorded as an abort by "policy" before "fail" was an answer of its own)
         if event.by != "policy" or event.action not in ("fail", "abort"):
             self.modifications.append(
                 f"Step {event.step_id}: {event.action} chosen by {event.by}")
 
+    def _applied(self, step_id: str) -> None:
+        if step_id in self._decided:
+            self._decided.discard(step_id)
+            for answer in self.steps[step_id].interventions:
+                answer.pending = False
+
     def _finished(self, event: StepFinished) -> None:
         record = self.steps[event.step_id]
+        if self._decided:
+            self._applied(event.step_id)
         _set(record, status=event.status, used_plugin=event.used_plugin,
              # At least the failed ones recorded: a step cancelled while it waited to
              # retry reports no attempt of its own.

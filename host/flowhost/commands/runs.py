@@ -74,10 +74,19 @@ def show_command(args: argparse.Namespace) -> int:
             line += f"\n            {step.error_type or 'Error'}: {step.error}"
         elif step.reason and step.status != "success":
             line += f"\n            {step.reason}"
+        decided = step.interventions[-1] if step.interventions else None
+        if decided is not None and decided.pending:
+            line += (f"\n            decision {decided.action} (by {decided.by}) recorded, "
+                     "pending: the next resume applies it")
         print(line)
     flag = state_flag(args)
+    pending = [step.id for step in result.steps
+               if step.interventions and step.interventions[-1].pending]
     if point.waiting:
         print(pending_decisions(record.run_id, point.waiting, flag))
+    elif pending:
+        print(f"Decided, not applied yet: {', '.join(pending)}. Continue with: "
+              f"flowhost resume {record.run_id}{flag}")
     elif result.status == "interrupted":
         print(f"Continue with: flowhost resume {record.run_id}{flag}")
     return 0

@@ -1,0 +1,58 @@
+"""``runs show`` after ``runs resolve`` (a parked run, no process running it) shows the
+decision as recorded and pending until ``resume`` applies it, never the step as running."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+SPEC = """
+workflow_id: parked
+steps:
+  - {id: a, plugin: noop, inputs: {value: 1}}
+  - {id: asks, plugin: fail, inputs: {message: needs a human}}
+"""
+
+
+def _flowhost(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "flowhost", *args, "--state-dir", "st"],
+                          cwd=tmp_path, env=dict(os.environ), capture_output=True, text=True,
+                          timeout=60, check=False, stdin=subprocess.DEVNULL)
+
+
+def _step(tmp_path: Path, run_id: str, step_id: str) -> dict[str, Any]:
+    shown = _flowhost(tmp_path, "runs", "show", run_id, "--json")
+    assert shown.returncode == 0, shown.stderr
+    steps: list[dict[str, Any]] = json.loads(shown.stdout)["steps"]
+    return next(step for step in steps if step["id"] == step_id)
+
+
+def test_a_decision_on_a_parked_run_is_pending_until_resume_applies_it(tmp_path: Path) -> None:
+    (tmp_path / "wf.yaml").write_text(SPEC, encoding="utf-8")
+    parked = _flowhost(tmp_path, "run", "wf.yaml", "--no-progress", "--on-manual", "wait")
+    assert parked.returncode == 3, parked.stdout + parked.stderr
+    run_id = parked.stdout.splitlines()[0].removeprefix("run_id: ")
+    resolved = _flowhost(tmp_path, "runs", "resolve", run_id, "asks", "--action", "skip",
+                         "--outputs", '{"never": "x"}')
+    assert resolved.returncode == 0, resolved.stderr
+
+    step = _step(tmp_path, run_id, "asks")
+    assert step["status"] == "waiting"
+    assert step["interventions"][-1] | {"outputs": None} == {
+        "error": "needs a human", "hint": None, "action": "skip", "by": "user",
+        "outputs": None, "pending": True}
+    text = _flowhost(tmp_path, "runs", "show", run_id).stdout
+    assert "running" not in text
+    assert "decision skip (by user) recorded, pending: the next resume applies it" in text
+    assert f"Decided, not applied yet: asks. Continue with: flowhost resume {run_id}" in text
+
+    resumed = _flowhost(tmp_path, "resume", run_id, "--no-progress")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    step = _step(tmp_path, run_id, "asks")
+    assert step["status"] == "skipped"
+    assert step["interventions"][-1]["pending"] is False
+    assert "pending" not in _flowhost(tmp_path, "runs", "show", run_id).stdout
