@@ -68,16 +68,24 @@ def test_the_proto_keeps_the_contract_field_numbers() -> None:
         "PluginDescriptor": {"name": 1, "version": 2, "description": 3, "input_schema_json": 4,
                              "output_schema_json": 5, "idempotent": 6},
         "InvokeRequest": {"plugin": 1, "inputs_json": 2, "run_id": 3, "step_id": 4,
-                          "attempt": 5},
+                          "attempt": 5, "plugin_attempt": 6},
         "InvokeResponse": {"outputs_json": 1},
         "ListPluginsResponse": {"plugins": 1},
+        "InvokeUpdate": {"progress": 1, "result": 2},
+        "Progress": {"fraction": 1, "message": 2},
     }
     assert pb.DESCRIPTOR.package == "flowhost.v1"
     for message, numbers in fields.items():
         descriptor = pb.DESCRIPTOR.message_types_by_name[message]
         assert {f.name: f.number for f in descriptor.fields} == numbers
+    oneof = pb.DESCRIPTOR.message_types_by_name["InvokeUpdate"].oneofs_by_name["update"]
+    assert [f.name for f in oneof.fields] == ["progress", "result"]
     service = pb.DESCRIPTOR.services_by_name["PluginService"]
-    assert [m.name for m in service.methods] == ["ListPlugins", "Invoke"]
+    assert [m.name for m in service.methods] == ["ListPlugins", "Invoke", "InvokeStream"]
+    stream = service.methods_by_name["InvokeStream"]
+    assert stream.server_streaming and not stream.client_streaming
+    assert stream.input_type.name == "InvokeRequest"
+    assert stream.output_type.name == "InvokeUpdate"
 
 
 def test_the_sdk_never_imports_the_host() -> None:

@@ -29,6 +29,7 @@ from flowhost_sdk.errors import (
 SERVICE = "flowhost.v1.PluginService"
 LIST_PLUGINS = f"/{SERVICE}/ListPlugins"
 INVOKE = f"/{SERVICE}/Invoke"
+INVOKE_STREAM = f"/{SERVICE}/InvokeStream"  # optional: servers from the first .proto lack it
 
 KIND_KEY = "flowhost-error-kind"  # transient | permanent | intervention: overrides the code
 HINT_KEY = "flowhost-hint"  # what a human should do; UTF-8, percent-encoded

@@ -5,12 +5,14 @@
 The same ``Plugin`` classes that flowhost imports in-process, unchanged. The server speaks
 ``flowhost.v1.PluginService`` (``protos/flowhost/v1/plugin.proto``) and the standard
 ``grpc.health.v1.Health`` service on ``grpc.aio``; sync plugins run on daemon threads, off
-the event loop. Errors become status codes and trailing metadata by ``flowhost_sdk.protocol``;
-whatever a plugin raises (KeyboardInterrupt and SystemExit too) fails that call only.
-A sync call that finds every worker thread busy (plugins that ignore their deadline keep
-theirs) is refused at once with RESOURCE_EXHAUSTED; health says NOT_SERVING meanwhile.
-SIGTERM or SIGINT stops it gracefully: health turns NOT_SERVING, new calls are refused,
-calls in flight get ``grace`` seconds to finish.
+the event loop. ``InvokeStream`` is ``Invoke`` with the plugin's ``ctx.progress()`` sent
+while it runs (``flowhost_sdk.streaming``). Errors become status codes and trailing
+metadata by ``flowhost_sdk.protocol``; whatever a plugin raises (KeyboardInterrupt and
+SystemExit too) fails that call only. A sync call that finds every worker thread busy
+(plugins that ignore their deadline keep theirs) is refused at once with
+RESOURCE_EXHAUSTED; health says NOT_SERVING meanwhile. SIGTERM or SIGINT stops it
+gracefully: health turns NOT_SERVING, new calls are refused, calls in flight get ``grace``
+seconds to finish.
 """
 
 from __future__ import annotations
@@ -37,7 +39,8 @@ from pydantic_core import PydanticSerializationError
 
 from flowhost_sdk import protocol
 from flowhost_sdk._proto import plugin_pb2 as pb
-from flowhost_sdk.plugin import InvocationContext, Plugin, check_plugin_class
+from flowhost_sdk.plugin import InvocationContext, Plugin, ProgressCallback, check_plugin_class
+from flowhost_sdk.streaming import ProgressFeed, stream_call
 from flowhost_sdk.threads import DaemonPool
 from flowhost_sdk.validation import as_outputs, describe_validation_error
 
@@ -213,6 +216,9 @@ class _PluginService:
             "Invoke": grpc.unary_unary_rpc_method_handler(
                 self.invoke, request_deserializer=pb.InvokeRequest.FromString,
                 response_serializer=pb.InvokeResponse.SerializeToString),
+            "InvokeStream": grpc.unary_stream_rpc_method_handler(
+                self.invoke_stream, request_deserializer=pb.InvokeRequest.FromString,
+                response_serializer=pb.InvokeUpdate.SerializeToString),
         }
 
     async def list_plugins(self, request: pb.ListPluginsRequest,
@@ -227,7 +233,19 @@ class _PluginService:
             await context.abort(abort.code, protocol.sendable_text(abort.details))
             raise  # unreachable: abort() raises
 
-    async def _invoke(self, request: pb.InvokeRequest, context: _Context) -> pb.InvokeResponse:
+    async def invoke_stream(self, request: pb.InvokeRequest, context: _Context) -> None:
+        feed = ProgressFeed(asyncio.get_running_loop())
+        try:
+            response = await stream_call(self._invoke(request, context, feed.report), feed,
+                                         context.write)
+        except _Abort as abort:
+            context.set_trailing_metadata(abort.metadata)
+            await context.abort(abort.code, protocol.sendable_text(abort.details))
+            raise  # unreachable: abort() raises
+        await context.write(pb.InvokeUpdate(result=response))
+
+    async def _invoke(self, request: pb.InvokeRequest, context: _Context,
+                      on_progress: ProgressCallback | None = None) -> pb.InvokeResponse:
         hosted = self._hosted.get(request.plugin)
         if hosted is None:
             raise _Abort(grpc.StatusCode.NOT_FOUND,
@@ -243,7 +261,10 @@ class _PluginService:
         ctx = InvocationContext(
             run_id=request.run_id, step_id=request.step_id or hosted.name,
             attempt=max(request.attempt, 1),
-            deadline=None if remaining is None else time.monotonic() + remaining)
+            # 0: a host older than the field, which numbered attempts per plugin
+            plugin_attempt=request.plugin_attempt if request.plugin_attempt > 0 else None,
+            deadline=None if remaining is None else time.monotonic() + remaining,
+            on_progress=on_progress)
         try:
             result = await self._call(hosted, inputs, ctx)
         except _Abort:

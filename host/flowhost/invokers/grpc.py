@@ -3,9 +3,13 @@
 ``ListPlugins`` gives the plugin's name, version, idempotency and JSON Schemas, so static
 checks and the ladder treat it exactly like a local plugin. Calls go over one ``grpc.aio``
 channel per target (and event loop), shared by every step and run of the process; each
-carries the step's timeout as its deadline. A failed call comes out as the SDK error the
-status code and metadata stand for (``flowhost_sdk.protocol``); outputs are checked against
-the plugin's declared output schema, since the host has no pydantic model for them.
+carries the step's timeout as its deadline. A call is ``InvokeStream``, whose progress
+updates become the plugin's ``ctx.progress()``, unless the server answered UNIMPLEMENTED to
+it (a server written from the first .proto): then ``Invoke``, and the pool remembers that
+the server has no stream for a while, so the extra round trip is made once. A failed
+call comes out as the SDK error the status code and metadata stand for
+(``flowhost_sdk.protocol``); outputs are checked against the plugin's declared output
+schema, since the host has no pydantic model for them.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import json
+import math
 import os
 import re
 import time
@@ -43,6 +48,10 @@ from flowhost_sdk._proto import plugin_pb2 as pb
 Code = grpc.StatusCode
 HEALTH_CHECK = "/grpc.health.v1.Health/Check"
 InvokeCall = Callable[..., Awaitable[pb.InvokeResponse]]
+StreamCall = Callable[..., "aio.UnaryStreamCall[Any, pb.InvokeUpdate]"]
+# How long a server that answered UNIMPLEMENTED to InvokeStream is called with Invoke before
+# it is asked again (it may have been upgraded meanwhile: a daemon lives for weeks).
+NO_STREAM_SECONDS = 600.0
 
 
 class RemoteUnavailable(Exception):
@@ -121,26 +130,47 @@ class ChannelPool:
     def __init__(self) -> None:
         self._open: dict[Endpoint, weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, _Open]] = {}
+        self._no_stream: dict[Endpoint, float] = {}  # -> until when (monotonic)
 
     async def invoke_call(self, endpoint: Endpoint) -> InvokeCall:
         """The Invoke method on the endpoint's channel for the running loop."""
+        return (await self._opened(endpoint)).call
+
+    async def stream_call(self, endpoint: Endpoint) -> StreamCall | None:
+        """The InvokeStream method on the endpoint's channel for the running loop; None
+        while the server is known not to have it."""
+        until = self._no_stream.get(endpoint)
+        if until is not None:
+            if time.monotonic() < until:
+                return None
+            del self._no_stream[endpoint]
+        return (await self._opened(endpoint)).stream
+
+    def without_stream(self, endpoint: Endpoint) -> None:
+        """The server answered UNIMPLEMENTED to InvokeStream: use Invoke for a while."""
+        self._no_stream[endpoint] = time.monotonic() + NO_STREAM_SECONDS
+
+    async def _opened(self, endpoint: Endpoint) -> _Open:
         loop = asyncio.get_running_loop()
         per_loop = self._open.get(endpoint)
         if per_loop is None:
             per_loop = self._open[endpoint] = weakref.WeakKeyDictionary()
         found = per_loop.get(loop)
         if found is not None:
-            return found.call
+            return found
         channel = endpoint.aio_channel()
         call: InvokeCall = channel.unary_unary(
             protocol.INVOKE, request_serializer=pb.InvokeRequest.SerializeToString,
             response_deserializer=pb.InvokeResponse.FromString)
+        stream: StreamCall = channel.unary_stream(
+            protocol.INVOKE_STREAM, request_serializer=pb.InvokeRequest.SerializeToString,
+            response_deserializer=pb.InvokeUpdate.FromString)
         # The loop finalizes asynchronous generators when it shuts down: this one closes
         # the channel then. It is kept here, since dropping it would close the channel now.
         closer = self._close_at_shutdown(endpoint, channel)
-        per_loop[loop] = _Open(channel, call, closer)  # before any await: one per loop
+        opened = per_loop[loop] = _Open(channel, call, stream, closer)  # before any await
         await closer.__anext__()
-        return call
+        return opened
 
     async def _close_at_shutdown(self, endpoint: Endpoint, channel: aio.Channel
                                  ) -> AsyncGenerator[None, None]:
@@ -170,6 +200,7 @@ class ChannelPool:
 class _Open:
     channel: aio.Channel
     call: InvokeCall
+    stream: StreamCall
     closer: AsyncGenerator[None, None]
 
 
@@ -273,6 +304,14 @@ _CONNECTION_FAILURE = re.compile(
     re.IGNORECASE)
 
 
+def _no_such_method(exc: aio.AioRpcError) -> bool:
+    """Whether a failed call says the server does not have the method, rather than that a
+    plugin failed with UNIMPLEMENTED (which it says with flowhost's trailers)."""
+    if exc.code() is not Code.UNIMPLEMENTED:
+        return False
+    return not any(key in protocol.PLUGIN_ERROR_KEYS for key, _ in exc.trailing_metadata() or ())
+
+
 def _tls_failure(details: str) -> bool:
     lowered = details.lower()
     return any(word in lowered for word in ("handshake", "ssl", "certificate", "tls"))
@@ -313,21 +352,60 @@ class GrpcInvoker:
         self._outputs = jsonschema.Draft202012Validator(descriptor.output_schema)
 
     async def invoke(self, inputs: dict[str, Any], ctx: InvocationContext) -> dict[str, Any]:
-        call = await self._pool.invoke_call(self.endpoint)
-        timeout = (ctx.deadline - time.monotonic() if ctx.deadline is not None
-                   else self._default_timeout)
         try:
             payload = json.dumps(inputs, default=_json_default, allow_nan=False).encode("utf-8")
         except (TypeError, ValueError) as exc:
             raise InvalidInputs(f"the inputs of {self.name} cannot be sent as JSON: {exc}"
                                 ) from None
         request = pb.InvokeRequest(plugin=self.served_as, inputs_json=payload, run_id=ctx.run_id,
-                                   step_id=ctx.step_id, attempt=ctx.attempt)
+                                   step_id=ctx.step_id, attempt=ctx.attempt,
+                                   plugin_attempt=ctx.plugin_attempt)
+        stream = await self._pool.stream_call(self.endpoint)
+        if stream is not None:
+            outputs = await self._invoke_stream(stream, request, ctx)
+            if outputs is not None:
+                return self._check_outputs(outputs)
+            self._pool.without_stream(self.endpoint)
+        call = await self._pool.invoke_call(self.endpoint)
         try:
-            response = await call(request, timeout=max(timeout, 0.001))
+            response = await call(request, timeout=self._timeout(ctx))
         except aio.AioRpcError as exc:
             raise self._error(exc) from None
         return self._check_outputs(response.outputs_json)
+
+    def _timeout(self, ctx: InvocationContext) -> float:
+        timeout = (ctx.deadline - time.monotonic() if ctx.deadline is not None
+                   else self._default_timeout)
+        return max(timeout, 0.001)
+
+    async def _invoke_stream(self, stream: StreamCall, request: pb.InvokeRequest,
+                             ctx: InvocationContext) -> bytes | None:
+        """The outputs (JSON) InvokeStream brought, reporting its progress on the way; None
+        when the server has no InvokeStream."""
+        call = stream(request, timeout=self._timeout(ctx))
+        result: bytes | None = None
+        updates = 0
+        try:
+            async for update in call:
+                updates += 1
+                kind = update.WhichOneof("update")
+                if kind == "progress" and result is None:
+                    fraction = update.progress.fraction
+                    if math.isfinite(fraction):  # NaN says nothing about how far it is
+                        ctx.progress(fraction, update.progress.message)
+                elif kind == "result" and result is None:
+                    result = update.result.outputs_json
+        except aio.AioRpcError as exc:
+            if updates == 0 and _no_such_method(exc):
+                return None
+            raise self._error(exc) from None
+        finally:
+            if not call.done():  # the host gave up (timeout, Ctrl-C): so does the call
+                call.cancel()
+        if result is None:
+            raise InvalidOutputs(f"remote plugin {self.label}: InvokeStream ended without "
+                                 "a result")
+        return result
 
     def _error(self, exc: aio.AioRpcError) -> PluginError:
         metadata = exc.trailing_metadata() or ()

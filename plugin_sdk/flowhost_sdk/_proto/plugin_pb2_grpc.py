@@ -44,6 +44,11 @@ class PluginServiceStub:
                 request_serializer=flowhost_dot_v1_dot_plugin__pb2.InvokeRequest.SerializeToString,
                 response_deserializer=flowhost_dot_v1_dot_plugin__pb2.InvokeResponse.FromString,
                 _registered_method=True)
+        self.InvokeStream = channel.unary_stream(
+                '/flowhost.v1.PluginService/InvokeStream',
+                request_serializer=flowhost_dot_v1_dot_plugin__pb2.InvokeRequest.SerializeToString,
+                response_deserializer=flowhost_dot_v1_dot_plugin__pb2.InvokeUpdate.FromString,
+                _registered_method=True)
 
 
 class PluginServiceServicer:
@@ -63,6 +68,15 @@ class PluginServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def InvokeStream(self, request, context):
+        """Optional: Invoke with progress while it runs. Zero or more `progress` updates, then one
+        `result`; errors end the stream with a status, exactly as Invoke fails. A server may
+        leave it out: the host then answers to UNIMPLEMENTED by calling Invoke instead.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PluginServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -75,6 +89,11 @@ def add_PluginServiceServicer_to_server(servicer, server):
                     servicer.Invoke,
                     request_deserializer=flowhost_dot_v1_dot_plugin__pb2.InvokeRequest.FromString,
                     response_serializer=flowhost_dot_v1_dot_plugin__pb2.InvokeResponse.SerializeToString,
+            ),
+            'InvokeStream': grpc.unary_stream_rpc_method_handler(
+                    servicer.InvokeStream,
+                    request_deserializer=flowhost_dot_v1_dot_plugin__pb2.InvokeRequest.FromString,
+                    response_serializer=flowhost_dot_v1_dot_plugin__pb2.InvokeUpdate.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -131,6 +150,33 @@ class PluginService:
             '/flowhost.v1.PluginService/Invoke',
             flowhost_dot_v1_dot_plugin__pb2.InvokeRequest.SerializeToString,
             flowhost_dot_v1_dot_plugin__pb2.InvokeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def InvokeStream(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/flowhost.v1.PluginService/InvokeStream',
+            flowhost_dot_v1_dot_plugin__pb2.InvokeRequest.SerializeToString,
+            flowhost_dot_v1_dot_plugin__pb2.InvokeUpdate.FromString,
             options,
             channel_credentials,
             insecure,
