@@ -56,3 +56,57 @@ def test_a_decision_on_a_parked_run_is_pending_until_resume_applies_it(tmp_path:
     assert step["status"] == "skipped"
     assert step["interventions"][-1]["pending"] is False
     assert "pending" not in _flowhost(tmp_path, "runs", "show", run_id).stdout
+
+
+SKIP_SPEC = """
+workflow_id: stand-in
+steps:
+  - {id: asks, plugin: bad-output}
+  - {id: after, plugin: echo, inputs: {text: "$asks.project_path"}}
+"""
+
+
+def test_resolve_reports_every_missing_output_with_its_type(tmp_path: Path) -> None:
+    (tmp_path / "wf.yaml").write_text(SKIP_SPEC, encoding="utf-8")
+    parked = _flowhost(tmp_path, "run", "wf.yaml", "--no-progress", "--on-manual", "wait")
+    run_id = parked.stdout.splitlines()[0].removeprefix("run_id: ")
+    for given, said in [
+        ("{}", "missing project_path (string), count (integer)"),
+        ('{"count": "many"}', "missing project_path (string); count: 'many' is not of type "
+                              "'integer'"),
+    ]:
+        refused = _flowhost(tmp_path, "runs", "resolve", run_id, "asks", "--action", "skip",
+                            "--outputs", given)
+        assert refused.returncode == 2
+        assert refused.stderr.strip() == (
+            f"flowhost: --outputs do not fit the outputs of bad-output (step 'asks'): {said}")
+
+
+def test_the_prompt_lists_the_output_fields_and_every_missing_one(tmp_path: Path) -> None:
+    (tmp_path / "wf.yaml").write_text(SKIP_SPEC, encoding="utf-8")
+    leader, follower = os.openpty()
+    env = {**os.environ, "TERM": "dumb"}  # plain lines, a terminal all the same
+    with subprocess.Popen([sys.executable, "-m", "flowhost", "run", "wf.yaml", "--json-out",
+                           "r.json"], cwd=tmp_path, env=env, stdin=follower,
+                          stdout=follower, stderr=follower) as process:
+        os.close(follower)
+        os.write(leader, b's\n{}\n{"project_path": "/srv/app", "count": 2}\n')
+        screen = b""
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # the process is gone and so is the terminal's other end
+                break
+            if not chunk:
+                break
+            screen += chunk
+        assert process.wait(timeout=60) == 0, screen.decode(errors="replace")
+    os.close(leader)
+    text = screen.decode("utf-8", errors="replace")
+    assert ("bad-output's outputs: project_path (string, required), count (integer, "
+            "required)") in text
+    assert ("do not fit bad-output's output schema: missing project_path (string), "
+            "count (integer)") in text
+    result = json.loads((tmp_path / "r.json").read_text(encoding="utf-8"))
+    assert result["outputs"]["asks"] == {"project_path": "/srv/app", "count": 2}
+    assert result["outputs"]["after"]["text"] == "/srv/app"

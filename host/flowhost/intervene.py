@@ -133,19 +133,61 @@ class QueuedIntervener:
 
 
 def outputs_problem(outputs: Any, schema: dict[str, Any]) -> str | None:
-    """Why ``outputs`` cannot stand in for the plugin's outputs, or None."""
+    """Why ``outputs`` cannot stand in for the plugin's outputs (every reason at once: the
+    missing fields with their types, then each wrong value), or None."""
     if not isinstance(outputs, dict):
-        return "outputs must be a JSON object"
+        fields = output_fields(schema)
+        return "outputs must be a JSON object" + (f" with {fields}" if fields else "")
     if not schema:
         return None
     import jsonschema
 
-    error = jsonschema.exceptions.best_match(
-        jsonschema.Draft202012Validator(schema).iter_errors(outputs))
-    if error is None:
-        return None
-    where = ".".join(str(p) for p in error.absolute_path)
-    return f"{where + ': ' if where else ''}{error.message}"
+    missing: list[str] = []
+    wrong: list[str] = []
+    for error in sorted(jsonschema.Draft202012Validator(schema).iter_errors(outputs),
+                        key=lambda e: list(map(str, e.absolute_path))):
+        if error.validator == "required" and not error.absolute_path:
+            # (one error per missing field, each naming the whole list)
+            missing += [name for name in error.validator_value if isinstance(name, str)
+                        and name not in outputs and name not in missing]
+            continue
+        where = ".".join(str(p) for p in error.absolute_path)
+        wrong.append(f"{where + ': ' if where else ''}{error.message}")
+    types = _field_types(schema)
+    problems = []
+    if missing:
+        problems.append("missing " + ", ".join(
+            f"{name} ({types[name]})" if types.get(name) else name for name in missing))
+    problems += wrong
+    return "; ".join(problems) if problems else None
+
+
+def output_fields(schema: dict[str, Any]) -> str:
+    """The fields of an output schema with their JSON types ("path (string, required), …")."""
+    required = set(schema.get("required") or ())
+    return ", ".join(f"{name} ({kind}{', required' if name in required else ''})"
+                     for name, kind in _field_types(schema).items())
+
+
+def _field_types(schema: dict[str, Any]) -> dict[str, str]:
+    properties = schema.get("properties")
+    if not isinstance(properties, dict):
+        return {}
+    return {str(name): _json_type(field) for name, field in properties.items()}
+
+
+def _json_type(field: Any) -> str:
+    if not isinstance(field, dict):
+        return "any"
+    kind = field.get("type")
+    if isinstance(kind, str):
+        return kind
+    if isinstance(kind, list):
+        return " or ".join(map(str, kind))
+    options = field.get("anyOf") or field.get("oneOf")
+    if isinstance(options, list) and options:
+        return " or ".join(_json_type(option) for option in options)
+    return "object" if "$ref" in field else "any"
 
 
 class TerminalIntervener:
@@ -218,6 +260,9 @@ class TerminalIntervener:
         self, request: InterventionRequest
     ) -> dict[str, Any] | Literal["back"] | None:
         """Outputs to stand in for the step (None: none), or "back" to choose again."""
+        fields = output_fields(request.output_schema)
+        if fields:
+            self._say(f"   {request.plugin}'s outputs: {fields}")
         while True:
             text = (await self._input(
                 "Outputs for the steps that depend on it, as JSON (Enter for none, "
