@@ -2,10 +2,10 @@
 
 Whatever the input — a valid structure with wrong values, broken references (``$``, ``${``,
 ``$a.``), deep nesting, huge strings and numbers, odd YAML tags, anchors and aliases,
-duplicate keys, random unicode, random text — ``validate`` either succeeds (exit 0) or
-refuses it with exit 2 and a ``flowhost: ...`` message of bounded size: never another
-exception, never "internal error". ``FLOWHOST_DEBUG=1`` makes any other exception escape
-``main``, so hypothesis shows it (and the seed that found it).
+duplicate keys, random unicode, bytes that are not UTF-8, random text — ``validate`` either
+succeeds (exit 0) or refuses it with exit 2 and a ``flowhost: ...`` message of bounded size
+that names the file (or the ``--set`` at fault): never another exception, never "internal
+error" (``fuzzing.validate``).
 
 The budget is ``FLOWHOST_FUZZ_EXAMPLES`` examples in all (default 200), shared among the
 tests below; the last test, which only reads documents (in-process, fast), compares the fast
@@ -14,207 +14,38 @@ path of ``flowhost.source`` with the slow one on as many again.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import math
-import os
-import tempfile
-from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import Any
-from unittest import mock
 
 import pytest
-from hypothesis import HealthCheck, event, given, settings
+from fuzzing import (
+    KEYS,
+    TWO_STEPS,
+    YAML_CHARS,
+    budget,
+    deep,
+    flow_key,
+    json_values,
+    overrides,
+    specs,
+    validate,
+    validate_bytes,
+    values,
+)
+from hypothesis import event, given
 from hypothesis import strategies as st
 
 from flowhost import source
-from flowhost.cli import main
 from flowhost.problems import SpecError
 
 pytestmark = pytest.mark.fuzz
-
-BUDGET = int(os.environ.get("FLOWHOST_FUZZ_EXAMPLES", "200"))
-MAX_LINE = 6_000  # a problem's message and fix are clipped to 2,000 characters each
-
-
-def budget(share: float) -> settings:
-    return settings(max_examples=max(1, round(BUDGET * share)), deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                           HealthCheck.large_base_example],
-                    print_blob=True)
-
-
-@contextlib.contextmanager
-def _workdir() -> Iterator[Path]:
-    with tempfile.TemporaryDirectory(prefix="flowhost-fuzz-") as where:
-        yield Path(where)
-
-
-def validate(text: str, overrides: Sequence[str] = (), name: str = "wf.yaml") -> str:
-    """Run ``flowhost validate`` on ``text``; assert it ends well; return its stderr."""
-    with _workdir() as where:
-        spec = where / name
-        spec.write_text(text, encoding="utf-8", errors="surrogatepass")
-        argv = ["validate", str(spec), *(f"--set={override}" for override in overrides)]
-        out, err = io.StringIO(), io.StringIO()
-        with mock.patch.dict(os.environ, {"FLOWHOST_DEBUG": "1"}), \
-                contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            code = main(argv)
-    message = err.getvalue()
-    assert code in (0, 2), (code, message[:2000])
-    assert "internal error" not in message and "Traceback" not in message, message[:2000]
-    if code == 2:
-        assert message.startswith("flowhost: "), message[:2000]
-    longest = max((len(line) for line in message.splitlines()), default=0)
-    assert longest < MAX_LINE, message[:2000]
-    return message
-
-
-# ---------------------------------------------------------------------- YAML pieces
-TRICKY = [
-    ".inf", "-.inf", ".nan", ".NaN", "1e999", "-0", "0", "1_000", "0x1F", "0o17", "0b102",
-    "017", "09", "1:20:30", "190:20:30", "2024-01-01", "2024-02-30", "2024-13-01",
-    "2024-01-01 25:00:00", "2024-01-01T10:00:00+99:00", "~", "null", "Null", "yes", "no",
-    "on", "off", "y", "=", "<<", "!!int nope", "!!int 09", "!!int ''", "!!bool maybe",
-    "!!float nope", "!!timestamp nope", "!!timestamp 2024-02-30", "!!binary nope",
-    "!!binary aGk=", "!!str 1", "!!null x", "!!set {a, b}", "!!omap [a: 1]", "!!pairs [a: 1]",
-    "!!python/object:os.system x", "!!merge x", "!!value x", "!foo bar", "!<tag:x> y",
-    "'quoted'", '"\\u00e9"', '"\\ud800"', '"\\x00"', '"\\U0010FFFF"', "*nope", "&a x",
-    "$", "${", "$a.", "${a.text", "$a.text", "${a.text}", "$$", "$$$", "${env.HOME}",
-    "${env.FLOWHOST_NOPE}", "${secret.NOPE}", "$inputs.text", "${b.nope}", "$b.length",
-    "$.x", "${}", "${a.}", "${a..b}", "$a.text.0.x", "x${a.text}y${b", "[", "]", "{", "}",
-    "- x", "? x", ": x", "|", ">", "---", "...", "#", "@x", "`x", "'", '"', "%", "&", "*",
-    "a{99999999999}", "(" * 300, "[]", "{}", "[1, 2]", "{a: 1}", "{a: 1, a: 2}",
-]
-YAML_CHARS = st.sampled_from([*"abcxyz019 _-.:,{}[]&*!|>'\"%@`#$=<~?\n\t\\", "é", "\u2028"])
-KEYS = st.sampled_from(["text", "data", "tags", "count", "x", "a", "<<", "=", "", "text"])
-
-
-def _flow_key(key: str) -> str:
-    return json.dumps(key) if not key or key in ("<<", "=") else key
-
-
-
-
-def mostly(valid: str, wrong: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
-    """``valid`` about two times in three: so that the checks after loading get to run."""
-    return st.one_of(st.just(valid), st.just(valid), wrong)
-
-
-scalars = st.one_of(
-    st.sampled_from(["hello", "1", "true", "$a.text", "${a.text} and more", "'$$5'"]),
-    st.sampled_from(TRICKY),
-    st.integers(min_value=-(10**30), max_value=10**30).map(str),
-    st.floats(allow_nan=True, allow_infinity=True).map(repr),
-    st.text(max_size=20).map(json.dumps),  # any character, escaped (lone surrogates too)
-    st.text(YAML_CHARS, max_size=12),  # unquoted: whatever YAML makes of it
-    st.integers(4200, 4400).map(lambda n: "9" * n),  # around Python's int digits limit
-    st.integers(50, 300).map(lambda n: "0x" + "f" * (n * 12)),
-    st.integers(1_000, 200_000).map(lambda n: "a" * n),
-)
-values = st.recursive(
-    scalars,
-    lambda inner: st.one_of(
-        st.lists(inner, max_size=4).map(lambda items: "[" + ", ".join(items) + "]"),
-        st.lists(st.tuples(KEYS, inner), max_size=4).map(  # duplicate keys included
-            lambda pairs: "{" + ", ".join(f"{_flow_key(k)}: {v}" for k, v in pairs) + "}"),
-    ),
-    max_leaves=8,
-)
-deep = st.tuples(st.integers(1, 99) | st.integers(100, 400), st.sampled_from(["[", "{a: "])).map(
-    lambda d: d[1] * d[0] + "1" + ("]" if d[1] == "[" else "}") * d[0])
-
-STEP_FIELDS = ["timeout", "retry", "cache", "cache_ttl", "fallback", "manual", "on_failure",
-               "validation", "needs", "number", "purpose", "id", "plugin", "inputs", "retyr"]
-RETRY = st.fixed_dictionaries({}, optional={
-    name: values for name in ("max_attempts", "initial_delay", "multiplier", "max_delay",
-                              "jitter")}).map(
-    lambda d: "{" + ", ".join(f"{k}: {v}" for k, v in d.items()) + "}")
-CHECKS = st.tuples(st.sampled_from(["output", "files_exist", "python_syntax", "importable",
-                                    "http_ok", "command", "file_contains", "nope"]),
-                   st.one_of(values, st.sampled_from([
-                       "{field: text, matches: 'a{99999999999}'}",
-                       "{field: text, matches: '" + "(" * 500 + "'}",
-                       "{field: text, equals: hello}", "{field: length, type: integer}",
-                       "{field: $a.text, in: [1]}", "{field: nope.x, equals: 1}"]))).map(
-    lambda kv: f"{{{kv[0]}: {kv[1]}}}")
-
-
-@st.composite
-def specs(draw: st.DrawFn) -> str:
-    """A two-step spec (with references between the steps) and wrong values in its slots."""
-    plugin = draw(mostly("echo", st.sampled_from([
-        "numbers", "noop", "ecko", "grpc://127.0.0.1:1/x", "broken-import", "sleeper",
-        "$a.text", ""])))
-    inputs = draw(mostly("{text: hi}", st.one_of(values, deep, st.sampled_from([
-        "{text: &t hello, data: {copy: *t, more: *t}}",
-        "{text: hi, data: &d {a: 1}, tags: [*d]}",
-        "{<<: {text: merged}, text: own}",
-        "{<<: [{text: a}, {count: 1}], tags: []}",
-        "{text: hi, text: again}",
-        "{count: 3, ratio: .nan, flag: maybe}"]))))
-    field = draw(st.sampled_from(STEP_FIELDS))
-    extra = f"{field}: {draw(RETRY) if field == 'retry' else draw(values)}"
-    reference = draw(mostly("$a.text", st.sampled_from(TRICKY[60:90]) | values))
-    check = draw(mostly("{output: {field: length, type: integer}}", CHECKS))
-    top = draw(st.sampled_from([
-        "", "", "", "defaults: {timeout: .inf}", "breaker: {reset_after: .nan, failures: 0}",
-        "defaults: {retry: {initial_delay: .inf, max_delay: .inf}}",
-        "x-anchor: &big [&x [*x]]", "pattern: ~", "description: " + draw(values),
-        "workflow_id: again"]))
-    duplicate_step = draw(st.sampled_from([False, False, True]))
-    workflow_id = draw(mostly("w", st.sampled_from(["", "~", "[1]", "!!int nope"])))
-    lines = [f"workflow_id: {workflow_id}",
-             top, "steps:",
-             "  - id: a", f"    plugin: {plugin or '~'}", f"    inputs: {inputs}",
-             f"    {draw(mostly('purpose: say it', st.just(extra)))}",
-             "  - id: b", "    plugin: echo", f"    inputs: {{text: {reference}}}",
-             f"    needs: {draw(mostly('[a]', st.sampled_from(['[b]', '[zz]', 'a', '[~]'])))}",
-             f"    validation: [{check}]"]
-    if duplicate_step:
-        lines += ["  - id: a", "    plugin: echo"]
-    lines += [f"final_validation: [{draw(mostly('{output: {field: b.text, equals: x}}', CHECKS))}]"]
-    return "\n".join(lines) + "\n"
 
 
 @budget(0.4)
 @given(specs())
 def test_generated_specs_validate_or_exit_2(text: str) -> None:
     validate(text)
-
-
-# ----------------------------------------------------------------------- --set values
-TWO_STEPS = ("workflow_id: w\nsteps:\n  - {id: a, plugin: echo, inputs: {text: hi}}\n"
-             "  - {id: b, plugin: echo, inputs: {text: $a.text}}\n  - {id: n, plugin: numbers,"
-             " inputs: {count: 1}}\n")
-surrogates = st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF)
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner,
-                                                                 max_size=3),
-    max_leaves=6).map(json.dumps)
-set_values = st.one_of(
-    json_values,
-    st.sampled_from(TRICKY),
-    st.text(max_size=30),
-    st.text(st.one_of(st.characters(), surrogates), max_size=10),
-    deep.map(lambda text: text.replace("{a: ", '{"a": ')),
-    st.integers(1, 5000).map(lambda n: "[" * n + "]" * n),
-    st.integers(4200, 4400).map(lambda n: "-" + "9" * n),
-    st.integers(1_000, 200_000).map(lambda n: "z" * n),
-    st.sampled_from(["$b.text", "${b.text}", "$n.count", "$a.nope", "${", "$", "$a."]),
-)
-targets = st.one_of(
-    st.sampled_from(["a.text", "b.text", "n.count", "a.data.x", "a.data.x.y", "a.", ".x", "a",
-                     "", "zz.text", "a.data..x", "a.text.x", "n.count.x", "b.tags.0",
-                     "a" + ".x" * 120]),
-    st.text(max_size=12),
-    st.text(st.one_of(st.characters(), surrogates), max_size=6),
-)
-overrides = st.lists(st.tuples(targets, st.sampled_from(["=", "", "=="]), set_values).map(
-    lambda t: f"{t[0]}{t[1]}{t[2]}"), min_size=1, max_size=3)
 
 
 @budget(0.3)
@@ -246,6 +77,40 @@ def test_json_specs_with_values_in_odd_places_validate_or_exit_2(value: str, whe
     else:
         step[where] = json.loads(value)
     validate(json.dumps(spec), name="wf.json")
+
+
+# ------------------------------------------------------------- bytes that are not UTF-8
+NOT_UTF8 = [b"\xff", b"\xfe\xff", b"\xc3\x28", b"\xc0\xaf", b"\xed\xa0\x80",
+            b"\xf4\x90\x80\x80", b"\xf8\x88\x80\x80\x80", b"\xe2\x82", b"\x80", b"\x00",
+            b"\x1b[31m", b"\r", b"\x85", b"\xef\xbb\xbf", b"\xff\xfe"]
+
+
+@st.composite
+def spliced(draw: st.DrawFn) -> bytes:
+    """A spec's bytes with a few byte strings put in at random places, or the whole spec in
+    another encoding (with or without its byte-order mark)."""
+    data = draw(st.one_of(st.just(TWO_STEPS), specs())).encode("utf-8", "surrogatepass")
+    if draw(st.integers(0, 9)) == 0:
+        encoding = draw(st.sampled_from(["utf-16", "utf-16-le", "utf-32", "latin-1",
+                                         "utf-8-sig"]))
+        return data.decode("utf-8", "replace").encode(encoding, "replace")
+    for _ in range(draw(st.integers(1, 3))):
+        where = draw(st.integers(0, len(data)))
+        piece = draw(st.sampled_from(NOT_UTF8) | st.binary(min_size=1, max_size=8))
+        replace = draw(st.integers(0, 2))
+        data = data[:where] + piece + data[where + replace:]
+    return data
+
+
+@budget(0.2)
+@given(spliced(), st.sampled_from(["wf.yaml", "wf.json"]))
+def test_bytes_that_are_not_utf8_validate_or_exit_2(data: bytes, name: str) -> None:
+    message = validate_bytes(data, name=name)
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        event("not UTF-8")
+        assert message, "a file that is not UTF-8 was taken"
 
 
 # ------------------------------------------------------- the fast path of flowhost.source
@@ -299,7 +164,7 @@ documents = st.one_of(
     st.text(max_size=100),
     values.map(lambda value: f"workflow_id: w\nsteps:\n  - plugin: echo\n    inputs: {value}\n"),
     st.lists(st.tuples(KEYS, values), max_size=6).map(
-        lambda pairs: "".join(f"{_flow_key(k) or '_'}: {v}\n" for k, v in pairs)),
+        lambda pairs: "".join(f"{flow_key(k) or '_'}: {v}\n" for k, v in pairs)),
     json_values,
     json_texts,
     json_texts,
