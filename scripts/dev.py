@@ -3,6 +3,8 @@
 
     python3 scripts/dev.py demo     # venv + install, then run examples/rest-api.yaml
     python3 scripts/dev.py test     # venv + install, then ruff, mypy and the whole test suite
+                                    # (as root with apt-get, Debian's prometheus and
+                                    # prometheus-pushgateway too, for tests/integration)
     python3 scripts/dev.py setup    # just the venv (.venv) with everything installed
 
 The venv is reused; packages are reinstalled only when a pyproject.toml changed.
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -28,6 +31,9 @@ PACKAGES = [
             if (p / "pyproject.toml").is_file()),
     "tests/fixture_plugins",
 ]
+# What tests/integration/test_prometheus.py runs for real: command -> Debian package.
+DEBIAN_TOOLS = {"prometheus": "prometheus", "promtool": "prometheus",
+                "prometheus-pushgateway": "prometheus-pushgateway"}
 
 
 def run(*command: str | Path, env: dict[str, str] | None = None, cwd: Path = ROOT) -> None:
@@ -76,8 +82,35 @@ def demo() -> None:
           f"the result JSON in {workdir / 'result.json'}.")
 
 
+def install_prometheus() -> None:
+    """Debian's Prometheus and pushgateway, when they are missing and this is root with
+    apt-get (as CI is); elsewhere a note, and the tests that need them skip."""
+    missing = sorted({package for command, package in DEBIAN_TOOLS.items()
+                      if shutil.which(command) is None})
+    if not missing:
+        return
+    how = f"apt-get install {' '.join(missing)}"
+    if shutil.which("apt-get") is None or not hasattr(os, "geteuid") or os.geteuid() != 0:
+        print(f"note: {', '.join(missing)} not installed and this is not root with apt-get; "
+              f"the tests against a real Prometheus skip (install them with: {how})",
+              flush=True)
+        return
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+
+    def apt(*args: str) -> bool:
+        print("+ apt-get", " ".join(args), flush=True)
+        return subprocess.run(["apt-get", *args], env=env, check=False).returncode == 0
+
+    install = ("install", "-y", "-q", "--no-install-recommends", *missing)
+    # A new machine may have no package lists yet: then update them once and try again.
+    if apt(*install) or (apt("update", "-q") and apt(*install)):
+        return
+    print(f"note: `{how}` failed; the tests against a real Prometheus skip", flush=True)
+
+
 def test() -> None:
     setup()
+    install_prometheus()
     env = venv_env()
     run(BIN / "ruff", "check", "host", "plugin_sdk", "sample_plugins", "tests", "bench", "scripts",
         env=env)
