@@ -206,4 +206,10 @@ def test_the_sample_prometheus_config_checks() -> None:
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
     assert jobs["flowhost"]["static_configs"] == [{"targets": ["127.0.0.1:9464"]}]
     assert jobs["pushgateway"]["honor_labels"] is True
-    assert DASHBOARD.is_file()
+
+
+def test_the_grafana_provider_loads_the_dashboards_folder() -> None:
+    config = yaml.safe_load((DASHBOARD.parent / "provisioning.yml").read_text("utf-8"))
+    [provider] = config["providers"]
+    assert config["apiVersion"] == 1 and provider["type"] == "file"
+    assert provider["options"]["path"].startswith("/")
