@@ -8,6 +8,7 @@ user should look at.
 from __future__ import annotations
 
 import contextlib
+import errno
 import gc
 import json
 import re
@@ -18,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from flowhost.problems import Problem, SpecError, quote, quote_name
+from flowhost.problems import Problem, SpecError, quote, quote_name, shorten
 
 PathKey = tuple[str | int, ...]
 
@@ -91,7 +92,12 @@ def load_document(path: str | Path) -> Document:
         raise SpecError([Problem("file not found", file=file)]) from None
     except IsADirectoryError:
         raise SpecError([Problem("is a directory, not a workflow file", file=file)]) from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:  # its text without the path again: the problem names the file
+        if exc.errno == errno.ENAMETOOLONG:
+            file = shorten(file)
+        why = exc.strerror or str(exc)
+        raise SpecError([Problem(f"cannot read the file: {why}", file=file)]) from None
+    except UnicodeDecodeError as exc:
         raise SpecError([Problem(f"cannot read the file: {exc}", file=file)]) from None
     return parse_document(text, file)
 

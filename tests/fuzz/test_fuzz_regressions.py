@@ -32,3 +32,15 @@ def test_a_json_out_named_dashdash_is_written() -> None:
         ending = run_cli(["run", "quick.yaml", "--no-progress", "--json-out=--"])
         assert ending.code == 0, ending
         assert Path(where / "--").read_text(encoding="utf-8").startswith("{")
+
+
+LONG_PATH = "b/" * 2100  # past PATH_MAX: "File name too long"
+
+
+def test_a_spec_path_too_long_is_named_once_and_shortened() -> None:
+    """As found: the message held the 4,200-character path twice (8,500 characters)."""
+    with workdir():
+        ending = run_cli(["validate", LONG_PATH])
+    assert_ends_well(ending, names=("(4,200 characters): cannot read the file: File name "
+                                    "too long",))
+    assert len(ending.err) < 300
