@@ -56,6 +56,7 @@ class DaemonMetrics:
         await self.feed.start()
         if self.server is not None:
             self.server.start()
+            log.info("flowhost serve: metrics on %s (also /healthz, /readyz)", self.url)
 
     async def close(self) -> None:
         await self.feed.close()

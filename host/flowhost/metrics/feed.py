@@ -91,6 +91,7 @@ class JournalFeed:
         self._version = -1
         self._poked = False
         self._task: asyncio.Task[None] | None = None
+        self._polling = asyncio.Lock()
         self.problem: str | None = None  # why the last poll failed
         self._answered = time.monotonic()  # when the store last answered a poll
 
@@ -100,7 +101,7 @@ class JournalFeed:
             _start, self.wanted)
         for record, events in unfinished:
             self.observer.restore(events)
-            self._follow(record, events)
+            self._followed[record.run_no] = (record, events[-1].seq if events else 0)
         self._answered = time.monotonic()
         self._task = asyncio.ensure_future(self._tick())
 
@@ -134,6 +135,10 @@ class JournalFeed:
 
     async def step(self) -> None:
         """One poll: deliver what was committed since the last one."""
+        async with self._polling:  # one at a time: each starts from where the last ended
+            await self._step()
+
+    async def _step(self) -> None:
         followed = list(self._followed.values())
         poked, self._poked = self._poked, False
         try:
