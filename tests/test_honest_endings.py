@@ -101,3 +101,34 @@ def test_the_steps_manual_hint_shows_beside_the_errors_own(tmp_path: Path) -> No
     asks = next(step for step in result["steps"] if step["id"] == "asks")
     assert asks["hint"] == "check the cable; restart the frobnicator"
     assert asks["interventions"][0]["hint"] == "check the cable; restart the frobnicator"
+
+
+FALLBACKS = """
+workflow_id: substitutes
+steps:
+  - id: same
+    plugin: flaky
+    inputs: {counter_file: same.count, fail_times: 1, kind: permanent}
+    fallback:
+      - {plugin: flaky, inputs: {counter_file: other.count, fail_times: 0}}
+  - id: other
+    plugin: flaky
+    inputs: {counter_file: third.count, fail_times: 1, kind: permanent}
+    fallback:
+      - {plugin: alternative}
+"""
+
+
+def test_a_fallback_to_the_same_plugin_is_recorded_like_any_substitution(
+        tmp_path: Path) -> None:
+    done = _run(tmp_path, FALLBACKS, "--no-progress")
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads((tmp_path / "r.json").read_text(encoding="utf-8"))
+    assert result["learnings"]["modifications"] == [
+        "Used flaky with the inputs of fallback 1 instead of its own (step same)",
+        "Used alternative instead of flaky",
+    ]
+    steps = {step["id"]: step for step in result["steps"]}
+    assert (steps["same"]["used_plugin"], steps["same"]["used_fallback"]) == ("flaky", 1)
+    assert (steps["other"]["used_plugin"], steps["other"]["used_fallback"]) == (
+        "alternative", 1)

@@ -122,6 +122,7 @@ class FallbackChosen(Event):
     plugin: str
     fallback: str
     reason: str
+    index: int = 0  # which of the step's fallbacks (1-based; 0 in runs recorded before)
 
 
 @dataclass(slots=True, kw_only=True)

@@ -188,7 +188,7 @@ class Ladder:
                 reason = last.error if last is not None and last.error else "primary failed"
                 self.bus.emit(FallbackChosen(run_id=self.run_id, step_id=step.id,
                                              plugin=previous, fallback=invoker.name,
-                                             reason=reason))
+                                             reason=reason, index=index))
             previous = invoker.name
             allowed, change = self.breakers.allow(invoker.name)
             self._breaker_event(change)

@@ -15,6 +15,7 @@ from flowhost.events import (
     AttemptFailed,
     BreakerChanged,
     Event,
+    FallbackChosen,
     FinalValidationFinished,
     InterventionRequested,
     InterventionResolved,
@@ -69,6 +70,9 @@ class StepResult(BaseModel):
     hint: str | None = None
     reason: str | None = None
     rerun_after_interruption: bool = False
+    # Which of the step's fallbacks gave its result (1-based), None for the primary: also
+    # when the fallback is the same plugin with other inputs, which used_plugin cannot show.
+    used_fallback: int | None = None
     failed_attempts: list[AttemptRecord] = Field(default_factory=list)
     interventions: list[Intervention] = Field(default_factory=list)
 
@@ -118,6 +122,7 @@ class _Fold:
         self.breakers: list[BreakerRecord] = []
         self._earlier_attempts: dict[str, int] = {}
         self._decided: set[str] = set()  # steps with an answer no process has applied yet
+        self._fallbacks: dict[str, FallbackChosen] = {}  # step -> the fallback it is on
 
     def add(self, event: Event) -> None:
         cls = type(event)
@@ -141,6 +146,8 @@ class _Fold:
     def _step_started(self, event: StepStarted) -> None:
         record = self.steps[event.step_id]
         _set(record, status="running")
+        if self._fallbacks:
+            self._fallbacks.pop(event.step_id, None)  # the ladder starts again
         if self._decided:
             self._applied(event.step_id)
         # Attempts an earlier process made (a resume, a retry decided with `runs
@@ -164,6 +171,9 @@ class _Fold:
         record = self.steps[event.step_id]
         record.interventions.append(Intervention(error=event.error, hint=event.hint))
         record.status = "waiting"
+
+    def _fallback_chosen(self, event: FallbackChosen) -> None:
+        self._fallbacks[event.step_id] = event
 
     def _breaker_changed(self, event: BreakerChanged) -> None:
         self.breakers.append(BreakerRecord(plugin=event.plugin, state=event.state,
@@ -190,6 +200,8 @@ class _Fold:
             record.interventions.append(Intervention(error="(decided later)"))
         answer = record.interventions[-1]
         answer.action, answer.by, answer.outputs = event.action, event.by, event.outputs
+        if event.action == "retry":
+            self._fallbacks.pop(event.step_id, None)  # the ladder starts again
         if self._process_start is None and self.status == "waiting":
             # The run is parked: the answer waits for a process to take it on.
             answer.pending = True
@@ -223,9 +235,18 @@ class _Fold:
              reason=event.reason)
         if event.outputs is not None and event.status in ("success", "skipped"):
             self.outputs[event.step_id] = event.outputs
-        if event.status == "success" and event.used_plugin != event.plugin:
+        fallback = self._fallbacks.pop(event.step_id, None) if self._fallbacks else None
+        if event.status != "success":
+            return
+        if event.used_plugin != event.plugin:
             self.modifications.append(
                 f"Used {event.used_plugin} instead of {event.plugin}")  # CONTRACT §5, as is
+        elif fallback is not None:  # the same plugin, called again with the fallback's inputs
+            self.modifications.append(
+                f"Used {event.plugin} with the inputs of fallback {fallback.index or '?'} "
+                f"instead of its own (step {event.step_id})")
+        if fallback is not None:
+            record.used_fallback = fallback.index or None
 
     def result(self, pattern: str | None) -> RunResult:
         records = list(self.steps.values())
@@ -265,6 +286,7 @@ _BY_TYPE: dict[type[Event], _Handler] = {
     StepStarted: _Fold._step_started,
     AttemptFailed: _Fold._attempt_failed,
     RetryScheduled: _Fold._retry_scheduled,
+    FallbackChosen: _Fold._fallback_chosen,
     InterventionRequested: _Fold._intervention_requested,
     InterventionResolved: _Fold._resolved,
     BreakerChanged: _Fold._breaker_changed,
