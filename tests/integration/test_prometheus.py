@@ -41,7 +41,7 @@ from prometheus_server import (
     start_pushgateway,
     wait_until,
 )
-from test_daemon_support import Daemon, result, start_daemon, submit, wait_for
+from test_daemon_support import Daemon, start_daemon, submit, wait_for
 
 from flowhost._proto import host_pb2 as pb
 
@@ -107,28 +107,27 @@ steps:
 """
 
 
-def steps_of(found: dict[str, Any]) -> dict[str, str]:
-    return {step["id"]: step["status"] for step in found["steps"]}
-
-
-def answer_and_finish(stub: Any, run_id: str, timeout: float = 30) -> dict[str, Any]:
-    """Wait for the question of step ``asks``, skip it with outputs, and wait for the end."""
-    deadline = time.monotonic() + timeout
-    while steps_of(result(stub, run_id)).get("asks") != "waiting":
-        assert time.monotonic() < deadline, f"{run_id}: no question: {result(stub, run_id)}"
-        time.sleep(0.05)
+def answer_and_finish(stub: Any, run_id: str, seen_by: Prometheus | None = None,
+                      timeout: float = 30) -> dict[str, Any]:
+    """Wait for the question of step ``asks`` (the run parks ``waiting`` once nothing else
+    of it runs; ``seen_by`` scrapes it so), skip it with outputs, and wait for the end."""
+    wait_for(stub, run_id, ["waiting"], timeout=timeout)
+    if seen_by is not None:
+        wait_until("Prometheus sees a run waiting for a person", partial(
+            scraped, seen_by, "flowhost_runs_waiting", 1), timeout)
     stub.ResolveIntervention(pb.ResolveInterventionRequest(
         run_id=run_id, step_id="asks", action="skip", outputs_json=b'{"never": "skipped"}',
         comment="metrics test"), timeout=30)
     return wait_for(stub, run_id, timeout=timeout)
 
 
-def drive(stub: Any, folder: Path, remote: Served, phase: int) -> None:
+def drive(stub: Any, folder: Path, remote: Served, phase: int, prometheus: Prometheus) -> None:
     """A phase: a run that is cancelled, two tours (the second finds the first's cached
     results, one of which fails its check because the test removed its file)."""
     cancelled = submit(stub, gate(folder, phase))
     written = f"written-{phase}"
-    first = answer_and_finish(stub, submit(stub, tour(folder, remote, phase, 1, written)))
+    first = answer_and_finish(stub, submit(stub, tour(folder, remote, phase, 1, written)),
+                              prometheus)
     assert first["status"] == "success", first
     (folder / written / "out.py").unlink()  # the cached result's check fails
     second = answer_and_finish(stub, submit(stub, tour(folder, remote, phase, 2, written)))
@@ -180,7 +179,7 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
         # Each phase does the same things: a counter that appears only shows an increase to
         # rate() from its second scrape on, so the second phase makes every rate non-zero.
         for phase in (1, 2):
-            drive(stub, folder, remote, phase)
+            drive(stub, folder, remote, phase, prometheus)
             wait_until(f"Prometheus sees phase {phase}", partial(
                 scraped, prometheus, f'sum(flowhost_runs_total{{workflow="{TOUR}"}})',
                 2 * phase), 30)
@@ -243,6 +242,11 @@ def test_every_rule_loads_and_evaluates_without_error(scenario: Scenario) -> Non
     ('flowhost_cache_rejected_total{plugin="file-writer"}', 2),
     ('sum(flowhost_step_attempts_total{transport="grpc", outcome="success"})', 4),
     ('flowhost_daemon_ready', 1),
+    ('max_over_time(flowhost_runs_waiting[1h])', 1),
+    ('max_over_time(flowhost_interventions_waiting{plugin="crash"}[1h])', 1),
+    ('flowhost_runs_waiting + flowhost_runs_active + flowhost_runs_queued', 0),
+    ('sum(flowhost_interventions_waiting)', 0),
+    ('max_over_time(flowhost_intervention_oldest_wait_seconds[1h]) > bool 0', 1),
 ])
 def test_the_scenario_is_counted_as_it_happened(scenario: Scenario, expr: str,
                                                 value: float) -> None:
