@@ -129,6 +129,8 @@ def _add_run_flags(parser: argparse.ArgumentParser, *, on_manual: str) -> None:
                         help="run at most N steps at once (default 8)")
     parser.add_argument("--no-progress", action="store_true",
                         help="plain log lines instead of the live view")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="show more: the whole traceback of a plugin's unexpected error")
     parser.add_argument("--on-manual", choices=("fail", "abort", "skip", "wait"), default=None,
                         help=on_manual)
     parser.add_argument("--metrics-listen", metavar="H:P", default=None,

@@ -102,6 +102,8 @@ class AttemptFailed(Event):
     message: str
     hint: str | None
     duration_s: float
+    # An unexpected exception's traceback from the plugin's frames on (secrets masked)
+    traceback: str | None = None
 
 
 @dataclass(slots=True, kw_only=True)

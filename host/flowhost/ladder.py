@@ -45,6 +45,7 @@ from flowhost.plugin_log import RedactingLogger
 from flowhost.recovery import decide
 from flowhost.redact import Redactor
 from flowhost.refs import ResolveError, Scope, resolve
+from flowhost.tracebacks import plugin_traceback
 from flowhost_sdk import InvocationContext, PluginError, TransientError
 
 
@@ -53,8 +54,9 @@ class AttemptError(Exception):
 
     def __init__(self, kind: str, error_type: str, message: str, hint: str | None,
                  validation: tuple[CheckResult, ...] = (),
-                 retry_after: float | None = None) -> None:
+                 retry_after: float | None = None, traceback: str | None = None) -> None:
         super().__init__(message)
+        self.traceback = traceback
         self.kind = kind
         self.error_type = error_type
         self.message = message
@@ -110,16 +112,16 @@ async def _call(invoker: Invoker, inputs: dict[str, Any], ctx: InvocationContext
             raise  # a timeout, Ctrl-C or an abort: the host stops this call
         raise AttemptError("permanent", "CancelledError", "the plugin raised CancelledError "
                            "itself (nothing had cancelled it)", None) from None
-    except Exception as exc:
+    except Exception as exc:  # a bug of the plugin: its author needs the traceback
         raise AttemptError("permanent", type(exc).__name__, str(exc) or repr(exc),
-                           None) from None
+                           None, traceback=plugin_traceback(exc)) from None
     except BaseException as exc:
         # KeyboardInterrupt, SystemExit and the like come from the plugin: the CLI takes
         # Ctrl-C through the event loop's signal handlers, never as an exception inside a
         # call. They fail this attempt, not the process.
         raise AttemptError("permanent", type(exc).__name__, f"the plugin raised "
                            f"{type(exc).__name__}" + (f": {exc}" if str(exc) else ""),
-                           None) from None
+                           None, traceback=plugin_traceback(exc)) from None
 
 
 class Ladder:
@@ -331,12 +333,15 @@ class Ladder:
             hint = choose_hint(failure.hint, manual_hint, self.hints, failure.error_type,
                                failure.message)
             failure.hint = self.redactor.text(hint) if hint else hint
+            if failure.traceback is not None:
+                failure.traceback = self.redactor.text(failure.traceback)
             failure.summary = AttemptSummary(
                 invoker.name, attempt, failure.error_type, failure.message, duration)
             self.bus.emit(AttemptFailed(
                 run_id=run_id, step_id=step_id, plugin=invoker.name, attempt=attempt,
                 error_type=failure.error_type, error_kind=failure.kind,  # type: ignore[arg-type]
-                message=failure.message, hint=failure.hint, duration_s=duration))
+                message=failure.message, hint=failure.hint, duration_s=duration,
+                traceback=failure.traceback))
             raise
 
     async def _validate(self, step: PlannedStep, outputs: dict[str, Any],

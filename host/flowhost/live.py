@@ -9,6 +9,7 @@ Imported only when a run shows on a terminal: rich is not needed for plain lines
 from __future__ import annotations
 
 import sys
+import textwrap
 import threading
 import time
 from collections.abc import Iterable
@@ -39,7 +40,15 @@ from flowhost.events import (
     StepProgress,
     StepStarted,
 )
-from flowhost.progress import _extras, _isatty, _ladder_line, _Tally, _tests, human_duration
+from flowhost.progress import (
+    _extras,
+    _isatty,
+    _ladder_line,
+    _Tally,
+    _tests,
+    human_duration,
+    raised,
+)
 from flowhost.wording import plural
 
 _BAR = 20  # cells
@@ -73,8 +82,10 @@ class RichProgress:
         estimate_s: float | None = None,
         refresh_per_second: float = 10.0,
         carried: Iterable[str] = (),
+        verbose: bool = False,
     ) -> None:
         self._console = console if console is not None else Console()
+        self._verbose = verbose
         self._estimate_s = estimate_s
         self._interval = 1.0 / refresh_per_second
         self._tally = _Tally(carried)
@@ -178,7 +189,10 @@ class RichProgress:
                 run.message = e.message or run.message
             case AttemptFailed():
                 head = f"⚠️ Step {t.get(e.step_id)[0]} attempt {e.attempt} failed: "
-                out.append(Text.assemble((head, "yellow"), f"{e.error_type}: {e.message}"))
+                out.append(Text.assemble((head, "yellow"),
+                                         f"{e.error_type}: {e.message}{raised(e)}"))
+                if self._verbose and e.traceback:
+                    out.append(Text(textwrap.indent(e.traceback, "     "), "dim"))
                 self._hint(e.hint)
                 self._hinted[e.step_id] = e.hint
             case StepFinished():

@@ -37,6 +37,7 @@ from flowhost.events import (
     StepProgress,
     StepStarted,
 )
+from flowhost.tracebacks import raised_at
 from flowhost.wording import plural
 
 if TYPE_CHECKING:
@@ -181,6 +182,12 @@ def _extras(e: StepFinished) -> str:
     )
 
 
+def raised(e: AttemptFailed) -> str:
+    """ " (raised at file.py:42 in invoke)" for a plugin's unexpected error, else ""."""
+    where = raised_at(e.traceback) if e.traceback else None
+    return f" (raised at {where})" if where else ""
+
+
 def _tests(results: dict[str, int]) -> str:
     rest = [f"{v} {k}" for k, v in results.items() if k not in {"passed", "failed", "total"} and v]
     parts = [f"{results.get('passed', 0)} passed", f"{results.get('failed', 0)} failed", *rest]
@@ -196,8 +203,9 @@ class PlainProgress:
     and what a prompt's hold() would keep back are written at once."""
 
     def __init__(self, stream: TextIO | None = None, *, estimate_s: float | None = None,
-                 carried: Iterable[str] = ()) -> None:
+                 carried: Iterable[str] = (), verbose: bool = False) -> None:
         self._stream: TextIO | None = stream if stream is not None else sys.stdout
+        self._verbose = verbose
         self._estimate_s = estimate_s
         self._tally = _Tally(carried)
         self._shown: dict[str, tuple[int, str, float]] = {}  # step -> (quarter, message, ts)
@@ -215,6 +223,8 @@ class PlainProgress:
         if "\n" in line or "\r" in line:
             line = line.replace("\r\n", "\n").replace("\n", "\\n").replace("\r", "\\r")
         self._write(f"[{self._clock[1]}] {line}\n")
+        if self._verbose and type(event) is AttemptFailed and event.traceback:
+            self._write("".join(f"    {text}\n" for text in event.traceback.splitlines()))
         if type(event) is RunFinished:
             self._flush()
 
@@ -306,7 +316,7 @@ class PlainProgress:
                 hint = f" (hint: {e.hint})" if e.hint else ""
                 return (
                     f"{self._step(e.step_id)} attempt {e.attempt}{via} failed: "
-                    f"{e.error_type}: {e.message}{hint}"
+                    f"{e.error_type}: {e.message}{raised(e)}{hint}"
                 )
             case StepFinished():
                 t.finished(e)
@@ -349,7 +359,7 @@ class PlainProgress:
 
 def make_progress(
     *, enabled: bool, stream: TextIO | None = None, estimate_s: float | None = None,
-    carried: Iterable[str] = (), term: str | None = None,
+    carried: Iterable[str] = (), term: str | None = None, verbose: bool = False,
 ) -> ProgressListener:
     """The live view when enabled and writing to a terminal, else plain lines. ``carried``:
     the statuses of the steps an earlier process of a resumed run finished; ``term``: the
@@ -360,8 +370,9 @@ def make_progress(
 
         from flowhost.live import RichProgress
 
-        return RichProgress(Console(file=out), estimate_s=estimate_s, carried=carried)
-    return PlainProgress(out, estimate_s=estimate_s, carried=carried)
+        return RichProgress(Console(file=out), estimate_s=estimate_s, carried=carried,
+                            verbose=verbose)
+    return PlainProgress(out, estimate_s=estimate_s, carried=carried, verbose=verbose)
 
 
 def __getattr__(name: str) -> Any:

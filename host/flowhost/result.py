@@ -36,6 +36,7 @@ class AttemptRecord(BaseModel):
     hint: str | None = None
     duration_s: float
     delay_s: float | None = None  # the pause before the next attempt, when one was retried
+    traceback: str | None = None  # an unexpected exception's, from the plugin's frames
 
 
 class Intervention(BaseModel):
@@ -73,6 +74,8 @@ class StepResult(BaseModel):
     # Which of the step's fallbacks gave its result (1-based), None for the primary: also
     # when the fallback is the same plugin with other inputs, which used_plugin cannot show.
     used_fallback: int | None = None
+    # The traceback of the exception it failed with, when that was a bug in the plugin
+    traceback: str | None = None
     failed_attempts: list[AttemptRecord] = Field(default_factory=list)
     interventions: list[Intervention] = Field(default_factory=list)
 
@@ -160,7 +163,7 @@ class _Fold:
         self.steps[event.step_id].failed_attempts.append(AttemptRecord(
             attempt=event.attempt, plugin=event.plugin, error_type=event.error_type,
             error_kind=event.error_kind, message=event.message, hint=event.hint,
-            duration_s=round(event.duration_s, 4)))
+            duration_s=round(event.duration_s, 4), traceback=event.traceback))
 
     def _retry_scheduled(self, event: RetryScheduled) -> None:
         attempts = self.steps[event.step_id].failed_attempts
@@ -233,6 +236,10 @@ class _Fold:
              validation=[r.to_json() for r in event.validation] if event.validation else [],
              error=event.error, error_type=event.error_type, hint=event.hint,
              reason=event.reason)
+        if event.status == "failed" and record.failed_attempts:
+            last = record.failed_attempts[-1]
+            if last.traceback is not None and last.error_type == event.error_type:
+                record.traceback = last.traceback
         if event.outputs is not None and event.status in ("success", "skipped"):
             self.outputs[event.step_id] = event.outputs
         fallback = self._fallbacks.pop(event.step_id, None) if self._fallbacks else None

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import textwrap
 import time
 from typing import Any, Literal
 
@@ -72,6 +73,8 @@ def show_command(args: argparse.Namespace) -> int:
         line += f"  {', '.join(extras)}" if extras else ""
         if step.error:
             line += f"\n            {step.error_type or 'Error'}: {step.error}"
+            if step.traceback:  # a bug in the plugin: where it was raised, for its author
+                line += "\n" + textwrap.indent(step.traceback, " " * 14)
         elif step.reason and step.status != "success":
             line += f"\n            {step.reason}"
         decided = step.interventions[-1] if step.interventions else None

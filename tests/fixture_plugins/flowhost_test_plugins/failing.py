@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 from pydantic import BaseModel
 
@@ -66,6 +66,26 @@ class Crash(Plugin):
 
     def invoke(self, inputs: Inputs, ctx: InvocationContext) -> Outputs:
         raise ZeroDivisionError("division by zero in the plugin")
+
+
+class Buggy(Plugin):
+    """Has a bug: a helper of its own raises an exception that names its input."""
+
+    name = "buggy"
+    version = "1.0.0"
+
+    class Inputs(BaseModel):
+        token: str = ""
+
+    class Outputs(BaseModel):
+        never: str
+
+    async def invoke(self, inputs: Inputs, ctx: InvocationContext) -> Outputs:
+        return _parse_settings(inputs.token)
+
+
+def _parse_settings(token: str) -> NoReturn:
+    raise ValueError(f"no settings for token {token}")
 
 
 class Misnamed(Plugin):
