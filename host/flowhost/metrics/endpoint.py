@@ -11,6 +11,7 @@ carries the run ids as exemplars, or the classic Prometheus text; gzip when acce
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import gzip
 import socket
@@ -116,17 +117,29 @@ class MetricsServer:
     def start(self) -> MetricsServer:
         if self._thread is None:
             self._thread = threading.Thread(target=self._server.serve_forever,
-                                            kwargs={"poll_interval": 0.2},
+                                            kwargs={"poll_interval": 0.5},
                                             name="flowhost-metrics", daemon=True)
             self._thread.start()
         return self
 
     def close(self) -> None:
         if self._thread is not None:
-            self._server.shutdown()
+            # ``shutdown`` waits for the serving loop to look at its flag, which it does
+            # between requests or every poll interval: a connection of our own makes it
+            # look at once, so a one-off run does not end up to a poll interval later.
+            stopping = threading.Thread(target=self._server.shutdown, daemon=True)
+            stopping.start()
+            while stopping.is_alive():
+                self._wake()
+                stopping.join(0.01)
             self._thread.join(timeout=5)
             self._thread = None
         self._server.server_close()
+
+    def _wake(self) -> None:
+        host, port = self._server.socket.getsockname()[:2]
+        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=1):
+            pass
 
 
 def _why(exc: OSError) -> str:

@@ -13,16 +13,18 @@ from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from flowhost import __version__
+
 # A step takes from a millisecond (a cached result, a no-op) to an hour (a build, a
 # deployment): the buckets cover both ends, denser where people notice.
-STEP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-                10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
+STEP_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                60.0, 300.0, 900.0, 3600.0)
 # A run is a few steps or a whole pipeline, with people answering questions meanwhile.
-RUN_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 600.0, 1800.0,
-               3600.0, 7200.0, 14400.0)
+RUN_BUCKETS = (0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0,
+               14400.0)
 # A person answers in seconds at a terminal, or days later through the daemon.
-WAIT_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0,
-                43200.0, 86400.0, 259200.0, 604800.0)
+WAIT_BUCKETS = (5.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 43200.0,
+                86400.0, 604800.0)
 
 
 class Families:
@@ -98,7 +100,7 @@ class Families:
         self.build_info = Gauge(
             "flowhost_build_info", "Always 1: the flowhost and Python versions.",
             ("version", "python"), registry=into)
-        self.build_info.labels(_version(), platform.python_version()).set(1)
+        self.build_info.labels(__version__, platform.python_version()).set(1)
 
     def add_daemon(self, queued: Callable[[], float], ready: Callable[[], bool]) -> None:
         """The daemon's own gauges, read when scraped."""
@@ -108,11 +110,3 @@ class Families:
               "not draining, its state store answering.",
               registry=self.registry).set_function(lambda: 1.0 if ready() else 0.0)
 
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("flowhost")
-    except PackageNotFoundError:
-        return "unknown"

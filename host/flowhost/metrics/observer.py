@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 import threading
 import time
+from bisect import bisect_left
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,7 +38,7 @@ from flowhost.events import (
     RunStarted,
     StepFinished,
 )
-from flowhost.metrics.families import Families
+from flowhost.metrics.families import STEP_BUCKETS, Families
 
 FINAL = frozenset({"success", "failed", "aborted", "cancelled"})
 # An attempt still in flight when its step ended: how it counts.
@@ -80,7 +81,7 @@ class MetricsObserver:
         self._questions: dict[str, int] = {}  # plugin: open questions
         self._breakers: dict[str, int] = {}  # plugin: runs with its breaker open
         self._seen: dict[str, set[str]] = {"plugin": set(), "workflow": set()}
-        self._steps: dict[tuple[str, str], tuple[Any, Any]] = {}
+        self._steps: dict[tuple[str, str], tuple[Any, Any, list[Any]]] = {}
         self._children: dict[tuple[Any, ...], Any] = {}
         families.oldest_question.set_function(self._oldest)
         self._handlers: dict[type[Event], Callable[[Any], None]] = {
@@ -151,9 +152,18 @@ class MetricsObserver:
         if children is None:
             families = self.families
             children = self._steps[key] = (self._plugin(families.steps, *key),
-                                           self._plugin(families.step_duration, *key))
+                                           self._plugin(families.step_duration, *key),
+                                           [None] * (len(STEP_BUCKETS) + 1))
         children[0].inc()
-        children[1].observe(event.duration_s, run.exemplar)
+        # A bucket keeps one exemplar: the run's first step in it sets it, the next ones
+        # of the same run skip it (an exemplar costs more than the observation itself).
+        duration, marks = event.duration_s, children[2]
+        slot = bisect_left(STEP_BUCKETS, duration)
+        if marks[slot] is run.exemplar:
+            children[1].observe(duration)
+        else:
+            marks[slot] = run.exemplar
+            children[1].observe(duration, run.exemplar)
         if attempt is not None:
             self._plugin(self.families.attempts, attempt[0], attempt[1],
                          _AT_FINISH.get(event.status, "cancelled")).inc()
