@@ -5,7 +5,11 @@ remote plugins from ``grpc://`` / ``grpcs://`` URLs and the ``[remote]`` table o
 Listing reads entry-point metadata only (through stevedore's on-disk cache) and imports no
 plugin module; a workflow imports just the plugins it names, so a broken plugin never
 breaks discovery nor a workflow that does not use it. A remote plugin is asked for its
-descriptor (``ListPlugins``) when it is first used, within ``[grpc] connect_timeout``.
+descriptor (``ListPlugins``) when it is first used, within ``[grpc] connect_timeout``; with
+a ``SchemaMemory`` (the run's state store: ``Catalog.for_context``) what each server says
+is recorded, and a server that does not answer is described by what it said last time
+(``Unreached``), or else ``RemoteDown`` says so and carries a stand-in that accepts
+anything, for the static checks to use when the step can recover without it.
 """
 
 from __future__ import annotations
@@ -18,12 +22,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from flowhost.problems import did_you_mean
+from flowhost.problems import Problem, did_you_mean
 
 if TYPE_CHECKING:  # imported where used: listing plugins needs neither, nor pydantic
     from flowhost.config import HostConfig
-    from flowhost.invokers import Invoker
-    from flowhost.invokers.grpc import Endpoint, RemoteDescriptor, RemoteUnavailable
+    from flowhost.context import RunContext
+    from flowhost.invokers import Invoker, RemoteDescriptor, SchemaMemory
+    from flowhost.invokers.grpc import Endpoint, RemoteUnavailable
 
 PLUGIN_GROUP = "flowhost.plugins"
 
@@ -50,6 +55,17 @@ class PluginLoadError(Exception):
         self.name = name
         self.reason = reason
         self.suggestion = suggestion
+
+
+class RemoteDown(PluginLoadError):
+    """A remote plugin whose server does not answer, and of which no schemas are known.
+    ``stand_in`` calls it all the same, with schemas that accept anything: a step that can
+    recover without it (a fallback) may use it, with a warning."""
+
+    def __init__(self, name: str, reason: str, suggestion: str | None, stand_in: Invoker
+                 ) -> None:
+        super().__init__(name, reason, suggestion)
+        self.stand_in = stand_in
 
 
 def _entry_points() -> list[importlib.metadata.EntryPoint]:
@@ -102,15 +118,27 @@ class Catalog:
     ``[remote]`` in flowhost.toml, which wins over a local plugin of the same name."""
 
     def __init__(self, config: HostConfig | None = None, *,
-                 environ: Mapping[str, str] | None = None, cwd: Path | None = None) -> None:
+                 environ: Mapping[str, str] | None = None, cwd: Path | None = None,
+                 schemas: SchemaMemory | None = None) -> None:
         """``config``, or the one ``environ`` and ``cwd`` name, read when first needed
-        (none given: no config)."""
+        (none given: no config). ``schemas``: where remote plugins' descriptors are
+        recorded when their servers answer, and read when they do not."""
         self._entries: dict[str, PluginEntry] | None = None
         self._invokers: dict[str, Invoker] = {}
         self._config = config
         self._environ, self._cwd = environ, cwd
+        self.schemas = schemas
+        self.warnings: list[Problem] = []  # what static checks could not check, and why
         # What each server hosts, or why it could not be asked (asked once per catalog).
         self._remote: dict[Endpoint, dict[str, RemoteDescriptor] | RemoteUnavailable] = {}
+
+    @classmethod
+    def for_context(cls, ctx: RunContext) -> Catalog:
+        """The catalog a run in ``ctx`` checks against: its config, and its state dir as
+        the memory of what remote plugins reported."""
+        from flowhost.store.schemas import StateDirSchemas
+
+        return cls(ctx.config, schemas=StateDirSchemas(ctx.state_dir, ctx.busy_timeout))
 
     @property
     def config(self) -> HostConfig:
@@ -222,9 +250,14 @@ class Catalog:
                 served = remote.list_plugins(endpoint, config.grpc.connect_timeout)
             except remote.RemoteUnavailable as exc:
                 served = exc
+            else:
+                if self.schemas is not None:
+                    self.schemas.record_schemas(target.url, served.values())
             self._remote[endpoint] = served
         if isinstance(served, remote.RemoteUnavailable):
-            raise PluginLoadError(name, str(served), served.fix)
+            if not served.down:
+                raise PluginLoadError(name, str(served), served.fix)
+            return self._unreached(name, endpoint, served_as, served)
         descriptor = served.get(served_as)
         if descriptor is None:
             raise PluginLoadError(
@@ -232,6 +265,28 @@ class Catalog:
                 f"{', '.join(sorted(served)) or 'nothing'}", did_you_mean(served_as, served))
         return remote.GrpcInvoker(descriptor, endpoint, name=name,
                                   default_timeout=config.grpc.default_timeout)
+
+    def _unreached(self, name: str, endpoint: Endpoint, served_as: str,
+                   down: RemoteUnavailable) -> Invoker:
+        """An invoker for a plugin whose server does not answer: described as it was last
+        time, or else RemoteDown with a stand-in."""
+        from flowhost.invokers import RemoteDescriptor, Unreached
+        from flowhost.invokers import grpc as remote
+
+        recorded = None
+        if self.schemas is not None:
+            recorded = self.schemas.recorded_schemas(endpoint.target.url, served_as)
+        grpc_settings = self.config.grpc
+        descriptor = recorded.descriptor if recorded is not None else RemoteDescriptor(
+            served_as, "unknown", "", False, {}, {})
+        invoker = remote.GrpcInvoker(
+            descriptor, endpoint, name=name, default_timeout=grpc_settings.default_timeout,
+            unreached=Unreached(str(down), down.fix,
+                                recorded.reported_at if recorded is not None else None),
+            memory=self.schemas, connect_timeout=grpc_settings.connect_timeout)
+        if recorded is None:
+            raise RemoteDown(name, str(down), down.fix, invoker)
+        return invoker
 
 
 def _import_plugin_class(name: str, target: str) -> Any:

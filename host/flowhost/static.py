@@ -4,15 +4,21 @@ Unknown plugins and steps (with "did you mean"), unknown output fields (against 
 producer's output schema), types the consumer's input schema rejects, missing required
 inputs, unset environment variables, check kinds and arguments, and cycles. All passes are
 linear in the size of the spec; suggestions are computed only for errors.
+
+A remote plugin whose server does not answer is checked against the schemas it reported
+last time, with a warning; when none are known, its step may still use it if another of
+its plugins (the primary, a fallback) can be checked: what cannot be is named in a
+warning. Warnings are logged (``flowhost.static``) and kept in ``Catalog.warnings``.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from flowhost import schema as js
-from flowhost.catalog import Catalog, PluginLoadError
+from flowhost.catalog import Catalog, PluginLoadError, RemoteDown
 from flowhost.invokers import Invoker
 from flowhost.plan import Plan, PlannedCheck, PlannedFallback, PlannedStep
 from flowhost.problems import Problem, SpecError, did_you_mean, quote, requote
@@ -29,8 +35,10 @@ from flowhost.refs import (
 )
 from flowhost.source import paused_gc
 from flowhost.spec import CheckSpec, LoadedSpec, Step
+from flowhost.unreachable import Unanswered
 
 PathKey = tuple[str | int, ...]
+log = logging.getLogger(__name__)
 
 
 class _Checker:
@@ -46,6 +54,7 @@ class _Checker:
         self.positions = {step.id: i for i, step in enumerate(self.workflow.steps)}
         self.invokers: dict[str, Invoker | None] = {}
         self.secret_names: set[str] = set()
+        self.remote = Unanswered(spec)  # remote plugins whose servers did not answer
         # What is the same for every step using a plugin, or reading the same field: keyed by
         # the id of the schema (or invoker), which the entry holds so that the id stays its.
         self._input_fields: dict[int, tuple[Invoker, _InputFields]] = {}
@@ -65,7 +74,10 @@ class _Checker:
     def invoker(self, name: str, path: PathKey, step: str) -> Invoker | None:
         if name not in self.invokers:
             try:
-                self.invokers[name] = self.catalog.get(name)
+                loaded = self.invokers[name] = self.catalog.get(name)
+            except RemoteDown as exc:
+                self.invokers[name] = None
+                self.remote.down[name] = exc  # whether a step may do without it: per step
             except PluginLoadError as exc:
                 self.invokers[name] = None
                 fix = exc.suggestion or (
@@ -73,9 +85,28 @@ class _Checker:
                     if "no plugin" in exc.reason else "run `flowhost plugins list --check`"
                 )
                 self.add(f"plugin '{name}': {exc.reason}", path, step, "plugin", fix)
-        elif self.invokers[name] is None:
+            else:
+                self.remote.loaded(name, loaded, path, step)
+        elif self.invokers[name] is None and name not in self.remote.down:
             self.add(f"plugin '{name}' is not usable (see above)", path, step, "plugin")
         return self.invokers[name]
+
+    def load_plugins(self) -> None:
+        """Every plugin first, so references can be checked against any producer."""
+        invokers = self.invokers
+        for index, step in enumerate(self.workflow.steps):
+            if invokers.get(step.plugin) is None:  # not loaded yet, or not usable (say again)
+                self.invoker(step.plugin, ("steps", index, "plugin"), step.id)
+            for j, fallback in enumerate(step.fallback):
+                self.invoker(fallback.plugin, ("steps", index, "fallback", j, "plugin"),
+                             step.id)
+            if self.remote.down:
+                self.problems += self.remote.step(index, step, invokers)
+
+    def report_warnings(self) -> None:
+        for warning in self.remote.warnings(self.invokers):
+            self.catalog.warnings.append(warning)
+            log.warning("warning: %s", warning)
 
     # -- references --------------------------------------------------------------------
     def compile(self, value: Any, path: PathKey, step: str | None, field: str) -> Compiled:
@@ -122,6 +153,10 @@ class _Checker:
             if alternative is not None:
                 self._walk(ref, alternative.output_schema, path, step, field, fallback.plugin,
                            root)
+        if self.remote.down:
+            self.remote.read(producer.plugin, ref)
+            for fallback in producer.fallback:
+                self.remote.read(fallback.plugin, ref)
         return found
 
     def _walk(self, ref: Ref, schema: js.Schema, path: PathKey, step: str | None, field: str,
@@ -339,12 +374,7 @@ def check(spec: LoadedSpec, catalog: Catalog, env: Mapping[str, str],
     workflow = spec.workflow
     steps = workflow.steps
     invokers = checker.invokers
-    # Load every plugin first, so references can be checked against any producer.
-    for index, step in enumerate(steps):
-        if invokers.get(step.plugin) is None:  # not loaded yet, or not usable (say so again)
-            checker.invoker(step.plugin, ("steps", index, "plugin"), step.id)
-        for j, fallback in enumerate(step.fallback):
-            checker.invoker(fallback.plugin, ("steps", index, "fallback", j, "plugin"), step.id)
+    checker.load_plugins()
 
     planned: dict[str, PlannedStep] = {}
     order: Iterable[int] = range(len(steps))
@@ -404,6 +434,7 @@ def check(spec: LoadedSpec, catalog: Catalog, env: Mapping[str, str],
         )
     final = checker.checks(workflow.final_validation, ("final_validation",), None)
     levels = _levels(planned, checker)
+    checker.report_warnings()
     if checker.problems:
         raise SpecError(checker.problems)
     return Plan(workflow=workflow, steps=planned, levels=levels, final_checks=final,

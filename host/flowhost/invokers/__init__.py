@@ -7,11 +7,61 @@ comes out as one of the SDK's error classes (``TransientError``, ``PermanentErro
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from flowhost_sdk import InvocationContext, PermanentError
 
 Transport = Literal["local", "grpc"]
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteDescriptor:
+    """What a plugin server says of one of its plugins (``ListPlugins``)."""
+
+    name: str
+    version: str
+    description: str
+    idempotent: bool
+    input_schema: dict[str, Any]
+    output_schema: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedSchemas:
+    """A remote plugin's descriptor as its server last reported it, and when (unix time;
+    recorded again at most hourly while nothing changes, so a check seldom writes)."""
+
+    descriptor: RemoteDescriptor
+    reported_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Unreached:
+    """A remote plugin whose server could not be reached when the workflow was checked:
+    why, what to do, and when the schemas it is checked against were reported (None: none
+    are known, and its schemas accept anything). Its first call asks the server again."""
+
+    reason: str
+    fix: str | None
+    reported_at: float | None
+
+
+def unreached(invoker: Invoker) -> Unreached | None:
+    """How ``invoker`` was not reached at check time; None for one that was (or is local)."""
+    found: Unreached | None = getattr(invoker, "unreached", None)
+    return found
+
+
+class SchemaMemory(Protocol):
+    """Where the descriptors remote plugins reported are kept (the state store), so that a
+    workflow can be checked against them while a server cannot be reached. ``target`` is
+    the server's ``grpc://HOST:PORT`` (or ``grpcs://``)."""
+
+    def recorded_schemas(self, target: str, plugin: str) -> RecordedSchemas | None: ...
+
+    def record_schemas(self, target: str, plugins: Iterable[RemoteDescriptor]) -> None: ...
 
 
 class Invoker(Protocol):

@@ -38,16 +38,20 @@ from flowhost.config import HostConfig, RemoteTarget
 from flowhost.invokers import (
     InvalidInputs,
     InvalidOutputs,
+    RemoteDescriptor,
+    SchemaMemory,
     Transport,
+    Unreached,
     unencodable_field,
     unencodable_outputs,
 )
-from flowhost_sdk import InvocationContext, PluginError, protocol
+from flowhost_sdk import InvocationContext, PermanentError, PluginError, protocol
 from flowhost_sdk._proto import plugin_pb2 as pb
 
 Code = grpc.StatusCode
 HEALTH_CHECK = "/grpc.health.v1.Health/Check"
 InvokeCall = Callable[..., Awaitable[pb.InvokeResponse]]
+ListCall = Callable[..., Awaitable[pb.ListPluginsResponse]]
 StreamCall = Callable[..., "aio.UnaryStreamCall[Any, pb.InvokeUpdate]"]
 # How long a server that answered UNIMPLEMENTED to InvokeStream is called with Invoke before
 # it is asked again (it may have been upgraded meanwhile: a daemon lives for weeks).
@@ -55,11 +59,14 @@ NO_STREAM_SECONDS = 600.0
 
 
 class RemoteUnavailable(Exception):
-    """A plugin server cannot be reached or does not answer as a plugin server should."""
+    """A plugin server cannot be reached or does not answer as a plugin server should.
+    ``down``: no answer at all (not running, unreachable, too slow), which may pass; as
+    opposed to an answer that is wrong (not a plugin server, TLS refused, bad schemas)."""
 
-    def __init__(self, message: str, fix: str | None = None) -> None:
+    def __init__(self, message: str, fix: str | None = None, *, down: bool = False) -> None:
         super().__init__(message)
         self.fix = fix
+        self.down = down
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +143,10 @@ class ChannelPool:
         """The Invoke method on the endpoint's channel for the running loop."""
         return (await self._opened(endpoint)).call
 
+    async def list_call(self, endpoint: Endpoint) -> ListCall:
+        """The ListPlugins method on the endpoint's channel for the running loop."""
+        return (await self._opened(endpoint)).listing
+
     async def stream_call(self, endpoint: Endpoint) -> StreamCall | None:
         """The InvokeStream method on the endpoint's channel for the running loop; None
         while the server is known not to have it."""
@@ -165,10 +176,13 @@ class ChannelPool:
         stream: StreamCall = channel.unary_stream(
             protocol.INVOKE_STREAM, request_serializer=pb.InvokeRequest.SerializeToString,
             response_deserializer=pb.InvokeUpdate.FromString)
+        listing: ListCall = channel.unary_unary(
+            protocol.LIST_PLUGINS, request_serializer=pb.ListPluginsRequest.SerializeToString,
+            response_deserializer=pb.ListPluginsResponse.FromString)
         # The loop finalizes asynchronous generators when it shuts down: this one closes
         # the channel then. It is kept here, since dropping it would close the channel now.
         closer = self._close_at_shutdown(endpoint, channel)
-        opened = per_loop[loop] = _Open(channel, call, stream, closer)  # before any await
+        opened = per_loop[loop] = _Open(channel, call, stream, listing, closer)  # before awaits
         await closer.__anext__()
         return opened
 
@@ -201,20 +215,11 @@ class _Open:
     channel: aio.Channel
     call: InvokeCall
     stream: StreamCall
+    listing: ListCall
     closer: AsyncGenerator[None, None]
 
 
 CHANNELS = ChannelPool()  # the process's channels
-
-
-@dataclass(frozen=True, slots=True)
-class RemoteDescriptor:
-    name: str
-    version: str
-    description: str
-    idempotent: bool
-    input_schema: dict[str, Any]
-    output_schema: dict[str, Any]
 
 
 def list_plugins(endpoint: Endpoint, timeout: float) -> dict[str, RemoteDescriptor]:
@@ -226,7 +231,14 @@ def list_plugins(endpoint: Endpoint, timeout: float) -> dict[str, RemoteDescript
         try:
             response: pb.ListPluginsResponse = method(pb.ListPluginsRequest(), timeout=timeout)
         except grpc.RpcError as exc:
-            raise RemoteUnavailable(*_unreachable(endpoint, exc, timeout)) from None
+            raise RemoteUnavailable(*_unreachable(endpoint, exc, timeout),
+                                    down=_no_answer(exc)) from None
+    return descriptors(endpoint, response)
+
+
+def descriptors(endpoint: Endpoint, response: pb.ListPluginsResponse
+                ) -> dict[str, RemoteDescriptor]:
+    """The plugins of a ListPlugins answer, by name; RemoteUnavailable for a bad schema."""
     found: dict[str, RemoteDescriptor] = {}
     for plugin in response.plugins:
         schemas = []
@@ -304,6 +316,13 @@ _CONNECTION_FAILURE = re.compile(
     re.IGNORECASE)
 
 
+def _no_answer(exc: grpc.RpcError) -> bool:
+    """Whether a failed call had no answer from a server (none running, none reachable, or
+    too slow), rather than a wrong one."""
+    code, details = exc.code(), exc.details() or ""
+    return code in (Code.UNAVAILABLE, Code.DEADLINE_EXCEEDED) and not _tls_failure(details)
+
+
 def _no_such_method(exc: aio.AioRpcError) -> bool:
     """Whether a failed call says the server does not have the method, rather than that a
     plugin failed with UNIMPLEMENTED (which it says with flowhost's trailers)."""
@@ -330,28 +349,67 @@ class GrpcInvoker:
 
     ``name`` is what the workflow calls it (its URL, or its name in ``[remote]``), so a step
     that uses it is not taken for a substitution; ``served_as`` is its name on the server.
+
+    ``unreached``: the server could not be reached when the workflow was checked, and the
+    descriptor is the one it last reported (``memory``), or one that accepts anything. The
+    first call then asks the server for its plugins again: no answer is a transient error
+    (the ladder retries, then falls back); an answer replaces the descriptor (and is
+    recorded in ``memory``), so outputs are checked against what the server says now.
     """
 
     transport: Transport = "grpc"
 
     def __init__(self, descriptor: RemoteDescriptor, endpoint: Endpoint, *,
                  name: str | None = None, default_timeout: float = 3600.0,
-                 pool: ChannelPool | None = None) -> None:
+                 pool: ChannelPool | None = None, unreached: Unreached | None = None,
+                 memory: SchemaMemory | None = None, connect_timeout: float = 3.0) -> None:
         self.name = name or descriptor.name
         self.served_as = descriptor.name
+        self.endpoint = endpoint
+        self.url = f"{endpoint.target.url}/{descriptor.name}"
+        self.label = self.name if self.name == self.url else f"{self.name} (at {self.url})"
+        self.unreached = unreached
+        self._memory = memory
+        self._connect_timeout = connect_timeout
+        self._default_timeout = default_timeout
+        self._pool = pool or CHANNELS
+        self._adopt(descriptor)
+
+    def _adopt(self, descriptor: RemoteDescriptor) -> None:
         self.version = descriptor.version
         self.description = descriptor.description
         self.idempotent = descriptor.idempotent
         self.input_schema = descriptor.input_schema
         self.output_schema = descriptor.output_schema
-        self.endpoint = endpoint
-        self.url = f"{endpoint.target.url}/{descriptor.name}"
-        self.label = self.name if self.name == self.url else f"{self.name} (at {self.url})"
-        self._default_timeout = default_timeout
-        self._pool = pool or CHANNELS
         self._outputs = jsonschema.Draft202012Validator(descriptor.output_schema)
 
+    async def _describe_again(self, ctx: InvocationContext) -> None:
+        """Ask the server, unreached at check time, for the plugin's descriptor."""
+        listing = await self._pool.list_call(self.endpoint)
+        try:
+            response = await listing(pb.ListPluginsRequest(),
+                                     timeout=min(self._connect_timeout, self._timeout(ctx)))
+        except aio.AioRpcError as exc:
+            raise self._error(exc) from None
+        try:
+            served = descriptors(self.endpoint, response)
+        except RemoteUnavailable as exc:
+            raise PermanentError(str(exc)) from None
+        descriptor = served.get(self.served_as)
+        if descriptor is None:
+            raise PermanentError(
+                f"the server at {self.endpoint.target.url} does not serve '{self.served_as}'; "
+                f"it serves: {', '.join(sorted(served)) or 'nothing'}",
+                hint="Fix the plugin's URL, or serve that plugin there")
+        self._adopt(descriptor)
+        self.unreached = None
+        if self._memory is not None:  # off the loop: it writes to the state dir
+            await asyncio.to_thread(self._memory.record_schemas, self.endpoint.target.url,
+                                    list(served.values()))
+
     async def invoke(self, inputs: dict[str, Any], ctx: InvocationContext) -> dict[str, Any]:
+        if self.unreached is not None:
+            await self._describe_again(ctx)
         try:
             payload = json.dumps(inputs, default=_json_default, allow_nan=False).encode("utf-8")
         except (TypeError, ValueError) as exc:

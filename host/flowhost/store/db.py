@@ -49,6 +49,7 @@ from flowhost.store.schema import LATEST, NewerSchemaError, migrate
 
 if TYPE_CHECKING:
     from flowhost.engine import StepCache
+    from flowhost.invokers import RecordedSchemas, RemoteDescriptor
 
 DEFAULT_STATE_DIR = ".flowhost"
 DB_NAME = "state.db"
@@ -377,6 +378,19 @@ class Store:
             "AND ? AND type = 'InterventionResolved' AND json_extract(payload, '$.comment') "
             "IS NOT NULL", (low, high))
         return {int(row_id) - low + 1: str(comment) for row_id, comment in rows}
+
+    # -- what remote plugins reported ---------------------------------------------------
+    def recorded_schemas(self, target: str, plugin: str) -> RecordedSchemas | None:
+        """What ``plugin`` on server ``target`` last reported of itself, if it ever did."""
+        from flowhost.store import schemas
+
+        return schemas.recorded(self, target, plugin)
+
+    def record_schemas(self, target: str, plugins: Iterable[RemoteDescriptor]) -> None:
+        """Keep what server ``target`` reports of its plugins (a write only for news)."""
+        from flowhost.store import schemas
+
+        schemas.record(self, target, plugins)
 
     # -- history -----------------------------------------------------------------------
     def durations(self, plugins: Iterable[str], per_plugin: int = 20) -> dict[str, list[float]]:

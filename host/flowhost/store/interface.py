@@ -1,5 +1,6 @@
 """What the rest of flowhost needs from a state store, as Protocols: runs, their journal of
-events, the step cache and plugin durations, the open questions, and run ownership.
+events, the step cache and plugin durations, the open questions, run ownership, and what
+remote plugins reported of themselves.
 
 ``flowhost.store.db.Store`` (SQLite) is the embedded backend; another backend (PostgreSQL,
 for several machines) implements the same Protocols and passes the same contract suite
@@ -17,6 +18,7 @@ from flowhost.events import Event, InterventionRequested, InterventionResolved
 
 if TYPE_CHECKING:
     from flowhost.engine import StepCache
+    from flowhost.invokers import RecordedSchemas, RemoteDescriptor
     from flowhost.store.rows import RunRecord
 
 
@@ -123,7 +125,20 @@ class Ownership(Protocol):
         ...
 
 
-class StateStore(RunStore, Journal, CacheStore, Questions, Ownership, Protocol):
+class RemoteSchemas(Protocol):
+    """The descriptors remote plugins last reported (``flowhost.invokers.SchemaMemory``):
+    what a workflow is checked against while a plugin's server cannot be reached."""
+
+    def recorded_schemas(self, target: str, plugin: str) -> RecordedSchemas | None: ...
+
+    def record_schemas(self, target: str, plugins: Iterable[RemoteDescriptor]) -> None:
+        """Keep what server ``target`` (``grpc://HOST:PORT``) reports of ``plugins``; the
+        other plugins recorded for it stay (a server may serve fewer for a while)."""
+        ...
+
+
+class StateStore(RunStore, Journal, CacheStore, Questions, Ownership, RemoteSchemas,
+                 Protocol):
     """Everything a run, the CLI and the daemon need; a backend implements all of it."""
 
     path: Path

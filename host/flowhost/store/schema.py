@@ -8,7 +8,9 @@ Layout choices, for a cheap checkpoint (one page written per step in a chain):
   range of the table's own b-tree, so no secondary index is written per event;
 - step outputs are a view over the ``StepFinished`` events (the events are the truth; a
   second copy would double the write per step and could disagree with them);
-- cache entries and plugin durations are written in batches, off the checkpoint's path.
+- cache entries and plugin durations are written in batches, off the checkpoint's path;
+- ``remote_schemas`` keeps what each remote plugin last reported of itself, so a workflow
+  is checked against it while its server cannot be reached.
 """
 
 from __future__ import annotations
@@ -113,6 +115,19 @@ ALTER TABLE interventions ADD COLUMN comment TEXT
 -- how many steps had succeeded when the run's process ended (NULL while one runs it):
 -- listing runs then reads a number instead of counting their events
 ALTER TABLE runs ADD COLUMN steps_done INTEGER
+"""),
+    (6, """
+CREATE TABLE remote_schemas (
+    target        TEXT NOT NULL,     -- the plugin server: grpc://HOST:PORT or grpcs://...
+    plugin        TEXT NOT NULL,     -- the plugin's name on that server
+    version       TEXT NOT NULL,
+    description   TEXT NOT NULL,
+    idempotent    INTEGER NOT NULL,
+    input_schema  TEXT NOT NULL,     -- JSON Schema, as the server sent it
+    output_schema TEXT NOT NULL,
+    reported_at   REAL NOT NULL,     -- when a server last reported it (to the hour)
+    PRIMARY KEY (target, plugin)
+) WITHOUT ROWID
 """),
 ]
 

@@ -1,0 +1,123 @@
+"""What remote plugins reported of themselves, in the ``remote_schemas`` table.
+
+Each time a check reaches a plugin server, the descriptors it lists are recorded here; when
+a later check cannot reach it, the workflow is checked against them instead
+(``flowhost.catalog``). A check usually finds what it would write already there: it then
+writes nothing, unless the row is more than an hour old (so ``reported_at`` stays roughly
+when the server last said so, without a write per check).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from flowhost.invokers import RecordedSchemas, RemoteDescriptor
+from flowhost.problems import StorageError, UserInputError
+
+if TYPE_CHECKING:
+    from flowhost.store.db import Store
+
+log = logging.getLogger(__name__)
+REFRESH_SECONDS = 3600.0
+
+_COLUMNS = "version, description, idempotent, input_schema, output_schema, reported_at"
+_UPSERT = (f"INSERT INTO remote_schemas (target, plugin, {_COLUMNS}) "
+           "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (target, plugin) DO UPDATE SET "
+           "version = excluded.version, description = excluded.description, "
+           "idempotent = excluded.idempotent, input_schema = excluded.input_schema, "
+           "output_schema = excluded.output_schema, reported_at = excluded.reported_at")
+
+_Row = tuple[str, str, int, str, str, float]
+
+
+def _dumps(schema: dict[str, object]) -> str:
+    return json.dumps(schema, sort_keys=True, separators=(",", ":"))
+
+
+def _row(plugin: RemoteDescriptor, at: float) -> _Row:
+    return (plugin.version, plugin.description, int(plugin.idempotent),
+            _dumps(plugin.input_schema), _dumps(plugin.output_schema), at)
+
+
+def recorded(store: Store, target: str, plugin: str) -> RecordedSchemas | None:
+    row = store.conn.execute(f"SELECT {_COLUMNS} FROM remote_schemas WHERE target = ? AND "
+                             "plugin = ?", (target, plugin)).fetchone()
+    if row is None:
+        return None
+    version, description, idempotent, inputs, outputs, at = row
+    try:
+        schemas = json.loads(inputs), json.loads(outputs)
+    except ValueError:  # written by hand, or damaged: as if nothing were known
+        return None
+    if not all(isinstance(schema, dict) for schema in schemas):
+        return None
+    return RecordedSchemas(RemoteDescriptor(plugin, str(version), str(description),
+                                            bool(idempotent), schemas[0], schemas[1]),
+                           float(at))
+
+
+def record(store: Store, target: str, plugins: Iterable[RemoteDescriptor]) -> None:
+    now = time.time()
+    wanted = {plugin.name: _row(plugin, now) for plugin in plugins}
+    if not wanted:
+        return
+    known: dict[str, _Row] = {
+        str(name): (str(v), str(d), int(i), str(ins), str(outs), float(at))
+        for name, v, d, i, ins, outs, at in store.conn.execute(
+            f"SELECT plugin, {_COLUMNS} FROM remote_schemas WHERE target = ?", (target,))}
+    stale = [(name, row) for name, row in wanted.items()
+             if name not in known or known[name][:-1] != row[:-1]
+             or now - known[name][-1] > REFRESH_SECONDS]
+    if not stale:
+        return
+    with store.write() as conn:
+        conn.executemany(_UPSERT, [(target, name, *row) for name, row in stale])
+
+
+class StateDirSchemas:
+    """``SchemaMemory`` on the state dir of a run: the database is opened for each use, in
+    the calling thread (checks run on threads of their own), and a failure to read or write
+    it never fails a check: the schemas are a help, not the run's state."""
+
+    def __init__(self, state_dir: Path, busy_timeout: float) -> None:
+        self.state_dir = state_dir
+        self.busy_timeout = busy_timeout
+
+    def recorded_schemas(self, target: str, plugin: str) -> RecordedSchemas | None:
+        store = self._open(create=False)
+        if store is None:
+            return None
+        try:
+            return store.recorded_schemas(target, plugin)
+        except (sqlite3.Error, StorageError) as exc:
+            log.debug("reading the schemas of %s/%s in %s: %s", target, plugin,
+                      self.state_dir, exc)
+            return None
+        finally:
+            store.close()
+
+    def record_schemas(self, target: str, plugins: Iterable[RemoteDescriptor]) -> None:
+        store = self._open(create=True)
+        if store is None:
+            return
+        try:
+            store.record_schemas(target, plugins)
+        except (sqlite3.Error, StorageError) as exc:
+            log.debug("recording the schemas of %s in %s: %s", target, self.state_dir, exc)
+        finally:
+            store.close()
+
+    def _open(self, *, create: bool) -> Store | None:
+        from flowhost.store.db import Store
+
+        try:
+            return Store.open(self.state_dir, busy_timeout=self.busy_timeout, create=create)
+        except UserInputError as exc:  # no state dir yet, or one this flowhost cannot use
+            log.debug("state dir %s: %s", self.state_dir, exc)
+            return None
