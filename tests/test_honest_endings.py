@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from terminal import on_a_terminal
+
 SPEC = """
 workflow_id: honest
 steps:
@@ -42,27 +44,9 @@ def _run(tmp_path: Path, spec: str, *flags: str) -> subprocess.CompletedProcess[
                           stdin=subprocess.DEVNULL)
 
 
-def _on_a_terminal(tmp_path: Path, spec: str, *flags: str) -> str:
-    """What ``flowhost run`` shows when its output is a terminal (the live view)."""
+def _screen(tmp_path: Path, spec: str, *flags: str) -> str:
     (tmp_path / "wf.yaml").write_text(spec, encoding="utf-8")
-    leader, follower = os.openpty()
-    env = {**os.environ, "TERM": "xterm", "COLUMNS": "120", "LINES": "40"}
-    with subprocess.Popen([sys.executable, "-m", "flowhost", "run", "wf.yaml", *flags],
-                          cwd=tmp_path, env=env, stdin=subprocess.DEVNULL, stdout=follower,
-                          stderr=follower) as process:
-        os.close(follower)
-        chunks: list[bytes] = []
-        while True:
-            try:
-                chunk = os.read(leader, 65536)
-            except OSError:  # the terminal's other end closed: the process is gone
-                break
-            if not chunk:
-                break
-            chunks.append(chunk)
-        process.wait(timeout=60)
-    os.close(leader)
-    return b"".join(chunks).decode("utf-8", errors="replace")
+    return on_a_terminal(tmp_path, "run", "wf.yaml", *flags)[1]
 
 
 def test_the_plain_log_says_which_steps_did_not_succeed_and_why(tmp_path: Path) -> None:
@@ -82,11 +66,11 @@ def test_a_clean_run_ends_as_before(tmp_path: Path) -> None:
     done = _run(tmp_path, CLEAN, "--no-progress")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "not every step succeeded" not in done.stdout
-    assert "✅ Workflow complete!" in _on_a_terminal(tmp_path, CLEAN)
+    assert "✅ Workflow complete!" in _screen(tmp_path, CLEAN)
 
 
 def test_the_live_view_does_not_claim_a_clean_completion(tmp_path: Path) -> None:
-    screen = _on_a_terminal(tmp_path, SPEC, "--on-manual", "skip")
+    screen = _screen(tmp_path, SPEC, "--on-manual", "skip")
     assert "✅ Workflow complete!" not in screen
     assert "Workflow complete, but not every step succeeded (2 skipped)" in screen
     assert "flaky_disk (fail) skipped: " in screen

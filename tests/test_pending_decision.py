@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from terminal import on_a_terminal
+
 SPEC = """
 workflow_id: parked
 steps:
@@ -84,25 +86,10 @@ def test_resolve_reports_every_missing_output_with_its_type(tmp_path: Path) -> N
 
 def test_the_prompt_lists_the_output_fields_and_every_missing_one(tmp_path: Path) -> None:
     (tmp_path / "wf.yaml").write_text(SKIP_SPEC, encoding="utf-8")
-    leader, follower = os.openpty()
-    env = {**os.environ, "TERM": "dumb"}  # plain lines, a terminal all the same
-    with subprocess.Popen([sys.executable, "-m", "flowhost", "run", "wf.yaml", "--json-out",
-                           "r.json"], cwd=tmp_path, env=env, stdin=follower,
-                          stdout=follower, stderr=follower) as process:
-        os.close(follower)
-        os.write(leader, b's\n{}\n{"project_path": "/srv/app", "count": 2}\n')
-        screen = b""
-        while True:
-            try:
-                chunk = os.read(leader, 65536)
-            except OSError:  # the process is gone and so is the terminal's other end
-                break
-            if not chunk:
-                break
-            screen += chunk
-        assert process.wait(timeout=60) == 0, screen.decode(errors="replace")
-    os.close(leader)
-    text = screen.decode("utf-8", errors="replace")
+    code, text = on_a_terminal(
+        tmp_path, "run", "wf.yaml", "--json-out", "r.json", term="dumb",  # plain lines
+        typed=b's\n{}\n{"project_path": "/srv/app", "count": 2}\n')
+    assert code == 0, text
     assert ("bad-output's outputs: project_path (string, required), count (integer, "
             "required)") in text
     assert ("do not fit bad-output's output schema: missing project_path (string), "

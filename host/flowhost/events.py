@@ -114,6 +114,9 @@ class RetryScheduled(Event):
     plugin: str
     next_attempt: int
     delay_s: float
+    # the next attempt within ``plugin``'s own retry budget, and that budget (0: unknown)
+    plugin_attempt: int = 0
+    max_attempts: int = 0
 
 
 @dataclass(slots=True, kw_only=True)

@@ -232,7 +232,9 @@ class Ladder:
                         self.bus.emit(RetryScheduled(run_id=self.run_id, step_id=step.id,
                                                      plugin=invoker.name,
                                                      next_attempt=len(history) + 1,
-                                                     delay_s=decision.delay_s))
+                                                     delay_s=decision.delay_s,
+                                                     plugin_attempt=attempt + 1,
+                                                     max_attempts=step.retry.max_attempts))
                         if decision.delay_s > 0:
                             await self.sleep(decision.delay_s)
                         attempt += 1

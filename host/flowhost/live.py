@@ -69,7 +69,9 @@ class _Running:
     fraction: float | None = None
     message: str = ""
     attempt: int = 1
-    via: str = ""  # the fallback plugin running it, if any
+    via: str = ""  # the fallback running it ("alt, fallback 1"), if any
+    backoff: RetryScheduled | None = None  # the retry it waits for, during a backoff
+    backoff_until: float = 0.0  # time.monotonic() when that retry starts
 
 
 class RichProgress:
@@ -182,8 +184,17 @@ class RichProgress:
                 # count from e.ts, so that a listener attached late shows the true elapsed
                 self._running[e.step_id] = _Running(time.monotonic() - max(time.time() - e.ts, 0))
             case AttemptStarted() if (run := self._running.get(e.step_id)) is not None:
-                run.attempt, run.fraction, run.message = e.attempt, None, ""
-                run.via = e.plugin if e.plugin != t.get(e.step_id, e.plugin)[1] else ""
+                run.attempt, run.fraction, run.message, run.backoff = e.attempt, None, "", None
+            case FallbackChosen() if (run := self._running.get(e.step_id)) is not None:
+                # its progress is the fallback's: the row says whose (also when it is the
+                # same plugin with other inputs)
+                run.via = f"{e.fallback}, fallback {e.index}" if e.index else e.fallback
+                out.append(Text(_ladder_line(e, f"⚠️ Step {t.get(e.step_id)[0]}") or "",
+                                "yellow"))
+            case RetryScheduled() if (run := self._running.get(e.step_id)) is not None:
+                run.backoff, run.backoff_until = e, time.monotonic() + e.delay_s
+                out.append(Text(_ladder_line(e, f"⚠️ Step {t.get(e.step_id)[0]}") or "",
+                                "yellow"))
             case StepProgress() if (run := self._running.get(e.step_id)) is not None:
                 run.fraction = min(max(e.fraction, 0.0), 1.0)
                 run.message = e.message or run.message
@@ -204,6 +215,9 @@ class RichProgress:
                 self._hinted.pop(e.step_id, None)
             case RetryScheduled() | FallbackChosen() | InterventionRequested() | \
                     InterventionResolved() | CacheRejected():
+                if isinstance(e, InterventionResolved) and e.action == "retry" and (
+                        run := self._running.get(e.step_id)) is not None:
+                    run.via = ""  # the whole ladder again, from the primary
                 line = _ladder_line(e, f"⚠️ Step {t.get(e.step_id)[0]}")
                 if line:
                     out.append(Text(line, "yellow"))
@@ -293,7 +307,9 @@ class RichProgress:
                 via = f" with {run.via}" if run.via else ""
                 title.append(f" · attempt {run.attempt}{via}", "yellow")
             line = Text.assemble("   ", spin, no_wrap=True, overflow="ellipsis")
-            if run.fraction is None:
+            if run.backoff is not None:
+                line.append(f" {_waiting(run.backoff, run.backoff_until - now)}", "yellow")
+            elif run.fraction is None:
                 line.append(" running…", "dim")
             else:
                 filled = int(run.fraction * _BAR + 1e-9)
@@ -308,3 +324,10 @@ class RichProgress:
             rows.append(Text.assemble(("🔍 Final Validation: ", "bold"), spin, checks))
         # slack for terminals that draw an emoji wider than rich counts it
         return Constrain(Group(*rows), width=max(self._console.width - 2, 20))
+
+
+def _waiting(retry: RetryScheduled, left: float) -> str:
+    """The row of a step during its backoff: what it waits for, and how long still."""
+    budget = (f" ({retry.plugin_attempt} of {retry.max_attempts} with {retry.plugin})"
+              if retry.max_attempts else f" (with {retry.plugin})")
+    return f"waiting {human_duration(max(left, 0.0))} before attempt {retry.next_attempt}{budget}"

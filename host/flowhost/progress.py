@@ -62,8 +62,10 @@ def _ladder_line(e: Event, step: str) -> str | None:
     """The text both views show for the recovery ladder's events."""
     match e:
         case RetryScheduled():
+            budget = (f", {e.plugin_attempt} of {e.max_attempts} with {e.plugin}"
+                      if e.max_attempts else "")
             return f"{step}: retrying {e.plugin} in {human_duration(e.delay_s)} " \
-                   f"(attempt {e.next_attempt})"
+                   f"(attempt {e.next_attempt}{budget})"
         case FallbackChosen():
             return f"{step}: falling back to {e.fallback} instead of {e.plugin} ({e.reason})"
         case InterventionRequested():
