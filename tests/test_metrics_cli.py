@@ -194,3 +194,34 @@ def test_pushed_to_a_real_pushgateway_when_the_run_ends(tmp_path: Path, pushgate
         groups = re.findall(r'^push_time_seconds\{instance="",job="flowhost",workflow="'
                             + workflow + '"}', text, re.MULTILINE)
         assert len(groups) == 1, text
+
+
+def test_a_waiting_run_pushes_its_question_and_its_resume_pushes_the_end(
+        tmp_path: Path, pushgateway: str) -> None:
+    (tmp_path / "person.yaml").write_text(
+        "workflow_id: person\nsteps:\n  - id: a\n    plugin: fail\n    inputs: {kind: "
+        "intervention, message: 'needs a person'}\n", encoding="utf-8")
+    flags = ("--no-progress", "--state-dir", "state", "--pushgateway", pushgateway)
+    done = run_flowhost("run", "person.yaml", "--on-manual", "wait", *flags, cwd=tmp_path)
+    assert done.returncode == 3, done.stderr
+    group = 'instance="",job="flowhost",workflow="person"'
+    text = scrape(f"{pushgateway}/metrics")
+    assert sample(text, f"flowhost_runs_waiting{{{group}}}") == 1
+    assert sample(text, 'flowhost_interventions_waiting{instance="",job="flowhost",'
+                  'plugin="fail",workflow="person"}') == 1
+    done = run_flowhost("resume", "--on-manual", "skip", *flags, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    text = scrape(f"{pushgateway}/metrics")  # the resumed process's own push replaced it
+    assert sample(text, 'flowhost_runs_total{instance="",job="flowhost",status="success",'
+                  'workflow="person"}') == 1
+    assert sample(text, f"flowhost_runs_waiting{{{group}}}") == 0
+
+
+def test_a_run_without_metrics_flags_never_imports_prometheus_client(tmp_path: Path) -> None:
+    (tmp_path / "one.yaml").write_text(ONE, encoding="utf-8")
+    code = ("import sys; from flowhost.cli import main; "
+            "sys.argv = ['flowhost', 'run', 'one.yaml', '--no-progress', '--state-dir', 's']; "
+            "code = main(); print('prometheus_client' in sys.modules, code)")
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert done.stdout.strip().splitlines()[-1] == "False 0", done.stderr
