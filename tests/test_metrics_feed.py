@@ -130,3 +130,19 @@ async def test_a_store_that_cannot_be_read_makes_it_not_ready(tmp_path: Path) ->
         why = daemon.feed.unready()
         assert why is not None and why.startswith("the state store cannot be read")
         await asyncio.sleep(0)
+
+
+async def test_many_runs_between_two_polls_are_all_followed(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    writer = Store.open(state)
+    try:
+        async with Daemonish(state) as daemon:
+            for number in range(250):  # more than a page of runs
+                run_id = f"r{number}"
+                writer.append(record(writer, run_id), [begin(run_id), *step(run_id),
+                                                       end(run_id)])
+            await daemon.feed.step()
+            assert daemon.value("flowhost_runs_total", workflow="wf", status="success") == 250
+            assert daemon.feed.unready() is None
+    finally:
+        writer.close()

@@ -39,10 +39,13 @@ Wanted = Callable[[Store, RunRecord], bool]
 
 def _newer(store: Store, newest: int) -> list[RunRecord]:
     """The runs recorded after run number ``newest``, oldest first."""
+    top = store.runs_page(limit=1)  # most polls find none: one row read, not a page
+    if not top or top[0].run_no <= newest:
+        return []
     found: list[RunRecord] = []
     before: int | None = None
     while True:
-        page = store.runs_page(before=before, limit=_PAGE)
+        page = store.runs_page(before=before, limit=min(top[0].run_no - newest, _PAGE))
         fresh = [record for record in page if record.run_no > newest]
         found += fresh
         if len(fresh) < len(page) or len(page) < _PAGE:
