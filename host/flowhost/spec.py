@@ -202,6 +202,10 @@ class Step(_Strict):
 class Defaults(_Strict):
     retry: RetryPolicy | None = None
     timeout: float | None = Field(None, gt=0, le=MAX_TIMEOUT_S, allow_inf_nan=False)
+    # false: no step uses the cache unless it says `cache: true`; true: the usual (the
+    # steps of idempotent plugins) — a plugin that is not idempotent is cached only when its
+    # step asks for it itself
+    cache: bool | None = None
 
 
 class Workflow(_Strict):
@@ -229,6 +233,11 @@ class Workflow(_Strict):
 
     def timeout_for(self, step: Step) -> float | None:
         return step.timeout if step.timeout is not None else self.defaults.timeout
+
+    def cache_for(self, step: Step, idempotent: bool) -> bool:
+        if step.cache is not None:
+            return step.cache
+        return idempotent and self.defaults.cache is not False
 
 
 def default_step_id(plugin: str) -> str:

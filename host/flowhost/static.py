@@ -428,7 +428,7 @@ def check(spec: LoadedSpec, catalog: Catalog, env: Mapping[str, str],
             tuple(deps),
             workflow.retry_for(step),  # retry
             workflow.timeout_for(step),  # timeout
-            step.cache if step.cache is not None else invoker.idempotent,  # cache
+            workflow.cache_for(step, invoker.idempotent),  # cache
             fallbacks,
             checks,
         )
