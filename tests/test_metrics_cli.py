@@ -19,12 +19,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import run_flowhost
 
 PUSHGATEWAY = shutil.which("prometheus-pushgateway") or shutil.which("pushgateway")
 ONE = "workflow_id: one\nsteps:\n  - {id: s0, plugin: noop, inputs: {value: 1}}\n"
 FAILING = "workflow_id: failing\nsteps:\n  - {id: f, plugin: fail, inputs: {message: 'it broke'}}\n"
 METRICS_LINE = re.compile(r"^flowhost: metrics on (?P<url>http://\S+/metrics)$")
+
+
+def run_flowhost(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """The real CLI, as a subprocess."""
+    return subprocess.run([sys.executable, "-m", "flowhost", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=120, check=False)
 
 
 def scrape(url: str) -> str:

@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
 from flowhost.daemon.journal import Journal
 from flowhost.events import (
     AttemptStarted,
@@ -18,6 +20,7 @@ from flowhost.events import (
     StepFinished,
 )
 from flowhost.metrics import Families, MetricsObserver
+from flowhost.metrics import feed as feed_module
 from flowhost.metrics.feed import JournalFeed
 from flowhost.store import RunRecord, Store
 
@@ -144,5 +147,29 @@ async def test_many_runs_between_two_polls_are_all_followed(tmp_path: Path) -> N
             await daemon.feed.step()
             assert daemon.value("flowhost_runs_total", workflow="wf", status="success") == 250
             assert daemon.feed.unready() is None
+    finally:
+        writer.close()
+
+
+async def test_a_stopped_run_is_read_on_a_poke_or_a_sweep_not_every_tick(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    state = tmp_path / "state"
+    writer = Store.open(state)
+    try:
+        waiting = record(writer, "w1")
+        writer.append(waiting, [begin("w1"), end("w1", "waiting")])
+        monkeypatch.setattr(feed_module, "QUIET_S", 3600.0)
+        async with Daemonish(state) as daemon:
+            writer.append(waiting, [begin("w1"), *step("w1")])  # a worker took it again
+            await daemon.feed.step()
+            assert daemon.value("flowhost_runs_active") == 0  # not read on this tick
+            monkeypatch.setattr(feed_module, "QUIET_S", 0.0)  # the sweep is due
+            await daemon.feed.step()
+            assert daemon.value("flowhost_runs_active") == 1
+            assert daemon.value("flowhost_steps_total", plugin="noop", status="success") == 1
+            monkeypatch.setattr(feed_module, "QUIET_S", 3600.0)
+            writer.append(waiting, [*step("w1")])  # running now: read every tick
+            await daemon.feed.step()
+            assert daemon.value("flowhost_steps_total", plugin="noop", status="success") == 2
     finally:
         writer.close()

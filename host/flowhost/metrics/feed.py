@@ -10,7 +10,7 @@ At start the daemon's unfinished runs are read whole and ``restore``d (gauges, o
 questions, attempts in flight) without being counted: a restarted daemon's counters start
 at 0, as Prometheus expects of a restarted process, and never count a run's past twice.
 Runs created later are followed from their first event. A run is let go after its final
-``RunFinished``, so the work per tick is bounded by the live runs.
+``RunFinished``; one that stopped without ending (waiting, interrupted) is read less often.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from collections.abc import Callable
 
 from flowhost.daemon.journal import Journal, data_version, ends_run
 from flowhost.daemon.records import is_daemon_run
-from flowhost.events import Event
+from flowhost.events import Event, RunFinished
 from flowhost.metrics.observer import MetricsObserver
 from flowhost.observers import Guarded, Observer
 from flowhost.store import RunRecord, Store
@@ -32,6 +32,10 @@ from flowhost.store.db import UNFINISHED
 log = logging.getLogger("flowhost.daemon")
 TICK_S = 0.2  # metrics lag the journal by at most this (a scrape is every few seconds)
 STALE_S = 10.0  # the store has not answered for this long: not ready
+# A run that stopped (waiting for a person, interrupted) has no worker writing to it: it is
+# read on a poke (the daemon wrote: an answer, a cancel) or every QUIET_S, not every tick,
+# so a tick costs what the executing runs cost, however many runs wait.
+QUIET_S = 2.0
 _PAGE = 100
 
 Wanted = Callable[[Store, RunRecord], bool]
@@ -90,6 +94,8 @@ class JournalFeed:
         self.tick_s = tick_s
         self._deliver: Observer = Guarded(observer, self._detached)
         self._followed: dict[int, tuple[RunRecord, int]] = {}  # run_no: record, last seq
+        self._quiet: set[int] = set()  # followed runs whose last event stopped them
+        self._swept = time.monotonic()  # when the quiet ones were last read
         self._newest = 0
         self._version = -1
         self._poked = False
@@ -105,6 +111,8 @@ class JournalFeed:
         for record, events in unfinished:
             self.observer.restore(events)
             self._followed[record.run_no] = (record, events[-1].seq if events else 0)
+            if events and isinstance(events[-1], RunFinished):
+                self._quiet.add(record.run_no)
         self._answered = time.monotonic()
         self._task = asyncio.ensure_future(self._tick())
 
@@ -128,8 +136,14 @@ class JournalFeed:
             cursor = event.seq
             if ends_run(event):
                 self._followed.pop(record.run_no, None)
+                self._quiet.discard(record.run_no)
                 return
         self._followed[record.run_no] = (record, cursor)
+        if events:
+            if isinstance(events[-1], RunFinished):
+                self._quiet.add(record.run_no)
+            else:
+                self._quiet.discard(record.run_no)
 
     async def _tick(self) -> None:
         while True:
@@ -142,11 +156,13 @@ class JournalFeed:
             await self._step()
 
     async def _step(self) -> None:
-        followed = list(self._followed.values())
         poked, self._poked = self._poked, False
+        sweep = poked or time.monotonic() - self._swept >= QUIET_S
+        quiet = () if sweep else self._quiet
+        followed = [entry for run_no, entry in self._followed.items() if run_no not in quiet]
         try:
             found = await self.journal.call(_poll, followed, self._newest, self._version,
-                                            poked, self.wanted)
+                                            sweep, self.wanted)
         except Exception as exc:  # the store is locked, gone, or its thread is stopped
             if self.problem is None:
                 log.error("flowhost serve: metrics: cannot read the state store: %s", exc)
@@ -155,6 +171,8 @@ class JournalFeed:
             return
         self.problem = None
         self._answered = time.monotonic()
+        if sweep:
+            self._swept = self._answered
         if found is None:
             return
         self._version, self._newest, mine, events = found
