@@ -48,7 +48,8 @@ class _Server(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
-    protocol_version = "HTTP/1.1"
+    protocol_version = "HTTP/1.1"  # a scraper keeps its connection between scrapes...
+    timeout = 300  # ...and one that went away does not keep a thread forever
 
     def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
