@@ -85,7 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     commands.required = True
 
-    run = commands.add_parser("run", help="run a workflow with live progress")
+    run = commands.add_parser("run", help="run a workflow with live progress",
+                              description="Run the workflow FILE: each step's plugin, its "
+                              "checks and the recovery ladder,\nwith live progress; every "
+                              "step is checkpointed in the state dir.",
+                              epilog=_RUN_EXIT_CODES,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
     run.add_argument("file", metavar="FILE", help="workflow spec (YAML or JSON)")
     _add_set(run)
     _add_run_flags(run, on_manual="when a step needs a human and none is at a terminal: "
@@ -122,6 +127,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_RUN_EXIT_CODES = """exit codes:
+  0    success (also when steps failed under on_failure: continue or were skipped;
+       the end of the output names them)
+  1    failed, aborted or cancelled; or the state store failed
+  2    bad input: the spec, a flag, a plugin that cannot be found; nothing ran
+  3    waiting: a step waits for a person (flowhost runs resolve, then flowhost resume)
+  130  interrupted (Ctrl-C, SIGTERM): resumable with flowhost resume"""
+
+
 def _add_run_flags(parser: argparse.ArgumentParser, *, on_manual: str) -> None:
     """The flags ``run`` and ``resume`` share: how a run is carried out and reported."""
     parser.add_argument("--json-out", metavar="F", help="write the result JSON to file F")
@@ -154,7 +168,9 @@ def _add_state(parser: argparse.ArgumentParser, *, cache: bool = False) -> None:
 def _add_durable_commands(commands: argparse._SubParsersAction[_Parser]) -> None:
     """``resume``, ``runs list|show|resolve`` and ``cache clear``: the local state dir."""
     resume = commands.add_parser(
-        "resume", help="continue an interrupted or waiting run from its checkpoints")
+        "resume", help="continue an interrupted or waiting run from its checkpoints",
+        description="Continue a run from its checkpoints: finished steps are not run again.",
+        epilog=_RUN_EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     resume.add_argument("run_id", metavar="RUN_ID", nargs="?",
                         help="the run (default: the latest unfinished one)")
     _add_run_flags(resume, on_manual="as for `flowhost run`; also answers a waiting run's "
@@ -174,10 +190,19 @@ def _add_durable_commands(commands: argparse._SubParsersAction[_Parser]) -> None
     show.add_argument("--json", action="store_true", help="the result JSON")
     _add_state(show)
     resolve = run_commands.add_parser(
-        "resolve", help="answer a waiting run's manual intervention; then `flowhost resume`")
-    resolve.add_argument("run_id", metavar="RUN_ID")
-    resolve.add_argument("step", metavar="STEP")
-    resolve.add_argument("--action", choices=("retry", "skip", "abort"), required=True)
+        "resolve", help="answer a waiting run's manual intervention; then `flowhost resume`",
+        description="Answer the question a waiting run asks about STEP (as `flowhost run` "
+        "printed\nwhen it stopped, or `flowhost runs show`). The answer is recorded; "
+        "`flowhost resume\nRUN_ID` applies it (with --server, the daemon goes on by itself).",
+        epilog="exit codes:\n  0  the answer is recorded\n  1  the daemon or the state "
+        "store failed\n  2  bad input: no such run or step, the step is not waiting, it "
+        "was\n     answered already, or --outputs do not fit the plugin's outputs",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    resolve.add_argument("run_id", metavar="RUN_ID", help="the waiting run")
+    resolve.add_argument("step", metavar="STEP", help="the id of the step that asks")
+    resolve.add_argument("--action", choices=("retry", "skip", "abort"), required=True,
+                         help="retry: the whole ladder again; skip: the step is skipped "
+                         "(with --outputs, its dependents go on); abort: the run stops")
     resolve.add_argument("--outputs", metavar="JSON", default=None,
                          help="with --action skip: outputs (a JSON object) that stand in for "
                          "the step's, so the steps that depend on it can go on")
