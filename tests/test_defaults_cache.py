@@ -45,3 +45,21 @@ def test_defaults_cache_must_be_a_boolean(tmp_path: Path) -> None:
                           cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 2
     assert "wf.yaml:2: field 'defaults.cache'" in done.stderr
+
+
+def test_cache_clear_of_an_unknown_plugin_says_so(tmp_path: Path) -> None:
+    _twice(tmp_path, "workflow_id: w\nsteps:\n  - {id: a, plugin: noop, inputs: {value: 1}}\n")
+
+    def clear(plugin: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "flowhost", "cache", "clear", "--plugin",
+                               plugin], cwd=tmp_path, capture_output=True, text=True,
+                              timeout=60, check=False)
+
+    typo = clear("nop")
+    assert typo.returncode == 2
+    assert typo.stderr.strip() == ("flowhost: --plugin nop: no plugin of that name is "
+                                   "installed, and nothing of it is cached; did you mean "
+                                   "'noop'?")
+    assert clear("echo").returncode == 0  # installed, nothing cached: nothing to say
+    removed = clear("noop")
+    assert removed.returncode == 0 and removed.stdout.startswith("Removed 1 cached result ")

@@ -13,8 +13,8 @@ from typing import Any, Literal
 from flowhost import runs
 from flowhost.commands.messages import pending_decisions, state_flag
 from flowhost.commands.run import cli_context
-from flowhost.context import DEFAULT_STATE_DIR, STATE_DIR_ENV
-from flowhost.problems import UserInputError
+from flowhost.context import DEFAULT_STATE_DIR, STATE_DIR_ENV, RunContext
+from flowhost.problems import UserInputError, did_you_mean
 from flowhost.store import read
 
 # Kept for scripts that imported it from here.
@@ -128,6 +128,19 @@ def outputs_flag(args: argparse.Namespace) -> dict[str, Any] | None:
     return outputs
 
 
+def _known_plugin(name: str, ctx: RunContext) -> None:
+    """Nothing of ``name`` was cached: a typo says so (exit 2) instead of "Removed 0"."""
+    from flowhost.catalog import Catalog
+
+    installed = Catalog(ctx.config).names()
+    if name in installed:
+        return
+    suggestion = did_you_mean(name, installed)
+    raise UserInputError(
+        f"--plugin {name}: no plugin of that name is installed, and nothing of it is cached"
+        + (f"; {suggestion}" if suggestion else "; `flowhost plugins list` lists them"))
+
+
 def cache_clear_command(args: argparse.Namespace) -> int:
     ctx = cli_context(args)
     if not ctx.state_dir.is_file() and not runs.has_state(ctx):
@@ -135,6 +148,8 @@ def cache_clear_command(args: argparse.Namespace) -> int:
         return 0
     with runs.opened(ctx) as store:
         removed = store.clear_cache(args.plugin)
+    if args.plugin and not removed:
+        _known_plugin(args.plugin, ctx)
     what = f" of {args.plugin}" if args.plugin else ""
     print(f"Removed {removed} cached result{'s' if removed != 1 else ''}{what} from "
           f"{store.path}.")
