@@ -87,18 +87,27 @@ def _health(invoker: Invoker, catalog: Catalog) -> str:
 
 
 def _print_table(rows: list[dict[str, Any]], checked: bool) -> None:
-    headers = ["NAME", "VERSION", "DISTRIBUTION", "TARGET"] + (["CHECK"] if checked else [])
+    """A row per plugin: its package (distribution and version) and, once ``--check`` has
+    imported or called it, the plugin's own version beside it."""
+    headers = ["NAME", *(["VERSION"] if checked else []), "PACKAGE", "TARGET",
+               *(["CHECK"] if checked else [])]
     table = [
-        [row["name"], row["version"] or "?",
-         row["distribution"] or ("(remote)" if row["transport"] == "grpc" else "?"),
-         row["target"]]
-        + ([_check_cell(row)] if checked else [])
+        [row["name"], *([row.get("plugin_version") or "?"] if checked else []),
+         _package(row), row["target"], *([_check_cell(row)] if checked else [])]
         for row in rows
     ]
     widths = [max(len(str(r[i])) for r in [headers, *table]) for i in range(len(headers))]
     for row in [headers, *table]:
         cells = [str(cell).ljust(widths[i]) for i, cell in enumerate(row)]
         print("  ".join(cells).rstrip())
+    if not checked and any(row["transport"] == "local" for row in rows):
+        print("(the plugins' own versions: flowhost plugins list --check, which imports them)")
+
+
+def _package(row: dict[str, Any]) -> str:
+    if row["transport"] == "grpc":
+        return "(remote)"
+    return f"{row['distribution'] or '?'} {row['version'] or '?'}"
 
 
 def _shadow_text(shadows: list[str] | tuple[str, ...]) -> str:
