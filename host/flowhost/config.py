@@ -51,6 +51,7 @@ from flowhost.problems import UserInputError
 
 CONFIG_ENV = "FLOWHOST_CONFIG"
 CONFIG_NAME = "flowhost.toml"
+MAX_CONFIG_CHARS = 1024 * 1024  # $FLOWHOST_CONFIG=/dev/zero must not fill memory
 _PLUGIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
@@ -185,7 +186,8 @@ def load_config(path: str | Path | None = None, *, environ: Mapping[str, str] | 
     where = Path(path if path is not None else env.get(CONFIG_ENV) or
                  Path(cwd or ".") / CONFIG_NAME)
     try:
-        text = where.read_text(encoding="utf-8")
+        with where.open(encoding="utf-8") as stream:
+            text = stream.read(MAX_CONFIG_CHARS + 1)
     except FileNotFoundError:
         if explicit:
             source = f" (from ${CONFIG_ENV})" if path is None else ""
@@ -193,6 +195,9 @@ def load_config(path: str | Path | None = None, *, environ: Mapping[str, str] | 
         return HostConfig()
     except (OSError, UnicodeDecodeError) as exc:
         raise UserInputError(f"{where}: cannot read the config file: {exc}") from None
+    if len(text) > MAX_CONFIG_CHARS:
+        raise UserInputError(f"{where}: larger than {MAX_CONFIG_CHARS:,} characters: not a "
+                             "config file flowhost reads")
     return parse_config(text, where)
 
 

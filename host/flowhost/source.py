@@ -84,10 +84,14 @@ class Document:
         return lines.get(())
 
 
+MAX_SPEC_CHARS = 16 * 1024 * 1024  # /dev/zero, or a log given by mistake, must not fill memory
+
+
 def load_document(path: str | Path) -> Document:
     file = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        with open(path, encoding="utf-8") as stream:
+            text = stream.read(MAX_SPEC_CHARS + 1)
     except FileNotFoundError:
         raise SpecError([Problem("file not found", file=file)]) from None
     except IsADirectoryError:
@@ -99,6 +103,9 @@ def load_document(path: str | Path) -> Document:
         raise SpecError([Problem(f"cannot read the file: {why}", file=file)]) from None
     except UnicodeDecodeError as exc:
         raise SpecError([Problem(f"cannot read the file: {exc}", file=file)]) from None
+    if len(text) > MAX_SPEC_CHARS:
+        raise SpecError([Problem(f"larger than {MAX_SPEC_CHARS:,} characters: not a workflow "
+                                 "spec flowhost reads", file=file)])
     return parse_document(text, file)
 
 
