@@ -67,6 +67,10 @@ def _ladder_line(e: Event, step: str) -> str | None:
             return f"{step}: retrying {e.plugin} in {human_duration(e.delay_s)} " \
                    f"(attempt {e.next_attempt}{budget})"
         case FallbackChosen():
+            if e.fallback == e.plugin:  # the same plugin, with the fallback's own inputs
+                which = f"fallback {e.index}" if e.index else "a fallback"
+                return f"{step}: falling back to {e.plugin} with the inputs of {which} " \
+                       f"({e.reason})"
             return f"{step}: falling back to {e.fallback} instead of {e.plugin} ({e.reason})"
         case InterventionRequested():
             hint = f" — hint: {e.hint}" if e.hint else ""
@@ -184,6 +188,16 @@ def _extras(e: StepFinished) -> str:
     )
 
 
+def took(e: RunFinished, earlier_s: float) -> str:
+    """How long the run took: this process's time, and after a resume the whole run's too
+    (the result's ``execution_time_s``, summed over its processes), so the two agree."""
+    if earlier_s <= 0:
+        return human_duration(e.duration_s)
+    whole = round(earlier_s + e.duration_s, 3)
+    return (f"{human_duration(e.duration_s)} in this process, {human_duration(whole)} over "
+            "the whole run (execution_time_s)")
+
+
 def raised(e: AttemptFailed) -> str:
     """ " (raised at file.py:42 in invoke)" for a plugin's unexpected error, else ""."""
     where = raised_at(e.traceback) if e.traceback else None
@@ -205,8 +219,10 @@ class PlainProgress:
     and what a prompt's hold() would keep back are written at once."""
 
     def __init__(self, stream: TextIO | None = None, *, estimate_s: float | None = None,
-                 carried: Iterable[str] = (), verbose: bool = False) -> None:
+                 carried: Iterable[str] = (), verbose: bool = False,
+                 earlier_s: float = 0.0) -> None:
         self._stream: TextIO | None = stream if stream is not None else sys.stdout
+        self._earlier_s = earlier_s
         self._verbose = verbose
         self._estimate_s = estimate_s
         self._tally = _Tally(carried)
@@ -352,7 +368,7 @@ class PlainProgress:
                 not_clean = (f" — not every step succeeded: {'; '.join(caveats)}"
                              if caveats else "")
                 return (
-                    f"run finished: {e.status} in {human_duration(e.duration_s)}, "
+                    f"run finished: {e.status} in {took(e, self._earlier_s)}, "
                     f"{t.counts['success']}/{t.total} steps succeeded{others}{message}"
                     f"{not_clean}"
                 )
@@ -362,6 +378,7 @@ class PlainProgress:
 def make_progress(
     *, enabled: bool, stream: TextIO | None = None, estimate_s: float | None = None,
     carried: Iterable[str] = (), term: str | None = None, verbose: bool = False,
+    earlier_s: float = 0.0,
 ) -> ProgressListener:
     """The live view when enabled and writing to a terminal, else plain lines. ``carried``:
     the statuses of the steps an earlier process of a resumed run finished; ``term``: the
@@ -373,8 +390,9 @@ def make_progress(
         from flowhost.live import RichProgress
 
         return RichProgress(Console(file=out), estimate_s=estimate_s, carried=carried,
-                            verbose=verbose)
-    return PlainProgress(out, estimate_s=estimate_s, carried=carried, verbose=verbose)
+                            verbose=verbose, earlier_s=earlier_s)
+    return PlainProgress(out, estimate_s=estimate_s, carried=carried, verbose=verbose,
+                         earlier_s=earlier_s)
 
 
 def __getattr__(name: str) -> Any:

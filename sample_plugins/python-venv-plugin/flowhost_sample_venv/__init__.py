@@ -1,0 +1,1 @@
+"""flowhost sample plugin ``python-venv``."""
