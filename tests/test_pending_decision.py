@@ -12,6 +12,8 @@ from typing import Any
 
 from terminal import on_a_terminal
 
+from flowhost.progress import human_duration
+
 SPEC = """
 workflow_id: parked
 steps:
@@ -97,3 +99,16 @@ def test_the_prompt_lists_the_output_fields_and_every_missing_one(tmp_path: Path
     result = json.loads((tmp_path / "r.json").read_text(encoding="utf-8"))
     assert result["outputs"]["asks"] == {"project_path": "/srv/app", "count": 2}
     assert result["outputs"]["after"]["text"] == "/srv/app"
+
+
+def test_after_a_resume_the_screen_and_the_result_tell_the_same_time(tmp_path: Path) -> None:
+    (tmp_path / "wf.yaml").write_text(SPEC, encoding="utf-8")
+    parked = _flowhost(tmp_path, "run", "wf.yaml", "--no-progress", "--on-manual", "wait")
+    run_id = parked.stdout.splitlines()[0].removeprefix("run_id: ")
+    _flowhost(tmp_path, "runs", "resolve", run_id, "asks", "--action", "skip")
+    resumed = _flowhost(tmp_path, "resume", run_id, "--no-progress", "--json-out", "r.json")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    result = json.loads((tmp_path / "r.json").read_text(encoding="utf-8"))
+    whole = human_duration(result["execution_time_s"])
+    last = resumed.stdout.strip().splitlines()[-1]
+    assert f" in this process, {whole} over the whole run (execution_time_s), " in last

@@ -18,7 +18,7 @@ from flowhost.events import Decision, Event, InterventionRequested, RunFinished
 from flowhost.execution import Execution, Outcome
 from flowhost.intervene import InterventionRequest, QueuedIntervener, Resolution, outputs_problem
 from flowhost.problems import UserInputError
-from flowhost.result import RunResult
+from flowhost.result import RunResult, run_time
 
 
 class Run:
@@ -51,6 +51,14 @@ class Run:
         if self._execution is None:
             return []
         return [f.status for f in self._execution.earlier.restored.values()]
+
+    @property
+    def earlier_s(self) -> float:
+        """The time earlier processes of this run took (0.0 for a new run): with this
+        process's, it makes the result's ``execution_time_s``."""
+        if self._execution is None or not self._execution.earlier.events:
+            return 0.0
+        return run_time(self._execution.earlier.events)
 
     def start(self) -> None:
         """Begin executing, as a task of the running event loop (idempotent)."""

@@ -48,6 +48,7 @@ from flowhost.progress import (
     _tests,
     human_duration,
     raised,
+    took,
 )
 from flowhost.wording import plural
 
@@ -85,7 +86,9 @@ class RichProgress:
         refresh_per_second: float = 10.0,
         carried: Iterable[str] = (),
         verbose: bool = False,
+        earlier_s: float = 0.0,
     ) -> None:
+        self._earlier_s = earlier_s
         self._console = console if console is not None else Console()
         self._verbose = verbose
         self._estimate_s = estimate_s
@@ -261,7 +264,7 @@ class RichProgress:
             headline = f"⚠️ Workflow complete, but not every step succeeded ({self._tally.others()})"
             style = "bold yellow"
         text = Text.assemble("\n", (headline, style))
-        text.append(f"\n   Total time: {human_duration(e.duration_s)}")
+        text.append(f"\n   Total time: {took(e, self._earlier_s)}")
         text.append(f"\n   Success rate: {self._tally.rate()}")
         if unclean:
             for caveat in self._tally.caveats():

@@ -316,3 +316,12 @@ def fold(events: Iterable[Event], *, pattern: str | None = None) -> RunResult:
     for event in events:
         folder.add(event)
     return folder.result(pattern)
+
+
+def run_time(events: Iterable[Event]) -> float:
+    """The seconds the processes of a run took, unrounded (``execution_time_s`` is this,
+    rounded to the millisecond)."""
+    folder = _Fold()
+    for event in events:
+        folder.add(event)
+    return folder.duration + folder._open_time()
