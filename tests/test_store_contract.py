@@ -287,3 +287,16 @@ def test_steps_done_is_the_same_whether_the_run_goes_on_or_ended(open_store: Ope
     assert store.steps_succeeded(record) == 2  # resumed: counted again
     store.append(record, [ev.RunFinished(run_id="r1", status="success", duration_s=1)])
     assert store.steps_succeeded(record) == 2
+
+
+def test_a_run_can_go_on_with_an_edited_spec(open_store: Open) -> None:
+    store = open_store()
+    record = new_run(store)
+    edited = store.replace_spec(record, spec_text="workflow_id: w\nsteps: []\n",
+                                spec_redacted=True, total_steps=7)
+    again = store.run(record.run_id)
+    for seen in (edited, again):
+        assert (seen.spec_text, seen.spec_redacted, seen.total_steps) == (
+            "workflow_id: w\nsteps: []\n", True, 7)
+        assert (seen.run_no, seen.workflow_id, seen.spec_path) == (
+            record.run_no, record.workflow_id, record.spec_path)

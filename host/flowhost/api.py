@@ -21,7 +21,7 @@ from flowhost.catalog import Catalog
 from flowhost.config import HostConfig
 from flowhost.context import RunContext, make_context
 from flowhost.engine import new_run_id
-from flowhost.events import Event, RunFinished
+from flowhost.events import Event, RunFinished, SpecReloaded
 from flowhost.execution import Execution, Outcome, record_run
 from flowhost.handle import Run
 from flowhost.intervene import Intervener, PolicyIntervener, QueuedIntervener
@@ -220,9 +220,10 @@ class Stored:
 
 def take_run(run_id: str | None, *, env: Mapping[str, str] | None = None,
              state_dir: PathLike | None = None, workdir: PathLike | None = None,
-             config: HostConfig | None = None) -> Stored:
+             config: HostConfig | None = None, reopen: bool = False) -> Stored:
     """Open the state dir and take ownership of a run (refused while another process has
-    it), for ``resume_run``; the caller closes ``store`` unless it resumes."""
+    it), for ``resume_run``; the caller closes ``store`` unless it resumes. ``reopen``: a
+    run that failed or was aborted may be taken too (``reload_spec`` goes on with it)."""
     where = make_context(workdir=workdir, env=env, state_dir=state_dir, config=config)
     store = open_store(where, create=False)
     try:
@@ -235,17 +236,49 @@ def take_run(run_id: str | None, *, env: Mapping[str, str] | None = None,
         # answers recorded while another process had it, and defaults whose time is up
         events = settle(store, record, store.events(record))
         point = read(events)
-        if point.done:
+        if point.done and not (reopen and point.status in REOPENABLE):
             store.release(lease)
+            again = (f"; once the spec is fixed, `flowhost resume {record.run_id} "
+                     "--reload-spec` runs what did not succeed"
+                     if point.status in REOPENABLE else "")
             raise UserInputError(
                 f"run {record.run_id} already finished ({point.status}): nothing to resume. "
-                f"`flowhost runs show {record.run_id}` shows its result")
+                f"`flowhost runs show {record.run_id}` shows its result{again}")
         ctx = make_context(workdir=record.cwd, env=where.env, state_dir=where.state_dir,
                            config=config)
     except BaseException:
         store.close()
         raise
     return Stored(store, record, lease, events, point, ctx)
+
+
+REOPENABLE = frozenset({"failed", "aborted"})  # ended, but worth going on once fixed
+
+
+def reload_spec(stored: Stored) -> tuple[Plan, SpecReloaded]:
+    """Let ``stored`` go on with its edited spec file (checked first: a spec that does not
+    check changes nothing): the spec is recorded with the run, and the results it takes
+    back — changed steps, what depends on them, what had not succeeded in a run that had
+    ended — are journaled as a ``SpecReloaded``, so those steps run again."""
+    from flowhost import resumption
+    from flowhost.execution import secret_values
+    from flowhost.redact import Redactor
+
+    ended = stored.point.done
+    plan, text, reloaded = resumption.reload_plan(stored.record, stored.ctx, stored.point,
+                                                  ended)
+    secrets = list(secret_values(plan, stored.ctx.env).values())
+    masked = Redactor(secrets).text(text) if secrets else text
+    store = stored.store
+    if masked == stored.record.spec_text and not (reloaded.rerun or reloaded.removed):
+        return plan, reloaded  # the file is the spec the run has: nothing to record
+    stored.record = store.replace_spec(stored.record, spec_text=masked,
+                                       spec_redacted=masked != text,
+                                       total_steps=len(plan.steps))
+    store.append(stored.record, [reloaded])
+    stored.events = store.events(stored.record)
+    stored.point = read(stored.events)
+    return plan, reloaded
 
 
 async def resume_run(run_id: str | None = None, *, observers: Sequence[Observer] = (),

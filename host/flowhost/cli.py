@@ -175,6 +175,11 @@ def _add_durable_commands(commands: argparse._SubParsersAction[_Parser]) -> None
                         help="the run (default: the latest unfinished one)")
     _add_run_flags(resume, on_manual="as for `flowhost run`; also answers a waiting run's "
                    "open question (without it or a terminal, it stays waiting: exit 3)")
+    resume.add_argument("--reload-spec", action="store_true",
+                        help="go on with the edited spec file (checked first): finished steps "
+                        "whose definition did not change keep their results; changed ones "
+                        "and what depends on them run again. Also takes a failed or aborted "
+                        "run: what did not succeed runs again")
 
     runs = commands.add_parser("runs", help="the runs of the state dir: list, show, resolve")
     run_commands = runs.add_subparsers(dest="runs_command", metavar="SUBCOMMAND",

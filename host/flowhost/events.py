@@ -225,6 +225,19 @@ class StepFinished(Event):
 
 
 @dataclass(slots=True, kw_only=True)
+class SpecReloaded(Event):
+    """``resume --reload-spec``: the run goes on with its edited spec. ``rerun`` are the
+    steps whose results no longer stand (they run again): those whose definition changed,
+    what depends on them, and — for a run that had ended — the steps that had not succeeded."""
+
+    path: str
+    changed: tuple[str, ...] = ()
+    rerun: tuple[str, ...] = ()
+    added: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+
+
+@dataclass(slots=True, kw_only=True)
 class FinalValidationStarted(Event):
     total_checks: int
 

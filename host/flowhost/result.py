@@ -22,6 +22,7 @@ from flowhost.events import (
     RetryScheduled,
     RunFinished,
     RunStarted,
+    SpecReloaded,
     StepFinished,
     StepStarted,
 )
@@ -74,6 +75,8 @@ class StepResult(BaseModel):
     # Which of the step's fallbacks gave its result (1-based), None for the primary: also
     # when the fallback is the same plugin with other inputs, which used_plugin cannot show.
     used_fallback: int | None = None
+    # run again by `resume --reload-spec`: its definition changed, or one it depends on did
+    rerun_after_spec_change: bool = False
     # The traceback of the exception it failed with, when that was a bug in the plugin
     traceback: str | None = None
     failed_attempts: list[AttemptRecord] = Field(default_factory=list)
@@ -177,6 +180,26 @@ class _Fold:
 
     def _fallback_chosen(self, event: FallbackChosen) -> None:
         self._fallbacks[event.step_id] = event
+
+    def _spec_reloaded(self, event: SpecReloaded) -> None:
+        parts = []
+        if event.changed:
+            parts.append(f"changed: {', '.join(event.changed)}")
+        if event.rerun:
+            parts.append(f"run again: {', '.join(event.rerun)}")
+        if event.added:
+            parts.append(f"added: {', '.join(event.added)}")
+        if event.removed:
+            parts.append(f"removed: {', '.join(event.removed)}")
+        self.modifications.append(f"Spec reloaded from {event.path}" + (
+            f" ({'; '.join(parts)})" if parts else " (no step changed)"))
+        for step_id in event.rerun:
+            if (record := self.steps.get(step_id)) is not None:
+                _set(record, status="pending", rerun_after_spec_change=True)
+        for step_id in event.removed:
+            self.steps.pop(step_id, None)
+            self.outputs.pop(step_id, None)
+        self.status = "running"
 
     def _breaker_changed(self, event: BreakerChanged) -> None:
         self.breakers.append(BreakerRecord(plugin=event.plugin, state=event.state,
@@ -294,6 +317,7 @@ _BY_TYPE: dict[type[Event], _Handler] = {
     AttemptFailed: _Fold._attempt_failed,
     RetryScheduled: _Fold._retry_scheduled,
     FallbackChosen: _Fold._fallback_chosen,
+    SpecReloaded: _Fold._spec_reloaded,
     InterventionRequested: _Fold._intervention_requested,
     InterventionResolved: _Fold._resolved,
     BreakerChanged: _Fold._breaker_changed,

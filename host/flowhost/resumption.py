@@ -7,8 +7,9 @@ in the run's own working directory: relative paths mean what they meant when it 
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from flowhost.events import (
     InterventionRequested,
     InterventionResolved,
     RunFinished,
+    SpecReloaded,
     StepFinished,
 )
 from flowhost.plan import Plan
@@ -26,7 +28,7 @@ from flowhost.problems import SpecError, UserInputError
 from flowhost.redact import MASK
 from flowhost.refs import iter_refs
 from flowhost.run_state import Earlier
-from flowhost.spec import parse_spec
+from flowhost.spec import Step, parse_spec
 from flowhost.static import check
 from flowhost.store import Checkpoint, RunRecord
 
@@ -61,6 +63,77 @@ def _reread(record: RunRecord) -> str:
                              f"masked copy was stored, and {path} changed since. Put the "
                              "spec back as it was")
     return text
+
+
+def edited_spec(record: RunRecord) -> str | None:
+    """The text of the run's spec file when it changed since the run started (None: the
+    same, or no file to read, as for a spec a client submitted)."""
+    try:
+        text = Path(record.spec_path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    if record.spec_redacted:
+        pattern = "(?s)" + ".+?".join(re.escape(part) for part in record.spec_text.split(MASK))
+        return None if re.fullmatch(pattern, text) is not None else text
+    return None if text == record.spec_text else text
+
+
+def reload_plan(record: RunRecord, ctx: RunContext, point: Checkpoint,
+                ended: bool) -> tuple[Plan, str, SpecReloaded]:
+    """``resume --reload-spec``: the edited spec, checked, and which results it takes back —
+    steps whose definition changed, what depends on them, and (``ended``: the run had
+    failed or was aborted) the steps that had not succeeded."""
+    path = record.spec_path
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserInputError(f"--reload-spec: cannot read {path} ({exc})") from None
+    try:
+        plan = check(parse_spec(text, path, record.overrides), Catalog(ctx.config), ctx.env)
+    except SpecError as exc:
+        raise UserInputError(f"--reload-spec: the edited {path} does not check; the run is "
+                             f"unchanged\n{exc}") from None
+    before = _definitions(record)
+    after = {sid: _definition(planned.step) for sid, planned in plan.steps.items()}
+    changed = [sid for sid in after if sid in before and before[sid] != after[sid]]
+    seeds = set(changed)
+    if ended:
+        seeds |= {sid for sid, done in point.finished.items() if done.status != "success"}
+    again = _with_dependents(seeds & set(after), plan)
+    event = SpecReloaded(
+        run_id=record.run_id, path=path, changed=tuple(changed),
+        # (a question a changed step asked is taken back too: it runs again instead)
+        rerun=tuple(sid for sid in after if sid in again
+                    and (sid in point.finished or sid in point.requests)),
+        added=tuple(sid for sid in after if sid not in before),
+        removed=tuple(sid for sid in before if sid not in after))
+    return plan, text, event
+
+
+def _definitions(record: RunRecord) -> dict[str, str]:
+    """Each step's definition in the spec the run had (none if it no longer parses: then
+    every step counts as changed)."""
+    try:
+        spec = parse_spec(record.spec_text, record.spec_path, record.overrides)
+    except SpecError:
+        return {}
+    return {step.id: _definition(step) for step in spec.workflow.steps}
+
+
+def _definition(step: Step) -> str:
+    # What a step does; its purpose and display number do not change its result.
+    return json.dumps(step.model_dump(mode="json", exclude={"purpose", "number"}),
+                      sort_keys=True)
+
+
+def _with_dependents(seeds: Iterable[str], plan: Plan) -> set[str]:
+    found, todo = set(seeds), list(seeds)
+    while todo:
+        for dependent in plan.steps[todo.pop()].dependents:
+            if dependent not in found:
+                found.add(dependent)
+                todo.append(dependent)
+    return found
 
 
 @dataclass(frozen=True, slots=True)

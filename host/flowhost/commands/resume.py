@@ -25,12 +25,18 @@ from flowhost.commands.run import (
     json_out_path,
     process_metrics,
 )
-from flowhost.events import AttemptFailed, Event, InterventionRequested, InterventionResolved
+from flowhost.events import (
+    AttemptFailed,
+    Event,
+    InterventionRequested,
+    InterventionResolved,
+    SpecReloaded,
+)
 from flowhost.handle import Run
 from flowhost.intervene import AttemptSummary, Intervener, InterventionRequest, PolicyIntervener
 from flowhost.plan import Plan
 from flowhost.result import fold
-from flowhost.resumption import load_run_plan
+from flowhost.resumption import edited_spec, load_run_plan
 from flowhost.store import Checkpoint, read
 
 if TYPE_CHECKING:
@@ -39,7 +45,8 @@ if TYPE_CHECKING:
 
 def resume_command(args: argparse.Namespace) -> int:
     with process_metrics(args) as metrics:  # first: a bad --metrics-listen is exit 2 now
-        stored = api.take_run(args.run_id, state_dir=args.state_dir)
+        stored = api.take_run(args.run_id, state_dir=args.state_dir,
+                              reopen=args.reload_spec)
         try:
             return _resume(args, stored, metrics)
         finally:  # (a no-op when the run went on: it let go of both)
@@ -54,7 +61,8 @@ def _resume(args: argparse.Namespace, stored: api.Stored, metrics: Metrics | Non
         json_out = json_out.absolute()
     if Path(record.cwd) != Path.cwd() and Path(record.cwd).is_dir():
         print(f"(working directory: {record.cwd}, where the run started)", file=sys.stderr)
-    plan = load_run_plan(record, stored.ctx)
+    plan = _plan(args, stored)
+    record = stored.record
     print(f"run_id: {record.run_id}", flush=True)
     if stored.point.waiting:
         answers = _decide_now(args, plan, stored.point, stored.events)
@@ -92,6 +100,31 @@ def _resume(args: argparse.Namespace, stored: api.Stored, metrics: Metrics | Non
         return await drive(args, _given(first), json_out, metrics)
 
     return asyncio.run(go())
+
+
+def _plan(args: argparse.Namespace, stored: api.Stored) -> Plan:
+    """The plan the run goes on with: its own spec, or with --reload-spec the edited file;
+    either way the user hears about a spec file that changed since the run started."""
+    record = stored.record
+    if args.reload_spec:
+        plan, reloaded = api.reload_spec(stored)
+        print(reload_note(reloaded), file=sys.stderr)
+        return plan
+    if edited_spec(record) is not None:
+        print(f"note: {record.spec_path} changed since run {record.run_id} started; it goes "
+              "on with the spec it started with (stored with the run). To take the edited "
+              f"spec: flowhost resume {record.run_id} --reload-spec", file=sys.stderr)
+    return load_run_plan(record, stored.ctx)
+
+
+def reload_note(reloaded: SpecReloaded) -> str:
+    parts = [f"changed: {', '.join(reloaded.changed)}" if reloaded.changed
+             else "no step's definition changed",
+             *([f"run again: {', '.join(reloaded.rerun)}"] if reloaded.rerun else []),
+             *([f"added: {', '.join(reloaded.added)}"] if reloaded.added else []),
+             *([f"removed: {', '.join(reloaded.removed)}"] if reloaded.removed else [])]
+    kept = "; every other finished step keeps its result"
+    return f"Reloaded {reloaded.path}: {'; '.join(parts)}{kept}."
 
 
 def _given(run: Run) -> Callable[[Intervener], Awaitable[Run]]:

@@ -6,7 +6,9 @@
 - waiting: steps whose question (``InterventionRequested``) has no answer yet. A question is
   durable: a run killed while a prompt was open asks it again on resume, without climbing
   the ladder again; ``decisions`` are the answers given (``flowhost runs resolve``, or in
-  the run), until the step starts or finishes again.
+  the run), until the step starts or finishes again;
+- a ``SpecReloaded`` (``resume --reload-spec``) takes back the results of the steps it
+  names: they run again.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from flowhost.events import (
     InterventionResolved,
     RunFinished,
     RunStarted,
+    SpecReloaded,
     StepFinished,
     StepStarted,
 )
@@ -81,6 +84,13 @@ def read(events: Iterable[Event]) -> Checkpoint:
             point.steps = point.steps or event.steps
         elif isinstance(event, RunFinished):
             point.status = event.status
+        elif isinstance(event, SpecReloaded):
+            # The edited spec re-opens the run: these steps' results no longer stand.
+            point.status = "running"
+            for step_id in (*event.rerun, *event.removed):
+                point.finished.pop(step_id, None)
+                point.in_flight.discard(step_id)
+                _forget(point, step_id)
     return point
 
 

@@ -255,6 +255,15 @@ class Store:
             return "interrupted"
         return record.status
 
+    def replace_spec(self, record: RunRecord, *, spec_text: str, spec_redacted: bool,
+                     total_steps: int) -> RunRecord:
+        with self.write() as conn:
+            conn.execute("UPDATE runs SET spec_text = ?, spec_redacted = ?, total_steps = ?, "
+                         "updated_at = ? WHERE run_no = ?",
+                         (spec_text, int(spec_redacted), total_steps, time.time(),
+                          record.run_no))
+        return self.run(record.run_id)
+
     def set_status(self, record: RunRecord, status: str) -> None:
         with self.write() as conn:
             conn.execute("UPDATE runs SET status = ?, updated_at = ?, pid = ? WHERE run_no = ?",

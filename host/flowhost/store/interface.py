@@ -74,6 +74,11 @@ class RunStore(Protocol):
 
     def steps_succeeded(self, record: RunRecord) -> int: ...
 
+    def replace_spec(self, record: RunRecord, *, spec_text: str, spec_redacted: bool,
+                     total_steps: int) -> RunRecord:
+        """The run goes on with an edited spec (``resume --reload-spec``)."""
+        ...
+
 
 class Journal(Protocol):
     def events(self, record: RunRecord, after_seq: int = 0) -> list[Event]: ...
