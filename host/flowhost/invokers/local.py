@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import math
 from concurrent.futures import Executor
 from typing import Any
 
@@ -70,4 +71,32 @@ class LocalInvoker:
         bad = unencodable_field(dumped)
         if bad is not None:
             raise unencodable_outputs(self.name, bad)
+        number = non_finite_field(dumped)
+        if number is not None:
+            where, value = number
+            raise InvalidOutputs(
+                f"outputs of {self.name}: field '{where}' is {value}, which is not a JSON "
+                "value (JSON has no NaN or Infinity)",
+                hint="Return a finite number (math.isfinite), or None where the Outputs "
+                     "allow it")
         return dumped
+
+
+def non_finite_field(value: Any) -> tuple[str, str] | None:
+    """The dotted path and name (NaN, Infinity) of the first NaN or infinite number in JSON-like
+    ``value`` (a pydantic ``float`` takes them), or None. Nothing that reads JSON (the
+    store, the result, other languages) takes them. Iterative: any depth is fine."""
+    pending: list[tuple[str, Any]] = [("", value)]
+    while pending:
+        path, item = pending.pop()
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                name = "NaN" if math.isnan(item) else "Infinity" if item > 0 else "-Infinity"
+                return path or "(root)", name
+        elif isinstance(item, dict):
+            pending.extend((f"{path}.{key}" if path else str(key), inner)
+                           for key, inner in reversed(item.items()))
+        elif isinstance(item, list | tuple):
+            pending.extend((f"{path}.{index}" if path else str(index), inner)
+                           for index, inner in reversed(list(enumerate(item))))
+    return None
