@@ -22,13 +22,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pytest
-from plugin_servers import Served, StartServer, flowhost
-from tallies import report
-from test_daemon_support import StartDaemon, result, start_daemons, submit, wait_file, wait_for
+from plugin_servers import flowhost
+from test_daemon_support import StartDaemon, start_daemons, wait_file
 from test_remote_workflows import run, step
 from test_resume_kill import start
-
-from flowhost._proto import host_pb2 as pb
 
 Mode = Literal["silent", "close"]
 
@@ -156,10 +153,10 @@ def assert_malformed_named(done: subprocess.CompletedProcess[str], found: dict[s
     for what, named in MALFORMED.items():
         failed = step(found, what)
         assert (failed["status"], failed["attempts"]) == ("failed", 1), failed
-        if what == "nan" and failed["plugin"].startswith("grpc://"):
-            named = "field 'value': None is not of type 'number'"  # the server sent null
+        remote_nan = what == "nan" and failed["plugin"].startswith("grpc://")
+        expected = "field 'value': None is not of type 'number'" if remote_nan else named
         assert failed["error_type"] == "InvalidOutputs", failed
-        assert named in failed["error"], failed
+        assert expected in failed["error"], failed
     assert step(found, "after")["status"] == "success"
 
 
