@@ -81,10 +81,14 @@ def whole_processes(rounds: int, small: int, large: int) -> None:
     for on, label in ((False, "metrics off"), (True, "metrics on")):
         print(f"   {label:<22} {median[(small, on)] * 1e3:8.1f}ms "
               f"{median[(large, on)] * 1e3:8.1f}ms {slope[on] * 1e6:8.1f}us")
+    fastest = {on: (min(times[(large, on)]) - min(times[(small, on)])) / span
+               for on in (False, True)}
     ratio = slope[True] / slope[False]
     verdict = "ok" if ratio <= SLOPE_TARGET else "OVER"
     print(f"   per-step ratio on/off: {ratio:.3f}x (median of paired rounds {paired:.3f}x), "
           f"target <= {SLOPE_TARGET:.2f}x: {verdict}")
+    print(f"   the same from each one's fastest run: {fastest[False] * 1e6:.1f}us -> "
+          f"{fastest[True] * 1e6:.1f}us per step, {fastest[True] / fastest[False]:.3f}x")
     print(f"   whole run at N={large}: {median[(large, True)] / median[(large, False)]:.3f}x; "
           f"fixed cost (N={small}): "
           f"{(median[(small, True)] - median[(small, False)]) * 1e3:+.1f} ms")

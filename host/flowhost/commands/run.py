@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import os
 import signal
@@ -64,6 +65,10 @@ def process_metrics(args: argparse.Namespace) -> Iterator[Metrics | None]:
     from flowhost.metrics.process import Metrics
 
     metrics = Metrics(listen=listen, pushgateway=gateway)
+    if gc.get_freeze_count():
+        # The `flowhost` process froze what it had imported, so that the cyclic GC skips
+        # it during the run (``cli._short_lived``); prometheus_client came after.
+        gc.freeze()
     try:
         if metrics.server is not None:
             print(f"flowhost: metrics on {metrics.server.url}", file=sys.stderr, flush=True)
