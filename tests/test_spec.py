@@ -61,7 +61,9 @@ def test_top_level_problems() -> None:
 
 def test_malformed_yaml_names_the_line() -> None:
     found = problems_of("workflow_id: w\nsteps:\n  - plugin: [unclosed\n")
-    assert found[0].startswith("wf.yaml:") and "malformed YAML" in found[0]
+    assert found[0].startswith("wf.yaml:3:13: the '[' opened here is not closed")
+    found = problems_of("workflow_id: w\nsteps: [{plugin: echo} x]\n")
+    assert found[0].startswith("wf.yaml:2:") and "malformed YAML" in found[0]
 
 
 def test_duplicate_yaml_keys_are_errors() -> None:

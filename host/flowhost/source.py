@@ -158,12 +158,7 @@ def _parse(text: str, file: str) -> Document:
         doc.lines[()] = node.start_mark.line + 1
         doc.data = _build(node, (), doc, loader, problems, is_json)
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else None
-        column = mark.column + 1 if mark is not None else None
-        detail = " ".join(part for part in (exc.context, exc.problem) if part)
-        raise SpecError([Problem(f"malformed YAML/JSON: {detail}", file=file, line=line,
-                                 column=column)]) from None
+        raise SpecError([_yaml_problem(exc, text, file)]) from None
     except yaml.YAMLError as exc:
         raise SpecError([Problem(f"malformed YAML/JSON: {exc}", file=file)]) from None
     finally:
@@ -171,6 +166,32 @@ def _parse(text: str, file: str) -> Document:
     if problems:
         raise SpecError(problems)
     return doc
+
+
+_OPENERS = {"flow mapping": "{", "flow sequence": "["}
+
+
+def _yaml_problem(exc: yaml.MarkedYAMLError, text: str, file: str) -> Problem:
+    """A YAML error where the cause is: the bracket that was never closed (YAML notices
+    only later, where something else comes), or the tab that YAML cannot indent with."""
+    mark = exc.problem_mark or exc.context_mark
+    line = mark.line + 1 if mark is not None else None
+    column = mark.column + 1 if mark is not None else None
+    detail = " ".join(part for part in (exc.context, exc.problem) if part)
+    at = exc.problem_mark
+    if at is not None and 0 <= at.index < len(text) and text[at.index] == "\t":
+        return Problem("a tab character: YAML indents with spaces only", file=file, line=line,
+                       column=column, fix="replace the tabs with spaces")
+    opened = exc.context_mark
+    bracket = next((b for kind, b in _OPENERS.items() if kind in (exc.context or "")), None)
+    if bracket is not None and opened is not None and at is not None and opened.line != at.line:
+        closer = "}" if bracket == "{" else "]"
+        return Problem(
+            f"the '{bracket}' opened here is not closed (YAML noticed at line {at.line + 1}, "
+            f"column {at.column + 1}: {exc.problem})", file=file, line=opened.line + 1,
+            column=opened.column + 1, fix=f"add the missing '{closer}' (or a ',' between "
+            "items) on this line or the next ones")
+    return Problem(f"malformed YAML/JSON: {detail}", file=file, line=line, column=column)
 
 
 def _check_json(text: str, file: str) -> None:

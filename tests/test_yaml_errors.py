@@ -1,0 +1,36 @@
+"""A YAML error points where the cause is: the bracket that was never closed (YAML notices
+it only where something else comes), or the tab YAML cannot indent with."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+@pytest.mark.parametrize(("text", "said"), [
+    ("workflow_id: y\nsteps:\n  - {id: a, plugin: noop,\n     inputs: {value: 1}\n"
+     "  - {id: b, plugin: noop}\n",
+     "wf.yaml:3:5: the '{' opened here is not closed (YAML noticed at line 5, column 3: did "
+     "not find expected ',' or '}') — add the missing '}' (or a ',' between items) on this "
+     "line or the next ones"),
+    ("workflow_id: y\nsteps:\n  - id: a\n    plugin: noop\n    inputs: [1, 2\n  - id: b\n",
+     "wf.yaml:5:13: the '[' opened here is not closed"),
+    ("workflow_id: y\nsteps:\n\t- id: a\n\t  plugin: noop\n",
+     "wf.yaml:3:1: a tab character: YAML indents with spaces only — replace the tabs with "
+     "spaces"),
+    ("workflow_id: y\nsteps:\n  - id: a\n    plugin: noop\n    inputs:\n\tvalue: 1\n",
+     "wf.yaml:6:1: a tab character: YAML indents with spaces only"),
+    ("workflow_id: y\nsteps: [{id: a, plugin: noop}\n",  # noticed at the end of the file
+     "wf.yaml:2:8: the '[' opened here is not closed (YAML noticed at line 3, column 1"),
+    ("workflow_id: y\nsteps: [{id: a, plugin: noop} x]\n",  # noticed on its own line
+     "wf.yaml:2:31: malformed YAML/JSON: while parsing a flow sequence"),
+])
+def test_a_yaml_error_points_at_its_cause(tmp_path: Path, text: str, said: str) -> None:
+    (tmp_path / "wf.yaml").write_text(text, encoding="utf-8")
+    done = subprocess.run([sys.executable, "-m", "flowhost", "validate", "wf.yaml"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 2
+    assert said in done.stderr, done.stderr
