@@ -38,6 +38,7 @@ from flowhost.plan import Plan
 from flowhost.result import fold
 from flowhost.resumption import edited_spec, load_run_plan
 from flowhost.store import Checkpoint, read
+from flowhost.threads import run_main
 
 if TYPE_CHECKING:
     from flowhost.metrics.process import Metrics
@@ -99,7 +100,7 @@ def _resume(args: argparse.Namespace, stored: api.Stored, metrics: Metrics | Non
             return EXIT_CODES["aborted"]
         return await drive(args, _given(first), json_out, metrics)
 
-    return asyncio.run(go())
+    return run_main(go())
 
 
 def _plan(args: argparse.Namespace, stored: api.Stored) -> Plan:
