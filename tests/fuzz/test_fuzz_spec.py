@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from fuzzing import (
     KEYS,
+    ONE_IN_TEN,
     TWO_STEPS,
     YAML_CHARS,
     budget,
@@ -90,7 +91,7 @@ def spliced(draw: st.DrawFn) -> bytes:
     """A spec's bytes with a few byte strings put in at random places, or the whole spec in
     another encoding (with or without its byte-order mark)."""
     data = draw(st.one_of(st.just(TWO_STEPS), specs())).encode("utf-8", "surrogatepass")
-    if draw(st.integers(0, 9)) == 0:
+    if draw(ONE_IN_TEN):
         encoding = draw(st.sampled_from(["utf-16", "utf-16-le", "utf-32", "latin-1",
                                          "utf-8-sig"]))
         return data.decode("utf-8", "replace").encode(encoding, "replace")
