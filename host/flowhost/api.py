@@ -76,10 +76,12 @@ class Checked:
 
 
 def check_spec(spec: PathLike, ctx: RunContext, *, spec_name: str | None = None,
-               overrides: Overrides = ()) -> Checked:
+               overrides: Overrides = (), remember: bool = True) -> Checked:
     """Load and check ``spec`` (a path, or with ``spec_name`` the spec's text) for a run in
-    ``ctx``; raises ``SpecError`` with every problem."""
-    catalog = Catalog(ctx.config)
+    ``ctx``; raises ``SpecError`` with every problem. Remote plugins that answer have their
+    schemas kept in the state dir (``remember=False``: only if it exists already), so a
+    later run can be checked while they are down."""
+    catalog = Catalog.for_context(ctx, remember=remember)
     if spec_name is not None:
         text = os.fspath(spec)
         loaded, plan = check_text(text, spec_name, as_overrides(overrides), catalog, ctx.env)
@@ -100,7 +102,7 @@ def validate(spec: PathLike, *, spec_name: str | None = None, overrides: Overrid
     it is valid."""
     ctx = make_context(workdir=workdir, env=env, config=config)
     try:
-        check_spec(spec, ctx, spec_name=spec_name, overrides=overrides)
+        check_spec(spec, ctx, spec_name=spec_name, overrides=overrides, remember=False)
     except SpecError as exc:
         return list(exc.problems)
     return []

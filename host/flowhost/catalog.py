@@ -133,12 +133,14 @@ class Catalog:
         self._remote: dict[Endpoint, dict[str, RemoteDescriptor] | RemoteUnavailable] = {}
 
     @classmethod
-    def for_context(cls, ctx: RunContext) -> Catalog:
+    def for_context(cls, ctx: RunContext, *, remember: bool = True) -> Catalog:
         """The catalog a run in ``ctx`` checks against: its config, and its state dir as
-        the memory of what remote plugins reported."""
+        the memory of what remote plugins reported. ``remember=False`` (``validate``,
+        ``plan``) reads that memory but creates no state dir to keep it in."""
         from flowhost.store.schemas import StateDirSchemas
 
-        return cls(ctx.config, schemas=StateDirSchemas(ctx.state_dir, ctx.busy_timeout))
+        return cls(ctx.config, schemas=StateDirSchemas(ctx.state_dir, ctx.busy_timeout,
+                                                       create=remember))
 
     @property
     def config(self) -> HostConfig:

@@ -41,7 +41,7 @@ def load_run_plan(record: RunRecord, ctx: RunContext) -> Plan:
         text = _reread(record)
     try:
         spec = parse_spec(text, record.spec_path, record.overrides)
-        return check(spec, Catalog(ctx.config), ctx.env)
+        return check(spec, Catalog.for_context(ctx), ctx.env)
     except SpecError as exc:
         raise UserInputError(f"run {record.run_id} cannot go on: its workflow no longer "
                              f"checks (installed plugins or environment changed?)\n{exc}") \
@@ -89,7 +89,7 @@ def reload_plan(record: RunRecord, ctx: RunContext, point: Checkpoint,
     except (OSError, UnicodeDecodeError) as exc:
         raise UserInputError(f"--reload-spec: cannot read {path} ({exc})") from None
     try:
-        plan = check(parse_spec(text, path, record.overrides), Catalog(ctx.config), ctx.env)
+        plan = check(parse_spec(text, path, record.overrides), Catalog.for_context(ctx), ctx.env)
     except SpecError as exc:
         raise UserInputError(f"--reload-spec: the edited {path} does not check; the run is "
                              f"unchanged\n{exc}") from None

@@ -205,9 +205,6 @@ def test_a_plugin_described_from_memory_asks_the_server_again_when_called(
     assert recorded is not None and recorded.descriptor.version == "1.2.0"
 
 
-@pytest.mark.xfail(strict=True, reason="flowhost.api.check_spec and resumption build "
-                   "Catalog(ctx.config); they need Catalog.for_context(ctx) for the state "
-                   "dir to keep what servers reported")
 def test_flowhost_run_checks_a_down_server_against_an_earlier_run(
         plugin_server: StartServer, tmp_path: Path) -> None:
     served = plugin_server("echo")
@@ -228,3 +225,15 @@ def test_flowhost_run_checks_a_down_server_against_an_earlier_run(
     first = next(s for s in result["steps"] if s["id"] == "first")
     assert first["status"] == "failed"
     assert {a["error_kind"] for a in first["failed_attempts"]} == {"transient"}
+
+
+def test_validating_keeps_no_state_dir_of_its_own(plugin_server: StartServer,
+                                                    tmp_path: Path) -> None:
+    """Looking at a spec (validate, plan) reads what servers reported, but only a run
+    creates the state dir that keeps it."""
+    served = plugin_server("echo")
+    write(tmp_path, UPPER.format(url=served.url("echo"), field="text"))
+    for command in ("validate", "plan"):
+        done = flowhost(command, "wf.yaml", cwd=tmp_path)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert not (tmp_path / ".flowhost").exists()

@@ -14,7 +14,8 @@ from flowhost.wording import plural
 
 def load_plan(args: argparse.Namespace) -> tuple[LoadedSpec, Plan]:
     """The spec named on the command line, checked; SpecError (exit 2) with every problem."""
-    checked = check_spec(args.file, cli_context(args), overrides=args.overrides)
+    checked = check_spec(args.file, cli_context(args), overrides=args.overrides,
+                         remember=False)  # looking creates no state dir
     return checked.spec, checked.plan
 
 

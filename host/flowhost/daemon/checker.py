@@ -77,7 +77,7 @@ class Checker:
         try:
             spec = parse_spec(str(request["spec_text"]), str(request["spec_path"]),
                               [str(o) for o in request.get("overrides", [])])
-            plan = check(spec, Catalog(self.ctx.config), self.ctx.env)
+            plan = check(spec, Catalog.for_context(self.ctx), self.ctx.env)
         except UserInputError:
             return None  # the spec no longer checks: the run says so when it goes on
         outputs = request.get("outputs")

@@ -85,9 +85,10 @@ class StateDirSchemas:
     the calling thread (checks run on threads of their own), and a failure to read or write
     it never fails a check: the schemas are a help, not the run's state."""
 
-    def __init__(self, state_dir: Path, busy_timeout: float) -> None:
+    def __init__(self, state_dir: Path, busy_timeout: float, *, create: bool = True) -> None:
         self.state_dir = state_dir
         self.busy_timeout = busy_timeout
+        self.create = create  # False: record only into a state dir that exists already
 
     def recorded_schemas(self, target: str, plugin: str) -> RecordedSchemas | None:
         store = self._open(create=False)
@@ -103,7 +104,7 @@ class StateDirSchemas:
             store.close()
 
     def record_schemas(self, target: str, plugins: Iterable[RemoteDescriptor]) -> None:
-        store = self._open(create=True)
+        store = self._open(create=self.create)
         if store is None:
             return
         try:
