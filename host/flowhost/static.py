@@ -71,7 +71,10 @@ class _Checker:
                                                fix=fix))
 
     # -- plugins -----------------------------------------------------------------------
-    def invoker(self, name: str, path: PathKey, step: str) -> Invoker | None:
+    def invoker(self, name: str, path: PathKey, step: str,
+                field: str = "plugin") -> Invoker | None:
+        """The plugin ``name`` (``field`` names where the step asks for it: ``plugin``, or
+        ``fallback.N.plugin``), loaded once; a problem said where it was asked for."""
         if name not in self.invokers:
             try:
                 loaded = self.invokers[name] = self.catalog.get(name)
@@ -84,11 +87,11 @@ class _Checker:
                     "install it, or run `flowhost plugins list` to see what is installed"
                     if "no plugin" in exc.reason else "run `flowhost plugins list --check`"
                 )
-                self.add(f"plugin '{name}': {exc.reason}", path, step, "plugin", fix)
+                self.add(f"plugin '{name}': {exc.reason}", path, step, field, fix)
             else:
                 self.remote.loaded(name, loaded, path, step)
         elif self.invokers[name] is None and name not in self.remote.down:
-            self.add(f"plugin '{name}' is not usable (see above)", path, step, "plugin")
+            self.add(f"plugin '{name}' is not usable (see above)", path, step, field)
         return self.invokers[name]
 
     def load_plugins(self) -> None:
@@ -99,7 +102,7 @@ class _Checker:
                 self.invoker(step.plugin, ("steps", index, "plugin"), step.id)
             for j, fallback in enumerate(step.fallback):
                 self.invoker(fallback.plugin, ("steps", index, "fallback", j, "plugin"),
-                             step.id)
+                             step.id, f"fallback.{j}.plugin")
             if self.remote.down:
                 self.problems += self.remote.step(index, step, invokers)
 
@@ -299,7 +302,7 @@ class _Checker:
         fields = self.input_fields(fallback)
         for name in sorted(fields.required - set(step.inputs)):
             self.add(f"fallback {fallback.name} requires input '{name}', which the step's "
-                     "inputs do not give", where, step.id, "fallback.inputs",
+                     "inputs do not give", where, step.id, f"fallback.{where[-1]}.inputs",
                      f"give the fallback its own `inputs:` (e.g. {name}: $inputs.<field>)")
         for name, value in step.inputs.items():
             if name in fields.properties:
