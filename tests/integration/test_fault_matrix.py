@@ -22,10 +22,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pytest
-from plugin_servers import flowhost
-from test_daemon_support import StartDaemon, start_daemons, wait_file
+from plugin_servers import Served, StartServer, flowhost
+from tallies import report
+from test_daemon_support import StartDaemon, result, start_daemons, submit, wait_file, wait_for
 from test_remote_workflows import run, step
 from test_resume_kill import start
+
+from flowhost._proto import host_pb2 as pb
 
 Mode = Literal["silent", "close"]
 
@@ -271,3 +274,219 @@ def test_ctrl_c_stops_run_of_a_plugin_stuck_in_to_thread(tmp_path: Path) -> None
     with background(tmp_path, "run", "wf.yaml") as (proc, out):
         wait_file(started)
         stopped_by_ctrl_c(proc, out, within=10)
+
+
+# -- remote plugins, through flowhost run --------------------------------------------------
+
+@pytest.fixture
+def served(plugin_server: StartServer) -> Served:
+    """One server of the fixture plugins the remote cases call."""
+    return plugin_server("noop", "echo", "huge", "malformed", "hang", "sync-hang", "gate")
+
+
+def test_remote_outputs_that_are_not_outputs_or_too_large_fail_naming_why(
+        served: Served, tmp_path: Path) -> None:
+    spec = malformed_spec(served.url("malformed")).replace(
+        "  - {id: after,", f"  - {{id: big, plugin: {served.url('huge')}, inputs: "
+        "{megabytes: 50}, on_failure: continue, manual: false}\n  - {id: after,")
+    done, found = run(tmp_path, spec)
+    assert_malformed_named(done, found)
+    big = step(found, "big")
+    assert (big["status"], big["attempts"], big["error_type"]) == (
+        "failed", 1, "MessageTooLarge")  # permanent: retrying cannot help
+    assert "past this server's message limit" in big["error"]
+    assert "--max-message-bytes" in big["hint"]
+
+
+@pytest.mark.parametrize("how", ["hang", "sync-hang"])
+def test_a_remote_hang_past_its_timeout_is_retried_then_fails(
+        served: Served, tmp_path: Path, how: str) -> None:
+    started = tmp_path / "started"
+    done, found = run(tmp_path, f"""
+workflow_id: remote-hang
+steps:
+  - id: h
+    plugin: {served.url(how)}
+    inputs: {{started: '{started}'}}
+    timeout: 0.5
+    retry: {{max_attempts: 2, initial_delay: 0.1}}
+""")
+    no_traceback(done)
+    hung = step(found, "h")
+    assert done.returncode == 1 and (hung["status"], hung["attempts"]) == ("failed", 2)
+    assert "DEADLINE_EXCEEDED" in hung["error"] or hung["error_type"] == "TimeoutError", hung
+    assert len(started.read_text().splitlines()) == 2
+    assert served.proc.poll() is None  # the server outlives its stuck calls
+
+
+def test_ctrl_c_stops_a_remote_call_that_never_answers(served: Served, tmp_path: Path) -> None:
+    started = tmp_path / "started"
+    (tmp_path / "wf.yaml").write_text(f"""
+workflow_id: remote-hang
+steps:
+  - {{id: h, plugin: {served.url("hang")}, inputs: {{started: '{started}'}}}}
+""", encoding="utf-8")
+    with background(tmp_path, "run", "wf.yaml") as (proc, out):
+        wait_file(started)
+        stopped_by_ctrl_c(proc, out)
+
+
+def test_a_server_killed_mid_call_fails_the_step_as_unavailable_after_its_retries(
+        plugin_server: StartServer, tmp_path: Path) -> None:
+    served = plugin_server("gate")
+    started = tmp_path / "started"
+    (tmp_path / "wf.yaml").write_text(f"""
+workflow_id: killed-server
+steps:
+  - id: g
+    plugin: {served.url("gate")}
+    inputs: {{started: '{started}', release: '{tmp_path / "never"}'}}
+    retry: {{max_attempts: 2, initial_delay: 0.2, jitter: false}}
+    timeout: 30
+""", encoding="utf-8")
+    with background(tmp_path, "run", "wf.yaml") as (proc, out):
+        wait_file(started)
+        served.stop(signal.SIGKILL)
+        proc.wait(60)
+    found = json.loads((tmp_path / "result.json").read_text())
+    gate = step(found, "g")
+    assert proc.returncode == 1, out.read_text()
+    assert (gate["status"], gate["attempts"], gate["error_type"]) == (
+        "failed", 2, "TransientError")
+    assert "UNAVAILABLE" in gate["error"] and served.address in gate["error"]
+
+
+def replaced_mid_run(served: Served, tmp_path: Path, extra: str) -> str:
+    """A spec whose remote step starts after a local gate opens: the test changes what is
+    on the server's port meanwhile (the workflow was checked against the live server)."""
+    gate = f"{{started: '{tmp_path / 'started'}', release: '{tmp_path / 'release'}'}}"
+    return f"""
+workflow_id: replaced
+steps:
+  - {{id: g, plugin: gate, inputs: {gate}}}
+  - id: r
+    plugin: {served.url("noop")}
+    needs: [g]{extra}
+"""
+
+
+@pytest.mark.parametrize("now", ["silent", "close", "nothing"])
+def test_a_server_replaced_mid_run_fails_the_remote_step_naming_why(
+        served: Served, listen: Callable[..., Listener], tmp_path: Path, now: str) -> None:
+    (tmp_path / "wf.yaml").write_text(replaced_mid_run(
+        served, tmp_path, "\n    timeout: 2\n    retry: {max_attempts: 2, initial_delay: 0.1}"),
+        encoding="utf-8")
+    with background(tmp_path, "run", "wf.yaml") as (proc, out):
+        wait_file(tmp_path / "started")
+        served.stop(signal.SIGKILL)
+        listener = None if now == "nothing" else listen(now, served.port)
+        (tmp_path / "release").touch()
+        proc.wait(60)
+    found = json.loads((tmp_path / "result.json").read_text())
+    remote = step(found, "r")
+    assert proc.returncode == 1, out.read_text()
+    assert (remote["status"], remote["attempts"]) == ("failed", 2), remote
+    assert "Traceback" not in out.read_text()
+    assert served.address in remote["error"], remote
+    if now == "silent":  # connected, and no answer: no HTTP/2 settings, or none in time
+        assert any(said in remote["error"] for said in (
+            "timed out before receiving SETTINGS", "DEADLINE_EXCEEDED")), remote
+    else:
+        assert "UNAVAILABLE" in remote["error"], remote
+    if listener is not None:
+        assert listener.accepted >= 1
+
+
+def test_ctrl_c_stops_a_call_to_a_server_that_never_answers(
+        served: Served, listen: Callable[..., Listener], tmp_path: Path) -> None:
+    (tmp_path / "wf.yaml").write_text(replaced_mid_run(served, tmp_path, ""), encoding="utf-8")
+    with background(tmp_path, "run", "wf.yaml") as (proc, out):
+        wait_file(tmp_path / "started")
+        served.stop(signal.SIGKILL)
+        listener = listen("silent", served.port)
+        (tmp_path / "release").touch()
+        wait_text(out, f"r ({served.url('noop')}) started")
+        deadline = time.monotonic() + 30
+        while not listener.accepted:  # the call is under way: its connection is open
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        stopped_by_ctrl_c(proc, out)
+
+
+@pytest.mark.parametrize("there", ["silent", "close", "nothing"])
+def test_an_unusable_server_when_the_run_is_checked_is_exit_2_or_its_fallback(
+        listen: Callable[..., Listener], unused_tcp_port: int, tmp_path: Path,
+        there: str) -> None:
+    port = unused_tcp_port if there == "nothing" else listen(there).port
+    (tmp_path / "flowhost.toml").write_text("[grpc]\nconnect_timeout = 0.5\n")
+    url = f"grpc://127.0.0.1:{port}/noop"
+    done, _ = run(tmp_path, f"workflow_id: w\nsteps:\n  - {{id: r, plugin: {url}}}\n")
+    no_traceback(done)
+    assert done.returncode == 2
+    assert f"cannot reach grpc://127.0.0.1:{port}" in done.stderr and "wf.yaml" in done.stderr
+    done, found = run(tmp_path, f"""
+workflow_id: w
+steps:
+  - id: r
+    plugin: {url}
+    retry: {{max_attempts: 1}}
+    fallback: [{{plugin: noop, inputs: {{value: 41}}}}]
+""")
+    no_traceback(done)
+    assert done.returncode == 0 and found["outputs"]["r"] == {"value": 42}
+    assert step(found, "r")["used_plugin"] == "noop"
+
+
+# -- the daemon: the same faults in its workers ----------------------------------------------
+
+RAISED = {"system-exit": "SystemExit", "keyboard": "KeyboardInterrupt",
+          "recursion": "RecursionError"}
+
+
+def test_the_daemon_ends_each_plugin_fault_as_the_ladder_says_and_cancels_hangs(
+        daemon: StartDaemon, served: Served, tmp_path: Path,
+        request: pytest.FixtureRequest) -> None:
+    stub = daemon("--max-runs", "8").stub()
+    raised = {what: submit(stub, "workflow_id: raising\nsteps:\n" + "".join(
+        f"  - {{id: {mode}, plugin: raiser, inputs: {{what: {what}, sync: {sync}}}, "
+        "on_failure: continue, manual: false}\n"
+        for mode, sync in (("in-coroutine", "false"), ("in-thread", "true"))))
+        for what in RAISED}
+    timed = submit(stub, "workflow_id: hangs\nsteps:\n" + "\n".join(hang_step(
+        how, tmp_path / f"timed-{how}", ", timeout: 0.5, retry: {max_attempts: 2, "
+        "initial_delay: 0.1}, on_failure: continue, manual: false") for how in HANGS) + "\n")
+    malformed = submit(stub, malformed_spec("malformed"))
+    flood = submit(stub, "workflow_id: flood\nsteps:\n  - {id: f, plugin: flood, inputs: "
+                         "{megabytes: 10, stream: both, raw: true}}\n")
+    hangs = {how: submit(stub, "workflow_id: hang\nsteps:\n" + hang_step(
+        how, tmp_path / f"hang-{how}") + "\n") for how in HANGS}
+    hangs["remote"] = submit(stub, f"workflow_id: hang\nsteps:\n  - {{id: remote, plugin: "
+                                   f"{served.url('hang')}, inputs: {{started: "
+                                   f"'{tmp_path / 'hang-remote'}'}}}}\n")
+
+    for what, run_id in raised.items():
+        found = wait_for(stub, run_id)
+        for failed in found["steps"]:
+            assert failed["status"] == "failed", failed
+            assert RAISED[what] in f"{failed['error_type']} {failed['error']}", failed
+    found = wait_for(stub, timed)
+    for hung in found["steps"]:
+        assert (hung["status"], hung["attempts"], hung["error_type"]) == (
+            "failed", 2, "TimeoutError"), hung
+    found = wait_for(stub, malformed)
+    for what, named in MALFORMED.items():
+        assert named in step(found, what)["error"]
+    assert wait_for(stub, flood)["status"] == "success"
+
+    for how, run_id in hangs.items():
+        wait_file(tmp_path / f"hang-{how}")
+        assert result(stub, run_id)["status"] == "running"
+        stub.CancelRun(pb.CancelRunRequest(run_id=run_id, reason="it hangs"), timeout=30)
+    for run_id in hangs.values():
+        found = wait_for(stub, run_id)
+        assert found["status"] == "cancelled", found
+        assert "it hangs" in (found["steps"][0]["reason"] or "")
+    after = submit(stub, "workflow_id: after\nsteps:\n  - {plugin: echo, inputs: {text: ok}}\n")
+    assert wait_for(stub, after)["status"] == "success"  # its workers serve on
+    report(request, "fault matrix, daemon", runs=len(raised) + 3 + len(hangs) + 1,
+           cancelled_hangs=len(hangs))
