@@ -40,6 +40,7 @@ from pydantic_core import PydanticSerializationError
 from flowhost_sdk import protocol
 from flowhost_sdk._proto import plugin_pb2 as pb
 from flowhost_sdk.plugin import InvocationContext, Plugin, ProgressCallback, check_plugin_class
+from flowhost_sdk.ports import busy_port_message
 from flowhost_sdk.streaming import ProgressFeed, stream_call
 from flowhost_sdk.threads import DaemonPool
 from flowhost_sdk.validation import as_outputs, describe_validation_error
@@ -467,6 +468,9 @@ class PluginServer:
         return f"flowhost-plugin: serving {', '.join(self.names)} on {self.address}{security}"
 
     async def start(self) -> str:
+        busy = busy_port_message(self.address)
+        if busy is not None:
+            raise ServeError(busy)
         options = [("grpc.max_receive_message_length", self.max_message_bytes),
                    ("grpc.max_send_message_length", self.max_message_bytes),
                    ("grpc.so_reuseport", 0)]  # a busy port is an error, not shared

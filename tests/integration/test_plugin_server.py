@@ -6,6 +6,7 @@ serving afterwards."""
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import threading
@@ -331,4 +332,10 @@ def test_a_busy_port_is_an_error(plugin_server: StartServer, tmp_path: Path) -> 
     served = plugin_server("echo")
     done = run_cli("serve", "echo", "--listen", served.address)
     assert done.returncode == 2
-    assert f"cannot listen on {served.address}" in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr  # one line: no gRPC log line before it
+    said = re.fullmatch(rf"flowhost-plugin: {re.escape(served.address)} is in use by another "
+                        rf"program; choose another port, e\.g\. --listen {served.host}:(\d+) "
+                        rf"\(or {served.host}:0 for any free one\)", lines[0])
+    assert said is not None, lines[0]
+    assert int(said.group(1)) != served.port
