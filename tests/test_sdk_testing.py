@@ -172,3 +172,21 @@ async def test_it_works_inside_a_running_event_loop() -> None:
     assert report.remote_outputs[0]["text"] == "from an async test"
     again = await check_conformance(Noop, {"value": 2})
     assert again.remote_outputs == [{"value": 3}]
+
+
+def test_inputs_given_as_a_function_are_made_again_for_each_invocation(tmp_path: Any) -> None:
+    """What the module docstring promises: called before the in-process run and again
+    before the run over gRPC, so a folder it makes is new each time."""
+    import tempfile
+    from pathlib import Path
+
+    made: list[str] = []
+
+    def fresh() -> dict[str, Any]:
+        made.append(tempfile.mkdtemp(dir=tmp_path))
+        return {"text": made[-1]}
+
+    report = assert_conforms(Echo, fresh, ignore_fields=["text", "length"])
+    assert len(made) == 2 and made[0] != made[1]
+    assert all(Path(folder).is_dir() for folder in made)
+    assert [out["text"] for out in (*report.local_outputs, *report.remote_outputs)] == made

@@ -16,8 +16,14 @@ the plugin truthfully and reports its health, and that each error case fails the
 both times: same error class (so the same recovery), message and hint. Bad requests
 (garbage JSON, an unknown plugin) are checked to get their status codes too.
 
-Inputs may be given as a function returning them, called once per invocation, when a run
-has side effects that a second run would trip over (a fresh folder each time, say).
+Inputs may be given as a function returning them, for a plugin whose run has side effects
+that a second run would trip over. The kit calls it before each invocation — once for the
+in-process run, once for the run over gRPC — and makes nothing itself, so what must be new
+each time the function makes::
+
+    assert_conforms(Scaffolder, lambda: {"app_name": "shop",
+                                         "directory": tempfile.mkdtemp(dir=tmp_path)},
+                    ignore_fields=["project_path"])  # a different folder each time
 """
 
 from __future__ import annotations
