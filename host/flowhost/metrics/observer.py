@@ -54,11 +54,21 @@ OTHER = "_other"
 
 
 @dataclass(slots=True)
+class _Called:
+    """A plugin called over one transport, and the child its successful attempts count in
+    (looked up once, not per attempt)."""
+
+    plugin: str
+    transport: str
+    succeeded: Any
+
+
+@dataclass(slots=True)
 class _Run:
     workflow: str
     started: float  # the ts of its first RunStarted (0: not seen)
     exemplar: dict[str, str]
-    attempts: dict[str, tuple[str, str]] = field(default_factory=dict)  # step: plugin, transport
+    attempts: dict[str, _Called] = field(default_factory=dict)  # step: its attempt in flight
     questions: dict[str, tuple[str, float]] = field(default_factory=dict)  # step: plugin, asked
     breakers: set[str] = field(default_factory=set)  # plugins whose breaker is open
 
@@ -83,6 +93,7 @@ class MetricsObserver:
         self._seen: dict[str, set[str]] = {"plugin": set(), "workflow": set()}
         self._steps: dict[tuple[str, str], tuple[Any, Any, list[Any]]] = {}
         self._children: dict[tuple[Any, ...], Any] = {}
+        self._called: dict[tuple[str, str], _Called] = {}
         families.oldest_question.set_function(self._oldest)
         self._handlers: dict[type[Event], Callable[[Any], None]] = {
             StepFinished: self._step_finished, AttemptStarted: self._attempt_started,
@@ -164,19 +175,30 @@ class MetricsObserver:
         else:
             marks[slot] = run.exemplar
             children[1].observe(duration, run.exemplar)
-        if attempt is not None:
-            self._plugin(self.families.attempts, attempt[0], attempt[1],
+        if attempt is None:
+            return
+        if event.status != "success":
+            self._plugin(self.families.attempts, attempt.plugin, attempt.transport,
                          _AT_FINISH.get(event.status, "cancelled")).inc()
-            if attempt[1] == "grpc" and event.status == "success":
-                self._plugin(self.families.remote_up, attempt[0]).set(1)
+            return
+        attempt.succeeded.inc()
+        if attempt.transport == "grpc":
+            self._plugin(self.families.remote_up, attempt.plugin).set(1)
 
     def _attempt_started(self, event: AttemptStarted) -> None:
         run = self._runs.get(event.run_id) or self._run(event)
-        run.attempts[event.step_id] = (event.plugin, event.transport)
+        key = (event.plugin, event.transport)
+        called = self._called.get(key)
+        if called is None:
+            called = self._called[key] = _Called(
+                event.plugin, event.transport,
+                self._plugin(self.families.attempts, *key, "success"))
+        run.attempts[event.step_id] = called
 
     def _attempt_failed(self, event: AttemptFailed) -> None:
         run = self._runs.get(event.run_id) or self._run(event)
-        _, transport = run.attempts.pop(event.step_id, (event.plugin, "local"))
+        called = run.attempts.pop(event.step_id, None)
+        transport = called.transport if called is not None else "local"
         if not self._counting:
             return
         self._plugin(self.families.attempts, event.plugin, transport, event.error_kind).inc()
