@@ -19,6 +19,7 @@ from flowhost.result import fold
 from flowhost.spec import parse_spec
 from flowhost.static import check
 from flowhost.store import RunRecord, Store, StoreListener, codec, estimate, read
+from flowhost.store.estimate import inputs_key
 from flowhost.store.schema import LATEST
 
 CHECK = ev.CheckResult("files_exist", True, "ok: é \"quoted\"", 0.25, {"paths": ["a", "b"]})
@@ -341,6 +342,25 @@ steps:
     assert estimate(plan, history, max_parallel=8) == pytest.approx(2 + 10 + 6)
     assert estimate(plan, history, max_parallel=1) == pytest.approx(2 + 10 + 10 + 6)
     assert estimate(plan, history, max_parallel=8, done={"a", "b"}) == pytest.approx(16)
+
+
+def test_an_estimate_takes_the_same_inputs_first_or_says_nothing() -> None:
+    """Durations that disagree (more than 3x apart) mean the inputs decide: then only the
+    same inputs' durations count, and a step without them means no estimate."""
+    plan = check(parse_spec("""
+workflow_id: w
+steps:
+  - {id: short, plugin: sleeper, inputs: {seconds: 0.5}}
+  - {id: long, plugin: sleeper, inputs: {seconds: 30}, needs: [short]}
+"""), Catalog(), {})
+    varied = {"sleeper": [0.5, 30.0, 0.5]}
+    assert estimate(plan, varied, max_parallel=8) is None
+    assert estimate(plan, varied, max_parallel=8, similar={"short": [0.5]}) is None
+    assert estimate(plan, varied, max_parallel=8,
+                    similar={"short": [0.5], "long": [30.0, 31.0]}) == pytest.approx(31.0)
+    alike = {"sleeper": [1.0, 2.0, 1.5]}
+    assert estimate(plan, alike, max_parallel=8) == pytest.approx(3.0)
+    assert inputs_key(plan.steps["short"]) != inputs_key(plan.steps["long"])
 
 
 def test_steps_with_masked_outputs_run_again_as_far_back_as_a_rerun_needs() -> None:

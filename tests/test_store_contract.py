@@ -300,3 +300,20 @@ def test_a_run_can_go_on_with_an_edited_spec(open_store: Open) -> None:
             "workflow_id: w\nsteps: []\n", True, 7)
         assert (seen.run_no, seen.workflow_id, seen.spec_path) == (
             record.run_no, record.workflow_id, record.spec_path)
+
+
+def test_durations_are_kept_with_the_inputs_they_were_measured_with(open_store: Open) -> None:
+    store = open_store()
+    record = new_run(store)
+    keys = {"a": "k-small", "b": "k-large"}
+    writer = store.writer(record, inputs_key=keys.get)
+    for step, seconds in (("a", 0.1), ("b", 9.0)):
+        writer(ev.StepFinished(run_id="r1", step_id=step, plugin="noop", used_plugin="noop",
+                               status="success", attempts=1, duration_s=seconds,
+                               outputs={"value": 1}))
+    writer.close()
+    later = open_store()
+    assert later.durations(["noop"]) == {"noop": [9.0, 0.1]}
+    assert later.similar_durations([("noop", "k-small"), ("noop", "k-large"),
+                                    ("noop", "k-never")]) == {
+        ("noop", "k-small"): [0.1], ("noop", "k-large"): [9.0]}

@@ -22,6 +22,7 @@ from flowhost.redact import Redactor
 from flowhost.result import RunResult, fold
 from flowhost.run_state import Earlier
 from flowhost.store import RunRecord, estimate
+from flowhost.store.estimate import agree, inputs_key
 from flowhost.store.interface import Lease, StateStore
 
 
@@ -74,7 +75,8 @@ class Execution:
         self.lease = lease
         self.earlier = earlier or Earlier()
         self.cache = store.step_cache(secrets) if use_cache else None
-        self.listener = store.writer(record, cache=self.cache, secrets=secrets)
+        self.listener = store.writer(record, cache=self.cache, secrets=secrets,
+                                     inputs_key=self._inputs_key)
         self.bus = EventBus()
         self.bus.subscribe(self.listener)  # first: an event observed is an event committed
         self._report = report
@@ -96,8 +98,20 @@ class Execution:
 
     def estimate(self) -> float | None:
         plugins = {planned.invoker.name for planned in self.plan.steps.values()}
-        return estimate(self.plan, self.store.durations(plugins),
-                        max_parallel=self.engine.max_parallel, done=self.earlier.restored)
+        durations = self.store.durations(plugins)
+        # The steps of plugins whose durations vary: the same inputs' durations are needed
+        varied = {plugin for plugin, values in durations.items() if not agree(values)}
+        keys = {planned.id: (planned.invoker.name, inputs_key(planned))
+                for planned in self.plan.steps.values()
+                if planned.invoker.name in varied and planned.id not in self.earlier.restored}
+        found = self.store.similar_durations(keys.values()) if keys else {}
+        similar = {step_id: found[key] for step_id, key in keys.items() if key in found}
+        return estimate(self.plan, durations, max_parallel=self.engine.max_parallel,
+                        done=self.earlier.restored, similar=similar)
+
+    def _inputs_key(self, step_id: str) -> str | None:
+        planned = self.plan.steps.get(step_id)
+        return inputs_key(planned) if planned is not None else None
 
     def _checkpoint_failed(self, message: str) -> None:
         self.engine.cancel(message, final=False)

@@ -108,3 +108,17 @@ def test_redis_cache_plugin_conforms(
         ],
     )
     assert report.remote_outputs[0]["backend"] == "redis"
+
+
+def test_python_venv_conforms(tmp_path: Path) -> None:
+    """With ``use_host`` (no network, no environment to build) and its refusals."""
+    from flowhost_sample_venv.plugin import PythonVenvPlugin
+
+    (tmp_path / "project").mkdir()
+    assert_conforms(PythonVenvPlugin, {"project_path": str(tmp_path / "project"),
+                                       "use_host": True},
+                    error_cases=[
+                        ErrorCase({"project_path": str(tmp_path / "nowhere")}, PermanentError),
+                        ErrorCase({"project_path": str(tmp_path / "project")},
+                                  PermanentError),  # no requirements.txt in it
+                    ])

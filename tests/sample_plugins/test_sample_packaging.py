@@ -37,7 +37,14 @@ PLUGINS = {
         "memory-cache-plugin",
         "flowhost_sample_memory_cache.plugin:MemoryCachePlugin",
     ),
+    "python-venv-plugin": (
+        "flowhost_sample_venv",
+        "python-venv",
+        "flowhost_sample_venv.plugin:PythonVenvPlugin",
+    ),
 }
+# the ones that write parts of the generated project (templates, and the shared helper)
+PROJECT_WRITERS = sorted(set(PLUGINS) - {"python-venv-plugin"})
 FLOWHOST_IMPORT = re.compile(r"^\s*(?:import\s+flowhost(?![\w])|from\s+flowhost(?:\.|\s))", re.M)
 
 
@@ -69,7 +76,9 @@ def test_pyproject_declares_the_entry_point_like_a_third_party(folder: str) -> N
     assert not any(re.match(r"flowhost(?!-sdk)\b", dep) for dep in project["dependencies"])
     assert project["entry-points"]["flowhost.plugins"] == {name: target}
     package_data = pyproject["tool"]["setuptools"]["package-data"][package]
-    assert "generated_project/**/*.tmpl" in package_data
+    assert "py.typed" in package_data
+    if folder in PROJECT_WRITERS:
+        assert "generated_project/**/*.tmpl" in package_data
     assert (SAMPLES / folder / "README.md").is_file()
 
     plugin = load(target)
@@ -113,7 +122,7 @@ def test_plugin_code_imports_only_the_sdk_pydantic_and_the_stdlib(folder: str) -
 def test_the_shared_helper_module_is_the_same_in_every_distribution() -> None:
     copies = {
         folder: (SAMPLES / folder / package / "_project.py").read_text("utf-8")
-        for folder, (package, _, _) in PLUGINS.items()
+        for folder, (package, _, _) in PLUGINS.items() if folder in PROJECT_WRITERS
     }
     reference = copies["fastapi-scaffolder"]
     assert [folder for folder, text in copies.items() if text != reference] == []

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -281,13 +281,16 @@ class Store:
         return [event for event in decoded if event is not None]
 
     def writer(self, record: RunRecord, *, cache: StepCache | None = None,
-               secrets: Iterable[str] = ()) -> JournalWriter:
-        """The run's checkpoint: appends its events as the engine emits them."""
+               secrets: Iterable[str] = (),
+               inputs_key: Callable[[str], str | None] | None = None) -> JournalWriter:
+        """The run's checkpoint: appends its events as the engine emits them.
+        ``inputs_key``: a step's inputs key (by step id), recorded with its duration."""
         from flowhost.store.cache import StoreCache
         from flowhost.store.listener import StoreListener
 
         assert cache is None or isinstance(cache, StoreCache)
-        return StoreListener(self, record, cache=cache, secrets=secrets)
+        return StoreListener(self, record, cache=cache, secrets=secrets,
+                             inputs_key=inputs_key)
 
     def step_cache(self, secrets: Iterable[str] = ()) -> StepCache:
         from flowhost.store.cache import StoreCache
@@ -411,6 +414,19 @@ class Store:
             values = [float(row[0]) for row in rows]
             if values:
                 found[plugin] = values
+        return found
+
+    def similar_durations(self, wanted: Iterable[tuple[str, str]],
+                          per_key: int = 20) -> dict[tuple[str, str], list[float]]:
+        """The latest durations of each (plugin, inputs key): the same plugin called with
+        the same inputs."""
+        found: dict[tuple[str, str], list[float]] = {}
+        for plugin, key in set(wanted):
+            rows = self.conn.execute("SELECT duration_s FROM durations WHERE plugin = ? AND "
+                                     "inputs = ? ORDER BY id DESC LIMIT ?",
+                                     (plugin, key, per_key))
+            if values := [float(row[0]) for row in rows]:
+                found[plugin, key] = values
         return found
 
     def clear_cache(self, plugin: str | None = None) -> int:

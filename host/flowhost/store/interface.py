@@ -96,7 +96,8 @@ class Journal(Protocol):
     def comments(self, record: RunRecord) -> dict[int, str]: ...
 
     def writer(self, record: RunRecord, *, cache: StepCache | None = None,
-               secrets: Iterable[str] = ()) -> JournalWriter: ...
+               secrets: Iterable[str] = (),
+               inputs_key: Callable[[str], str | None] | None = None) -> JournalWriter: ...
 
 
 class CacheStore(Protocol):
@@ -106,6 +107,11 @@ class CacheStore(Protocol):
 
     def durations(self, plugins: Iterable[str],
                   per_plugin: int = 20) -> dict[str, list[float]]: ...
+
+    def similar_durations(self, wanted: Iterable[tuple[str, str]],
+                          per_key: int = 20) -> dict[tuple[str, str], list[float]]:
+        """The latest durations of each plugin with each inputs key."""
+        ...
 
 
 class Questions(Protocol):

@@ -43,7 +43,8 @@ from flowhost.store.rows import SEQ_BITS, RunRecord, describe, side_tables
 _INSERT_EVENT = "INSERT INTO events (id, type, step_id, payload) VALUES (?, ?, ?, ?)"
 # one statement per number of rows (up to 63): the checkpoint is a single INSERT
 _INSERT_ROWS = ["", *(_INSERT_EVENT + ", (?, ?, ?, ?)" * (n - 1) for n in range(1, 64))]
-_INSERT_DURATION = "INSERT INTO durations (plugin, duration_s, at) VALUES (?, ?, ?)"
+_INSERT_DURATION = ("INSERT INTO durations (plugin, duration_s, at, inputs) "
+                    "VALUES (?, ?, ?, ?)")
 _INSERT_CACHE = ("INSERT OR REPLACE INTO cache (plugin, key, version, event_id, created_at) "
                  "VALUES (?, ?, ?, ?, ?)")
 _CHUNK = 100  # rows per statement when writing a batch: a third cheaper than executemany
@@ -60,7 +61,8 @@ class StoreListener:
 
     def __init__(self, store: Store, record: RunRecord, *, cache: StoreCache | None = None,
                  on_failure: Callable[[str], None] | None = None,
-                 secrets: Iterable[str] = ()) -> None:
+                 secrets: Iterable[str] = (),
+                 inputs_key: Callable[[str], str | None] | None = None) -> None:
         self.store = store
         self.record = record
         self.cache = cache
@@ -70,7 +72,9 @@ class StoreListener:
         self._cursor = store.conn.cursor()
         self._next_id = (record.run_no << SEQ_BITS) + store.next_seq(record)
         self._pending: list[int | str | None] = []  # flat: 4 values per event row
-        self._durations: list[tuple[str, float, float]] = []
+        self._durations: list[tuple[str, float, float, str]] = []  # ... and the step id
+        # a step's inputs key, worked out only for the durations a batch keeps
+        self._inputs_key = inputs_key
         self._batched = 0  # cache entries and durations not written yet
         self._batch_since = time.time()
         self._idle: asyncio.Handle | None = None
@@ -109,7 +113,8 @@ class StoreListener:
         if self.cache is not None:
             self._batched += self.cache.settle(event, self._next_id - 1)
         if event.status == "success" and not event.cached:
-            self._durations.append((event.used_plugin, event.duration_s, event.ts))
+            self._durations.append((event.used_plugin, event.duration_s, event.ts,
+                                    event.step_id))
             self._batched += 1
         pending = self._pending
         rows = len(pending) >> 2
@@ -176,11 +181,13 @@ class StoreListener:
 
     def _write_batch(self, conn: sqlite3.Connection) -> None:
         if self._durations:
-            latest: dict[str, deque[tuple[str, float, float]]] = {}
+            latest: dict[str, deque[tuple[str, float, float, str]]] = {}
             for row in self._durations:
                 latest.setdefault(row[0], deque(maxlen=_DURATIONS_KEPT)).append(row)
-            _insert_all(conn, _INSERT_DURATION, [row for kept in latest.values()
-                                                 for row in kept])
+            key = self._inputs_key or _no_key
+            _insert_all(conn, _INSERT_DURATION, [(plugin, seconds, at, key(step_id))
+                                                 for kept in latest.values()
+                                                 for plugin, seconds, at, step_id in kept])
             self._durations = []
         if self.cache is not None:
             _insert_all(conn, _INSERT_CACHE, self.cache.drain())
@@ -206,3 +213,6 @@ def _insert_all(conn: sqlite3.Connection, insert: str, rows: Sequence[tuple[obje
         sql = insert + ("," + values) * (len(chunk) - 1)
         conn.execute(sql, [value for row in chunk for value in row])
 
+
+def _no_key(step_id: str) -> None:
+    return None

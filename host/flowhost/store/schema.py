@@ -129,6 +129,13 @@ CREATE TABLE remote_schemas (
     PRIMARY KEY (target, plugin)
 ) WITHOUT ROWID
 """),
+    (7, """
+-- which inputs a duration was measured with (a hash of the step's inputs as its spec wrote
+-- them; NULL before): an estimate takes the durations of the same plugin with the same
+-- inputs first, since the inputs often decide how long a plugin takes
+ALTER TABLE durations ADD COLUMN inputs TEXT;
+CREATE INDEX durations_by_inputs ON durations (plugin, inputs, id)
+"""),
 ]
 
 LATEST = MIGRATIONS[-1][0]
