@@ -112,3 +112,19 @@ def test_after_a_resume_the_screen_and_the_result_tell_the_same_time(tmp_path: P
     whole = human_duration(result["execution_time_s"])
     last = resumed.stdout.strip().splitlines()[-1]
     assert f" in this process, {whole} over the whole run (execution_time_s), " in last
+
+
+def test_a_persons_retry_in_a_later_process_numbers_its_attempts_on(tmp_path: Path) -> None:
+    (tmp_path / "wf.yaml").write_text(
+        "workflow_id: w\nsteps:\n  - {id: s, plugin: flaky, inputs: {counter_file: c.txt, "
+        "fail_times: 1, kind: permanent}}\n", encoding="utf-8")
+    parked = _flowhost(tmp_path, "run", "wf.yaml", "--no-progress", "--on-manual", "wait")
+    assert parked.returncode == 3
+    run_id = parked.stdout.splitlines()[0].removeprefix("run_id: ")
+    _flowhost(tmp_path, "runs", "resolve", run_id, "s", "--action", "retry")
+    resumed = _flowhost(tmp_path, "resume", run_id, "--no-progress", "--json-out", "r.json")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "step 1/1 s (flaky) attempt 2 started" in resumed.stdout
+    step = json.loads((tmp_path / "r.json").read_text(encoding="utf-8"))["steps"][0]
+    assert (step["status"], step["attempts"]) == ("success", 2)
+    assert [a["attempt"] for a in step["failed_attempts"]] == [1]

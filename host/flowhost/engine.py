@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
 from flowhost.breaker import Breakers
 from flowhost.events import (
+    AttemptFailed,
     CacheHit,
     CacheMiss,
     CacheRejected,
@@ -96,6 +97,9 @@ class Engine:
         self.status: dict[str, str] = {}  # step id -> how it ended
         self.parked: set[str] = set()  # steps whose decision is left to someone later
         self._earlier = earlier or Earlier()
+        # each step's failed attempts in earlier processes: its attempts are numbered on
+        self._tried = Counter(e.step_id for e in self._earlier.events
+                              if type(e) is AttemptFailed)
         self._sleep = sleep
         self._unmet = {sid: len(ps.deps) for sid, ps in plan.steps.items()}  # deps not done
         self._ready: deque[str] = deque()
@@ -212,7 +216,8 @@ class Engine:
                     if self.cache is not None and step.cache:
                         outcome = await self._call_cached(step, prepared)
                     else:
-                        outcome = await self._ladder.run(step, prepared)  # type: ignore[union-attr]
+                        outcome = await self._ladder.run(  # type: ignore[union-attr]
+                            step, prepared, self._tried[step.id] if self._tried else 0)
                 except asyncio.CancelledError:
                     outcome = CallOutcome("cancelled", step.step.plugin, 0)
                 except Exception as exc:  # a bug of ours: it fails the step, named
@@ -345,7 +350,8 @@ class Engine:
                     return outcome
             else:
                 self.bus.emit(CacheMiss(run_id=self.run_id, step_id=step.id, plugin=plugin))
-        outcome = await self._ladder.run(step, inputs)  # type: ignore[union-attr]
+        outcome = await self._ladder.run(  # type: ignore[union-attr]
+            step, inputs, self._tried[step.id] if self._tried else 0)
         if cache is not None and outcome.ok and outcome.outputs is not None:
             cache.store(step, inputs, outcome.outputs)
         return outcome

@@ -145,19 +145,23 @@ class Ladder:
         self._loop = asyncio.get_running_loop()
 
     # -- the three levels --------------------------------------------------------------
-    async def run(self, step: PlannedStep, inputs: dict[str, Any]) -> CallOutcome:
+    async def run(self, step: PlannedStep, inputs: dict[str, Any],
+                  before: int = 0) -> CallOutcome:
+        """``before``: the step's attempts in earlier processes of the run (a resume, a
+        person's retry decided meanwhile), so its attempts are numbered on from there."""
         first: AttemptError | None = None
         if self.breakers.policy is None:
             # The common case, first attempt of the primary, without the ladder's bookkeeping.
             try:
-                outputs, validation = await self.attempt(step, step.invoker, inputs, 1)
+                outputs, validation = await self.attempt(step, step.invoker, inputs,
+                                                         before + 1)
             except AttemptError as failure:
                 first = failure
             else:
                 return CallOutcome("success", step.invoker.name, 1, outputs, validation)
         history: list[AttemptSummary] = []
         while True:
-            outcome = await self._climb(step, inputs, history, first)
+            outcome = await self._climb(step, inputs, history, first, before)
             first = None
             if outcome.ok or not outcome.escalate:
                 return outcome
@@ -175,7 +179,8 @@ class Ladder:
             return outcome  # "fail": it stays failed, and its on_failure decides
 
     async def _climb(self, step: PlannedStep, inputs: dict[str, Any],
-                     history: list[AttemptSummary], first: AttemptError | None) -> CallOutcome:
+                     history: list[AttemptSummary], first: AttemptError | None,
+                     before: int = 0) -> CallOutcome:
         """Levels 1 and 2: the primary plugin, then each fallback, each with its retries.
         ``first`` is the primary's first attempt when ``run`` already made it."""
         manual = step.step.manual is not None
@@ -215,8 +220,8 @@ class Ladder:
                     # The step's count (``len(history) + 1``: every plugin, and a person's
                     # retries) is what events, the prompt and the result show; ``attempt``
                     # is this plugin's own, within its retry budget.
-                    outputs, validation = await self.attempt(step, invoker, call_inputs,
-                                                             len(history) + 1, attempt)
+                    outputs, validation = await self.attempt(
+                        step, invoker, call_inputs, before + len(history) + 1, attempt)
                 except AttemptError as failure:
                     assert failure.summary is not None
                     history.append(failure.summary)
@@ -231,7 +236,7 @@ class Ladder:
                     if decision.action == "retry" and self.breakers.state(invoker.name) != "open":
                         self.bus.emit(RetryScheduled(run_id=self.run_id, step_id=step.id,
                                                      plugin=invoker.name,
-                                                     next_attempt=len(history) + 1,
+                                                     next_attempt=before + len(history) + 1,
                                                      delay_s=decision.delay_s,
                                                      plugin_attempt=attempt + 1,
                                                      max_attempts=step.retry.max_attempts))
