@@ -11,6 +11,7 @@ ran again, whenever the snapshot is taken (while processes run, or after they we
 
 from __future__ import annotations
 
+import os
 import random
 import sqlite3
 from collections import Counter
@@ -23,6 +24,9 @@ import pytest
 from flowhost.store import Store, read
 
 TALLY = "tally.txt"
+# The seed of the random choices of these tests (kill moments, sleeps): printed with their
+# figures; FLOWHOST_KILL_SEED=N replays a session.
+SEED = int(os.environ.get("FLOWHOST_KILL_SEED") or random.SystemRandom().randrange(1 << 31))
 
 
 def tally_spec(workflow_id: str, rnd: random.Random, branches: int = 3, depth: int = 3,

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from tallies import (
+    SEED,
     Snapshot,
     begun,
     last_value,
@@ -36,7 +37,6 @@ from test_resume_kill import comparable, start
 from flowhost.store import Store
 
 KILLS = int(os.environ.get("FLOWHOST_KILLS") or 10)
-SEED = int(os.environ.get("FLOWHOST_KILL_SEED") or random.SystemRandom().randrange(1 << 31))
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(),
                                 reason="finds the daemon's workers in /proc (Linux)")
