@@ -128,3 +128,15 @@ def test_a_persons_retry_in_a_later_process_numbers_its_attempts_on(tmp_path: Pa
     step = json.loads((tmp_path / "r.json").read_text(encoding="utf-8"))["steps"][0]
     assert (step["status"], step["attempts"]) == ("success", 2)
     assert [a["attempt"] for a in step["failed_attempts"]] == [1]
+
+
+def test_a_skip_applied_by_resume_is_named_at_the_end(tmp_path: Path) -> None:
+    (tmp_path / "wf.yaml").write_text(SPEC, encoding="utf-8")
+    parked = _flowhost(tmp_path, "run", "wf.yaml", "--no-progress", "--on-manual", "wait")
+    run_id = parked.stdout.splitlines()[0].removeprefix("run_id: ")
+    _flowhost(tmp_path, "runs", "resolve", run_id, "asks", "--action", "skip")
+    resumed = _flowhost(tmp_path, "resume", run_id, "--no-progress")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    last = resumed.stdout.strip().splitlines()[-1]
+    assert "— not every step succeeded: asks (fail) skipped: skipped by user after: needs a " \
+           "human" in last

@@ -14,7 +14,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from flowhost.events import Decision, Event, InterventionRequested, RunFinished
+from flowhost.events import Decision, Event, InterventionRequested, RunFinished, StepFinished
 from flowhost.execution import Execution, Outcome
 from flowhost.intervene import InterventionRequest, QueuedIntervener, Resolution, outputs_problem
 from flowhost.problems import UserInputError
@@ -59,6 +59,13 @@ class Run:
         if self._execution is None or not self._execution.earlier.events:
             return 0.0
         return run_time(self._execution.earlier.events)
+
+    @property
+    def carried_steps(self) -> list[StepFinished]:
+        """How the steps earlier processes of this run finished (and decisions applied)."""
+        if self._execution is None:
+            return []
+        return list(self._execution.earlier.restored.values())
 
     def start(self) -> None:
         """Begin executing, as a task of the running event loop (idempotent)."""

@@ -84,7 +84,7 @@ class RichProgress:
         *,
         estimate_s: float | None = None,
         refresh_per_second: float = 10.0,
-        carried: Iterable[str] = (),
+        carried: Iterable[str | StepFinished] = (),
         verbose: bool = False,
         earlier_s: float = 0.0,
     ) -> None:

@@ -121,17 +121,23 @@ def _isatty(stream: object) -> bool:
 class _Tally:
     """What both views need: each step's "i/N", plugin and purpose; the finished counts."""
 
-    def __init__(self, carried: Iterable[str] = ()) -> None:
+    def __init__(self, carried: Iterable[str | StepFinished] = ()) -> None:
         self.steps: dict[str, tuple[int, str, str]] = {}  # id -> (index, plugin, purpose)
         # Statuses of steps an earlier process of this run finished (a resume), so the
         # summary speaks of the whole run.
-        self.carried: Counter[str] = Counter(carried)
+        earlier = list(carried)
+        self.carried: Counter[str] = Counter(
+            e.status if isinstance(e, StepFinished) else e for e in earlier)
         self.counts: Counter[str] = Counter()
         self.total = 0
         self.title = ""
-        # Steps of this process that failed or were skipped, with why: a run that succeeds
-        # all the same (on_failure: continue, a person's skip) must not end as a clean one.
+        # Steps that failed or were skipped, with why (those of earlier processes too, when
+        # they are known): a run that succeeds all the same (on_failure: continue, a
+        # person's skip) must not end as a clean one.
         self.unclean: list[str] = []
+        for e in earlier:
+            if isinstance(e, StepFinished):
+                self._note(e)
 
     def run_started(self, e: RunStarted) -> None:
         self.steps = {sid: (i, plug, purpose) for i, (sid, plug, purpose) in enumerate(e.steps, 1)}
@@ -145,6 +151,9 @@ class _Tally:
 
     def finished(self, e: StepFinished) -> None:
         self.counts[e.status] += 1
+        self._note(e)
+
+    def _note(self, e: StepFinished) -> None:
         if e.status in ("failed", "skipped"):
             why = (e.error or e.error_type or "unknown error") if e.status == "failed" \
                 else (e.reason or "")
@@ -219,7 +228,7 @@ class PlainProgress:
     and what a prompt's hold() would keep back are written at once."""
 
     def __init__(self, stream: TextIO | None = None, *, estimate_s: float | None = None,
-                 carried: Iterable[str] = (), verbose: bool = False,
+                 carried: Iterable[str | StepFinished] = (), verbose: bool = False,
                  earlier_s: float = 0.0) -> None:
         self._stream: TextIO | None = stream if stream is not None else sys.stdout
         self._earlier_s = earlier_s
@@ -377,7 +386,8 @@ class PlainProgress:
 
 def make_progress(
     *, enabled: bool, stream: TextIO | None = None, estimate_s: float | None = None,
-    carried: Iterable[str] = (), term: str | None = None, verbose: bool = False,
+    carried: Iterable[str | StepFinished] = (), term: str | None = None,
+    verbose: bool = False,
     earlier_s: float = 0.0,
 ) -> ProgressListener:
     """The live view when enabled and writing to a terminal, else plain lines. ``carried``:

@@ -101,7 +101,7 @@ async def drive(args: argparse.Namespace, prepare: Callable[[Intervener], Awaita
     if metrics is not None:
         run.observe(metrics.observer)
     progress = make_progress(enabled=not args.no_progress, stream=sys.stdout,
-                             estimate_s=run.estimate_s, carried=run.carried,
+                             estimate_s=run.estimate_s, carried=run.carried_steps,
                              earlier_s=run.earlier_s,
                              term=os.environ.get("TERM"), verbose=args.verbose)
     screen.progress = progress
