@@ -14,10 +14,12 @@ import os
 import random
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import pytest
 from tallies import (
     SEED,
@@ -31,7 +33,14 @@ from tallies import (
     tally,
     tally_spec,
 )
-from test_daemon_support import StartDaemon, flowhost_command, start_daemons, submit, wait_for
+from test_daemon_support import (
+    StartDaemon,
+    flowhost_command,
+    start_daemons,
+    stub,
+    submit,
+    wait_for,
+)
 from test_resume_kill import comparable, start
 
 from flowhost.store import Store
@@ -172,6 +181,49 @@ def gone(pids: list[int], timeout: float = 30) -> None:
             time.sleep(0.01)
 
 
+class Submitter:
+    """Submits runs from a thread, at random moments, to whichever daemon serves now (also
+    while it is being killed): the runs whose ``SubmitRun`` answered are accepted, and each
+    must finish; a submit that failed (the daemon was dead or dying) promised nothing."""
+
+    def __init__(self, address: str, seed: int, most: int) -> None:
+        self.address = address
+        self.accepted: list[str] = []
+        self.refused = 0
+        self._rnd = random.Random(seed)
+        self._most = most
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._submit, daemon=True)
+        self._thread.start()
+
+    def runs(self) -> list[str]:
+        with self._lock:
+            return list(self.accepted)
+
+    def _submit(self) -> None:
+        channels: list[grpc.Channel] = []
+        try:
+            while len(self.accepted) < self._most and not self._stop.wait(
+                    self._rnd.uniform(0.1, 1.0)):
+                spec = tally_spec("submitted", self._rnd, branches=2, depth=2, tail=1,
+                                  seconds=(0.05, 0.2))
+                try:
+                    run_id = submit(stub(self.address, keep=channels), spec)
+                except grpc.RpcError:
+                    self.refused += 1
+                    continue
+                with self._lock:
+                    self.accepted.append(run_id)
+        finally:
+            for channel in channels:
+                channel.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(120)
+
+
 def test_the_daemon_and_its_workers_killed_at_random_moments_finish_every_accepted_run(
         daemon: StartDaemon, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     rnd = random.Random(SEED + 1)
@@ -186,10 +238,12 @@ def test_the_daemon_and_its_workers_killed_at_random_moments_finish_every_accept
         accepted.append(submit(served.stub(), spec))
 
     def shoot() -> None:  # every accepted run, before and after each kill
-        shots.extend(snapshot(state, run_id, state / "runs" / run_id) for run_id in accepted)
+        shots.extend(snapshot(state, run_id, state / "runs" / run_id)
+                     for run_id in accepted + submitter.runs())
 
     for _ in range(3):
         accept()
+    submitter = Submitter(served.address, SEED + 2, most=KILLS // 2)
     daemon_kills = worker_kills = 0
     worker_kills_here = 0  # of this daemon: a run is failed after three worker deaths
     for _ in range(KILLS):
@@ -209,9 +263,11 @@ def test_the_daemon_and_its_workers_killed_at_random_moments_finish_every_accept
             store_opens(state)
             shoot()
             served = daemon("--max-runs", "2")
+            submitter.address = served.address
             worker_kills_here = 0
-            accept()
         shoot()
+    submitter.stop()
+    accepted += submitter.accepted
     results = {run_id: wait_for(served.stub(), run_id, timeout=180) for run_id in accepted}
     for run_id, found in results.items():
         folder = state / "runs" / run_id
@@ -222,4 +278,5 @@ def test_the_daemon_and_its_workers_killed_at_random_moments_finish_every_accept
     store_opens(state)
     report(request, "kill loop, flowhost serve", seed=SEED + 1, daemon_kills=daemon_kills,
            worker_kills=worker_kills, restarts=daemon_kills, runs=len(accepted),
+           submits_refused=submitter.refused,
            reruns=sum(reruns(state / "runs" / run_id) for run_id in accepted))
