@@ -439,6 +439,16 @@ steps:
 
 # -- the daemon: the same faults in its workers ----------------------------------------------
 
+def listed_as(stub: Any, run_id: str, status: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        runs = stub.ListRuns(pb.ListRunsRequest(page_size=100), timeout=30).runs
+        if [r.status for r in runs if r.run_id == run_id] == [status]:
+            return
+        assert time.monotonic() < deadline, f"run {run_id} is not {status}: {runs}"
+        time.sleep(0.05)
+
+
 RAISED = {"system-exit": "SystemExit", "keyboard": "KeyboardInterrupt",
           "recursion": "RecursionError"}
 
@@ -446,7 +456,8 @@ RAISED = {"system-exit": "SystemExit", "keyboard": "KeyboardInterrupt",
 def test_the_daemon_ends_each_plugin_fault_as_the_ladder_says_and_cancels_hangs(
         daemon: StartDaemon, served: Served, tmp_path: Path,
         request: pytest.FixtureRequest) -> None:
-    stub = daemon("--max-runs", "8").stub()
+    served_by = daemon("--max-runs", "8")
+    stub = served_by.stub()
     raised = {what: submit(stub, "workflow_id: raising\nsteps:\n" + "".join(
         f"  - {{id: {mode}, plugin: raiser, inputs: {{what: {what}, sync: {sync}}}, "
         "on_failure: continue, manual: false}\n"
@@ -458,6 +469,7 @@ def test_the_daemon_ends_each_plugin_fault_as_the_ladder_says_and_cancels_hangs(
     malformed = submit(stub, malformed_spec("malformed"))
     flood = submit(stub, "workflow_id: flood\nsteps:\n  - {id: f, plugin: flood, inputs: "
                          "{megabytes: 10, stream: both, raw: true}}\n")
+    big = submit(stub, "workflow_id: huge\nsteps:\n  - {id: big, plugin: huge}\n")
     hangs = {how: submit(stub, "workflow_id: hang\nsteps:\n" + hang_step(
         how, tmp_path / f"hang-{how}") + "\n") for how in HANGS}
     hangs["remote"] = submit(stub, f"workflow_id: hang\nsteps:\n  - {{id: remote, plugin: "
@@ -477,6 +489,10 @@ def test_the_daemon_ends_each_plugin_fault_as_the_ladder_says_and_cancels_hangs(
     for what, named in MALFORMED.items():
         assert named in step(found, what)["error"]
     assert wait_for(stub, flood)["status"] == "success"
+    listed_as(stub, big, "success")  # (GetRun of it is past a default client's 4 MB)
+    shown = flowhost("runs", "show", big, "--json", "--server", served_by.address, cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert len(json.loads(shown.stdout)["outputs"]["big"]["text"]) == 50_000_000
 
     for how, run_id in hangs.items():
         wait_file(tmp_path / f"hang-{how}")
@@ -488,5 +504,5 @@ def test_the_daemon_ends_each_plugin_fault_as_the_ladder_says_and_cancels_hangs(
         assert "it hangs" in (found["steps"][0]["reason"] or "")
     after = submit(stub, "workflow_id: after\nsteps:\n  - {plugin: echo, inputs: {text: ok}}\n")
     assert wait_for(stub, after)["status"] == "success"  # its workers serve on
-    report(request, "fault matrix, daemon", runs=len(raised) + 3 + len(hangs) + 1,
+    report(request, "fault matrix, daemon", runs=len(raised) + 4 + len(hangs) + 1,
            cancelled_hangs=len(hangs))
