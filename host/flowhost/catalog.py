@@ -151,7 +151,7 @@ class Catalog:
             self._config = load_config(environ=self._environ, cwd=self._cwd)
         return self._config
 
-    def _remote_table(self) -> dict[str, str]:
+    def _remote_table(self) -> dict[str, str | list[str]]:
         """``[remote]`` of the host config."""
         if self._config is None and _no_config_file(self._environ, self._cwd):
             return {}
@@ -175,7 +175,8 @@ class Catalog:
                     distribution_version=dist[1] if dist else None,
                 )
             for name, url in self._remote_table().items():
-                entries[name] = PluginEntry(name=name, target=url, transport="grpc")
+                shown = url if isinstance(url, str) else ", ".join(url)
+                entries[name] = PluginEntry(name=name, target=shown, transport="grpc")
             self._entries = entries
         return self._entries
 
@@ -200,7 +201,7 @@ class Catalog:
             return self._load_remote(name, name)
         entry = self.entries().get(name)
         if entry is not None and entry.transport == "grpc":
-            return self._load_remote(name, entry.target)
+            return self._load_remote(name, self._remote_table()[name])
         if entry is None:
             raise PluginLoadError(
                 name,
@@ -223,14 +224,16 @@ class Catalog:
                 name, f"its Inputs/Outputs schemas cannot be built: {type(exc).__name__}: {exc}"
             ) from None
 
-    def _load_remote(self, name: str, url: str) -> Invoker:
+    def _load_remote(self, name: str, url: str | list[str]) -> Invoker:
         """A GrpcInvoker, after asking the server for its plugins (blocking, at most
-        ``[grpc] connect_timeout``; inside an event loop, call ``get`` from a thread)."""
-        from flowhost.config import is_remote_url, parse_remote_url
+        ``[grpc] connect_timeout``; inside an event loop, call ``get`` from a thread). Of
+        several servers (a list, a ``dns:///`` name) any one that is healthy answers: they
+        serve the same plugins."""
+        from flowhost.config import is_remote_url, parse_remote_targets
         from flowhost.invokers import grpc as remote
 
         try:
-            target, served_as = parse_remote_url(url)
+            target, served_as = parse_remote_targets(url)
         except ValueError as exc:
             raise PluginLoadError(name, str(exc)) from None
         if served_as is None:
@@ -240,8 +243,9 @@ class Catalog:
             served_as = name
         config = self.config
         if not target.tls and config.tls_for(target) is not None:
-            raise PluginLoadError(name, f"flowhost.toml has TLS settings for {target.address} "
-                                  "but the URL says grpc:// (plaintext): use grpcs://")
+            raise PluginLoadError(name, f"flowhost.toml has TLS settings for "
+                                  f"{target.members[0].address} but the URL says grpc:// "
+                                  "(plaintext): use grpcs://")
         try:
             endpoint = remote.Endpoint.create(target, config)
         except remote.RemoteUnavailable as exc:

@@ -6,6 +6,8 @@ directory when there is one::
     [remote]                                  # plugin name -> where it is served
     redis-cache-plugin = "grpc://10.0.0.5:50070"             # same name on the server
     auth = "grpcs://plugins.example.com:50443/jwt-auth-plugin"  # another name there
+    render = ["grpc://10.0.0.7:50070", "grpc://10.0.0.8:50070"]  # replicas: round-robin
+    scan = "grpc://dns:///scan.plugins.svc:50070"           # every address the name has
 
     [tls."plugins.example.com:50443"]         # per target HOST:PORT, for grpcs:// URLs
     ca = "certs/ca.pem"                       # CA to trust (default: the system's roots)
@@ -35,17 +37,19 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PlainValidator,
     PrivateAttr,
     ValidationError,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from flowhost.problems import UserInputError
 
@@ -57,11 +61,14 @@ _PLUGIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 @dataclass(frozen=True, slots=True)
 class RemoteTarget:
-    """A plugin server: ``grpc://HOST:PORT`` (plaintext) or ``grpcs://HOST:PORT`` (TLS)."""
+    """A plugin server: ``grpc://HOST:PORT`` (plaintext) or ``grpcs://HOST:PORT`` (TLS); or
+    the servers a DNS name resolves to, ``grpc://dns:///HOST:PORT`` (``resolver`` is then
+    the DNS server gRPC asks, ``""`` for the system's), spread round-robin by gRPC."""
 
     scheme: Literal["grpc", "grpcs"]
     host: str
     port: int
+    resolver: str | None = None
 
     @property
     def address(self) -> str:
@@ -71,16 +78,72 @@ class RemoteTarget:
 
     @property
     def url(self) -> str:
-        return f"{self.scheme}://{self.address}"
+        return f"{self.scheme}://{self.channel_target}"
+
+    @property
+    def channel_target(self) -> str:
+        """The target string a gRPC channel is opened with."""
+        if self.resolver is None:
+            return self.address
+        return f"dns://{self.resolver}/{self.address}"
 
     @property
     def tls(self) -> bool:
         return self.scheme == "grpcs"
 
+    @property
+    def balanced(self) -> bool:
+        """Whether the target may be several servers (calls go round-robin over them)."""
+        return self.resolver is not None
+
+    @property
+    def members(self) -> tuple[RemoteTarget, ...]:
+        return (self,)
+
+
+@dataclass(frozen=True, slots=True)
+class TargetList:
+    """Several plugin servers for one plugin, ``[remote] name = ["grpc://a:1", ...]``: one
+    gRPC channel over all of them, round-robin over the healthy ones. Its entries share a
+    scheme and their ``[tls]`` settings (checked when the file is loaded)."""
+
+    members: tuple[RemoteTarget, ...]
+
+    @property
+    def scheme(self) -> Literal["grpc", "grpcs"]:
+        return self.members[0].scheme
+
+    @property
+    def tls(self) -> bool:
+        return self.members[0].tls
+
+    @property
+    def balanced(self) -> bool:
+        return True
+
+    @property
+    def address(self) -> str:
+        return ",".join(member.address for member in self.members)
+
+    @property
+    def url(self) -> str:
+        """``grpc://a:1,b:2``: how messages name it, and the key its schemas are kept by."""
+        return f"{self.scheme}://" + ",".join(m.channel_target for m in self.members)
+
+
+Targets = RemoteTarget | TargetList
+_DNS = re.compile(r"dns://(?P<resolver>[^/]*)/(?P<rest>.*)")
+
 
 def parse_remote_url(url: str) -> tuple[RemoteTarget, str | None]:
-    """``grpc[s]://HOST:PORT[/NAME]`` -> (target, NAME or None); raises ValueError."""
-    parts = urlsplit(url.strip())
+    """``grpc[s]://HOST:PORT[/NAME]`` or ``grpc[s]://dns://[DNS-SERVER]/HOST:PORT[/NAME]``
+    -> (target, NAME or None); raises ValueError."""
+    text = url.strip()
+    scheme_part, sep, rest = text.partition("://")
+    dns = _DNS.fullmatch(rest) if sep else None
+    if dns is not None:  # parsed as HOST:PORT[/NAME] below, then given the resolver
+        text = f"{scheme_part}://{dns['rest']}"
+    parts = urlsplit(text)
     if parts.scheme not in ("grpc", "grpcs"):
         raise ValueError(f"'{url}' is not a grpc:// or grpcs:// URL")
     if parts.username is not None or parts.query or parts.fragment:
@@ -96,8 +159,36 @@ def parse_remote_url(url: str) -> tuple[RemoteTarget, str | None]:
     if name is not None and not _PLUGIN_NAME.fullmatch(name):
         raise ValueError(f"'{url}': '{name}' is not a plugin name (one path part: "
                          "grpc://HOST:PORT/NAME)")
+    if dns is not None and "/" in dns["resolver"]:
+        raise ValueError(f"'{url}': write a DNS name as grpc://dns:///HOST:PORT")
     scheme: Literal["grpc", "grpcs"] = "grpcs" if parts.scheme == "grpcs" else "grpc"
-    return RemoteTarget(scheme, parts.hostname, port), name
+    resolver = dns["resolver"] if dns is not None else None
+    return RemoteTarget(scheme, parts.hostname, port, resolver), name
+
+
+def parse_remote_targets(value: str | list[str]) -> tuple[Targets, str | None]:
+    """A ``[remote]`` value, one URL or a list of them -> (targets, NAME or None); raises
+    ValueError. The URLs of a list name the same plugin, or none."""
+    if isinstance(value, str):
+        return parse_remote_url(value)
+    if not value:
+        raise ValueError("an empty list of targets")
+    parsed = [parse_remote_url(url) for url in value]
+    names = {name for _, name in parsed}
+    if len(names) > 1:
+        raise ValueError("the URLs of one list name different plugins ("
+                         + ", ".join(sorted(str(n) for n in names)) + "): one plugin, "
+                         "several servers of it")
+    members = tuple(dict.fromkeys(target for target, _ in parsed))  # the same one twice: once
+    if len({target.scheme for target in members}) > 1:
+        raise ValueError("mixes grpc:// and grpcs://: the servers of one plugin are reached "
+                         "the same way")
+    if any(target.resolver is not None for target in members) and len(members) > 1:
+        raise ValueError("a dns:/// name already stands for all its addresses: give it "
+                         "alone, not in a list")
+    if len(members) == 1:
+        return members[0], parsed[0][1]
+    return TargetList(members), parsed[0][1]
 
 
 def is_remote_url(name: str) -> bool:
@@ -149,10 +240,23 @@ class ServeSettings(_Strict):
     env_allow: list[str] = Field(default_factory=list)
 
 
+def _remote_value(value: Any) -> str | list[str]:
+    """A ``[remote]`` value: a URL, or a list of URLs (one error, not one per form)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return list(value)
+    raise PydanticCustomError("string_type", "Input should be a valid string (a grpc:// URL), "
+                              "or a list of them for several servers")
+
+
+RemoteValue = Annotated[str | list[str], PlainValidator(_remote_value)]
+
+
 class HostConfig(_Strict):
     """The parsed ``flowhost.toml`` (empty when there is none)."""
 
-    remote: dict[str, str] = Field(default_factory=dict)
+    remote: dict[str, RemoteValue] = Field(default_factory=dict)
     tls: dict[str, TLSSettings] = Field(default_factory=dict)
     grpc: GrpcSettings = Field(default_factory=GrpcSettings)
     serve: ServeSettings = Field(default_factory=ServeSettings)
@@ -163,16 +267,20 @@ class HostConfig(_Strict):
         """The file it was read from (None: no file)."""
         return self._path
 
-    def remote_plugin(self, name: str) -> tuple[RemoteTarget, str] | None:
-        """(target, name on the server) for a name mapped in ``[remote]``, else None."""
+    def remote_plugin(self, name: str) -> tuple[Targets, str] | None:
+        """(target or targets, name on the server) for a name mapped in ``[remote]``, else
+        None."""
         url = self.remote.get(name)
         if url is None:
             return None
-        target, served_as = parse_remote_url(url)  # checked when the file was loaded
+        target, served_as = parse_remote_targets(url)  # checked when the file was loaded
         return target, served_as or name
 
-    def tls_for(self, target: RemoteTarget) -> TLSSettings | None:
-        return self.tls.get(target.address) or self.tls.get(f"{target.host}:{target.port}")
+    def tls_for(self, target: Targets) -> TLSSettings | None:
+        """The ``[tls]`` settings of a target (of a list: of its first entry, the same for
+        every entry)."""
+        first = target.members[0]
+        return self.tls.get(first.address) or self.tls.get(f"{first.host}:{first.port}")
 
 
 def load_config(path: str | Path | None = None, *, environ: Mapping[str, str] | None = None,
@@ -227,14 +335,37 @@ def _remote_problems(config: HostConfig) -> list[tuple[str, str]]:
             problems.append((name, "is not a plugin name"))
             continue
         try:
-            target, _ = parse_remote_url(url)
+            targets, _ = parse_remote_targets(url)
         except ValueError as exc:
-            problems.append((name, f"{exc} — write it like \"grpc://10.0.0.5:50070\""))
+            problems.append((name, f"{exc} — write it like \"grpc://10.0.0.5:50070\", "
+                             "[\"grpc://10.0.0.5:50070\", \"grpc://10.0.0.6:50070\"] or "
+                             "\"grpc://dns:///plugins.internal:50070\""))
             continue
-        if not target.tls and config.tls_for(target) is not None:
-            problems.append((name, f"[tls.\"{target.address}\"] sets TLS for this target but "
-                             f"the URL says grpc:// (plaintext); use grpcs://"))
+        for target in targets.members:
+            if not target.tls and config.tls_for(target) is not None:
+                problems.append((name, f"[tls.\"{target.address}\"] sets TLS for this target "
+                                 "but the URL says grpc:// (plaintext); use grpcs://"))
+        problem = _list_tls_problem(config, targets)
+        if problem is not None:
+            problems.append((name, problem))
     return problems
+
+
+def _list_tls_problem(config: HostConfig, targets: Targets) -> str | None:
+    """Why the TLS settings of a list of grpcs:// targets cannot serve them all (one channel
+    has one set of credentials and checks one server name), or None."""
+    if not isinstance(targets, TargetList) or not targets.tls:
+        return None
+    settings = {m.address: config.tls_for(m) for m in targets.members}
+    if len({s.model_dump_json() if s is not None else "" for s in settings.values()}) > 1:
+        return ("the targets of one list need the same [tls] settings (one channel, one "
+                "set of credentials): give them all the same [tls.\"HOST:PORT\"] tables")
+    first = next(iter(settings.values()))
+    hosts = {m.host for m in targets.members}
+    if len(hosts) > 1 and (first is None or first.server_name is None):
+        return ("grpcs:// targets on different hosts need the one name their certificates "
+                "carry: server_name in their [tls.\"HOST:PORT\"] tables")
+    return None
 
 
 def _tls_problems(config: HostConfig, where: Path) -> list[str]:

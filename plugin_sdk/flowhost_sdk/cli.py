@@ -2,7 +2,7 @@
 
     flowhost-plugin serve my_pkg.scaffold:Scaffolder [more:Classes ...] --listen HOST:PORT
         [--tls-cert F --tls-key F [--tls-client-ca F]] [--max-message-bytes N]
-        [--max-workers N] [--grace S]
+        [--max-workers N] [--grace S] [--max-connection-age S [--max-connection-age-grace S]]
 
 Prints a ready line with the real port once it listens (``--listen 127.0.0.1:0`` picks a
 free one), serves until SIGTERM or SIGINT, then stops gracefully and exits 0. Bad arguments,
@@ -26,6 +26,7 @@ from flowhost_sdk.plugin import Plugin, check_plugin_class
 from flowhost_sdk.server import (
     DEFAULT_GRACE,
     DEFAULT_LISTEN,
+    DEFAULT_MAX_CONNECTION_AGE,
     DEFAULT_MAX_WORKERS,
     PluginServer,
     ServeError,
@@ -80,6 +81,18 @@ def _worker_count(text: str) -> int:
     return value
 
 
+def _seconds(text: str) -> float | None:
+    """A positive number of seconds; 0 means no limit (None)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 <= value < 2**31 / 1000:
+        raise argparse.ArgumentTypeError(f"must be between 0 (no limit) and "
+                                         f"{2**31 // 1000}, got {text}")
+    return value or None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="flowhost-plugin", description="Serve flowhost plugins over gRPC.")
@@ -106,6 +119,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--grace", type=float, default=DEFAULT_GRACE, metavar="S",
                      help=f"seconds calls in flight get to finish on stop (default "
                      f"{DEFAULT_GRACE:g})")
+    run.add_argument("--max-connection-age", type=_seconds,
+                     default=DEFAULT_MAX_CONNECTION_AGE, metavar="S",
+                     help="close each client connection once it is S seconds old (+-10 %%), "
+                     "after the calls on it: clients then reconnect and re-resolve, so a "
+                     "replica started later gets calls too (default "
+                     f"{DEFAULT_MAX_CONNECTION_AGE:g}; 0 = never)")
+    run.add_argument("--max-connection-age-grace", type=_seconds, default=None, metavar="S",
+                     help="how long calls on an aged connection may still run before it is "
+                     "cut (default: no limit, a call is never cut)")
     run.add_argument("--log-level", default="INFO",
                      choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     return parser
@@ -132,6 +154,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                 tls_key=args.tls_key, tls_client_ca=args.tls_client_ca,
                                 max_message_bytes=args.max_message_bytes,
                                 max_workers=args.max_workers, grace=args.grace,
+                                max_connection_age=args.max_connection_age,
+                                max_connection_age_grace=args.max_connection_age_grace,
                                 ready=announce))
     except ServeError as exc:
         print(f"flowhost-plugin: {exc}", file=sys.stderr)

@@ -52,6 +52,13 @@ T = TypeVar("T")
 DEFAULT_LISTEN = "127.0.0.1:50070"
 DEFAULT_GRACE = 10.0
 DEFAULT_MAX_WORKERS = 64
+# How long a client connection lives before the server asks the client to open a new one
+# (HTTP/2 GOAWAY; gRPC adds +-10 % jitter). Clients balance over the servers they are
+# connected to and re-resolve a DNS name when a connection closes: without an age, a
+# replica started later would get no calls from clients connected before it. Calls in
+# flight on an aged connection finish on it (no age grace by default: a plugin call may
+# rightly take hours, and cutting it would fail the step).
+DEFAULT_MAX_CONNECTION_AGE = 300.0
 PemSource = str | os.PathLike[str] | bytes  # a file path, or the PEM text itself
 
 
@@ -424,12 +431,17 @@ class PluginServer:
     ``max_workers`` is how many calls to sync plugins run at once, each on its own thread,
     including calls their clients gave up on that the plugin does not stop; one more is
     answered RESOURCE_EXHAUSTED. Async plugins run on the event loop, unbounded by it.
+    ``max_connection_age`` (seconds, None: unlimited) closes each client connection once
+    that old, after the calls on it finish (or after ``max_connection_age_grace`` seconds,
+    None: never cut), so clients spread over replicas started since they connected.
     """
 
     def __init__(self, plugins: Iterable[Plugin | type[Plugin]], address: str = DEFAULT_LISTEN,
                  *, tls: TLSFiles | None = None,
                  max_message_bytes: int = protocol.DEFAULT_MAX_MESSAGE_BYTES,
-                 max_workers: int = DEFAULT_MAX_WORKERS) -> None:
+                 max_workers: int = DEFAULT_MAX_WORKERS,
+                 max_connection_age: float | None = DEFAULT_MAX_CONNECTION_AGE,
+                 max_connection_age_grace: float | None = None) -> None:
         hosted: dict[str, _Hosted] = {}
         for plugin in plugins:
             entry = _host(plugin)
@@ -442,6 +454,13 @@ class PluginServer:
             raise ServeError(f"max_message_bytes must be at least 1024, got {max_message_bytes}")
         if max_workers < 1:
             raise ServeError(f"max_workers must be at least 1, got {max_workers}")
+        for what, seconds in (("max_connection_age", max_connection_age),
+                              ("max_connection_age_grace", max_connection_age_grace)):
+            if seconds is not None and not 0 < seconds < 2**31 / 1000:
+                raise ServeError(f"{what} must be a positive number of seconds below "
+                                 f"{2**31 // 1000}, got {seconds}")
+        self.max_connection_age = max_connection_age
+        self.max_connection_age_grace = max_connection_age_grace
         self.host, self.port = split_address(address)
         self.names = list(hosted)
         self.tls = tls
@@ -474,6 +493,12 @@ class PluginServer:
         options = [("grpc.max_receive_message_length", self.max_message_bytes),
                    ("grpc.max_send_message_length", self.max_message_bytes),
                    ("grpc.so_reuseport", 0)]  # a busy port is an error, not shared
+        if self.max_connection_age is not None:
+            options.append(("grpc.max_connection_age_ms",
+                            max(1, round(self.max_connection_age * 1000))))
+        if self.max_connection_age_grace is not None:
+            options.append(("grpc.max_connection_age_grace_ms",
+                            max(1, round(self.max_connection_age_grace * 1000))))
         server = aio.server(options=options)
         service = _PluginService(self._hosted, self.max_message_bytes, self._workers)
         handlers = service.handlers()
@@ -549,13 +574,16 @@ async def serve_async(plugins: Iterable[Plugin | type[Plugin]], address: str = D
                       tls_client_ca: PemSource | None = None,
                       max_message_bytes: int = protocol.DEFAULT_MAX_MESSAGE_BYTES,
                       max_workers: int = DEFAULT_MAX_WORKERS, grace: float = DEFAULT_GRACE,
+                      max_connection_age: float | None = DEFAULT_MAX_CONNECTION_AGE,
+                      max_connection_age_grace: float | None = None,
                       ready: Callable[[PluginServer], Awaitable[None] | None] | None = None,
                       stop: asyncio.Event | None = None, handle_signals: bool = True) -> None:
     """Serve ``plugins`` until SIGTERM/SIGINT (or until ``stop`` is set), then stop gracefully.
 
     ``ready(server)`` is called once the port is bound (``server.address`` has the real
     port); by default the ready line is logged. A second signal stops without waiting.
-    ``max_workers`` bounds the threads sync plugins run on (see ``PluginServer``).
+    ``max_workers`` bounds the threads sync plugins run on, ``max_connection_age`` how long
+    a client connection lives (see ``PluginServer``).
     """
     tls = None
     if tls_cert is not None or tls_key is not None:
@@ -565,7 +593,8 @@ async def serve_async(plugins: Iterable[Plugin | type[Plugin]], address: str = D
     elif tls_client_ca is not None:
         raise ServeError("a client CA (mutual TLS) needs the server's own certificate and key")
     server = PluginServer(plugins, address, tls=tls, max_message_bytes=max_message_bytes,
-                          max_workers=max_workers)
+                          max_workers=max_workers, max_connection_age=max_connection_age,
+                          max_connection_age_grace=max_connection_age_grace)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     signals = 0

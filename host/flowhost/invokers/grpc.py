@@ -3,23 +3,31 @@
 ``ListPlugins`` gives the plugin's name, version, idempotency and JSON Schemas, so static
 checks and the ladder treat it exactly like a local plugin. Calls go over one ``grpc.aio``
 channel per target (and event loop), shared by every step and run of the process; each
-carries the step's timeout as its deadline. A call is ``InvokeStream``, whose progress
-updates become the plugin's ``ctx.progress()``, unless the server answered UNIMPLEMENTED to
-it (a server written from the first .proto): then ``Invoke``, and the pool remembers that
-the server has no stream for a while, so the extra round trip is made once. A failed
-call comes out as the SDK error the status code and metadata stand for
-(``flowhost_sdk.protocol``); outputs are checked against the plugin's declared output
-schema, since the host has no pydantic model for them.
+carries the step's timeout as its deadline. A target that may be several servers (a list
+in ``[remote]``, or a ``dns:///`` name) gets gRPC's own ``round_robin`` policy with
+client-side health checking (``healthCheckConfig``): calls go in turn to the servers whose
+``grpc.health.v1`` Watch says SERVING, and one that stops (or is not reached) is left out
+until it serves again; the channel re-resolves a DNS name when a connection closes, which
+servers cause with a maximum connection age, so new replicas get calls.
+
+A call is ``InvokeStream``, whose progress updates become the plugin's ``ctx.progress()``,
+unless the server answered UNIMPLEMENTED to it (a server written from the first .proto):
+then ``Invoke``, and the pool remembers that the server has no stream for a while, so the
+extra round trip is made once. A failed call comes out as the SDK error the status code
+and metadata stand for (``flowhost_sdk.protocol``); outputs are checked against the
+plugin's declared output schema, since the host has no pydantic model for them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime
+import ipaddress
 import json
 import math
 import os
 import re
+import socket
 import time
 import weakref
 from collections.abc import AsyncGenerator, Awaitable, Callable
@@ -34,7 +42,7 @@ import jsonschema
 from grpc import aio
 from grpc_health.v1 import health_pb2
 
-from flowhost.config import HostConfig, RemoteTarget
+from flowhost.config import HostConfig, TargetList, Targets
 from flowhost.invokers import (
     InvalidInputs,
     InvalidOutputs,
@@ -56,6 +64,13 @@ StreamCall = Callable[..., "aio.UnaryStreamCall[Any, pb.InvokeUpdate]"]
 # How long a server that answered UNIMPLEMENTED to InvokeStream is called with Invoke before
 # it is asked again (it may have been upgraded meanwhile: a daemon lives for weeks).
 NO_STREAM_SECONDS = 600.0
+# Several servers: gRPC's round_robin over those whose health (the whole server, service "")
+# is SERVING; an SDK server says NOT_SERVING while its worker threads are all busy and once
+# it is stopping, so it is left out then too.
+BALANCED_SERVICE_CONFIG = json.dumps({
+    "loadBalancingConfig": [{"round_robin": {}}],
+    "healthCheckConfig": {"serviceName": ""},
+})
 
 
 class RemoteUnavailable(Exception):
@@ -73,7 +88,7 @@ class RemoteUnavailable(Exception):
 class Endpoint:
     """A target and everything needed to open a channel to it (hashable: the pool's key)."""
 
-    target: RemoteTarget
+    target: Targets
     max_message_bytes: int = protocol.DEFAULT_MAX_MESSAGE_BYTES
     ca: bytes | None = None
     cert: bytes | None = None
@@ -81,7 +96,7 @@ class Endpoint:
     server_name: str | None = None
 
     @classmethod
-    def create(cls, target: RemoteTarget, config: HostConfig) -> Endpoint:
+    def create(cls, target: Targets, config: HostConfig) -> Endpoint:
         """Read the target's TLS files from the config; raises RemoteUnavailable."""
         settings = config.tls_for(target)
         files: dict[str, bytes | None] = {"ca": None, "cert": None, "key": None}
@@ -93,10 +108,17 @@ class Endpoint:
                         files[field] = path.read_bytes()
                     except OSError as exc:
                         raise RemoteUnavailable(
-                            f"[tls.\"{target.address}\"] {field} in {config.path}: cannot read "
+                            f"[tls.\"{target.members[0].address}\"] {field} in {config.path}: "
+                            f"cannot read "
                             f"{path}: {exc.strerror or exc}") from None
+        server_name = settings.server_name if settings is not None else None
+        hosts = {member.host for member in target.members}
+        if server_name is None and isinstance(target, TargetList) and len(hosts) == 1:
+            # A list is one channel to addresses: the name certificates are checked against
+            # is the host the entries share, as it would be for each alone.
+            server_name = next(iter(hosts))
         return cls(target, config.grpc.max_message_bytes, files["ca"], files["cert"],
-                   files["key"], settings.server_name if settings is not None else None)
+                   files["key"], server_name)
 
     def options(self) -> list[tuple[str, Any]]:
         options: list[tuple[str, Any]] = [
@@ -109,7 +131,29 @@ class Endpoint:
         ]
         if self.server_name:
             options.append(("grpc.ssl_target_name_override", self.server_name))
+        if self.target.balanced:
+            options.append(("grpc.service_config", BALANCED_SERVICE_CONFIG))
         return options
+
+    def channel_target(self) -> str:
+        """What the channel is opened on: ``HOST:PORT``, ``dns:///HOST:PORT``, or for a list
+        the ``ipv4:`` (``ipv6:``) target of all its addresses, gRPC's form for several
+        servers behind one channel. A list's host names are looked up here, when the
+        channel opens; a name whose addresses change belongs in a ``dns:///`` target."""
+        if not isinstance(self.target, TargetList):
+            return self.target.channel_target
+        found: dict[int, list[str]] = {4: [], 6: []}
+        for member in self.target.members:
+            for version, address in _addresses(member.host, member.port):
+                if address not in found[version]:
+                    found[version].append(address)
+        # One target holds one address family; IPv4 when there are both (the usual case of
+        # a name that has both; a list of v6 literals gets ipv6:).
+        if found[4]:
+            return "ipv4:" + ",".join(found[4])
+        if found[6]:
+            return "ipv6:" + ",".join(found[6])
+        return self.target.members[0].address  # nothing resolves: gRPC says so on each call
 
     def credentials(self) -> grpc.ChannelCredentials:
         return grpc.ssl_channel_credentials(root_certificates=self.ca, private_key=self.key,
@@ -117,13 +161,29 @@ class Endpoint:
 
     def sync_channel(self) -> grpc.Channel:
         if self.target.tls:
-            return grpc.secure_channel(self.target.address, self.credentials(), self.options())
-        return grpc.insecure_channel(self.target.address, self.options())
+            return grpc.secure_channel(self.channel_target(), self.credentials(),
+                                       self.options())
+        return grpc.insecure_channel(self.channel_target(), self.options())
 
     def aio_channel(self) -> aio.Channel:
         if self.target.tls:
-            return aio.secure_channel(self.target.address, self.credentials(), self.options())
-        return aio.insecure_channel(self.target.address, self.options())
+            return aio.secure_channel(self.channel_target(), self.credentials(), self.options())
+        return aio.insecure_channel(self.channel_target(), self.options())
+
+
+def _addresses(host: str, port: int) -> list[tuple[int, str]]:
+    """(IP version, ``ADDRESS:PORT``) of a host: itself when it is an IP address, else what
+    it resolves to (nothing when it does not)."""
+    try:
+        ips = [ipaddress.ip_address(host)]
+    except ValueError:
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except OSError:
+            return []
+        ips = [ipaddress.ip_address(info[4][0]) for info in infos]
+    return [(ip.version, f"{ip}:{port}" if ip.version == 4 else f"[{ip}]:{port}")
+            for ip in ips]
 
 
 class ChannelPool:
