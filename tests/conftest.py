@@ -12,6 +12,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from postgres_server import postgres_server, postgres_url
+
+__all__ = ["postgres_server", "postgres_url"]  # a real PostgreSQL for any test that asks
 
 _CACHE = tempfile.mkdtemp(prefix="flowhost-test-cache-")
 os.environ["XDG_CACHE_HOME"] = _CACHE

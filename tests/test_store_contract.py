@@ -1,15 +1,20 @@
 """The contract every state store backend keeps (``flowhost.store.interface.StateStore``),
-tested through the Protocol alone. SQLite is the backend today; a new one (PostgreSQL) is
-added to ``BACKENDS`` and must pass the same tests."""
+tested through the Protocol alone, on every backend of ``BACKENDS``: SQLite, and PostgreSQL
+on a real server started for the session (``tests/postgres_server.py``; skipped, saying why,
+where no PostgreSQL is installed)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,22 +24,81 @@ from flowhost.store import Store
 from flowhost.store.interface import StateStore
 from flowhost.store.rows import RunRecord
 
-Open = Callable[[], StateStore]
+Open = Callable[..., StateStore]
 
 
-def _sqlite(tmp_path: Path) -> Open:
-    return lambda: Store.open(tmp_path / "state")
+@dataclass
+class Backend:
+    """One store to test: how to open it (also with a short busy timeout), how a child
+    process opens it (``child_open``, Python that binds ``s`` from ``sys.argv[1]``, which
+    is ``where``), how another session keeps its writes waiting, and how long after an
+    owner was killed its run is free (``after_kill``)."""
+
+    where: str
+    open: Callable[..., StateStore]
+    child_open: str
+    block_writes: Callable[[], contextlib.AbstractContextManager[None]]
+    after_kill: Callable[[StateStore, RunRecord], None] = lambda store, record: None
 
 
-BACKENDS = {"sqlite": _sqlite}
+def _until_free(store: StateStore, record: RunRecord) -> None:
+    """The server ends a killed client's session (and drops its locks) once it reads the
+    closed socket: moments later, not at once."""
+    deadline = time.monotonic() + 30
+    while store.owned(record) and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+def _sqlite(tmp_path: Path, request: pytest.FixtureRequest) -> Backend:
+    state = tmp_path / "state"
+
+    @contextlib.contextmanager
+    def block() -> Iterator[None]:
+        holder = sqlite3.connect(state / "state.db", isolation_level=None, timeout=0)
+        holder.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+
+    return Backend(str(state), lambda **kw: Store.open(state, **kw),
+                   "from flowhost.store import Store; s = Store.open(sys.argv[1])", block)
+
+
+def _postgresql(tmp_path: Path, request: pytest.FixtureRequest) -> Backend:
+    url: str = request.getfixturevalue("postgres_url")
+    from flowhost.store.postgres import PostgresStore
+
+    @contextlib.contextmanager
+    def block() -> Iterator[None]:
+        import psycopg
+
+        with psycopg.connect(url) as holder:  # a transaction until the block ends
+            holder.execute("LOCK TABLE events IN EXCLUSIVE MODE")  # reads still go on
+            yield
+            holder.rollback()
+
+    return Backend(url, lambda **kw: PostgresStore.open(url, **kw),
+                   "from flowhost.store.postgres import PostgresStore; "
+                   "s = PostgresStore.open(sys.argv[1])", block, _until_free)
+
+
+BACKENDS: dict[str, Callable[[Path, pytest.FixtureRequest], Backend]] = {
+    "sqlite": _sqlite, "postgresql": _postgresql}
 
 
 @pytest.fixture(params=sorted(BACKENDS))
-def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Open]:
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    return BACKENDS[request.param](tmp_path, request)
+
+
+@pytest.fixture
+def open_store(backend: Backend) -> Iterator[Open]:
     opened: list[StateStore] = []
 
-    def make() -> StateStore:
-        store = BACKENDS[request.param](tmp_path)()
+    def make(**options: Any) -> StateStore:
+        store = backend.open(**options)
         opened.append(store)
         return store
 
@@ -127,15 +191,14 @@ def test_ownership_is_exclusive_not_reentrant_and_counts_epochs(open_store: Open
 
 
 def test_a_run_whose_owner_died_is_interrupted_and_free(open_store: Open,
-                                                        tmp_path: Path) -> None:
+                                                        backend: Backend) -> None:
     store = open_store()
     record = new_run(store)
     assert store.live_status(record) == "interrupted"  # recorded running, nobody owns it
     # Another process owns it while it lives.
-    script = ("import sys, time; from flowhost.store import Store; "
-              "s = Store.open(sys.argv[1]); l = s.acquire(s.run('r1'), 'other'); "
+    script = (f"import sys, time; {backend.child_open}; l = s.acquire(s.run('r1'), 'other'); "
               "print('held', flush=True); time.sleep(30)")
-    child = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "state")],
+    child = subprocess.Popen([sys.executable, "-c", script, backend.where],
                              stdout=subprocess.PIPE, text=True, env=dict(os.environ))
     try:
         assert child.stdout is not None and child.stdout.readline().strip() == "held"
@@ -144,6 +207,7 @@ def test_a_run_whose_owner_died_is_interrupted_and_free(open_store: Open,
     finally:
         child.kill()
         child.communicate()
+    backend.after_kill(store, record)
     assert not store.owned(record)
     lease = store.acquire(record, "me")
     assert lease is not None and lease.epoch == 2
@@ -221,25 +285,18 @@ def test_the_cache_keeps_what_a_step_returned_and_can_be_cleared(open_store: Ope
 
 
 def test_a_failed_write_is_reported_by_the_writer_not_raised(open_store: Open,
-                                                             tmp_path: Path) -> None:
+                                                             backend: Backend) -> None:
     store = open_store()
     record = new_run(store)
-    holder = sqlite3.connect(tmp_path / "state" / "state.db", isolation_level=None,
-                             timeout=0)
-    holder.execute("BEGIN IMMEDIATE")
     failures: list[str] = []
-    try:
-        slow = Store.open(tmp_path / "state", busy_timeout=0.1)
+    with backend.block_writes():
+        slow = open_store(busy_timeout=0.1)
         writer = slow.writer(slow.run("r1"))
         writer.on_failure = failures.append
         writer(finished("r1", "a"))
         assert writer.failure is not None and "locked" in writer.failure
         assert failures == [writer.failure]
         writer.close()
-        slow.close()
-    finally:
-        holder.execute("ROLLBACK")
-        holder.close()
     assert store.events(record) == []
 
 

@@ -20,7 +20,8 @@ INPUTS = {"type": "object", "properties": {"text": {"type": "string"}}, "require
 OUTPUTS = {"type": "object", "properties": {"length": {"type": "integer"}}}
 
 
-open_store = contract.open_store  # the contract suite's fixture: every backend
+backend = contract.backend  # the contract suite's fixtures: every backend
+open_store = contract.open_store
 
 
 def descriptor(name: str = "upper", version: str = "1.0.0",

@@ -38,11 +38,12 @@ def digest(plugin: str, version: str, material: str) -> bytes:
 _canonical = make_encoder(sort_keys=True)
 
 
-class StoreCache:
-    """``flowhost.engine.StepCache`` on the state database."""
+class KeyedCache:
+    """``flowhost.engine.StepCache`` but for its storage: keys, staging until the step's
+    ``StepFinished``, the entries to write. A backend says how a plugin's keys and an
+    entry's outputs are read (``_load``, ``_outputs``)."""
 
-    def __init__(self, store: Store, secrets: Iterable[str] = ()) -> None:
-        self._conn = store.conn
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
         self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
         self._digests = {s: "sha256:" + hashlib.sha256(s.encode()).hexdigest()
                          for s in self._secrets}
@@ -70,15 +71,11 @@ class StoreCache:
         if created is None or (ttl is not None and time.time() - created > ttl):
             self.misses += 1
             return None
-        row = self._conn.execute(
-            "SELECT json_extract(e.payload, '$.outputs') FROM cache AS c JOIN events AS e "
-            "ON e.id = c.event_id WHERE c.plugin = ? AND c.key = ?",
-            (invoker.name, key)).fetchone()
-        if row is None or row[0] is None:  # cleared by another process meanwhile
+        outputs = self._outputs(invoker.name, key)
+        if outputs is None:  # cleared by another process meanwhile
             self.misses += 1
             return None
         self.hits += 1
-        outputs: dict[str, Any] = json.loads(row[0])
         return outputs
 
     def store(self, step: PlannedStep, inputs: dict[str, Any], outputs: dict[str, Any]) -> None:
@@ -141,6 +138,29 @@ class StoreCache:
         if isinstance(value, list | tuple):
             return any(self._holds_secret(v) for v in value)
         return isinstance(value, int | float) and self._holds_secret(str(value))
+
+    def _load(self, plugin: str, version: str) -> dict[bytes, float]:
+        raise NotImplementedError
+
+    def _outputs(self, plugin: str, key: bytes) -> dict[str, Any] | None:
+        raise NotImplementedError
+
+
+class StoreCache(KeyedCache):
+    """``flowhost.engine.StepCache`` on the state database."""
+
+    def __init__(self, store: Store, secrets: Iterable[str] = ()) -> None:
+        super().__init__(secrets)
+        self._conn = store.conn
+
+    def _outputs(self, plugin: str, key: bytes) -> dict[str, Any] | None:
+        row = self._conn.execute(
+            "SELECT json_extract(e.payload, '$.outputs') FROM cache AS c JOIN events AS e "
+            "ON e.id = c.event_id WHERE c.plugin = ? AND c.key = ?", (plugin, key)).fetchone()
+        if row is None or row[0] is None:
+            return None
+        outputs: dict[str, Any] = json.loads(row[0])
+        return outputs
 
     def _load(self, plugin: str, version: str) -> dict[bytes, float]:
         rows = self._conn.execute("SELECT key, created_at FROM cache "

@@ -181,13 +181,8 @@ class StoreListener:
 
     def _write_batch(self, conn: sqlite3.Connection) -> None:
         if self._durations:
-            latest: dict[str, deque[tuple[str, float, float, str]]] = {}
-            for row in self._durations:
-                latest.setdefault(row[0], deque(maxlen=_DURATIONS_KEPT)).append(row)
-            key = self._inputs_key or _no_key
-            _insert_all(conn, _INSERT_DURATION, [(plugin, seconds, at, key(step_id))
-                                                 for kept in latest.values()
-                                                 for plugin, seconds, at, step_id in kept])
+            _insert_all(conn, _INSERT_DURATION, kept_durations(self._durations,
+                                                               self._inputs_key))
             self._durations = []
         if self.cache is not None:
             _insert_all(conn, _INSERT_CACHE, self.cache.drain())
@@ -212,6 +207,19 @@ def _insert_all(conn: sqlite3.Connection, insert: str, rows: Sequence[tuple[obje
         chunk = rows[start:start + _CHUNK]
         sql = insert + ("," + values) * (len(chunk) - 1)
         conn.execute(sql, [value for row in chunk for value in row])
+
+
+def kept_durations(durations: Sequence[tuple[str, float, float, str]],
+                   inputs_key: Callable[[str], str | None] | None
+                   ) -> list[tuple[str, float, float, str | None]]:
+    """The rows of a batch of (plugin, seconds, at, step id) worth writing: the latest
+    ``_DURATIONS_KEPT`` of each plugin, each with its step's inputs key (every backend's)."""
+    latest: dict[str, deque[tuple[str, float, float, str]]] = {}
+    for row in durations:
+        latest.setdefault(row[0], deque(maxlen=_DURATIONS_KEPT)).append(row)
+    key = inputs_key or _no_key
+    return [(plugin, seconds, at, key(step_id)) for kept in latest.values()
+            for plugin, seconds, at, step_id in kept]
 
 
 def _no_key(step_id: str) -> None:

@@ -15,7 +15,7 @@ import sqlite3
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from flowhost.invokers import RecordedSchemas, RemoteDescriptor
 from flowhost.problems import StorageError, UserInputError
@@ -48,8 +48,11 @@ def _row(plugin: RemoteDescriptor, at: float) -> _Row:
 def recorded(store: Store, target: str, plugin: str) -> RecordedSchemas | None:
     row = store.conn.execute(f"SELECT {_COLUMNS} FROM remote_schemas WHERE target = ? AND "
                              "plugin = ?", (target, plugin)).fetchone()
-    if row is None:
-        return None
+    return None if row is None else decode(plugin, row)
+
+
+def decode(plugin: str, row: tuple[Any, ...]) -> RecordedSchemas | None:
+    """The descriptor of a row of ``_COLUMNS`` (None for a damaged one); every backend's."""
     version, description, idempotent, inputs, outputs, at = row
     try:
         schemas = json.loads(inputs), json.loads(outputs)
@@ -67,17 +70,24 @@ def record(store: Store, target: str, plugins: Iterable[RemoteDescriptor]) -> No
     wanted = {plugin.name: _row(plugin, now) for plugin in plugins}
     if not wanted:
         return
-    known: dict[str, _Row] = {
-        str(name): (str(v), str(d), int(i), str(ins), str(outs), float(at))
-        for name, v, d, i, ins, outs, at in store.conn.execute(
-            f"SELECT plugin, {_COLUMNS} FROM remote_schemas WHERE target = ?", (target,))}
-    stale = [(name, row) for name, row in wanted.items()
-             if name not in known or known[name][:-1] != row[:-1]
-             or now - known[name][-1] > REFRESH_SECONDS]
+    stale = news(wanted, store.conn.execute(
+        f"SELECT plugin, {_COLUMNS} FROM remote_schemas WHERE target = ?", (target,)), now)
     if not stale:
         return
     with store.write() as conn:
         conn.executemany(_UPSERT, [(target, name, *row) for name, row in stale])
+
+
+def news(wanted: dict[str, _Row], rows: Iterable[tuple[Any, ...]],
+         now: float) -> list[tuple[str, _Row]]:
+    """What of ``wanted`` differs from the ``rows`` recorded (plugin, ``_COLUMNS``), or was
+    recorded more than ``REFRESH_SECONDS`` ago: what to write."""
+    known: dict[str, _Row] = {
+        str(name): (str(v), str(d), int(i), str(ins), str(outs), float(at))
+        for name, v, d, i, ins, outs, at in rows}
+    return [(name, row) for name, row in wanted.items()
+            if name not in known or known[name][:-1] != row[:-1]
+            or now - known[name][-1] > REFRESH_SECONDS]
 
 
 class StateDirSchemas:

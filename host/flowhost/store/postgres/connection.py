@@ -1,0 +1,110 @@
+"""One connection to the PostgreSQL store, the base of ``PostgresStore``: opening it (the
+URL checked, the schema migrated, every failure an exit-2 message that says what to do),
+short write transactions, and reads; a database error past opening is a ``StorageError``.
+
+The connection is in autocommit mode: a single statement (the common checkpoint) is its own
+transaction, and ``write()`` opens an explicit one. ``lock_timeout`` is the store's busy
+timeout, so a write blocked by another process fails after as long as SQLite would wait.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from flowhost.problems import StorageError, UserInputError
+from flowhost.store.postgres import url as store_url
+from flowhost.store.postgres.errors import describe
+from flowhost.store.postgres.schema import LATEST, migrate
+
+DEFAULT_BUSY_TIMEOUT = 10.0
+CONNECT_TIMEOUT_S = 10  # an unreachable server is told within this, not after TCP's minutes
+Conn = Any  # psycopg.Connection, imported lazily (flowhost runs on SQLite without psycopg)
+
+
+def connect(url: store_url.PostgresUrl, busy_timeout: float) -> Conn:
+    """A new autocommit connection with the store's lock timeout; exit-2 errors."""
+    import psycopg
+
+    try:
+        conn = psycopg.connect(url.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S,
+                               application_name="flowhost")
+    except psycopg.Error as exc:
+        raise UserInputError(describe(exc, url.where, busy_timeout)) from None
+    # milliseconds; 0 would mean "wait for ever", so a zero timeout waits 1 ms
+    conn.execute(f"SET lock_timeout = {max(int(busy_timeout * 1000), 1)}")
+    return conn
+
+
+class Connected:
+    """A store's connection and how it is used (``PostgresStore`` builds on it)."""
+
+    def __init__(self, conn: Conn, url: store_url.PostgresUrl, busy_timeout: float) -> None:
+        self.conn = conn
+        self.url = url
+        self.where = url.where
+        self.path = Path(self.where)  # what messages print as the store
+        self.busy_timeout = busy_timeout
+
+    @classmethod
+    def open_connection(cls, url: str, *, busy_timeout: float | None = None,
+                        create: bool = True) -> tuple[Conn, store_url.PostgresUrl, float]:
+        """Connect and migrate; with ``create=False`` a database that never held flowhost
+        state is refused (nothing is created in it)."""
+        import psycopg
+
+        from flowhost.store.schema import NewerSchemaError
+
+        parsed = store_url.parse(url)
+        timeout = DEFAULT_BUSY_TIMEOUT if busy_timeout is None else busy_timeout
+        conn = connect(parsed, timeout)
+        try:
+            if not create:
+                row = conn.execute("SELECT to_regclass('flowhost_schema')").fetchone()
+                if row is None or row[0] is None:
+                    raise UserInputError(
+                        f"no flowhost state in {parsed.where}: no run was recorded there. "
+                        "Pass the --store the run used (or $FLOWHOST_STORE)")
+            migrate(conn)
+        except NewerSchemaError as exc:
+            conn.close()
+            raise UserInputError(
+                f"{parsed.where}: written by a newer flowhost (state schema {exc.found}; "
+                f"this one knows up to {LATEST}). Upgrade flowhost, or use another "
+                "--store") from None
+        except psycopg.Error as exc:
+            conn.close()
+            raise UserInputError(describe(exc, parsed.where, timeout)) from None
+        except BaseException:
+            conn.close()
+            raise
+        return conn, parsed, timeout
+
+    def close(self) -> None:
+        self.conn.close()
+
+    @contextmanager
+    def write(self) -> Iterator[Conn]:
+        """One short write transaction; database errors become a ``StorageError``."""
+        with self.failing_as_storage(), self.conn.transaction():
+            yield self.conn
+
+    @contextmanager
+    def failing_as_storage(self) -> Iterator[None]:
+        import psycopg
+
+        try:
+            yield
+        except psycopg.Error as exc:
+            raise StorageError(describe(exc, self.where, self.busy_timeout)) from None
+
+    def rows(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+        with self.failing_as_storage():
+            return list(self.conn.execute(sql, params).fetchall())
+
+    def one(self, sql: str, params: Sequence[object] = ()) -> tuple[Any, ...] | None:
+        with self.failing_as_storage():
+            row: tuple[Any, ...] | None = self.conn.execute(sql, params).fetchone()
+            return row

@@ -1,0 +1,79 @@
+"""A ``postgresql://`` store URL, checked before anything connects (``--store``,
+``$FLOWHOST_STORE``): libpq's own parser reads it, so every form libpq takes works
+(``?host=/run/postgresql``, ``sslmode=…``), and what it cannot parse, or a port that is not
+a number, is an exit-2 message naming the URL, with any password hidden."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, field_validator
+
+from flowhost.problems import UserInputError
+
+SCHEMES = ("postgresql://", "postgres://")
+_PASSWORD = re.compile(r"(://[^:/@?#]*:)[^@/?#]*@")
+
+
+def hide_password(url: str) -> str:
+    """``url`` with its password (in the authority, or ``password=`` in the query) as ***."""
+    url = _PASSWORD.sub(r"\1***@", url)
+    return re.sub(r"(?i)(password=)[^&]*", r"\1***", url)
+
+
+class PostgresUrl(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    url: str
+
+    @field_validator("url")
+    @classmethod
+    def _parse(cls, url: str) -> str:
+        if not url.startswith(SCHEMES):
+            raise ValueError("a PostgreSQL store URL starts with postgresql://")
+        params = _conninfo(url)
+        port = params.get("port")
+        if port is not None and not all(p.isdigit() and 0 < int(p) < 65536
+                                        for p in str(port).split(",")):
+            raise ValueError(f"port {port!r} is not a port number (1-65535)")
+        return url
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return _conninfo(self.url)
+
+    @property
+    def where(self) -> str:
+        """How messages name the store: ``postgresql:HOST:PORT/DB``, never a password (one
+        slash: it also stands as the ``Path`` that ``StateStore.path`` is)."""
+        params = self.params
+        host = params.get("host") or "localhost"
+        port = params.get("port") or "5432"
+        database = params.get("dbname") or params.get("user") or ""
+        return f"postgresql:{host}:{port}/{database}"
+
+
+def _conninfo(url: str) -> dict[str, Any]:
+    from psycopg import conninfo
+
+    try:
+        return conninfo.conninfo_to_dict(url)
+    except Exception as exc:  # psycopg.ProgrammingError: libpq could not parse it
+        raise ValueError(str(exc).replace(url, hide_password(url))) from None
+
+
+def parse(url: str) -> PostgresUrl:
+    """The checked URL, or a ``UserInputError`` that says what is wrong with it."""
+    try:
+        import psycopg  # noqa: F401 - only to say that it is missing
+    except ImportError:
+        raise UserInputError(
+            f"--store {hide_password(url)}: PostgreSQL needs the psycopg package, which is "
+            "not installed. Install it with: pip install 'flowhost[postgres]'") from None
+    try:
+        return PostgresUrl(url=url)
+    except ValueError as exc:  # pydantic.ValidationError is one
+        errors = getattr(exc, "errors", None)
+        why = errors()[0]["msg"].removeprefix("Value error, ") if callable(errors) else str(exc)
+        raise UserInputError(f"--store {hide_password(url)}: {why}. Write it as "
+                             "postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE") from None

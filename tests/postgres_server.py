@@ -1,0 +1,147 @@
+"""A real PostgreSQL for the tests: Debian's ``initdb``/``pg_ctl`` on a temporary data dir,
+listening on a free loopback port (and a socket in the data dir's parent), started once per
+session and always stopped. Each test gets a database of its own (``CREATE DATABASE …
+TEMPLATE template0``), so tests never see each other's rows.
+
+Fixtures (imported by ``tests/conftest.py``, so every test module can ask for them):
+``postgres_server`` (the session's server) and ``postgres_url`` (a fresh database's URL).
+When no PostgreSQL binaries are installed they skip, saying how to get them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+USER = "flowhost"
+SKIP_REASON = ("no PostgreSQL server binaries (initdb, pg_ctl): install Debian's `postgresql` "
+               "(python3 scripts/dev.py test does, as root with apt-get)")
+
+
+def pg_bin_dir() -> Path | None:
+    """Where ``initdb`` and ``pg_ctl`` are: on PATH, or Debian's newest versioned dir."""
+    found = shutil.which("pg_ctl")
+    if found and shutil.which("initdb"):
+        return Path(found).parent
+    for candidate in sorted(glob.glob("/usr/lib/postgresql/*/bin"),
+                            key=lambda p: int(Path(p).parent.name)
+                            if Path(p).parent.name.isdigit() else 0, reverse=True):
+        if (Path(candidate) / "pg_ctl").exists() and (Path(candidate) / "initdb").exists():
+            return Path(candidate)
+    return None
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _as_server_user() -> list[str]:
+    """PostgreSQL refuses to run as root: as root, run it as the ``postgres`` user."""
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        return ["runuser", "-u", "postgres", "--"]
+    return []
+
+
+@dataclass
+class PostgresServer:
+    bin_dir: Path
+    base: Path  # holds data/, the socket and the log
+    port: int = 0
+
+    @property
+    def data(self) -> Path:
+        return self.base / "data"
+
+    @property
+    def log(self) -> Path:
+        return self.base / "server.log"
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql://{USER}@127.0.0.1:{self.port}/{database}"
+
+    def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*_as_server_user(), *args], capture_output=True, text=True,
+                              check=check, timeout=120)
+
+    def init(self) -> None:
+        self.base.mkdir(parents=True, exist_ok=True)
+        if _as_server_user():
+            shutil.chown(self.base, "postgres", "postgres")
+        # trust on loopback: a throwaway server that only this machine's tests reach;
+        # fsync off: a test database need not survive a power cut (commits stay real)
+        self._run(str(self.bin_dir / "initdb"), "-D", str(self.data), "-U", USER,
+                  "--auth=trust", "--no-sync", "-E", "UTF8", "--locale=C")
+
+    def start(self) -> None:
+        """Start on a free port; a port taken meanwhile by someone else is tried again."""
+        for _ in range(5):
+            self.port = free_port()
+            options = (f"-p {self.port} -k {self.base} -c listen_addresses=127.0.0.1 "
+                       "-c fsync=off -c max_connections=200")
+            started = self._run(str(self.bin_dir / "pg_ctl"), "-D", str(self.data), "-l",
+                                str(self.log), "-o", options, "-w", "-t", "60", "start",
+                                check=False)
+            if started.returncode == 0:
+                return
+            log = self.log.read_text("utf-8", "replace") if self.log.exists() else ""
+            if "already in use" not in log:
+                raise RuntimeError(f"pg_ctl start failed: {started.stderr}\n{log[-3000:]}")
+        raise RuntimeError("no free port for PostgreSQL after 5 tries")
+
+    def stop(self) -> None:
+        if self.data.exists():
+            self._run(str(self.bin_dir / "pg_ctl"), "-D", str(self.data), "-m", "immediate",
+                      "-w", "stop", check=False)
+
+    def create_database(self) -> str:
+        """A new, empty database; its URL."""
+        import psycopg
+
+        name = "t_" + uuid.uuid4().hex[:16]
+        with psycopg.connect(self.url(), autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}" TEMPLATE template0')
+        return self.url(name)
+
+
+@contextlib.contextmanager
+def running_server() -> Iterator[PostgresServer]:
+    """A started server in a new temporary dir; stopped and removed afterwards."""
+    bin_dir = pg_bin_dir()
+    if bin_dir is None:
+        pytest.skip(SKIP_REASON)
+    base = Path(tempfile.mkdtemp(prefix="flowhost-pg-"))
+    server = PostgresServer(bin_dir, base)
+    try:
+        server.init()
+        server.start()
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    pytest.importorskip("psycopg", reason="psycopg is not installed: pip install "
+                        "'flowhost[postgres]'")
+    with running_server() as server:
+        yield server
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> str:
+    """The URL of a fresh database on the session's server."""
+    return postgres_server.create_database()
