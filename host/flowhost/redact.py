@@ -95,3 +95,11 @@ class Redactor:
         if isinstance(value, list | tuple):
             return [self.data(v) for v in value]
         return value
+
+
+def holds_secret(value: Any, secrets: Iterable[str]) -> bool:
+    """Whether JSON-like ``value`` holds one of ``secrets`` (or a piece of one that would be
+    masked) in any of its strings or keys. Looked for in the values themselves: in their JSON
+    text, escaping (``\\"``, ``\\\\``, ``\\u00f1``) would hide a secret that has such characters."""
+    redactor = Redactor(secrets)
+    return bool(redactor) and redactor.data(value) != value

@@ -4,7 +4,6 @@ cache. Each call opens the state dir, does its work and closes it."""
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Iterator, Mapping
@@ -19,6 +18,7 @@ from flowhost.execution import secret_values
 from flowhost.intervene import outputs_problem
 from flowhost.problems import UserInputError, did_you_mean
 from flowhost.questions import settle
+from flowhost.redact import holds_secret
 from flowhost.result import RunResult, fold
 from flowhost.source import parse_document
 from flowhost.store import Checkpoint, RunRecord, Store, read
@@ -182,8 +182,7 @@ def _check_outputs(record: RunRecord, ctx: RunContext, step_id: str, action: Dec
         if problem is not None:
             raise UserInputError(f"--outputs do not fit the outputs of {planned.invoker.name} "
                                  f"(step '{step_id}'): {problem}")
-    text = json.dumps(outputs)
-    if any(value in text for value in secret_values(plan, ctx.env).values()):
+    if holds_secret(outputs, secret_values(plan, ctx.env).values()):
         raise UserInputError("--outputs holds the value of a secret; flowhost never stores "
                              "secrets. Give outputs without it")
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import signal
 import socket
@@ -37,7 +36,7 @@ from flowhost.daemon.environment import allowed, explain
 from flowhost.execution import hide_secrets, secret_values
 from flowhost.intervene import outputs_problem
 from flowhost.problems import SpecError, UserInputError
-from flowhost.redact import Redactor
+from flowhost.redact import Redactor, holds_secret
 from flowhost.spec import parse_spec
 from flowhost.static import check
 
@@ -88,8 +87,7 @@ class Checker:
             if problem is not None:
                 return (f"the outputs do not fit the outputs of {planned.invoker.name} "
                         f"(step '{step_id}'): {problem}")
-        text = json.dumps(outputs)
-        if any(value in text for value in secret_values(plan, self.ctx.env).values()):
+        if holds_secret(outputs, secret_values(plan, self.ctx.env).values()):
             return ("the outputs hold the value of a secret; flowhost never stores secrets. "
                     "Give outputs without it")
         return None
