@@ -13,6 +13,7 @@ warning. Warnings are logged (``flowhost.static``) and kept in ``Catalog.warning
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -22,6 +23,7 @@ from flowhost.catalog import Catalog, PluginLoadError, RemoteDown
 from flowhost.invokers import Invoker
 from flowhost.plan import Plan, PlannedCheck, PlannedFallback, PlannedStep
 from flowhost.problems import Problem, SpecError, did_you_mean, quote, requote
+from flowhost.redact import Redactor
 from flowhost.refs import (
     CDict,
     CList,
@@ -439,9 +441,21 @@ def check(spec: LoadedSpec, catalog: Catalog, env: Mapping[str, str],
     levels = _levels(planned, checker)
     checker.report_warnings()
     if checker.problems:
-        raise SpecError(checker.problems)
+        raise SpecError(_masked(checker.problems, checker.secret_names, env))
     return Plan(workflow=workflow, steps=planned, levels=levels, final_checks=final,
                 secret_names=frozenset(checker.secret_names))
+
+
+def _masked(problems: list[Problem], names: Iterable[str],
+            env: Mapping[str, str]) -> list[Problem]:
+    """``problems`` with the values of the secrets the spec reads masked: a message quotes
+    the value it rejects, and that may be a secret's (given by ``--set``, or as a literal)."""
+    redactor = Redactor(env[name] for name in names if env.get(name))
+    if not redactor:
+        return problems
+    return [dataclasses.replace(problem, message=redactor.text(problem.message),
+                                fix=problem.fix and redactor.text(problem.fix))
+            for problem in problems]
 
 
 def _ref_roots(compiled: Compiled, roots: dict[str, None]) -> None:
