@@ -11,7 +11,10 @@ JSON lines over the socket ``--fd``, one request at a time, each answered with i
   ``{"id", "ok": false, "message"}`` with the message the CLI gives for the same spec;
 - ``{"op": "outputs", "id", "spec_text", "spec_path", "overrides", "step_id", "outputs"}``
   -> ``{"id", "ok", "message"}``: whether outputs given with a skip fit the step plugin's
-  output schema and hold no secret.
+  output schema and hold no secret;
+- ``{"op": "mask", "id", "spec_text", "overrides", "texts": [...]}`` -> ``{"id", "ok",
+  "texts"}``: texts a person gave (a decision's comment, a cancel's reason) with the values
+  of the secrets the spec reads masked, as everything the run records is.
 
 The spec sees only the variables ``--env-allow`` names (``flowhost.daemon.environment``).
 """
@@ -21,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import signal
 import socket
 import sys
@@ -40,6 +44,8 @@ from flowhost.redact import Redactor, holds_secret
 from flowhost.spec import parse_spec
 from flowhost.static import check
 
+_SECRET_NAME = re.compile(r"secret\.([A-Za-z_][A-Za-z0-9_]*)")
+
 
 class Checker:
     def __init__(self, config: HostConfig, allow: list[str], workdir: str) -> None:
@@ -54,6 +60,8 @@ class Checker:
             if request.get("op") == "outputs":
                 problem = self.outputs(request)
                 return {"ok": problem is None, "message": problem or ""}
+            if request.get("op") == "mask":
+                return {"ok": True, "texts": self.mask(request)}
             return {"ok": False, "message": f"unknown request {request.get('op')!r}"}
         except SpecError as exc:
             return {"ok": False, "message": str(explain(exc, self.allow))}
@@ -71,6 +79,15 @@ class Checker:
                 "total_steps": len(checked.plan.steps), "spec_text": masked,
                 "spec_redacted": masked != text,
                 "overrides": hide_secrets(overrides, secrets)}
+
+    def mask(self, request: dict[str, Any]) -> list[str]:
+        # The names as the spec and overrides refer to them (a spec that no longer checks
+        # still names them); a name that is only text like it masks too, which costs nothing.
+        text = " ".join([str(request["spec_text"]), *map(str, request.get("overrides", []))])
+        env = self.ctx.env
+        redactor = Redactor(env[name] for name in set(_SECRET_NAME.findall(text))
+                            if env.get(name))
+        return [redactor.text(str(t)) for t in request.get("texts", [])]
 
     def outputs(self, request: dict[str, Any]) -> str | None:
         try:

@@ -21,6 +21,7 @@ from flowhost.daemon.auth import Authenticator
 from flowhost.daemon.journal import Journal, Tails, ends_run
 from flowhost.daemon.supervisor import Supervisor
 from flowhost.problems import StorageError
+from flowhost.redact import MASK
 from flowhost.store import RunRecord
 
 Context = aio.ServicerContext[Any, Any]
@@ -220,8 +221,9 @@ class HostService:
                  "overrides": record.overrides, "step_id": step_id, "outputs": outputs})
             if not answer.get("ok"):
                 raise _invalid(str(answer.get("message")))
+        comment = await self._masked(record, request.comment)
         answered: records.Answered = await self.journal.call(
-            records.decide, run_id, step_id, request.action, outputs, request.comment, by)
+            records.decide, run_id, step_id, request.action, outputs, comment, by)
         self.tails.poke()
         if answered.goes_on:
             self.supervisor.enqueue(record)
@@ -233,10 +235,21 @@ class HostService:
                         context: Context) -> pb.CancelRunResponse:
         record = await self._call(context, self._find(request.run_id))
         run_id = record.run_id
-        reason = request.reason or "cancelled through the API"
-        status = await self.supervisor.cancel(run_id, f"{reason} (by "
-                                              f"{self.auth.identity(context)})")
+        reason = await self._call(context, self._masked(record, request.reason))
+        status = await self.supervisor.cancel(run_id, f"{reason or 'cancelled through the API'}"
+                                              f" (by {self.auth.identity(context)})")
         return pb.CancelRunResponse(status=status)
+
+
+    async def _masked(self, record: RunRecord, text: str) -> str:
+        """``text`` a person gave (a comment, a reason) with the values of the run's secrets
+        masked: the checker process has the environment they come from."""
+        if not text or "secret." not in " ".join([record.spec_text, *record.overrides]):
+            return text
+        answer = await self.supervisor.checker.ask(
+            {"op": "mask", "spec_text": record.spec_text, "overrides": record.overrides,
+             "texts": [text]})
+        return str(answer["texts"][0]) if answer.get("ok") else MASK
 
 
 def _run_id(text: str) -> str:
