@@ -171,22 +171,36 @@ RETRY = st.fixed_dictionaries({}, optional={
     name: values for name in ("max_attempts", "initial_delay", "multiplier", "max_delay",
                               "jitter")}).map(
     lambda d: "{" + ", ".join(f"{k}: {v}" for k, v in d.items()) + "}")
-CHECKS = st.tuples(st.sampled_from(["output", "files_exist", "python_syntax", "importable",
-                                    "http_ok", "command", "file_contains", "nope"]),
-                   st.one_of(values, st.sampled_from([
-                       "{field: text, matches: 'a{99999999999}'}",
-                       "{field: text, matches: '" + "(" * 500 + "'}",
-                       "{field: text, equals: hello}", "{field: length, type: integer}",
-                       "{field: $a.text, in: [1]}", "{field: nope.x, equals: 1}"]))).map(
-    lambda kv: f"{{{kv[0]}: {kv[1]}}}")
+CHECK_KINDS = ["output", "files_exist", "python_syntax", "importable", "http_ok", "command",
+               "file_contains", "nope"]
+
+
+def checks(kinds: Sequence[str] = CHECK_KINDS) -> st.SearchStrategy[str]:
+    """A validation check of one of ``kinds`` with generated arguments."""
+    return st.tuples(st.sampled_from(list(kinds)), st.one_of(values, st.sampled_from([
+        "{field: text, matches: 'a{99999999999}'}",
+        "{field: text, matches: '" + "(" * 500 + "'}",
+        "{field: text, equals: hello}", "{field: length, type: integer}",
+        "{field: $a.text, in: [1]}", "{field: nope.x, equals: 1}"]))).map(
+        lambda kv: f"{{{kv[0]}: {kv[1]}}}")
+
+
+CHECKS = checks()
+# What may run: a `command` check of `yes` would write to its output file until its timeout
+# (300 s by default; the file has no bound), `http_ok` may reach out, `importable` imports.
+RUNNABLE_CHECKS = checks(["output", "files_exist", "python_syntax", "file_contains", "nope"])
+
+
+ALL_PLUGINS = ("numbers", "noop", "ecko", "grpc://127.0.0.1:1/x", "broken-import", "sleeper",
+               "$a.text", "")
 
 
 @st.composite
-def specs(draw: st.DrawFn, plugins: Sequence[str] = (
-        "numbers", "noop", "ecko", "grpc://127.0.0.1:1/x", "broken-import", "sleeper",
-        "$a.text", "")) -> str:
+def specs(draw: st.DrawFn, plugins: Sequence[str] = ALL_PLUGINS,
+          check: st.SearchStrategy[str] = CHECKS) -> str:
     """A two-step spec (with references between the steps) and wrong values in its slots;
-    its first step's plugin ``echo``, or now and then one of ``plugins``."""
+    its first step's plugin ``echo``, or now and then one of ``plugins``; its checks drawn
+    from ``check``."""
     plugin = draw(mostly("echo", st.sampled_from(list(plugins))))
     inputs = draw(mostly("{text: hi}", st.one_of(values, deep, st.sampled_from([
         "{text: &t hello, data: {copy: *t, more: *t}}",
@@ -198,7 +212,7 @@ def specs(draw: st.DrawFn, plugins: Sequence[str] = (
     field = draw(st.sampled_from(STEP_FIELDS))
     extra = f"{field}: {draw(RETRY) if field == 'retry' else draw(values)}"
     reference = draw(mostly("$a.text", st.sampled_from(REFERENCES) | values))
-    check = draw(mostly("{output: {field: length, type: integer}}", CHECKS))
+    step_check = draw(mostly("{output: {field: length, type: integer}}", check))
     top = draw(st.sampled_from([
         "", "", "", "defaults: {timeout: .inf}", "breaker: {reset_after: .nan, failures: 0}",
         "defaults: {retry: {initial_delay: .inf, max_delay: .inf}}",
@@ -212,12 +226,17 @@ def specs(draw: st.DrawFn, plugins: Sequence[str] = (
              f"    {draw(mostly('purpose: say it', st.just(extra)))}",
              "  - id: b", "    plugin: echo", f"    inputs: {{text: {reference}}}",
              f"    needs: {draw(mostly('[a]', st.sampled_from(['[b]', '[zz]', 'a', '[~]'])))}",
-             f"    validation: [{check}]"]
+             f"    validation: [{step_check}]"]
     if duplicate_step:
         lines += ["  - id: a", "    plugin: echo"]
-    final = draw(mostly("{output: {field: b.text, equals: x}}", CHECKS))
+    final = draw(mostly("{output: {field: b.text, equals: x}}", check))
     lines += [f"final_validation: [{final}]"]
     return "\n".join(lines) + "\n"
+
+
+# What may run: no `numbers` step (it makes a list of `count` items: 10**12 would take the
+# machine's memory), no sleeper; checks that start no process and open no connection.
+runnable_specs = specs(plugins=("noop", "ecko", "fail", "$a.text", ""), check=RUNNABLE_CHECKS)
 
 
 # ----------------------------------------------------------------------- --set values

@@ -37,7 +37,7 @@ from fuzzing import (
     json_values,
     overrides,
     run_cli,
-    specs,
+    runnable_specs,
     workdir,
 )
 from hypothesis import event, given
@@ -53,8 +53,7 @@ QUICK = ("workflow_id: quick\nsteps:\n  - {id: a, plugin: echo, inputs: {text: h
          "  - {id: b, plugin: noop, inputs: {value: 2}}\n")
 ASKS = ("workflow_id: asks\nsteps:\n  - {id: a, plugin: fail, inputs: {kind: intervention, "
         "message: needs a person}}\n  - {id: b, plugin: echo, inputs: {text: $a.never}}\n")
-# What runs holds no `numbers` step: it makes a list of `count` items (a --set of 10**12
-# would take the machine's memory).
+# What runs holds no `numbers` step (see fuzzing.runnable_specs)
 FILES = {"quick.yaml": QUICK, "two.yaml": TWO_STEPS.replace(
              "plugin: numbers, inputs: {count: 1}", "plugin: noop, inputs: {value: 1}"),
          "asks.yaml": ASKS,
@@ -228,7 +227,6 @@ def checked_only(config: server.ServeConfig) -> int:
 
 
 CLEAN = ("FLOWHOST_SERVER", "FLOWHOST_STORE", "FLOWHOST_STATE_DIR", "FLOWHOST_CONFIG")
-RUNNABLE = specs(plugins=("noop", "ecko", "fail", "$a.text", ""))
 
 
 def in_process(argv: Sequence[str]) -> Ending:
@@ -239,7 +237,7 @@ def in_process(argv: Sequence[str]) -> Ending:
 
 
 @budget(0.5)
-@given(command_lines(), RUNNABLE)
+@given(command_lines(), runnable_specs)
 def test_generated_command_lines_end_well(state: State, argv: list[str], generated: str
                                           ) -> None:
     with workdir() as where:
@@ -260,7 +258,7 @@ def real_argument(arg: str) -> bytes:
 
 
 @budget(0.02)
-@given(command_lines(), RUNNABLE)
+@given(command_lines(), runnable_specs)
 def test_generated_command_lines_end_well_in_a_real_process(
         state: State, argv: list[str], generated: str) -> None:
     with workdir() as where:
