@@ -4,7 +4,9 @@ answer must pass.
 
 The budget is ``FLOWHOST_FUZZ_EXAMPLES`` (default 200): each test takes a share of it, so
 ``FLOWHOST_FUZZ_EXAMPLES=5000`` is the deeper run on demand (``tests/fuzz/conftest.py``
-lets each test's time limit grow with it).
+lets each test's time limit grow with it). No time is asserted, but hypothesis is steered
+towards inputs that keep ``flowhost`` long (``target``): the slowest shows in its statistics
+(``pytest tests/fuzz --hypothesis-show-statistics``: "Highest target score").
 """
 
 from __future__ import annotations
@@ -14,12 +16,13 @@ import io
 import json
 import os
 import tempfile
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from unittest import mock
 
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, currently_in_test_context, settings, target
 from hypothesis import strategies as st
 
 from flowhost.cli import main
@@ -68,12 +71,15 @@ def run_cli(argv: Sequence[str], env: dict[str, str] | None = None) -> Ending:
     command would report as "internal error" escape, so that hypothesis shows it; argparse's
     own exit (usage errors, ``--help``) is an ending like any other."""
     out, err = io.StringIO(), io.StringIO()
+    started = time.perf_counter()
     with mock.patch.dict(os.environ, {"FLOWHOST_DEBUG": "1", **(env or {})}), \
             contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:
             code = main(list(argv))
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 2
+    if currently_in_test_context():  # steer towards slow inputs (no time is asserted)
+        target(time.perf_counter() - started, label="seconds in flowhost")
     return Ending(code, out.getvalue(), err.getvalue())
 
 
