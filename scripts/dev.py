@@ -3,8 +3,9 @@
 
     python3 scripts/dev.py demo     # venv + install, then run examples/rest-api.yaml
     python3 scripts/dev.py test     # venv + install, then ruff, mypy and the whole test suite
-                                    # (as root with apt-get, Debian's prometheus and
-                                    # prometheus-pushgateway too, for tests/integration)
+                                    # (as root with apt-get, Debian's prometheus,
+                                    # prometheus-pushgateway and postgresql too, for the
+                                    # tests against real servers)
     python3 scripts/dev.py setup    # just the venv (.venv) with everything installed
 
 The venv is reused; packages are reinstalled only when a pyproject.toml changed.
@@ -26,14 +27,16 @@ BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PYTHON = BIN / "python"
 PACKAGES = [
     "plugin_sdk",
-    ".[dev,demo]",
+    ".[dev,demo,postgres]",
     *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "sample_plugins").iterdir()
             if (p / "pyproject.toml").is_file()),
     "tests/fixture_plugins",
 ]
-# What tests/integration/test_prometheus.py runs for real: command -> Debian package.
+# What the tests run for real: command -> Debian package (tests/integration/test_prometheus.py;
+# tests/postgres_server.py, which also finds initdb and pg_ctl in /usr/lib/postgresql/*/bin).
 DEBIAN_TOOLS = {"prometheus": "prometheus", "promtool": "prometheus",
-                "prometheus-pushgateway": "prometheus-pushgateway"}
+                "prometheus-pushgateway": "prometheus-pushgateway",
+                "pg_ctl": "postgresql"}
 
 
 def run(*command: str | Path, env: dict[str, str] | None = None, cwd: Path = ROOT) -> None:
@@ -82,17 +85,23 @@ def demo() -> None:
           f"the result JSON in {workdir / 'result.json'}.")
 
 
-def install_prometheus() -> None:
-    """Debian's Prometheus and pushgateway, when they are missing and this is root with
-    apt-get (as CI is); elsewhere a note, and the tests that need them skip."""
+def _installed(command: str) -> bool:
+    """On PATH, or (PostgreSQL's server programs) in Debian's versioned bin dirs."""
+    return shutil.which(command) is not None or any(
+        Path("/usr/lib/postgresql").glob(f"*/bin/{command}"))
+
+
+def install_servers() -> None:
+    """Debian's Prometheus, pushgateway and PostgreSQL, when they are missing and this is
+    root with apt-get (as CI is); elsewhere a note, and the tests that need them skip."""
     missing = sorted({package for command, package in DEBIAN_TOOLS.items()
-                      if shutil.which(command) is None})
+                      if not _installed(command)})
     if not missing:
         return
     how = f"apt-get install {' '.join(missing)}"
     if shutil.which("apt-get") is None or not hasattr(os, "geteuid") or os.geteuid() != 0:
         print(f"note: {', '.join(missing)} not installed and this is not root with apt-get; "
-              f"the tests against a real Prometheus skip (install them with: {how})",
+              f"the tests against them skip (install them with: {how})",
               flush=True)
         return
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
@@ -105,12 +114,12 @@ def install_prometheus() -> None:
     # A new machine may have no package lists yet: then update them once and try again.
     if apt(*install) or (apt("update", "-q") and apt(*install)):
         return
-    print(f"note: `{how}` failed; the tests against a real Prometheus skip", flush=True)
+    print(f"note: `{how}` failed; the tests against them skip", flush=True)
 
 
 def test() -> None:
     setup()
-    install_prometheus()
+    install_servers()
     env = venv_env()
     run(BIN / "ruff", "check", "host", "plugin_sdk", "sample_plugins", "tests", "bench", "scripts",
         env=env)

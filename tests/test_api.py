@@ -219,9 +219,12 @@ def test_overrides_as_a_mapping_keep_their_types_and_store_names_the_state_dir(
     with pytest.raises(flowhost.SpecError, match="--set"):
         flowhost.run_workflow(spec, spec_name="w.yaml", workdir=tmp_path, env={},
                               overrides={"e.text": 7})
-    with pytest.raises(flowhost.UserInputError, match="SQLite only"):
+    with pytest.raises(flowhost.UserInputError, match="unknown kind of store"):
         flowhost.run_workflow(spec, spec_name="w.yaml", workdir=tmp_path, env={},
-                              store="postgresql://db/flowhost")
+                              store="mysql://db/flowhost")
+    with pytest.raises(flowhost.UserInputError, match="cannot reach the PostgreSQL server"):
+        flowhost.run_workflow(spec, spec_name="w.yaml", workdir=tmp_path, env={},
+                              store="postgresql://127.0.0.1:1/flowhost")
 
 
 async def test_cancelling_one_run_kills_its_check_commands_not_anothers(

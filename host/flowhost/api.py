@@ -53,15 +53,15 @@ def as_overrides(given: Overrides) -> list[str]:
 
 
 def state_dir_of(store: str | None, state_dir: PathLike | None) -> PathLike | None:
-    """``store="sqlite:///PATH"`` is ``state_dir=PATH``."""
+    """Where the state is, as ``make_context(state_dir=…)`` takes it: ``store`` (a URL:
+    ``sqlite:///PATH`` is ``state_dir=PATH``; ``postgresql://…``) or ``state_dir``."""
     if store is None:
         return state_dir
     if state_dir is not None:
         raise UserInputError("give the store or the state dir, not both")
-    if store.startswith("sqlite:///"):
-        return store[len("sqlite://"):]
-    raise UserInputError(f"store {store!r}: this flowhost keeps runs in SQLite only "
-                         "(sqlite:///PATH/TO/DIR, or state_dir=)")
+    return store
+
+
 T = TypeVar("T")
 
 
@@ -187,7 +187,12 @@ def run_workflow(spec: PathLike, **options: Any) -> RunResult:
 # -- the runs of a state dir ---------------------------------------------------------------
 
 def open_store(ctx: RunContext, *, create: bool = True) -> StateStore:
-    """The state store of ``ctx`` (SQLite in its state dir)."""
+    """The state store of ``ctx``: PostgreSQL at its store URL, or SQLite in its state
+    dir (``create=False``: only one that holds runs already)."""
+    if ctx.store_url is not None:
+        from flowhost.store.postgres import PostgresStore
+
+        return PostgresStore.open(ctx.store_url, busy_timeout=ctx.busy_timeout, create=create)
     return Store.open(ctx.state_dir, busy_timeout=ctx.busy_timeout, create=create)
 
 
@@ -246,7 +251,7 @@ def take_run(run_id: str | None, *, env: Mapping[str, str] | None = None,
             raise UserInputError(
                 f"run {record.run_id} already finished ({point.status}): nothing to resume. "
                 f"`flowhost runs show {record.run_id}` shows its result{again}")
-        ctx = make_context(workdir=record.cwd, env=where.env, state_dir=where.state_dir,
+        ctx = make_context(workdir=record.cwd, env=where.env, state_dir=where.location,
                            config=config)
     except BaseException:
         store.close()

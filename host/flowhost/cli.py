@@ -159,7 +159,10 @@ def _add_run_flags(parser: argparse.ArgumentParser, *, on_manual: str) -> None:
 def _add_state(parser: argparse.ArgumentParser, *, cache: bool = False) -> None:
     parser.add_argument("--state-dir", metavar="D", default=None,
                         help="state directory: checkpoints, run history, cache (default "
-                        "$FLOWHOST_STATE_DIR or ./.flowhost)")
+                        "$FLOWHOST_STORE, $FLOWHOST_STATE_DIR or ./.flowhost)")
+    parser.add_argument("--store", metavar="URL", default=None, dest="state_store",
+                        help="the state store as a URL instead: sqlite:///PATH/TO/DIR, or "
+                        "postgresql://USER@HOST[:PORT]/DATABASE to share runs between hosts")
     if cache:
         parser.add_argument("--no-cache", action="store_true",
                             help="neither use nor fill the cache of idempotent steps")
@@ -322,6 +325,13 @@ def _check_args(args: argparse.Namespace) -> None:
         value = getattr(args, dest, None)
         if isinstance(value, str) and value:
             _check_path(_ARGUMENTS[dest], value)
+    store = getattr(args, "state_store", None)
+    if store:  # a URL names the store where a dir would: the library takes either
+        if args.state_dir:
+            raise UserInputError("give --store or --state-dir, not both")
+        if not is_utf8(store):
+            raise UserInputError(f"--store '{as_bytes(store)}': not valid UTF-8")
+        args.state_dir = store
 
 
 def _check_path(label: str, path: str) -> None:

@@ -11,8 +11,13 @@ from flowhost.events import InterventionRequested
 
 
 def state_flag(args: argparse.Namespace) -> str:
-    """`` --state-dir D`` for the commands we print, when the user chose one."""
+    """`` --state-dir D`` (or `` --store URL``, its password hidden) for the commands we
+    print, when the user chose one."""
     chosen = getattr(args, "state_dir", None)
+    if chosen and "://" in chosen:
+        from flowhost.store.postgres.url import hide_password
+
+        return f" --store {shlex.quote(hide_password(chosen))}"
     return f" --state-dir {shlex.quote(chosen)}" if chosen else ""
 
 

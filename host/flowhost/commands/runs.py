@@ -4,10 +4,12 @@ through ``flowhost.runs``."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import textwrap
 import time
+from collections.abc import Iterator
 from typing import Any, Literal
 
 from flowhost import runs
@@ -16,6 +18,7 @@ from flowhost.commands.run import cli_context
 from flowhost.context import DEFAULT_STATE_DIR, STATE_DIR_ENV, RunContext
 from flowhost.problems import UserInputError, did_you_mean
 from flowhost.store import read
+from flowhost.store.interface import StateStore
 
 # Kept for scripts that imported it from here.
 RunSummary = runs.RunSummary
@@ -23,10 +26,10 @@ RunSummary = runs.RunSummary
 
 def list_command(args: argparse.Namespace) -> int:
     ctx = cli_context(args)
-    if not ctx.state_dir.is_file() and not runs.has_state(ctx):
+    if not _has_state(ctx):
         print("[]" if args.json else f"No runs in {_shown(args)}.")
         return 0
-    with runs.opened(ctx) as store:
+    with _opened(ctx) as store:
         summaries = runs.summaries(store, args.limit)
     if args.json:
         print(json.dumps([s.model_dump(mode="json") for s in summaries], indent=2))
@@ -45,6 +48,27 @@ def list_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _has_state(ctx: RunContext) -> bool:
+    """Whether there may be runs to show (a store URL: yes, until its server says)."""
+    return ctx.store_url is not None or ctx.state_dir.is_file() or runs.has_state(ctx)
+
+
+@contextlib.contextmanager
+def _opened(ctx: RunContext) -> Iterator[StateStore]:
+    """The store of earlier runs (PostgreSQL or SQLite): never created here."""
+    if ctx.store_url is None:
+        with runs.opened(ctx) as store:
+            yield store
+        return
+    from flowhost.api import open_store
+
+    store = open_store(ctx, create=False)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
 def _shown(args: argparse.Namespace) -> str:
     """The state dir as the user named it."""
     return str(getattr(args, "state_dir", None) or os.environ.get(STATE_DIR_ENV)
@@ -53,7 +77,7 @@ def _shown(args: argparse.Namespace) -> str:
 
 def show_command(args: argparse.Namespace) -> int:
     ctx = cli_context(args)
-    with runs.opened(ctx) as store:
+    with _opened(ctx) as store:
         record = store.run(args.run_id)
         result = runs.stored_result(store, record)
         point = read(store.events(record))
@@ -143,10 +167,10 @@ def _known_plugin(name: str, ctx: RunContext) -> None:
 
 def cache_clear_command(args: argparse.Namespace) -> int:
     ctx = cli_context(args)
-    if not ctx.state_dir.is_file() and not runs.has_state(ctx):
+    if not _has_state(ctx):
         print(f"Nothing cached: no flowhost state in {_shown(args)}.")
         return 0
-    with runs.opened(ctx) as store:
+    with _opened(ctx) as store:
         removed = store.clear_cache(args.plugin)
     if args.plugin and not removed:
         _known_plugin(args.plugin, ctx)

@@ -25,7 +25,8 @@ def add_serve(commands: argparse._SubParsersAction[Any], positive_int: object) -
                        help="the daemon's state: runs, their working directories, the cache "
                        "(default [serve] state_dir, $FLOWHOST_STATE_DIR or ./.flowhost)")
     serve.add_argument("--store", metavar="URL", default=None,
-                       help="the state store as a URL: sqlite:///PATH/TO/DIR")
+                       help="the state store as a URL: sqlite:///PATH/TO/DIR "
+                       "(postgresql://… is taken by run, resume and runs; not yet here)")
     serve.add_argument("--token-file", metavar="F", default=None,
                        help="clients must send one of its tokens (one token, or lines "
                        "name:token; the name is who resolved_by records)")
@@ -46,7 +47,7 @@ def add_serve(commands: argparse._SubParsersAction[Any], positive_int: object) -
 def serve_command(args: argparse.Namespace) -> int:
     from flowhost.api import state_dir_of
     from flowhost.config import load_config
-    from flowhost.context import DEFAULT_STATE_DIR, STATE_DIR_ENV
+    from flowhost.context import DEFAULT_STATE_DIR, STATE_DIR_ENV, store_location
     from flowhost.daemon.server import (
         DEFAULT_DRAIN_TIMEOUT,
         DEFAULT_LISTEN,
@@ -55,6 +56,7 @@ def serve_command(args: argparse.Namespace) -> int:
         ServeConfig,
         serve,
     )
+    from flowhost.problems import UserInputError
 
     config = load_config(environ=os.environ, cwd=Path.cwd())
     settings = config.serve
@@ -64,7 +66,13 @@ def serve_command(args: argparse.Namespace) -> int:
 
     store = args.store or (settings.store if args.state_dir is None else None)
     state = state_dir_of(store, args.state_dir) if store else args.state_dir
-    state_dir = Path(state or settings.state_dir or os.environ.get(STATE_DIR_ENV)
+    directory, store_url = store_location(os.fspath(state)) if state else (None, None)
+    if store_url is not None:  # (the URL checked first: a bad one says what is wrong)
+        raise UserInputError(
+            "flowhost serve keeps its runs in a state dir for now: the daemon on a "
+            "PostgreSQL store is not there yet (flowhost run, resume and runs take "
+            "--store postgresql://…). Give --state-dir D or --store sqlite:///D")
+    state_dir = Path(directory or settings.state_dir or os.environ.get(STATE_DIR_ENV)
                      or DEFAULT_STATE_DIR).absolute()
 
     def path(flag: str | None, setting: Path | None) -> Path | None:
