@@ -184,3 +184,29 @@ async def until_health(served: Served, status: str) -> None:
             return
         await asyncio.sleep(0.1)
     raise AssertionError(f"{served.address} never said {status}")
+
+
+async def test_with_every_server_of_a_list_gone_a_call_is_a_transient_error_saying_so(
+        plugin_server: StartServer) -> None:
+    servers = [plugin_server("whoami") for _ in range(2)]
+    invoker = await asyncio.to_thread(invoker_for, servers)
+    for served in servers:
+        served.stop(signal.SIGKILL)
+    ctx = InvocationContext(run_id="replicas", step_id="s", attempt=1)
+    try:
+        await invoker.invoke({}, ctx)
+    except TransientError as exc:  # the ladder retries it, then falls back
+        assert "UNAVAILABLE" in str(exc) and exc.hint is not None
+        assert "at least one healthy server" in exc.hint
+    else:
+        raise AssertionError("a call with no server succeeded")
+
+    # Checking the workflow then: no server answers, so the plugin is not described.
+    from flowhost.catalog import RemoteDown
+
+    try:
+        await asyncio.to_thread(invoker_for, servers, "again")
+    except RemoteDown as exc:
+        assert "at least one of its servers" in (exc.suggestion or ""), exc.suggestion
+    else:
+        raise AssertionError("a list with no server running was described")

@@ -346,9 +346,12 @@ def _unreachable(endpoint: Endpoint, exc: grpc.RpcError, timeout: float
     """Why a server could not be asked for its plugins, and what to do about it."""
     code, details = exc.code(), exc.details() or ""
     target = endpoint.target
-    tls_table = f'[tls."{target.address}"] in flowhost.toml'
+    tls_table = f'[tls."{target.members[0].address}"] in flowhost.toml'
     start = (f"start its server (flowhost-plugin serve ... --listen {target.address}) or fix "
              "the URL")
+    if target.balanced:  # none of them answered, or none was healthy
+        start = ("start at least one of its servers (flowhost-plugin serve ... --listen "
+                 "HOST:PORT), check that their health says SERVING, or fix the targets")
     if code is Code.UNIMPLEMENTED:
         return (f"{target.url} answers, but does not serve flowhost.v1.PluginService",
                 "point the URL at a flowhost plugin server")
@@ -539,6 +542,9 @@ class GrpcInvoker:
             address = self.endpoint.target.address
             if _tls_failure(details):
                 error.hint = f"Check the TLS settings for {address} in flowhost.toml"
+            elif self.endpoint.target.balanced:
+                error.hint = (f"Start at least one healthy server of {self.endpoint.target.url} "
+                              "(flowhost-plugin serve ... --listen HOST:PORT)")
             elif _CONNECTION_FAILURE.search(details):
                 error.hint = (f"Start the plugin server on {address} "
                               f"(flowhost-plugin serve ... --listen {address})")
