@@ -14,12 +14,14 @@ import asyncio
 import collections
 import signal
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+from certs import Certs
 from plugin_servers import Served, StartServer
 
 from flowhost.catalog import Catalog
-from flowhost.config import HostConfig
+from flowhost.config import HostConfig, load_config
 from flowhost.invokers import Invoker
 from flowhost.invokers.grpc import check_health
 from flowhost_sdk import InvocationContext, TransientError
@@ -210,3 +212,22 @@ async def test_with_every_server_of_a_list_gone_a_call_is_a_transient_error_sayi
         assert "at least one of its servers" in (exc.suggestion or ""), exc.suggestion
     else:
         raise AssertionError("a list with no server running was described")
+
+
+async def test_a_list_of_grpcs_servers_with_mutual_tls(plugin_server: StartServer,
+                                                       certs: Certs, tmp_path: Path) -> None:
+    tls = ("--tls-cert", str(certs.server_cert), "--tls-key", str(certs.server_key),
+           "--tls-client-ca", str(certs.ca))
+    servers = [plugin_server("whoami", *tls) for _ in range(2)]
+    tables = "".join(f'[tls."{served.address}"]\nca = "{certs.ca}"\ncert = '
+                     f'"{certs.client_cert}"\nkey = "{certs.client_key}"\n'
+                     for served in servers)
+    urls = ", ".join(f'"grpcs://{served.address}"' for served in servers)
+    (tmp_path / "flowhost.toml").write_text(f"[remote]\nwhoami = [{urls}]\n{tables}", "utf-8")
+    config = load_config(cwd=tmp_path)
+    invoker = await asyncio.to_thread(Catalog(config).get, "whoami")
+    caller = Caller(invoker)
+    await caller.many(200)
+    # One channel, one certificate name (the host both share) checked for each server;
+    # both answer (the first calls may all go to the first whose handshake is done).
+    assert set(caller.answered) == set(pids(servers)) and caller.transient == 0
