@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, SecretStr
 
 from flowhost_sdk import (
     InvocationContext,
@@ -28,7 +28,8 @@ class Leaky(Plugin):
     ``permanent`` and ``intervention`` raise that error with the value in the message and
     the hint; ``crash`` raises a ``ValueError`` that names it (its traceback shown with
     ``-v``); ``flaky`` raises a transient error on the first call of each ``counter`` file,
-    then echoes."""
+    then echoes. With ``stdio`` it also prints the value to stdout and stderr. ``vault`` goes
+    only to an output field it marks ``SecretStr``."""
 
     name = "leaky"
     version = "1.0.0"
@@ -38,6 +39,8 @@ class Leaky(Plugin):
         mode: Mode = "echo"
         counter: str = ""
         label: str = ""
+        stdio: bool = False
+        vault: str = ""
 
     class Outputs(BaseModel):
         echo: str
@@ -45,11 +48,13 @@ class Leaky(Plugin):
         blob: str
         items: list[str]
         nested: dict[str, str]
+        vault: SecretStr = SecretStr("")
 
     def invoke(self, inputs: Inputs, ctx: InvocationContext) -> Outputs:
         secret = inputs.secret
-        print(f"stdout of the plugin: {secret}", flush=True)
-        print(f"stderr of the plugin: {secret}", file=sys.stderr, flush=True)
+        if inputs.stdio:
+            print(f"stdout of the plugin: {secret}", flush=True)
+            print(f"stderr of the plugin: {secret}", file=sys.stderr, flush=True)
         ctx.progress(0.25, f"working with {secret}")
         ctx.logger.info("info: %s", secret)
         ctx.logger.warning("warning: %r", secret)
@@ -77,7 +82,8 @@ class Leaky(Plugin):
         return self.Outputs(
             echo=secret, sentence=f"the value is {secret}, {inputs.label}",
             blob=json.dumps({"token": secret, "label": inputs.label}),
-            items=["plain", secret, f"<{secret}>"], nested={"token": secret, secret: "key"})
+            items=["plain", secret, f"<{secret}>"], nested={"token": secret, secret: "key"},
+            vault=SecretStr(inputs.vault))
 
 
 def _helper(secret: str) -> None:
