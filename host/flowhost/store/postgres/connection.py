@@ -108,3 +108,8 @@ class Connected:
         with self.failing_as_storage():
             row: tuple[Any, ...] | None = self.conn.execute(sql, params).fetchone()
             return row
+
+    def change(self, sql: str, params: Sequence[object] = ()) -> int:
+        """One statement that returns no rows (its own transaction); how many it changed."""
+        with self.failing_as_storage():
+            return int(self.conn.execute(sql, params).rowcount)

@@ -48,6 +48,9 @@ class PostgresCache(KeyedCache):
 
 
 class History(Connected):
+    def fenced(self, record: RunRecord) -> tuple[int, int] | None:
+        raise NotImplementedError  # (the store's: by its lease of the run)
+
     def step_cache(self, secrets: Iterable[str] = ()) -> StepCache:
         return PostgresCache(self, secrets)
 
@@ -136,7 +139,8 @@ class History(Connected):
                 seq = next_seq(conn, record.run_no) + 1
                 event.seq = seq
                 kind, step_id, payload = codec.encode(event)
-                insert_events(conn, [(record.run_no, seq, kind, step_id, payload)])
+                insert_events(conn, [(record.run_no, seq, kind, step_id, payload)],
+                              self.fenced(record))
                 if decided == 0:
                     side_tables(conn, record.run_no, seq, event)
         return event, True

@@ -1,70 +1,182 @@
-"""Which store executes which run, on PostgreSQL: a session-level advisory lock per run,
-held by the owning store's connection, and one more epoch in ``leases`` per new owner.
+"""Which store executes which run, on PostgreSQL: a lease per run (owner, epoch, expiry) in
+``leases``, plus a session-level advisory lock held by the owning store's connection.
 
-The server drops a session's advisory locks when its connection ends, also when the process
-is killed (its socket closes), so a crashed run is free at once, as with SQLite's process
-locks. And the journal writer writes on that same connection: should the connection be lost,
-so is the lock, and every later write fails instead of racing a new owner.
+- The advisory lock tells a dead owner at once: the server drops a session's locks when its
+  connection ends, also when the process is killed (its socket closes), so a crashed run
+  is free to resume at once, as with SQLite's process locks.
+- The expiry tells an owner that is alive but stuck (frozen, cut off): while it holds a
+  lease, a thread of the store renews it every third of ``lease_seconds`` over a connection
+  of its own. A lease past its expiry is taken over: the new owner ends the old owner's
+  session (``pg_terminate_backend``, which drops its lock and its connection), and takes
+  the run with one more epoch.
+- Every write of a run's journal is fenced by its epoch (``rows.insert_events``): an owner
+  that lost its lease, however it goes on, writes nothing more.
 
 Advisory locks are re-entrant within a session; ownership is not (one store never executes
-a run twice), hence the set of runs held here.
+a run twice), hence the leases held here.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 
+from flowhost.problems import StorageError
 from flowhost.store.interface import Lease
-from flowhost.store.postgres.connection import Connected
+from flowhost.store.postgres.connection import Connected, connect
 from flowhost.store.rows import RunRecord
 
+log = logging.getLogger(__name__)
 # The first key of flowhost's advisory locks (the second is the run_no): apart from the
 # locks other programs on the same database may take.
 LOCK_SPACE = 0x666C6F77  # "flow"
+DEFAULT_LEASE_SECONDS = 30.0
+_TAKEOVER_WAIT_S = 10.0  # for the server to end an expired owner's session
+_LOCK = "pg_try_advisory_lock(%s::int4, %s::int4)"
+_HOLDER = ("SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND database = "
+           "(SELECT oid FROM pg_database WHERE datname = current_database()) AND "
+           "classid = %s::oid AND objid = %s::oid AND objsubid = 2 AND granted")
 
 
-class AdvisoryOwnership(Connected):
-    _leased: dict[str, int]  # run id -> run_no, of the leases held by this store
+class LeasedOwnership(Connected):
+    lease_seconds: float = DEFAULT_LEASE_SECONDS
+    _leases: dict[str, tuple[Lease, int]]  # by run id: the leases held here, their run_no
+    _lost: set[str]  # run ids whose lease a renewal found taken over
+    _guard: threading.Lock
+    _renewer: threading.Thread | None
+    _stop: threading.Event
+
+    def _init_leases(self, lease_seconds: float) -> None:
+        self.lease_seconds = lease_seconds
+        self._leases, self._lost, self._guard = {}, set(), threading.Lock()
+        self._renewer, self._stop = None, threading.Event()
 
     def acquire(self, record: RunRecord, owner: str) -> Lease | None:
-        """Own the run, or None while anyone (also this store) does."""
-        if record.run_no in self._leased.values():
+        """Own the run, or None while anyone (also this store) does and keeps its lease."""
+        if record.run_id in self._leases:
             return None
-        row = self.one("SELECT pg_try_advisory_lock(%s::int4, %s::int4)",
-                       (LOCK_SPACE, record.run_no))
-        if row is None or not row[0]:
+        row = self.one(f"SELECT {_LOCK}", (LOCK_SPACE, record.run_no))
+        if not (row and row[0]) and not self._take_over(record):
             return None
+        now = time.time()
         try:
             with self.write() as conn:
                 epoch = conn.execute(
-                    "INSERT INTO leases (run_no, owner, epoch, acquired_at) "
-                    "VALUES (%s, %s, 1, %s) ON CONFLICT (run_no) DO UPDATE SET "
+                    "INSERT INTO leases (run_no, owner, epoch, acquired_at, expires_at) "
+                    "VALUES (%s, %s, 1, %s, %s) ON CONFLICT (run_no) DO UPDATE SET "
                     "owner = EXCLUDED.owner, epoch = leases.epoch + 1, "
-                    "acquired_at = EXCLUDED.acquired_at, expires_at = NULL RETURNING epoch",
-                    (record.run_no, owner, time.time())).fetchone()[0]
+                    "acquired_at = EXCLUDED.acquired_at, expires_at = EXCLUDED.expires_at "
+                    "RETURNING epoch",
+                    (record.run_no, owner, now, now + self.lease_seconds)).fetchone()[0]
         except BaseException:
             self._unlock(record.run_no)
             raise
-        self._leased[record.run_id] = record.run_no
-        return Lease(record.run_id, owner, int(epoch))
+        lease = Lease(record.run_id, owner, int(epoch), now + self.lease_seconds)
+        with self._guard:
+            self._leases[record.run_id] = (lease, record.run_no)
+            self._lost.discard(record.run_id)
+        self._start_renewing()
+        return lease
+
+    def _take_over(self, record: RunRecord) -> bool:
+        """The run's lock is held: take it if its lease expired (ending the session that
+        holds it), else False."""
+        row = self.one("SELECT expires_at FROM leases WHERE run_no = %s", (record.run_no,))
+        if row is None or row[0] is None or row[0] > time.time():
+            return False
+        holders = [int(pid) for (pid,) in self.rows(_HOLDER, (LOCK_SPACE, record.run_no))]
+        for pid in holders:
+            log.warning("run %s: its lease expired; ending the session (pid %s) that held "
+                        "it", record.run_id, pid)
+            self.one("SELECT pg_terminate_backend(%s)", (pid,))
+        deadline = time.monotonic() + _TAKEOVER_WAIT_S
+        while time.monotonic() < deadline:
+            got = self.one(f"SELECT {_LOCK}", (LOCK_SPACE, record.run_no))
+            if got and got[0]:
+                return True
+            time.sleep(0.02)
+        return False
 
     def release(self, lease: Lease) -> None:
         """Let go of the run (after ``close`` too; a second time is a no-op)."""
-        run_no = self._leased.pop(lease.run_id, None)
-        if run_no is not None:
-            self._unlock(run_no)
+        with self._guard:
+            held = self._leases.pop(lease.run_id, None)
+            self._lost.discard(lease.run_id)
+        if held is None or self.conn.closed:  # (closed: the server dropped the lock)
+            return
+        lease_held, run_no = held
+        # expired now: nobody need wait for a lease its owner gave back
+        self.change("UPDATE leases SET expires_at = %s WHERE run_no = %s AND epoch = %s",
+                    (time.time(), run_no, lease_held.epoch))
+        self._unlock(run_no)
 
     def owned(self, record: RunRecord) -> bool:
-        if record.run_no in self._leased.values():
+        """Whether anyone holds the run's lease now (a lease past its expiry is free)."""
+        if record.run_id in self._leases:
             return True
-        row = self.one("SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' "
-                       "AND database = (SELECT oid FROM pg_database "
-                       "WHERE datname = current_database()) AND classid = %s::oid "
-                       "AND objid = %s::oid AND objsubid = 2 AND granted)",
-                       (LOCK_SPACE, record.run_no))
-        return bool(row and row[0])
+        if not self.rows(_HOLDER, (LOCK_SPACE, record.run_no)):
+            return False
+        row = self.one("SELECT expires_at FROM leases WHERE run_no = %s", (record.run_no,))
+        return row is None or row[0] is None or row[0] > time.time()
+
+    def fence(self, run_id: str) -> int | None:
+        """The epoch the run's writes are fenced by: this store's lease of it (None: it
+        holds none, as in tests that write without owning). Raises ``LeaseLost``."""
+        if run_id in self._lost:
+            raise LeaseLost(run_id)
+        held = self._leases.get(run_id)
+        return None if held is None else held[0].epoch
+
+    def holds(self, record: RunRecord) -> bool:
+        """Whether this store holds a lease of the run (lost or not)."""
+        return record.run_id in self._leases
 
     def _unlock(self, run_no: int) -> None:
-        if self.conn.closed:  # the server dropped the lock with the connection
-            return
-        self.one("SELECT pg_advisory_unlock(%s::int4, %s::int4)", (LOCK_SPACE, run_no))
+        if not self.conn.closed:  # (else the server dropped the lock with the connection)
+            self.one("SELECT pg_advisory_unlock(%s::int4, %s::int4)", (LOCK_SPACE, run_no))
+
+    # -- renewing ----------------------------------------------------------------------
+    def _start_renewing(self) -> None:
+        if self._renewer is None or not self._renewer.is_alive():
+            self._stop.clear()
+            self._renewer = threading.Thread(target=self._renew_loop, daemon=True,
+                                             name="flowhost-lease-renewer")
+            self._renewer.start()
+
+    def _renew_loop(self) -> None:
+        """Every third of the lease time, push the expiry of every lease held; one that
+        is no longer ours (taken over) is marked lost, and its writer stops."""
+        conn = None
+        try:
+            while not self._stop.wait(self.lease_seconds / 3):
+                with self._guard:
+                    held = list(self._leases.values())
+                if not held:
+                    return
+                conn = conn or connect(self.url, self.busy_timeout)
+                until = time.time() + self.lease_seconds
+                for lease, run_no in held:
+                    renewed = conn.execute(
+                        "UPDATE leases SET expires_at = %s WHERE run_no = %s AND epoch = %s",
+                        (until, run_no, lease.epoch)).rowcount
+                    if not renewed:
+                        with self._guard:
+                            self._lost.add(lease.run_id)
+        except Exception as exc:  # the server unreachable: the leases run out by themselves
+            log.warning("renewing leases on %s: %s", self.where, exc)
+        finally:
+            if conn is not None:
+                conn.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        super().close()
+
+
+class LeaseLost(StorageError):
+    """This store's lease of a run was taken over: it writes nothing more of it."""
+
+    def __init__(self, run: str) -> None:
+        super().__init__(f"run {run}: this process lost its lease of the run (another one "
+                         "took it over after the lease expired); it writes nothing more")

@@ -27,11 +27,29 @@ SUCCEEDED = ("SELECT count(DISTINCT step_id) FROM events WHERE run_no = %s AND "
              "type = 'StepFinished' AND payload::json ->> 'status' = 'success'")
 
 
-def insert_events(conn: Conn, rows: Sequence[tuple[object, ...]]) -> None:
-    """One INSERT statement for all ``rows`` (run_no, seq, type, step_id, payload)."""
-    if rows:
-        conn.execute(INSERT_EVENT + ", ".join([EVENT_VALUES] * len(rows)),
-                     [value for row in rows for value in row])
+def insert_events(conn: Conn, rows: Sequence[tuple[object, ...]],
+                  fence: tuple[int, int] | None = None) -> None:
+    """One INSERT statement for all ``rows`` (run_no, seq, type, step_id, payload).
+
+    ``fence`` (run_no, epoch): insert only while the run's lease has that epoch, else raise
+    ``LeaseLost``. The lease row is read ``FOR SHARE``: a takeover that commits meanwhile
+    waits for this insert, or this insert sees the new epoch and writes nothing."""
+    if not rows:
+        return
+    values = [value for row in rows for value in row]
+    if fence is None:
+        conn.execute(INSERT_EVENT + ", ".join([EVENT_VALUES] * len(rows)), values)
+        return
+    typed = "(%s::bigint, %s::integer, %s::text, %s::text, %s::text)"
+    inserted = conn.execute(
+        "INSERT INTO events (run_no, seq, type, step_id, payload) SELECT * FROM (VALUES "
+        + ", ".join([typed] + [EVENT_VALUES] * (len(rows) - 1)) + ") AS v WHERE EXISTS "
+        "(SELECT 1 FROM leases WHERE run_no = %s AND epoch = %s FOR SHARE)",
+        [*values, *fence]).rowcount
+    if inserted != len(rows):
+        from flowhost.store.postgres.lease import LeaseLost
+
+        raise LeaseLost(str(rows[0][0]))
 
 
 def side_tables(conn: Conn, run_no: int, seq: int, event: Event,

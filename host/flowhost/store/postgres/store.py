@@ -18,7 +18,7 @@ from flowhost.problems import UserInputError, as_bytes, did_you_mean, is_utf8, q
 from flowhost.store import codec
 from flowhost.store.interface import JournalWriter
 from flowhost.store.postgres.history import History, PostgresCache, next_seq
-from flowhost.store.postgres.lease import AdvisoryOwnership
+from flowhost.store.postgres.lease import DEFAULT_LEASE_SECONDS, LeasedOwnership
 from flowhost.store.postgres.rows import SUCCEEDED, insert_events, side_tables
 from flowhost.store.rows import _RUN_COLUMNS, RunRecord, _record
 
@@ -31,17 +31,24 @@ _BY_REQUEST = ("SELECT r.run_id FROM submissions AS s JOIN runs AS r ON r.run_no
                "WHERE s.request_id = %s")
 
 
-class PostgresStore(AdvisoryOwnership, History):
+class PostgresStore(LeasedOwnership, History):
     @classmethod
-    def open(cls, url: str, *, busy_timeout: float | None = None,
-             create: bool = True) -> PostgresStore:
+    def open(cls, url: str, *, busy_timeout: float | None = None, create: bool = True,
+             lease_seconds: float = DEFAULT_LEASE_SECONDS) -> PostgresStore:
         """Connect to (and, with ``create``, prepare) the database of ``url``; exit-2
-        errors for a bad URL, an unreachable server, a database of a newer flowhost."""
+        errors for a bad URL, an unreachable server, a database of a newer flowhost.
+        ``lease_seconds``: how long a run this store owns stays its own without renewal
+        (renewed every third of it while the store is open)."""
         conn, parsed, timeout = cls.open_connection(url, busy_timeout=busy_timeout,
                                                     create=create)
         store = cls(conn, parsed, timeout)
-        store._leased = {}
+        store._init_leases(lease_seconds)
         return store
+
+    def fenced(self, record: RunRecord) -> tuple[int, int] | None:
+        """(run_no, epoch) to fence the run's writes by, while this store owns it."""
+        epoch = self.fence(record.run_id)
+        return None if epoch is None else (record.run_no, epoch)
 
     def __enter__(self) -> PostgresStore:
         return self
@@ -178,7 +185,7 @@ class PostgresStore(AdvisoryOwnership, History):
             for offset, event in enumerate(given, start=1):
                 event.seq = seq + offset
                 rows.append((record.run_no, event.seq, *codec.encode(event)))
-            insert_events(conn, rows)
+            insert_events(conn, rows, self.fenced(record))
             for event in given:
                 side_tables(conn, record.run_no, event.seq, event)
 

@@ -25,6 +25,7 @@ from flowhost.store import codec
 from flowhost.store.listener import _ALSO_DURABLE, _BATCH_AGE_S, _BATCH_ROWS, kept_durations
 from flowhost.store.postgres.errors import describe
 from flowhost.store.postgres.history import PostgresCache, next_seq
+from flowhost.store.postgres.lease import LeaseLost
 from flowhost.store.postgres.rows import insert_events, side_tables
 
 if TYPE_CHECKING:
@@ -113,11 +114,12 @@ class PostgresWriter:
             or time.time() - self._batch_since >= _BATCH_AGE_S)
         conn = self.store.conn
         try:
+            fence = self.store.fenced(self.record)
             if event is None and not batch:
-                insert_events(conn, self._pending)  # one statement: its own transaction
+                insert_events(conn, self._pending, fence)  # one statement, one transaction
             else:
                 with conn.transaction():
-                    insert_events(conn, self._pending)
+                    insert_events(conn, self._pending, fence)
                     if event is not None:
                         side_tables(conn, self._run_no, self._seq, event,
                                     self._redactor.text)
@@ -150,6 +152,11 @@ class PostgresWriter:
                                              and "NUL" in str(exc)):
             why = (f"an event holds text that PostgreSQL cannot store ({exc}); a plugin or "
                    "an input gave it")
+        elif isinstance(exc, LeaseLost) or (self.store.conn.closed
+                                            and self.store.holds(self.record)):
+            why = ("this process lost its lease of the run: it expired (the process did "
+                   "not renew it in time) and another one took the run over, so this one "
+                   "writes nothing more of it")
         else:
             why = describe(exc, self.store.where, self.store.busy_timeout)
         self.failure = f"cannot checkpoint run {self.record.run_id}: {why}"
