@@ -60,6 +60,9 @@ class PostgresServer:
     bin_dir: Path
     base: Path  # holds data/, the socket and the log
     port: int = 0
+    # False (tests): fsync off, a test database need not survive a power cut (commits stay
+    # real). True (benchmarks): PostgreSQL's defaults, every commit flushed to disk.
+    durable: bool = False
 
     @property
     def data(self) -> Path:
@@ -80,8 +83,7 @@ class PostgresServer:
         self.base.mkdir(parents=True, exist_ok=True)
         if _as_server_user():
             shutil.chown(self.base, "postgres", "postgres")
-        # trust on loopback: a throwaway server that only this machine's tests reach;
-        # fsync off: a test database need not survive a power cut (commits stay real)
+        # trust on loopback: a throwaway server that only this machine's tests reach
         self._run(str(self.bin_dir / "initdb"), "-D", str(self.data), "-U", USER,
                   "--auth=trust", "--no-sync", "-E", "UTF8", "--locale=C")
 
@@ -90,7 +92,7 @@ class PostgresServer:
         for _ in range(5):
             self.port = free_port()
             options = (f"-p {self.port} -k {self.base} -c listen_addresses=127.0.0.1 "
-                       "-c fsync=off -c max_connections=200")
+                       "-c max_connections=200" + ("" if self.durable else " -c fsync=off"))
             started = self._run(str(self.bin_dir / "pg_ctl"), "-D", str(self.data), "-l",
                                 str(self.log), "-o", options, "-w", "-t", "60", "start",
                                 check=False)
@@ -117,13 +119,13 @@ class PostgresServer:
 
 
 @contextlib.contextmanager
-def running_server() -> Iterator[PostgresServer]:
+def running_server(*, durable: bool = False) -> Iterator[PostgresServer]:
     """A started server in a new temporary dir; stopped and removed afterwards."""
     bin_dir = pg_bin_dir()
     if bin_dir is None:
         pytest.skip(SKIP_REASON)
     base = Path(tempfile.mkdtemp(prefix="flowhost-pg-"))
-    server = PostgresServer(bin_dir, base)
+    server = PostgresServer(bin_dir, base, durable=durable)
     try:
         server.init()
         server.start()

@@ -28,24 +28,32 @@ SUCCEEDED = ("SELECT count(DISTINCT step_id) FROM events WHERE run_no = %s AND "
 
 
 def insert_events(conn: Conn, rows: Sequence[tuple[object, ...]],
-                  fence: tuple[int, int] | None = None) -> None:
+                  fence: tuple[int, int] | None = None, *, durable: bool = True) -> None:
     """One INSERT statement for all ``rows`` (run_no, seq, type, step_id, payload).
 
     ``fence`` (run_no, epoch): insert only while the run's lease has that epoch, else raise
     ``LeaseLost``. The lease row is read ``FOR SHARE``: a takeover that commits meanwhile
-    waits for this insert, or this insert sees the new epoch and writes nothing."""
+    waits for this insert, or this insert sees the new epoch and writes nothing.
+    ``durable=False`` (events nothing waits on: a step's start, its attempts): the commit
+    does not wait for the server's disk (``synchronous_commit`` off for this statement's
+    own transaction, set inside it), and the next durable commit flushes it too."""
     if not rows:
         return
     values = [value for row in rows for value in row]
-    if fence is None:
+    if fence is None and durable:
         conn.execute(INSERT_EVENT + ", ".join([EVENT_VALUES] * len(rows)), values)
         return
+    conditions = [] if durable else [
+        "(SELECT set_config('synchronous_commit', 'off', true)) IS NOT NULL"]
+    if fence is not None:
+        conditions.append("EXISTS (SELECT 1 FROM leases WHERE run_no = %s AND epoch = %s "
+                          "FOR SHARE)")
+        values += fence
     typed = "(%s::bigint, %s::integer, %s::text, %s::text, %s::text)"
     inserted = conn.execute(
         "INSERT INTO events (run_no, seq, type, step_id, payload) SELECT * FROM (VALUES "
-        + ", ".join([typed] + [EVENT_VALUES] * (len(rows) - 1)) + ") AS v WHERE EXISTS "
-        "(SELECT 1 FROM leases WHERE run_no = %s AND epoch = %s FOR SHARE)",
-        [*values, *fence]).rowcount
+        + ", ".join([typed] + [EVENT_VALUES] * (len(rows) - 1)) + ") AS v WHERE "
+        + " AND ".join(conditions), values).rowcount
     if inserted != len(rows):
         from flowhost.store.postgres.lease import LeaseLost
 

@@ -5,10 +5,12 @@ other events wait in memory for the next commit, or for the event loop to be idl
 entries and durations go in batches (every thousand, every two seconds, at the end).
 
 The common checkpoint is one multi-row INSERT, its own transaction (autocommit): one round
-trip to the server per step. Writes go over the store's own connection, the one holding the
-run's lock (``flowhost.store.postgres.lease``): a connection lost is a lock lost, and then
-every write fails rather than race a new owner. A failed write stops the writer and calls
-``on_failure`` with what happened; every earlier commit stays.
+trip to the server per step. What goes out when the loop is idle (a step's start) is not
+waited for on the server's disk: a chain of fast steps costs one flushed commit per step.
+Writes go over the store's own connection, the one holding the run's lock, and are fenced
+by the run's lease epoch (``flowhost.store.postgres.lease``): an owner that lost its lease
+writes nothing more. A failed write stops the writer and calls ``on_failure`` with what
+happened; every earlier commit stays.
 """
 
 from __future__ import annotations
@@ -98,7 +100,7 @@ class PostgresWriter:
     def _flush_when_idle(self) -> None:
         self._idle = None
         if self._pending and self.failure is None:
-            self._commit(None)
+            self._commit(None, durable=False)
 
     def close(self) -> None:
         """Write whatever is left (events, cache entries, durations)."""
@@ -108,7 +110,8 @@ class PostgresWriter:
         if self.failure is None and (self._pending or self._batched):
             self._commit(None, everything=True)
 
-    def _commit(self, event: Event | None, *, everything: bool = False) -> None:
+    def _commit(self, event: Event | None, *, everything: bool = False,
+                durable: bool = True) -> None:
         batch = self._batched and (
             everything or isinstance(event, RunFinished) or self._batched >= _BATCH_ROWS
             or time.time() - self._batch_since >= _BATCH_AGE_S)
@@ -116,7 +119,8 @@ class PostgresWriter:
         try:
             fence = self.store.fenced(self.record)
             if event is None and not batch:
-                insert_events(conn, self._pending, fence)  # one statement, one transaction
+                # one statement, one transaction
+                insert_events(conn, self._pending, fence, durable=durable)
             else:
                 with conn.transaction():
                     insert_events(conn, self._pending, fence)

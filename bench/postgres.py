@@ -1,0 +1,92 @@
+"""A whole ``flowhost run`` on PostgreSQL against the same on SQLite: wall clock per step.
+
+Times ``flowhost run CHAIN --no-progress`` (a new subprocess each time, stdout to
+/dev/null) of a chain of N no-op steps (``cache: false``) at N=200 and N=1000, with
+``--state-dir <new dir>`` (SQLite, WAL, ``synchronous=NORMAL``) and with ``--store
+postgresql://…/<new database>`` on a PostgreSQL started here on loopback (Debian's
+``postgresql``, as the tests start it, ``tests/postgres_server.py``) with its durable
+defaults (``fsync=on``, ``synchronous_commit=on``: each step's commit is flushed to disk
+before the next step starts; SQLite's NORMAL flushes only at checkpoints). The per-step
+cost is the slope (t1000 - t200) / 800, so start-up, imports and a run's fixed cost cancel
+out. Rounds are interleaved; medians are reported. No assertions (machines are shared).
+
+    python bench/postgres.py [--rounds 5] [--small 200] [--large 1000] [--no-fsync]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from _common import chain_spec
+from whole_run import Fresh, flowhost_run, wall
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--small", type=int, default=200)
+    parser.add_argument("--large", type=int, default=1000)
+    parser.add_argument("--no-fsync", action="store_true",
+                        help="PostgreSQL with fsync=off (commits not flushed to disk)")
+    args = parser.parse_args()
+    from postgres_server import pg_bin_dir, running_server
+
+    if pg_bin_dir() is None:
+        raise SystemExit("no PostgreSQL server binaries: apt-get install postgresql")
+    small, large = args.small, args.large
+    with tempfile.TemporaryDirectory(prefix="flowhost-bench-pg-") as tmp, \
+            running_server(durable=not args.no_fsync) as server:
+        root = Path(tmp)
+        work = root / "work"
+        work.mkdir()
+        fresh = Fresh(root)
+        specs = {n: work / f"chain{n}.yaml" for n in (small, large)}
+        for n, path in specs.items():
+            path.write_text(chain_spec(n, cache=False), encoding="utf-8")
+
+        def on_sqlite(n: int) -> Callable[[], float]:
+            return lambda: wall([*flowhost_run(specs[n]), "--state-dir",
+                                 str(fresh("state"))], work)
+
+        def on_postgres(n: int) -> Callable[[], float]:
+            def measure() -> float:
+                url = server.create_database()  # (not timed: before the process starts)
+                return wall([*flowhost_run(specs[n]), "--store", url], work)
+            return measure
+
+        measures = {f"sqlite {small}": on_sqlite(small), f"sqlite {large}": on_sqlite(large),
+                    f"postgresql {small}": on_postgres(small),
+                    f"postgresql {large}": on_postgres(large)}
+        for measure in measures.values():  # warm up caches (and PostgreSQL's migrations)
+            measure()
+        times: dict[str, list[float]] = {name: [] for name in measures}
+        for _ in range(args.rounds):
+            for name, measure in measures.items():
+                times[name].append(measure())
+
+    median = {name: statistics.median(values) for name, values in times.items()}
+    span = large - small
+    slope = {kind: (median[f"{kind} {large}"] - median[f"{kind} {small}"]) / span
+             for kind in ("sqlite", "postgresql")}
+    fsync = "fsync=off" if args.no_fsync else "fsync=on, synchronous_commit=on"
+    print(f"python bench/postgres.py --rounds {args.rounds} --small {small} --large {large}"
+          + (" --no-fsync" if args.no_fsync else ""))
+    print(f"whole `flowhost run` processes, {args.rounds} interleaved rounds (medians), "
+          f"chain of no-op steps, cache: false; PostgreSQL on 127.0.0.1 ({fsync})")
+    print(f"  {'':<28} {'N=' + str(small):>10} {'N=' + str(large):>10} {'per step':>10}")
+    for kind, label in (("sqlite", "--state-dir (SQLite)"),
+                        ("postgresql", "--store postgresql://")):
+        print(f"  {label:<28} {median[f'{kind} {small}'] * 1e3:8.1f}ms "
+              f"{median[f'{kind} {large}'] * 1e3:8.1f}ms {slope[kind] * 1e6:8.1f}us")
+    print(f"  PostgreSQL / SQLite per step: {slope['postgresql'] / slope['sqlite']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
