@@ -230,11 +230,17 @@ def test_a_hang_past_its_timeout_is_retried_then_fails_as_timeout_error(
     assert len(started.read_text().splitlines()) == 2
 
 
+def write_hang(folder: Path, how: str) -> Path:
+    """``wf.yaml``: one step that hangs, without a timeout; the file it marks its start in."""
+    started = folder / "started"
+    (folder / "wf.yaml").write_text("workflow_id: hangs\nsteps:\n" + hang_step(
+        how, started) + "\n", encoding="utf-8")
+    return started
+
+
 @pytest.mark.parametrize("how", ["async", "sync"])
 def test_ctrl_c_stops_a_hang_without_timeout(tmp_path: Path, how: str) -> None:
-    started = tmp_path / "started"
-    (tmp_path / "wf.yaml").write_text("workflow_id: hangs\nsteps:\n" + hang_step(
-        how, started) + "\n", encoding="utf-8")
+    started = write_hang(tmp_path, how)
     with background(tmp_path, "run", "wf.yaml") as (proc, out):
         wait_file(started)
         stopped_by_ctrl_c(proc, out)
@@ -250,9 +256,7 @@ def run_id_in(out: Path) -> str:
 def test_ctrl_c_stops_resume_of_a_plugin_stuck_in_to_thread(tmp_path: Path) -> None:
     # An async plugin awaiting asyncio.to_thread of a call that never returns: asyncio.run
     # waited for that thread, forever, after the run was checkpointed.
-    started = tmp_path / "started"
-    (tmp_path / "wf.yaml").write_text("workflow_id: hangs\nsteps:\n" + hang_step(
-        "to_thread", started) + "\n", encoding="utf-8")
+    started = write_hang(tmp_path, "to_thread")
     with background(tmp_path, "run", "wf.yaml") as (proc, out):
         wait_file(started)
         proc.kill()
@@ -268,9 +272,7 @@ def test_ctrl_c_stops_resume_of_a_plugin_stuck_in_to_thread(tmp_path: Path) -> N
                           "exit (commands/run.py's asyncio.run; fixed for resume by "
                           "flowhost.threads.run_main): reported", strict=False)
 def test_ctrl_c_stops_run_of_a_plugin_stuck_in_to_thread(tmp_path: Path) -> None:
-    started = tmp_path / "started"
-    (tmp_path / "wf.yaml").write_text("workflow_id: hangs\nsteps:\n" + hang_step(
-        "to_thread", started) + "\n", encoding="utf-8")
+    started = write_hang(tmp_path, "to_thread")
     with background(tmp_path, "run", "wf.yaml") as (proc, out):
         wait_file(started)
         stopped_by_ctrl_c(proc, out, within=10)
