@@ -35,6 +35,7 @@ from flowhost.static import check_file, check_text
 from flowhost.store import RunRecord, Store, read
 from flowhost.store.checkpoint import Checkpoint
 from flowhost.store.interface import Lease, StateStore
+from flowhost.threads import run_main
 
 OnManual = Literal["fail", "abort", "skip", "wait", "ask"]
 PathLike = str | os.PathLike[str]
@@ -376,13 +377,15 @@ async def _off_loop(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 
 
 def _blocking(whole: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    # run_main: a plugin's asyncio.to_thread that never returns must not keep the caller
+    # waiting after the run ended (asyncio.run waits for every thread of its executor)
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        asyncio.run(whole())
+        run_main(whole())
         return
     with ThreadPoolExecutor(1, thread_name_prefix="flowhost-run") as pool:
-        pool.submit(asyncio.run, whole()).result()
+        pool.submit(run_main, whole()).result()
 
 
 def _stderr(message: str) -> None:

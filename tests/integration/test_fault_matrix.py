@@ -268,9 +268,6 @@ def test_ctrl_c_stops_resume_of_a_plugin_stuck_in_to_thread(tmp_path: Path) -> N
         stopped_by_ctrl_c(proc, out)
 
 
-@pytest.mark.xfail(reason="flowhost run waits for a plugin's stuck asyncio.to_thread at "
-                          "exit (commands/run.py's asyncio.run; fixed for resume by "
-                          "flowhost.threads.run_main): reported", strict=False)
 def test_ctrl_c_stops_run_of_a_plugin_stuck_in_to_thread(tmp_path: Path) -> None:
     started = write_hang(tmp_path, "to_thread")
     with background(tmp_path, "run", "wf.yaml") as (proc, out):

@@ -23,6 +23,7 @@ from flowhost.intervene import Intervener, Policy, PolicyIntervener, TerminalInt
 from flowhost.problems import UserInputError
 from flowhost.progress import ProgressListener, make_progress
 from flowhost.result import RunResult
+from flowhost.threads import run_main
 
 if TYPE_CHECKING:
     from flowhost.metrics.process import Metrics
@@ -50,7 +51,8 @@ def run_command(args: argparse.Namespace) -> int:
             print(f"run_id: {run.run_id}", flush=True)
             return run
 
-        return asyncio.run(drive(args, prepare, json_out, metrics))
+        # (run_main: a plugin's stuck asyncio.to_thread must not keep the command alive)
+        return run_main(drive(args, prepare, json_out, metrics))
 
 
 @contextlib.contextmanager

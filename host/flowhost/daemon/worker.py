@@ -49,6 +49,7 @@ from flowhost.handle import Run
 from flowhost.problems import StorageError, UserInputError
 from flowhost.questions import settle
 from flowhost.store import Store, read
+from flowhost.threads import run_main
 
 DEFAULT_RUNS = 1000  # then the worker is replaced, or sooner when it grew by
 DEFAULT_MAX_GROWTH_MIB = 256  # this much memory since its first run
@@ -226,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return asyncio.run(main_async(build_parser().parse_args(argv)))
+    return run_main(main_async(build_parser().parse_args(argv)))
 
 
 if __name__ == "__main__":
