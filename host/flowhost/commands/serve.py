@@ -25,8 +25,9 @@ def add_serve(commands: argparse._SubParsersAction[Any], positive_int: object) -
                        help="the daemon's state: runs, their working directories, the cache "
                        "(default [serve] state_dir, $FLOWHOST_STATE_DIR or ./.flowhost)")
     serve.add_argument("--store", metavar="URL", default=None,
-                       help="the state store as a URL: sqlite:///PATH/TO/DIR "
-                       "(postgresql://… is taken by run, resume and runs; not yet here)")
+                       help="the state store as a URL: sqlite:///PATH/TO/DIR, or "
+                       "postgresql://USER@HOST[:PORT]/DATABASE (the runs' working "
+                       "directories then go in the state dir of this host)")
     serve.add_argument("--token-file", metavar="F", default=None,
                        help="clients must send one of its tokens (one token, or lines "
                        "name:token; the name is who resolved_by records)")
@@ -56,7 +57,6 @@ def serve_command(args: argparse.Namespace) -> int:
         ServeConfig,
         serve,
     )
-    from flowhost.problems import UserInputError
 
     config = load_config(environ=os.environ, cwd=Path.cwd())
     settings = config.serve
@@ -66,12 +66,9 @@ def serve_command(args: argparse.Namespace) -> int:
 
     store = args.store or (settings.store if args.state_dir is None else None)
     state = state_dir_of(store, args.state_dir) if store else args.state_dir
+    # a PostgreSQL store keeps the runs; their working directories stay on this host, in
+    # the state dir ([serve] state_dir, $FLOWHOST_STATE_DIR or ./.flowhost)
     directory, store_url = store_location(os.fspath(state)) if state else (None, None)
-    if store_url is not None:  # (the URL checked first: a bad one says what is wrong)
-        raise UserInputError(
-            "flowhost serve keeps its runs in a state dir for now: the daemon on a "
-            "PostgreSQL store is not there yet (flowhost run, resume and runs take "
-            "--store postgresql://…). Give --state-dir D or --store sqlite:///D")
     state_dir = Path(directory or settings.state_dir or os.environ.get(STATE_DIR_ENV)
                      or DEFAULT_STATE_DIR).absolute()
 
@@ -82,6 +79,7 @@ def serve_command(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     serve_config = ServeConfig(
         state_dir=state_dir,
+        store_url=store_url,
         listen=str(pick(args.listen, settings.listen, DEFAULT_LISTEN)),
         metrics_listen=str(pick(args.metrics_listen, settings.metrics_listen,
                                 DEFAULT_METRICS_LISTEN)),

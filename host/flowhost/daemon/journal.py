@@ -1,8 +1,9 @@
 """The daemon's view of the state store: one connection on a thread of its own (the event
-loop never waits on SQLite), and the tails of the runs being watched.
+loop never waits on the store), and the tails of the runs being watched.
 
 A tail follows one run's journal for all of its watchers: a ticker asks SQLite every
-``TICK_S`` whether any other connection committed (``PRAGMA data_version``), and only then
+``TICK_S`` whether any other connection committed (``PRAGMA data_version``; on PostgreSQL
+the server's WAL position, ``PostgresStore.data_version``), and only then
 reads the new events of each watched run, once, for all of its watchers (both in one call
 on the store's thread: a hop there and back is most of a tick's cost). Watchers read what
 came before they arrived from the store itself, then the tail: every committed event, in
@@ -32,15 +33,23 @@ TICK_S = 0.01
 class Journal:
     """``await journal.call(fn, ...)`` runs ``fn(store, ...)`` on the store's thread."""
 
-    def __init__(self, state_dir: Path, busy_timeout: float = 10.0) -> None:
-        self.state_dir = state_dir
+    def __init__(self, state_dir: Path, busy_timeout: float = 10.0, *,
+                 store_url: str | None = None) -> None:
+        self.state_dir = state_dir  # the runs' working directories (and SQLite's store)
+        self.store_url = store_url  # a PostgreSQL store instead of state_dir's SQLite
         self.busy_timeout = busy_timeout
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="flowhost-store")
         self._store: Store | None = None
 
     async def open(self) -> None:
         def opening() -> None:
-            self._store = Store.open(self.state_dir, busy_timeout=self.busy_timeout)
+            if self.store_url is None:
+                self._store = Store.open(self.state_dir, busy_timeout=self.busy_timeout)
+                return
+            from flowhost.store.postgres import PostgresStore
+
+            self._store = PostgresStore.open(  # type: ignore[assignment]
+                self.store_url, busy_timeout=self.busy_timeout, state_dir=self.state_dir)
         await asyncio.get_running_loop().run_in_executor(self._pool, opening)
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
@@ -96,12 +105,20 @@ def _latest_seq(store: Store, record: RunRecord) -> int:
     return store.next_seq(record)
 
 
+def _events(store: Store, record: RunRecord, after_seq: int) -> list[Event]:
+    return store.events(record, after_seq)
+
+
 def _status(store: Store, record: RunRecord) -> str:
     return store.run(record.run_id).status
 
 
 def data_version(store: Store) -> int:
-    """Changes whenever another connection commits (SQLite's own counter)."""
+    """Changes whenever another connection commits (SQLite's own counter; PostgreSQL's
+    changes with every commit on the server)."""
+    version = getattr(store, "data_version", None)
+    if version is not None:  # (a PostgresStore: one of the daemon's two backends)
+        return int(version())
     return int(store.conn.execute("PRAGMA data_version").fetchone()[0])
 
 
@@ -140,7 +157,7 @@ class Tails:
             cursor = after_seq
             # A run finished before the replay is read has all its events in it.
             finished = (await self.journal.call(_status, record)) in FINAL
-            for event in await self.journal.call(Store.events, record, cursor):
+            for event in await self.journal.call(_events, record, cursor):
                 yield event
                 cursor = event.seq
                 if ends_run(event):

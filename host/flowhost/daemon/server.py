@@ -58,7 +58,8 @@ def is_loopback(host: str) -> bool:
 
 @dataclass(frozen=True)
 class ServeConfig:
-    state_dir: Path
+    state_dir: Path  # the runs' working directories; and the store, unless store_url
+    store_url: str | None = None  # a PostgreSQL store (postgresql://…)
     listen: str = DEFAULT_LISTEN
     metrics_listen: str = DEFAULT_METRICS_LISTEN
     token_file: Path | None = None
@@ -117,10 +118,10 @@ def _pem(path: Path) -> bytes:
 class Daemon:
     def __init__(self, config: ServeConfig) -> None:
         self.config = config
-        self.journal = Journal(config.state_dir)
+        self.journal = Journal(config.state_dir, store_url=config.store_url)
         self.tails = Tails(self.journal)
         self.supervisor = Supervisor(SupervisorConfig(
-            state_dir=config.state_dir, max_runs=config.max_runs,
+            state_dir=config.state_dir, store_url=config.store_url, max_runs=config.max_runs,
             drain_timeout=config.drain_timeout, config_path=config.config_path,
             env_allow=config.env_allow), self.journal, self.tails)
         self.authenticator = Authenticator(config.tokens,
@@ -202,7 +203,7 @@ class Daemon:
             security = ("" if self.config.tls_cert is None else
                         " with mTLS" if self.config.tls_client_ca else " with TLS")
             metrics = f"; metrics on {self.metrics.url}" if self.metrics.url else ""
-            print(f"{READY} {self.address}{security} (state {self.config.state_dir}, at "
+            print(f"{READY} {self.address}{security} (state {self._state}, at "
                   f"most {self.config.max_runs} runs at once{metrics})", flush=True)
             await self._stop.wait()
             await self.drain()
@@ -210,6 +211,14 @@ class Daemon:
             await self.close()
         log.info("flowhost serve: stopped")
         return 0
+
+    @property
+    def _state(self) -> str:
+        if self.config.store_url is None:
+            return str(self.config.state_dir)
+        from flowhost.store.postgres.url import PostgresUrl
+
+        return f"{PostgresUrl(url=self.config.store_url).where}, runs in {self.config.state_dir}"
 
     def _on_signal(self) -> None:
         self._signals += 1

@@ -57,9 +57,18 @@ class _Slot:
     ended: asyncio.Future[str] | None = None  # the run's status, when the worker says
 
 
+def _live_status(store: Store, record: RunRecord) -> str:
+    return store.live_status(record)
+
+
+def _owned(store: Store, record: RunRecord) -> bool:
+    return store.owned(record)
+
+
 @dataclass(frozen=True)
 class SupervisorConfig:
     state_dir: Path
+    store_url: str | None = None  # PostgreSQL instead of the state dir's SQLite
     max_runs: int = 4
     drain_timeout: float = 20.0
     config_path: Path | None = None
@@ -202,7 +211,7 @@ class Supervisor:
             # another process owns it: tell it if it is one of ours, else it is theirs
             if run_id not in self.executing:
                 record = await self.journal.call(records.find, run_id)
-                return await self.journal.call(Store.live_status, record)
+                return await self.journal.call(_live_status, record)
         self.cancels[run_id] = reason
         slot = self.executing.get(run_id)
         if slot is not None:
@@ -258,7 +267,8 @@ class Supervisor:
 
     async def _new_worker(self) -> _Slot:
         config = self.config
-        args = ["--state-dir", str(config.state_dir), "--drain-timeout",
+        # (a PostgreSQL URL goes as the store's location: the workers open it themselves)
+        args = ["--state-dir", config.store_url or str(config.state_dir), "--drain-timeout",
                 str(config.drain_timeout), "--runs", str(config.runs_per_worker),
                 "--max-growth-mib", str(config.max_growth_mib),
                 "--max-parallel", str(config.max_parallel),
@@ -394,7 +404,7 @@ class Supervisor:
         while True:
             await asyncio.sleep(ORPHAN_POLL_S)
             for run_id, record in list(self.orphans.items()):
-                if await self.journal.call(Store.owned, record):
+                if await self.journal.call(_owned, record):
                     continue
                 del self.orphans[run_id]
                 if await self.journal.call(records.ready_to_go_on, record):

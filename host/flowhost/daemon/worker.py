@@ -48,7 +48,7 @@ from flowhost.daemon.environment import run_env
 from flowhost.handle import Run
 from flowhost.problems import StorageError, UserInputError
 from flowhost.questions import settle
-from flowhost.store import Store, read
+from flowhost.store import read
 from flowhost.threads import run_main
 
 DEFAULT_RUNS = 1000  # then the worker is replaced, or sooner when it grew by
@@ -152,7 +152,10 @@ class Worker:
 
     def _take(self, run_id: str) -> api.Stored | str:
         """Own the run (``busy`` when another process does, ``done`` when it finished)."""
-        store = Store.open(self.state_dir, create=False)
+        # (the daemon passes an absolute state dir, or a URL: no workdir is needed)
+        where = make_context(workdir="/", env=self.env, state_dir=self.state_dir,
+                             config=self.config)
+        store = api.open_store(where, create=False)
         try:
             record = store.run(run_id)
             lease = store.acquire(record, self.owner)
@@ -165,7 +168,7 @@ class Worker:
                 store.release(lease)
                 store.close()
                 return "done"
-            ctx = make_context(workdir=record.cwd, env=self.env, state_dir=self.state_dir,
+            ctx = make_context(workdir=record.cwd, env=self.env, state_dir=where.location,
                                config=self.config)
         except BaseException:
             store.close()
@@ -216,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m flowhost.daemon.worker")
     parser.add_argument("--fd", type=int, required=True)
     parser.add_argument("--parent", type=int, default=os.getppid())
-    parser.add_argument("--state-dir", required=True)
+    parser.add_argument("--state-dir", required=True, help="a dir, or a store URL")
     parser.add_argument("--config", default=None)
     parser.add_argument("--env-allow", default="")
     parser.add_argument("--drain-timeout", type=float, default=20.0)

@@ -11,6 +11,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from flowhost.events import Event, InterventionRequested
@@ -32,18 +33,30 @@ _BY_REQUEST = ("SELECT r.run_id FROM submissions AS s JOIN runs AS r ON r.run_no
 
 
 class PostgresStore(LeasedOwnership, History):
+    state_dir: Path | None = None
+
     @classmethod
     def open(cls, url: str, *, busy_timeout: float | None = None, create: bool = True,
-             lease_seconds: float = DEFAULT_LEASE_SECONDS) -> PostgresStore:
+             lease_seconds: float = DEFAULT_LEASE_SECONDS,
+             state_dir: Path | None = None) -> PostgresStore:
         """Connect to (and, with ``create``, prepare) the database of ``url``; exit-2
         errors for a bad URL, an unreachable server, a database of a newer flowhost.
         ``lease_seconds``: how long a run this store owns stays its own without renewal
-        (renewed every third of it while the store is open)."""
+        (renewed every third of it while the store is open). ``state_dir``: where the
+        daemon of this host keeps its runs' working directories."""
         conn, parsed, timeout = cls.open_connection(url, busy_timeout=busy_timeout,
                                                     create=create)
         store = cls(conn, parsed, timeout)
         store._init_leases(lease_seconds)
+        store.state_dir = state_dir
         return store
+
+    def data_version(self) -> int:
+        """A number that changes whenever anything is committed on the server (its WAL
+        insert position): the daemon polls it, and reads the journals only when it moved
+        (as SQLite's ``PRAGMA data_version``)."""
+        row = self.one("SELECT pg_current_wal_insert_lsn() - '0/0'::pg_lsn")
+        return int(row[0]) if row else 0
 
     def fenced(self, record: RunRecord) -> tuple[int, int] | None:
         """(run_no, epoch) to fence the run's writes by, while this store owns it."""

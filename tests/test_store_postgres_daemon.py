@@ -1,0 +1,115 @@
+"""``flowhost serve --store postgresql://…`` against the session's PostgreSQL: a submitted
+run is executed by the daemon's workers and recorded there (watched and shown through the
+daemon's API), and a daemon killed with SIGKILL mid-run and started again on the same
+store finishes the run without running a finished step again."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from conftest import run_flowhost
+
+from flowhost.store.postgres import PostgresStore
+
+READY = re.compile(r"^flowhost serve: listening on (?P<address>\S+)")
+Serve = Callable[[], tuple[subprocess.Popen[str], str]]
+
+
+@pytest.fixture
+def serve(postgres_url: str, tmp_path: Path) -> Iterator[Serve]:
+    """``serve()`` starts a daemon on the test's database (working dirs in tmp_path);
+    every one started is stopped."""
+    started: list[subprocess.Popen[str]] = []
+
+    def start() -> tuple[subprocess.Popen[str], str]:
+        with (tmp_path / f"daemon-{len(started)}.log").open("ab") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "flowhost", "serve", "--store", postgres_url,
+                 "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"], cwd=tmp_path,
+                stdout=subprocess.PIPE, stderr=log, text=True,
+                env={**os.environ, "PYTHONUNBUFFERED": "1",
+                     "FLOWHOST_STATE_DIR": str(tmp_path / "local")})
+        started.append(proc)
+        return proc, _ready(proc, tmp_path / f"daemon-{len(started) - 1}.log")
+
+    yield start
+    for proc in started:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            proc.communicate()
+        elif proc.stdout is not None:
+            proc.stdout.close()
+
+
+def _ready(proc: subprocess.Popen[str], log: Path, timeout: float = 60) -> str:
+    assert proc.stdout is not None
+    selector = selectors.DefaultSelector()
+    selector.register(proc.stdout, selectors.EVENT_READ)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        if selector.select(timeout=0.1) and (found := READY.match(proc.stdout.readline())):
+            return found["address"]
+    proc.kill()
+    raise AssertionError(f"the daemon did not start:\n{log.read_text()[-3000:]}")
+
+
+def test_a_submitted_run_is_executed_and_recorded_in_postgresql(
+        serve: Serve, postgres_url: str, write_spec: Callable[[str], Path],
+        tmp_path: Path) -> None:
+    _, address = serve()
+    spec = write_spec("workflow_id: served\nsteps:\n  - {id: a, plugin: noop}\n"
+                      "  - {id: b, plugin: noop, inputs: {value: $a.value}}\n")
+    done = run_flowhost("submit", str(spec), "--server", address, "--wait", "--no-progress",
+                        cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    run_id = done.stdout.splitlines()[0].strip()
+    shown = run_flowhost("runs", "show", run_id, "--server", address, "--json", cwd=tmp_path)
+    assert json.loads(shown.stdout)["status"] == "success"
+    with PostgresStore.open(postgres_url, create=False) as store:
+        record = store.run(run_id)
+        assert record.status == "success" and store.steps_succeeded(record) == 2
+        assert Path(record.cwd).parent == tmp_path / "local" / "runs"  # this host's dir
+
+
+def test_a_daemon_killed_mid_run_finishes_it_when_started_again(
+        serve: Serve, postgres_url: str, write_spec: Callable[[str], Path],
+        tmp_path: Path) -> None:
+    journal = tmp_path / "journal.txt"
+    spec = write_spec(f"""\
+        workflow_id: durable
+        steps:
+          - {{id: a, plugin: journal, inputs: {{journal: '{journal}', label: a}}}}
+          - id: b
+            plugin: journal
+            inputs: {{journal: '{journal}', label: b, seconds: 5, value: $a.value}}
+        """)
+    daemon, address = serve()
+    submitted = run_flowhost("submit", str(spec), "--server", address, cwd=tmp_path)
+    assert submitted.returncode == 0, submitted.stderr
+    run_id = submitted.stdout.strip()
+    deadline = time.monotonic() + 60
+    while "begin b" not in (journal.read_text() if journal.exists() else ""):
+        assert time.monotonic() < deadline, "b never began"
+        time.sleep(0.05)
+    daemon.kill()  # SIGKILL
+    daemon.communicate()
+    # (its worker, in a session of its own, dies with its parent, dropping its lease)
+    _, address = serve()
+    watched = run_flowhost("runs", "watch", run_id, "--server", address, "--no-progress",
+                           cwd=tmp_path, timeout=120)
+    assert watched.returncode == 0, watched.stdout + watched.stderr
+    with PostgresStore.open(postgres_url, create=False) as store:
+        assert store.run(run_id).status == "success"
+    ended = [line.split()[1] for line in journal.read_text().splitlines()
+             if line.startswith("end")]
+    assert ended.count("a") == 1 and "b" in ended  # a finished once; b at least once
