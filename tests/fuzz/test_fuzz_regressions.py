@@ -84,16 +84,12 @@ def test_a_config_file_that_never_ends_is_refused(tmp_path: Path) -> None:
                      names=("/dev/zero: larger than 1,048,576 characters",))
 
 # Found, reported to the owners of the code (not fixed here): xfail until they are.
-@pytest.mark.xfail(reason="daemon/server.py: ServeConfig.checked's Path.is_file() raises "
-                   "ENAMETOOLONG: internal error", strict=False)
 def test_serve_with_a_certificate_path_too_long_is_exit_2() -> None:
     with workdir(), mock.patch.object(server, "serve", lambda config: (config.checked(), 0)[1]):
         ending = run_cli(["serve", "--tls-cert", LONG_PATH, "--tls-key", LONG_PATH])
     assert_ends_well(ending, codes=(2,))
 
 
-@pytest.mark.xfail(reason="daemon/auth.py, commands/client.py: a --token-file or --tls-ca "
-                   "path is shown whole, twice for --token-file", strict=False)
 @pytest.mark.parametrize("flag", ["--token-file", "--tls-ca"])
 def test_a_client_credential_path_too_long_is_shortened(flag: str) -> None:
     with workdir():

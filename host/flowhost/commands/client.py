@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from flowhost.files import MAX_PEM_BYTES, MAX_SPEC_BYTES, read_bounded, read_bounded_text
 from flowhost.problems import UserInputError
 
 if TYPE_CHECKING:
@@ -100,10 +101,7 @@ def remote(args: argparse.Namespace) -> bool:
 # -- the connection ---------------------------------------------------------------------
 
 def _read(path: str, flag: str) -> bytes:
-    try:
-        return Path(path).read_bytes()
-    except OSError as exc:
-        raise UserInputError(f"{flag} {path}: {exc.strerror or exc}") from None
+    return read_bounded(path, MAX_PEM_BYTES, flag=flag, what="a PEM file")
 
 
 @dataclass
@@ -229,10 +227,8 @@ def submit_command(args: argparse.Namespace, client: Client) -> int:
     from flowhost._proto import host_pb2 as pb
 
     path = Path(args.file)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserInputError(f"{args.file}: cannot read the spec ({exc})") from None
+    text = read_bounded_text(args.file, MAX_SPEC_BYTES, flag=None,
+                             what="a spec the daemon takes")
     overrides: dict[str, str] = {}
     for given in args.overrides:
         target, sep, value = given.partition("=")

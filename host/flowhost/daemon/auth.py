@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 from grpc import aio
 
+from flowhost.files import MAX_TOKEN_FILE_BYTES, read_bounded_text
 from flowhost.problems import UserInputError
 
 SERVICE = "flowhost.v1.HostService"
@@ -36,12 +37,14 @@ def _digest(token: str) -> bytes:
     return hashlib.sha256(token.encode("utf-8")).digest()
 
 
+def _read(path: Path) -> str:
+    return read_bounded_text(path, MAX_TOKEN_FILE_BYTES, flag="--token-file",
+                             what="a token file")
+
+
 def load_tokens(path: Path) -> list[Token]:
     """The tokens of a token file; a ``UserInputError`` naming the file and line."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserInputError(f"--token-file {path}: cannot read it ({exc})") from None
+    text = _read(path)
     lines = [(n, line.strip()) for n, line in enumerate(text.splitlines(), 1)
              if line.strip() and not line.strip().startswith("#")]
     if not lines:
@@ -66,10 +69,7 @@ def load_tokens(path: Path) -> list[Token]:
 def read_client_token(path: Path) -> str:
     """What a client sends from its ``--token-file``: its one token, or the token of its
     one ``name:token`` line."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserInputError(f"--token-file {path}: cannot read it ({exc})") from None
+    text = _read(path)
     lines = [line.strip() for line in text.splitlines()
              if line.strip() and not line.strip().startswith("#")]
     if len(lines) != 1:

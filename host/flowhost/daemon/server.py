@@ -32,6 +32,7 @@ from flowhost.daemon.auth import SERVICE, Authenticator, Token, TokenInterceptor
 from flowhost.daemon.journal import Journal, Tails
 from flowhost.daemon.service import HostService
 from flowhost.daemon.supervisor import Supervisor, SupervisorConfig
+from flowhost.files import MAX_PEM_BYTES, read_bounded
 from flowhost.metrics.address import split_address
 from flowhost.metrics.daemon import DaemonMetrics
 from flowhost.problems import UserInputError
@@ -89,8 +90,8 @@ class ServeConfig:
                                  "--tls-cert and --tls-key")
         for flag, path in (("--tls-cert", self.tls_cert), ("--tls-key", self.tls_key),
                            ("--tls-client-ca", self.tls_client_ca)):
-            if path is not None and not path.is_file():
-                raise UserInputError(f"{flag} {path}: no such file")
+            if path is not None:
+                _pem(path, flag)
         if self.max_runs < 1:
             raise UserInputError(f"--max-runs must be at least 1, got {self.max_runs}")
         if not 0 <= self.drain_timeout <= 86_400:
@@ -108,11 +109,8 @@ class ServeConfig:
         return ServeConfig(**{**self.__dict__, "tokens": tokens})
 
 
-def _pem(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise UserInputError(f"{path}: {exc.strerror or exc}") from None
+def _pem(path: Path, flag: str) -> bytes:
+    return read_bounded(path, MAX_PEM_BYTES, flag=flag, what="a PEM file")
 
 
 class Daemon:
@@ -167,9 +165,11 @@ class Daemon:
         try:
             if config.tls_cert is None or config.tls_key is None:
                 return server.add_insecure_port(config.listen)
-            client_ca = _pem(config.tls_client_ca) if config.tls_client_ca else None
+            client_ca = (_pem(config.tls_client_ca, "--tls-client-ca")
+                         if config.tls_client_ca else None)
             credentials = grpc.ssl_server_credentials(
-                [(_pem(config.tls_key), _pem(config.tls_cert))], root_certificates=client_ca,
+                [(_pem(config.tls_key, "--tls-key"), _pem(config.tls_cert, "--tls-cert"))],
+                root_certificates=client_ca,
                 require_client_auth=client_ca is not None)
             return server.add_secure_port(config.listen, credentials)
         except RuntimeError as exc:

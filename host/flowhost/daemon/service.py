@@ -20,12 +20,12 @@ from flowhost.daemon import records
 from flowhost.daemon.auth import Authenticator
 from flowhost.daemon.journal import Journal, Tails, ends_run
 from flowhost.daemon.supervisor import Supervisor
+from flowhost.files import MAX_SPEC_BYTES
 from flowhost.problems import StorageError
 from flowhost.redact import MASK
 from flowhost.store import RunRecord
 
 Context = aio.ServicerContext[Any, Any]
-MAX_SPEC_BYTES = 2 * 1024 * 1024
 MAX_OVERRIDES = 1000
 MAX_PAGE = 1000
 DEFAULT_PAGE = 100
