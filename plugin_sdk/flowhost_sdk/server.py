@@ -39,6 +39,7 @@ from pydantic_core import PydanticSerializationError
 
 from flowhost_sdk import protocol
 from flowhost_sdk._proto import plugin_pb2 as pb
+from flowhost_sdk.decoding import parsed_in_handler
 from flowhost_sdk.plugin import InvocationContext, Plugin, ProgressCallback, check_plugin_class
 from flowhost_sdk.ports import busy_port_message
 from flowhost_sdk.streaming import ProgressFeed, stream_call
@@ -217,7 +218,7 @@ class _PluginService:
         self._listing = pb.ListPluginsResponse(plugins=[h.descriptor for h in hosted.values()])
 
     def handlers(self) -> dict[str, grpc.RpcMethodHandler[Any, Any]]:
-        return {
+        return parsed_in_handler({  # a malformed request: INVALID_ARGUMENT
             "ListPlugins": grpc.unary_unary_rpc_method_handler(
                 self.list_plugins, request_deserializer=pb.ListPluginsRequest.FromString,
                 response_serializer=pb.ListPluginsResponse.SerializeToString),
@@ -227,7 +228,7 @@ class _PluginService:
             "InvokeStream": grpc.unary_stream_rpc_method_handler(
                 self.invoke_stream, request_deserializer=pb.InvokeRequest.FromString,
                 response_serializer=pb.InvokeUpdate.SerializeToString),
-        }
+        })
 
     async def list_plugins(self, request: pb.ListPluginsRequest,
                            context: _Context) -> pb.ListPluginsResponse:

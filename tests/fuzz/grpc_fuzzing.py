@@ -33,9 +33,7 @@ HEALTH_CHECK = "/grpc.health.v1.Health/Check"
 NOT_PROTOBUF = [b"\x0a\x03\xff\xfe\xfd", b"\x0a\x10abc", b"\x0b\x0a\x01x",
                 b"\x08" + b"\xff" * 10 + b"\x01", b"\xff\xff\xff\xff"]
 DECODE_FAILURE = "DecodeError"
-# The test that such bytes are INVALID_ARGUMENT, for each server: xfail until it is fixed.
-decode_bug = pytest.mark.xfail(reason="grpc.aio answers UNKNOWN (DecodeError) before any "
-                               "handler runs: /tmp/flowhost-bugs.md 2", strict=False)
+# The test that such bytes are INVALID_ARGUMENT, for each server.
 not_protobuf = pytest.mark.parametrize("data", NOT_PROTOBUF[:2])
 
 

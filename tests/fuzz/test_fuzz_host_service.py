@@ -45,7 +45,6 @@ from grpc_fuzzing import (
     any_text,
     assert_answer,
     burst,
-    decode_bug,
     garbage,
     not_protobuf,
     oversize,
@@ -397,7 +396,6 @@ def test_the_daemon_serves_after_the_fuzzing(target: Target) -> None:
           f"{len(target.runs)} runs accepted")
 
 
-@decode_bug
 @not_protobuf
 def test_a_message_that_is_not_protobuf_is_invalid_argument(known_bugs: Target,
                                                             data: bytes) -> None:

@@ -35,7 +35,6 @@ from grpc_fuzzing import (
     any_text,
     assert_answer,
     burst,
-    decode_bug,
     garbage,
     not_protobuf,
     oversize,
@@ -203,7 +202,6 @@ def test_the_server_serves_after_the_fuzzing(target: Target) -> None:
     still_serving(target)
 
 
-@decode_bug
 @not_protobuf
 def test_a_message_that_is_not_protobuf_is_invalid_argument(target: Target,
                                                             data: bytes) -> None:

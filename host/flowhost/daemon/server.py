@@ -36,6 +36,7 @@ from flowhost.files import MAX_PEM_BYTES, read_bounded
 from flowhost.metrics.address import split_address
 from flowhost.metrics.daemon import DaemonMetrics
 from flowhost.problems import UserInputError
+from flowhost_sdk.decoding import add_parsing_in_handler
 
 log = logging.getLogger("flowhost.daemon")
 DEFAULT_LISTEN = "127.0.0.1:50051"
@@ -152,7 +153,9 @@ class Daemon:
             ("grpc.http2.max_ping_strikes", 0),
         ]
         server = aio.server(interceptors=interceptors, options=options)
-        host_pb2_grpc.add_HostServiceServicer_to_server(self.service, server)  # type: ignore[no-untyped-call]
+        # a malformed request: INVALID_ARGUMENT, not UNKNOWN and a traceback logged
+        add_parsing_in_handler(host_pb2_grpc.add_HostServiceServicer_to_server, self.service,
+                               server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         names = (host_pb2.DESCRIPTOR.services_by_name["HostService"].full_name,
                  health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
