@@ -133,3 +133,32 @@ def test_a_database_without_flowhost_state_is_not_written_by_runs_list(
 
     with psycopg.connect(postgres_url) as conn:
         assert conn.execute("SELECT to_regclass('runs')").fetchone() == (None,)
+
+
+def test_a_waiting_run_is_answered_and_resumed_on_postgresql(
+        postgres_url: str, write_spec: Callable[[str], Path], tmp_path: Path) -> None:
+    spec = write_spec(f"""\
+        workflow_id: waiting
+        steps:
+          - id: f
+            plugin: flaky
+            inputs: {{counter_file: '{tmp_path / "calls"}', fail_times: 1,
+                     kind: intervention, hint: "Start the thing"}}
+          - {{id: after, plugin: echo, inputs: {{text: $f.value}}}}
+        """)
+    store = ["--store", postgres_url]
+    waiting = run_flowhost("run", str(spec), *store, "--no-progress", "--on-manual", "wait",
+                           cwd=tmp_path)
+    assert waiting.returncode == 3, waiting.stderr
+    run_id = waiting.stdout.splitlines()[0].removeprefix("run_id: ")
+    assert "--store postgresql://" in waiting.stdout  # the hints name the same store
+    answered = run_flowhost("runs", "resolve", run_id, "f", "--action", "retry", *store,
+                            cwd=tmp_path)
+    assert answered.returncode == 0, answered.stderr
+    again = run_flowhost("runs", "resolve", run_id, "f", "--action", "skip", *store,
+                         cwd=tmp_path)
+    assert again.returncode == 2 and "already decided (retry)" in again.stderr
+    resumed = run_flowhost("resume", run_id, *store, "--no-progress", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    with PostgresStore.open(postgres_url, create=False) as db:
+        assert db.run(run_id).status == "success"

@@ -21,7 +21,7 @@ from flowhost.questions import settle
 from flowhost.redact import holds_secret
 from flowhost.result import RunResult, fold
 from flowhost.source import parse_document
-from flowhost.store import Checkpoint, RunRecord, Store, read
+from flowhost.store import Checkpoint, RunRecord, read
 from flowhost.store.db import DB_NAME
 from flowhost.store.interface import StateStore
 
@@ -44,13 +44,16 @@ class RunSummary(BaseModel):
 
 
 def has_state(ctx: RunContext) -> bool:
-    return (ctx.state_dir / DB_NAME).exists()
+    """Whether there may be runs (a PostgreSQL store: yes, until its server says)."""
+    return ctx.store_url is not None or (ctx.state_dir / DB_NAME).exists()
 
 
 @contextmanager
 def opened(ctx: RunContext) -> Iterator[StateStore]:
     """The state dir of earlier runs: never created here."""
-    store = Store.open(ctx.state_dir, busy_timeout=ctx.busy_timeout, create=False)
+    from flowhost.api import open_store  # (SQLite, or PostgreSQL at ctx.store_url)
+
+    store = open_store(ctx, create=False)
     try:
         yield store
     finally:
@@ -171,7 +174,7 @@ def _check_outputs(record: RunRecord, ctx: RunContext, step_id: str, action: Dec
     if action != "skip":
         raise UserInputError("--outputs goes with --action skip only: they stand in for the "
                              "outputs of the skipped step")
-    run_ctx = make_context(workdir=record.cwd, env=ctx.env, state_dir=ctx.state_dir)
+    run_ctx = make_context(workdir=record.cwd, env=ctx.env, state_dir=ctx.location)
     try:
         plan = load_run_plan(record, run_ctx)
     except UserInputError:

@@ -4,12 +4,10 @@ through ``flowhost.runs``."""
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import textwrap
 import time
-from collections.abc import Iterator
 from typing import Any, Literal
 
 from flowhost import runs
@@ -18,7 +16,6 @@ from flowhost.commands.run import cli_context
 from flowhost.context import DEFAULT_STATE_DIR, STATE_DIR_ENV, RunContext
 from flowhost.problems import UserInputError, did_you_mean
 from flowhost.store import read
-from flowhost.store.interface import StateStore
 
 # Kept for scripts that imported it from here.
 RunSummary = runs.RunSummary
@@ -29,7 +26,7 @@ def list_command(args: argparse.Namespace) -> int:
     if not _has_state(ctx):
         print("[]" if args.json else f"No runs in {_shown(args)}.")
         return 0
-    with _opened(ctx) as store:
+    with runs.opened(ctx) as store:
         summaries = runs.summaries(store, args.limit)
     if args.json:
         print(json.dumps([s.model_dump(mode="json") for s in summaries], indent=2))
@@ -49,24 +46,8 @@ def list_command(args: argparse.Namespace) -> int:
 
 
 def _has_state(ctx: RunContext) -> bool:
-    """Whether there may be runs to show (a store URL: yes, until its server says)."""
-    return ctx.store_url is not None or ctx.state_dir.is_file() or runs.has_state(ctx)
-
-
-@contextlib.contextmanager
-def _opened(ctx: RunContext) -> Iterator[StateStore]:
-    """The store of earlier runs (PostgreSQL or SQLite): never created here."""
-    if ctx.store_url is None:
-        with runs.opened(ctx) as store:
-            yield store
-        return
-    from flowhost.api import open_store
-
-    store = open_store(ctx, create=False)
-    try:
-        yield store
-    finally:
-        store.close()
+    """Whether there may be runs to show (a state dir that is a file: its error says)."""
+    return ctx.state_dir.is_file() or runs.has_state(ctx)
 
 
 def _shown(args: argparse.Namespace) -> str:
@@ -77,7 +58,7 @@ def _shown(args: argparse.Namespace) -> str:
 
 def show_command(args: argparse.Namespace) -> int:
     ctx = cli_context(args)
-    with _opened(ctx) as store:
+    with runs.opened(ctx) as store:
         record = store.run(args.run_id)
         result = runs.stored_result(store, record)
         point = read(store.events(record))
@@ -124,7 +105,7 @@ def resolve_command(args: argparse.Namespace) -> int:
     outputs = outputs_flag(args)
     action: Literal["retry", "skip", "abort"] = args.action
     point = runs.resolve_intervention(args.run_id, args.step, action, outputs=outputs,
-                                      by="user", state_dir=ctx.state_dir, env=ctx.env,
+                                      by="user", state_dir=ctx.location, env=ctx.env,
                                       workdir=ctx.workdir)
     run_id, flag = args.run_id, state_flag(args)
     others = [sid for sid in point.waiting if sid != args.step]
@@ -170,7 +151,7 @@ def cache_clear_command(args: argparse.Namespace) -> int:
     if not _has_state(ctx):
         print(f"Nothing cached: no flowhost state in {_shown(args)}.")
         return 0
-    with _opened(ctx) as store:
+    with runs.opened(ctx) as store:
         removed = store.clear_cache(args.plugin)
     if args.plugin and not removed:
         _known_plugin(args.plugin, ctx)
