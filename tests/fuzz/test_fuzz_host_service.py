@@ -402,8 +402,6 @@ def test_a_message_that_is_not_protobuf_is_invalid_argument(known_bugs: Target,
     assert known_bugs.call("GetRun", data).code is Code.INVALID_ARGUMENT
 
 
-@pytest.mark.xfail(reason="daemon/service.py: a page token of a number past SQLite's "
-                   "integers, or past Python's digits limit: UNKNOWN", strict=False)
 @pytest.mark.parametrize("number", ["9" * 30, "9" * 5000])
 def test_a_page_token_of_a_huge_number_is_invalid_argument(known_bugs: Target,
                                                            number: str) -> None:
@@ -413,8 +411,6 @@ def test_a_page_token_of_a_huge_number_is_invalid_argument(known_bugs: Target,
     assert answer.code is Code.INVALID_ARGUMENT, str(answer)
 
 
-@pytest.mark.xfail(reason="daemon/service.py: json.loads of deeply nested outputs_json "
-                   "raises RecursionError: UNKNOWN", strict=False)
 def test_outputs_nested_too_deep_are_invalid_argument(known_bugs: Target) -> None:
     request = pb.ResolveInterventionRequest(run_id=known_bugs.waiting[0], step_id="a",
                                             action="skip", outputs_json=b"[" * 100_000)
@@ -422,8 +418,6 @@ def test_outputs_nested_too_deep_are_invalid_argument(known_bugs: Target) -> Non
     assert answer.code is Code.INVALID_ARGUMENT, str(answer)
 
 
-@pytest.mark.xfail(reason="daemon: WatchRun with after_seq 2**63 - 1 (the largest the field "
-                   "holds) of a run it has: OverflowError, UNKNOWN", strict=False)
 def test_an_after_seq_at_the_int64_end_ends_the_watch(known_bugs: Target) -> None:
     request = pb.WatchRunRequest(run_id=known_bugs.runs[0], after_seq=2**63 - 1)
     answer = known_bugs.call("WatchRun", request.SerializeToString(), timeout=10)

@@ -24,6 +24,7 @@ from flowhost.files import MAX_SPEC_BYTES
 from flowhost.problems import StorageError
 from flowhost.redact import MASK
 from flowhost.store import RunRecord
+from flowhost.store.rows import SEQ_BITS
 
 Context = aio.ServicerContext[Any, Any]
 MAX_OVERRIDES = 1000
@@ -31,6 +32,7 @@ MAX_PAGE = 1000
 DEFAULT_PAGE = 100
 ACTIONS = ("retry", "skip", "abort")
 _TOKEN_PREFIX = "r1:"
+LAST_SEQ = (1 << SEQ_BITS) - 1
 
 
 class _Failure(Exception):
@@ -52,10 +54,12 @@ def decode_page_token(token: str) -> int:
         text = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
         text = ""
-    if not text.startswith(_TOKEN_PREFIX) or not text[len(_TOKEN_PREFIX):].isdigit():
+    number = text[len(_TOKEN_PREFIX):]
+    # (18 digits: any run number there is; more would not fit SQLite's integers)
+    if not text.startswith(_TOKEN_PREFIX) or not number.isdigit() or len(number) > 18:
         raise _invalid("page_token: not a token this daemon gave (pass next_page_token of "
                        "the previous page as it is)")
-    return int(text[len(_TOKEN_PREFIX):])
+    return int(number)
 
 
 class HostService:
@@ -178,7 +182,8 @@ class HostService:
         if request.after_seq < 0:
             await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "after_seq: 0 or more")
         record = await self._call(context, self._find(request.run_id))
-        cursor = request.after_seq
+        # (past the last seq a run can have, there is no event: nor a number SQLite holds)
+        cursor = min(request.after_seq, LAST_SEQ)
         async for event in self.tails.follow(record, cursor):
             cursor = event.seq
             yield pb.RunEvent(run_id=event.run_id, seq=event.seq, type=type(event).__name__,
@@ -209,6 +214,8 @@ class HostService:
                 outputs = json.loads(request.outputs_json)
             except (ValueError, UnicodeDecodeError) as exc:
                 raise _invalid(f"outputs_json: not valid JSON ({exc})") from None
+            except RecursionError:
+                raise _invalid("outputs_json: nested too deep") from None
             if not isinstance(outputs, dict):
                 raise _invalid("outputs_json: must be a JSON object")
         if len(request.comment) > 10_000:
