@@ -138,10 +138,27 @@ def test_a_gateway_that_is_down_is_said_once_and_the_exit_code_stands(tmp_path: 
                           "--pushgateway", gateway, cwd=tmp_path)
         bad = run_flowhost("run", "failing.yaml", "--no-progress", "--state-dir", "state",
                            "--pushgateway", gateway, cwd=tmp_path)
+        # as the fuzzing found: a URL of 4,000 characters made a line of 4,351 (bug 5)
+        long = run_flowhost("run", "one.yaml", "--no-progress", "--state-dir", "state",
+                            "--pushgateway", f"{gateway}/{'a' * 4000}", cwd=tmp_path)
     for done, code in ((ok, 0), (bad, 1)):
         assert done.returncode == code, done.stderr
         assert done.stderr.count("could not push the metrics") == 1, done.stderr
         assert gateway in done.stderr and "Traceback" not in done.stderr
+    assert long.returncode == 0 and "could not push the metrics" in long.stderr, long.stderr
+    assert "(4," in long.stderr and len(long.stderr.splitlines()[-1]) < 300
+
+
+def test_a_long_gateway_url_is_exit_2_shortened(tmp_path: Path) -> None:
+    """A host name IDNA refuses was an internal error; and no URL is shown whole."""
+    (tmp_path / "one.yaml").write_text(ONE, encoding="utf-8")
+    for bad, why in ((f"http://{'a' * 4000}", "not a valid host name"),
+                     (f"gopher://{'a' * 4000}", "not an http(s) URL"),
+                     (f"http://127.0.0.1:1/?{'a' * 4000}", "without a query")):
+        done = run_flowhost("run", "one.yaml", "--state-dir", "state", "--pushgateway", bad,
+                            cwd=tmp_path)
+        assert done.returncode == 2 and why in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr and len(done.stderr) < 300
 
 
 def _free_port() -> int:

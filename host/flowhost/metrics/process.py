@@ -17,6 +17,7 @@ from flowhost.metrics.endpoint import MetricsServer
 from flowhost.metrics.families import Families
 from flowhost.metrics.observer import MetricsObserver
 from flowhost.metrics.push import check_gateway, push
+from flowhost.problems import shorten
 
 
 class Metrics:
@@ -36,7 +37,8 @@ class Metrics:
             return True
         why = push(self.gateway, self.registry, workflow)
         if why is not None:
-            report(f"could not push the metrics to the Pushgateway at {self.gateway}: {why}; "
+            report(f"could not push the metrics to the Pushgateway at {shorten(self.gateway)}: "
+                   f"{why}; "
                    "the run's own result stands")
             return False
         return True

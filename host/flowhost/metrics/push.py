@@ -13,7 +13,7 @@ from urllib.error import HTTPError, URLError
 from prometheus_client import CollectorRegistry, push_to_gateway
 from pydantic import AnyHttpUrl, TypeAdapter, ValidationError
 
-from flowhost.problems import UserInputError
+from flowhost.problems import UserInputError, quote
 
 JOB = "flowhost"
 PUSH_TIMEOUT_S = 5.0  # the run is over: a gateway that does not answer must not hold it
@@ -26,10 +26,16 @@ def check_gateway(url: str, flag: str = "--pushgateway") -> str:
         parsed = _URL.validate_python(url)
     except ValidationError as exc:
         why = exc.errors()[0]["msg"]
-        raise UserInputError(f"{flag} {url!r}: not an http(s) URL ({why}); e.g. "
+        raise UserInputError(f"{flag} {quote(url)}: not an http(s) URL ({why}); e.g. "
                              "http://127.0.0.1:9091") from None
+    try:  # what the push does with it: a label of more than 63 characters fails
+        (parsed.host or "").encode("idna")
+    except UnicodeError:
+        raise UserInputError(f"{flag} {quote(url)}: not a valid host name (a label of 1 to "
+                             "63 characters between dots); e.g. http://127.0.0.1:9091"
+                             ) from None
     if parsed.query or parsed.fragment:
-        raise UserInputError(f"{flag} {url!r}: give the gateway's base URL, without a "
+        raise UserInputError(f"{flag} {quote(url)}: give the gateway's base URL, without a "
                              "query or fragment (e.g. http://127.0.0.1:9091)")
     return url
 
