@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
+import subprocess
 import sys
 import textwrap
 import threading
@@ -285,6 +287,34 @@ async def test_command_timeout_kills_the_whole_process_group(tmp_path: Path) -> 
     assert result.message.endswith("` timed out after 0.5 s")
     assert result.details["timed_out"] is True
     assert _wait_dead(int(pidfile.read_text())), "the grandchild survived the timeout"
+
+
+async def test_a_command_that_writes_without_end_is_stopped(monkeypatch: pytest.MonkeyPatch
+                                                           ) -> None:
+    """As found: ``command: yes`` filled /tmp at 1 GB/s until its timeout (bugs 9)."""
+    monkeypatch.setattr(checks.process, "MAX_OUTPUT_BYTES", 1024 * 1024)
+    result = await run_check("command", {"run": "yes", "timeout": 600})
+    assert not result.passed
+    assert result.message == "`yes` wrote more than 1 MiB of output, and was stopped"
+    assert result.details["exit_code"] == -signal.SIGKILL
+    assert result.details["output_tail"].startswith("y\ny\n")
+
+
+def test_a_check_that_writes_too_much_fails_the_run_saying_so(tmp_path: Path) -> None:
+    """Through the CLI, with the real bound: 70 MB written, then a wait that would outlast
+    the test's own time limit."""
+    spec = ("workflow_id: loud\nsteps:\n  - {id: a, plugin: echo, inputs: {text: hi}}\n"
+            "final_validation:\n  - command: {run: [sh, -c, 'head -c 70000000 /dev/zero; "
+            "sleep 600'], timeout: 900}\n")
+    (tmp_path / "loud.yaml").write_text(spec, encoding="utf-8")
+    done = subprocess.run([sys.executable, "-m", "flowhost", "run", "loud.yaml",
+                           "--no-progress", "--json-out", "out.json"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 1, done.stderr
+    check = json.loads((tmp_path / "out.json").read_text())["final_validation"][0]
+    assert not check["passed"]
+    assert check["message"].endswith("wrote more than 64 MiB of output, and was stopped")
+    assert len(check["details"]["output_tail"]) < 300_000
 
 
 async def test_command_that_leaves_a_child_running_does_not_wait_for_it(tmp_path: Path) -> None:

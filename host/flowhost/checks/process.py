@@ -1,7 +1,9 @@
 """``importable`` and ``command``: checks that run a process, and the runner they share.
 
 A command runs in its own process group with its output in a temporary file; on timeout
-the group gets SIGTERM, then SIGKILL, and on cancellation SIGKILL at once.
+the group gets SIGTERM, then SIGKILL, and on cancellation SIGKILL at once. A command that
+writes more than ``MAX_OUTPUT_BYTES`` (``yes``) is killed and fails its check: a spec, one
+submitted to the daemon too, must not fill the disk.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from flowhost.events import CheckResult
 
 _KEEP_BYTES = 256 * 1024  # of a command's output; the pytest summary is at its end
 _KILL_GRACE_S = 2.0  # between SIGTERM and SIGKILL of a timed-out command's process group
+MAX_OUTPUT_BYTES = 64 * 1024 * 1024  # written by a command: past it, it is killed
+_SIZE_POLL_S = 0.1  # how often the output's size is looked at (``yes`` writes ~1 GB/s)
 
 
 class ImportableArgs(_Args):
@@ -75,6 +79,7 @@ class _Exited:
     returncode: int
     output: str  # stdout and stderr, interleaved, at most _KEEP_BYTES of its end
     timed_out: bool
+    too_much: bool = False  # killed for writing more than MAX_OUTPUT_BYTES
 
 
 _LIVE_GROUPS: set[int] = set()  # process groups of the commands running now
@@ -126,9 +131,9 @@ async def _run_process(
         else:
             proc = await asyncio.create_subprocess_exec(*cmd, **options)
         _LIVE_GROUPS.add(proc.pid)
-        timed_out = False
+        timed_out = too_much = False
         try:
-            await asyncio.wait_for(proc.wait(), timeout)
+            too_much = await asyncio.wait_for(_wait_bounded(proc, output), timeout)
         except TimeoutError:
             timed_out = True
             _signal_group(proc, signal.SIGTERM)
@@ -143,7 +148,27 @@ async def _run_process(
             _LIVE_GROUPS.discard(proc.pid)
         text = await asyncio.to_thread(_read_tail, output)
     assert proc.returncode is not None
-    return _Exited(proc.returncode, text, timed_out)
+    return _Exited(proc.returncode, text, timed_out, too_much)
+
+
+async def _wait_bounded(proc: asyncio.subprocess.Process, output: IO[bytes]) -> bool:
+    """Wait for ``proc`` to exit (False), or kill its group once its ``output`` passed
+    ``MAX_OUTPUT_BYTES`` (True)."""
+    exited = asyncio.ensure_future(proc.wait())
+    try:
+        while not (await asyncio.wait((exited,), timeout=_SIZE_POLL_S))[0]:
+            if os.fstat(output.fileno()).st_size > MAX_OUTPUT_BYTES:
+                _signal_group(proc, signal.SIGKILL)
+                await exited
+                return True
+        return False
+    finally:
+        exited.cancel()
+
+
+def _too_much(what: str) -> str:
+    return (f"{what} wrote more than {MAX_OUTPUT_BYTES // (1024 * 1024)} MiB of output, and "
+            "was stopped")
 
 
 def _exit_text(code: int) -> str:
@@ -179,6 +204,9 @@ class Importable:
         details = {"exit_code": exited.returncode, "output_tail": tail(output, 15)}
         if exited.timed_out:
             message = f"importing {args.module}{where} timed out after {args.timeout:g} s"
+            return CheckResult(self.kind, False, message, details=details)
+        if exited.too_much:
+            message = _too_much(f"importing {args.module}{where}")
             return CheckResult(self.kind, False, message, details=details)
         if exited.returncode != 0:
             reason = last_line(output) or _exit_text(exited.returncode)
@@ -230,6 +258,8 @@ class Command:
         if exited.timed_out:
             message = f"{shown} timed out after {args.timeout:g} s"
             return CheckResult(self.kind, False, message, details={**details, "timed_out": True})
+        if exited.too_much:
+            return CheckResult(self.kind, False, _too_much(shown), details=details)
         if exited.returncode != 0:
             last = last_line(output)
             message = f"{shown} {_exit_text(exited.returncode)}" + (f": {last}" if last else "")
