@@ -48,6 +48,7 @@ from plugin_servers import Served, flowhost, start_server
 from prometheus_server import PUSHGATEWAY, Server, free_port, start_pushgateway
 from secret_scan import SECRET, SUFFIX, URL_SECRET, VAULT_SECRET, Scan, encodings
 from tallies import report
+from terminal import on_a_terminal
 from test_daemon_support import (
     Daemon,
     code_of,
@@ -64,6 +65,7 @@ from flowhost._proto import host_pb2 as pb
 pytestmark = pytest.mark.timeout(120)
 
 ENV = {"TOKEN": SECRET, "API_KEY": URL_SECRET, "VAULT": VAULT_SECRET}
+VAULT = '"${env.VAULT}"'  # a plain variable: the plugin's SecretStr output masks it
 OPENMETRICS = "application/openmetrics-text; version=1.0.0"
 METRICS_LINE = re.compile(r"flowhost(?: serve)?: metrics on (?P<url>http://\S+/metrics)")
 RUN_ID = re.compile(r"run_id: (\S+)")
@@ -159,7 +161,7 @@ defaults: {{retry: {{max_attempts: 2, initial_delay: 0}}}}
 steps:
   - id: local
     plugin: leaky
-    inputs: {leaky(vault='"${env.VAULT}"')}
+    inputs: {leaky(vault=VAULT)}
     cache: true
     validation:{checks(http, 0, folder)}
   - id: failing-checks
@@ -187,7 +189,7 @@ steps:
     on_failure: continue
   - id: remote
     plugin: {remote.url("leaky")}
-    inputs: {leaky(vault='"${env.VAULT}"')}
+    inputs: {leaky(vault=VAULT)}
   - id: remote-flaky
     plugin: {remote.url("leaky")}
     inputs: {leaky("flaky", counter=json.dumps(str(folder / "remote-calls")))}
@@ -455,6 +457,40 @@ def exercise_the_daemon(scan: Scan, served: Daemon, folder: Path) -> None:
 
 def spec_text(path: Path) -> str:
     return path.read_text(encoding="utf-8")
+
+
+# -- the live view on a terminal ------------------------------------------------------------
+
+ESCAPES = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07|[\r\n]")
+
+
+def test_nothing_the_live_view_shows_holds_a_secret(
+        tmp_path: Path, remote: Served, monkeypatch: pytest.MonkeyPatch,
+        request: pytest.FixtureRequest) -> None:
+    """``flowhost run -v`` on a terminal, a person answering its question there: what it
+    shows, also with the escapes and line breaks taken out (a wrapped line splits a value)."""
+    for name, value in ENV.items():
+        monkeypatch.setenv(name, value)
+    (tmp_path / "wf.yaml").write_text(f"""\
+workflow_id: live
+defaults: {{retry: {{max_attempts: 2, initial_delay: 0}}}}
+steps:
+  - {{id: local, plugin: leaky, inputs: {leaky(vault=VAULT)}}}
+  - {{id: flaky, plugin: leaky, inputs: {leaky("flaky")}}}
+  - {{id: crash, plugin: leaky, inputs: {leaky("crash")}, manual: false, on_failure: continue}}
+  - {{id: remote, plugin: {remote.url("leaky")}, inputs: {leaky("flaky")}}}
+  - {{id: person, plugin: leaky, inputs: {leaky("intervention")}}}
+""", encoding="utf-8")
+    code, shown = on_a_terminal(tmp_path, "run", "wf.yaml", "-v", "--json-out", "r.json",
+                                typed=f"s\n{clean_outputs()}\n".encode())
+    assert code == 0, shown
+    assert "Manual intervention required" in shown and "Traceback" in shown, shown
+    scan = Scan()
+    scan.data("the terminal", shown)
+    scan.data("the terminal, without escapes and line breaks", ESCAPES.sub("", shown))
+    scan.file(tmp_path / "r.json", "--json-out")
+    scan.tree(tmp_path / ".flowhost", label="state dir: ")
+    finish(scan, request, "secret scan of the live view")
 
 
 # -- the scan itself, and what is not masked yet --------------------------------------------
