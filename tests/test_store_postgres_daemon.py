@@ -22,7 +22,7 @@ from conftest import run_flowhost
 from flowhost.store.postgres import PostgresStore
 
 READY = re.compile(r"^flowhost serve: listening on (?P<address>\S+)")
-Serve = Callable[[], tuple[subprocess.Popen[str], str]]
+Serve = Callable[..., tuple[subprocess.Popen[str], str]]
 
 
 @pytest.fixture
@@ -31,14 +31,14 @@ def serve(postgres_url: str, tmp_path: Path) -> Iterator[Serve]:
     every one started is stopped."""
     started: list[subprocess.Popen[str]] = []
 
-    def start() -> tuple[subprocess.Popen[str], str]:
+    def start(*args: str, local: str = "local") -> tuple[subprocess.Popen[str], str]:
         with (tmp_path / f"daemon-{len(started)}.log").open("ab") as log:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "flowhost", "serve", "--store", postgres_url,
-                 "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"], cwd=tmp_path,
-                stdout=subprocess.PIPE, stderr=log, text=True,
+                 "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", *args],
+                cwd=tmp_path, stdout=subprocess.PIPE, stderr=log, text=True,
                 env={**os.environ, "PYTHONUNBUFFERED": "1",
-                     "FLOWHOST_STATE_DIR": str(tmp_path / "local")})
+                     "FLOWHOST_STATE_DIR": str(tmp_path / local)})
         started.append(proc)
         return proc, _ready(proc, tmp_path / f"daemon-{len(started) - 1}.log")
 
@@ -113,3 +113,49 @@ def test_a_daemon_killed_mid_run_finishes_it_when_started_again(
     ended = [line.split()[1] for line in journal.read_text().splitlines()
              if line.startswith("end")]
     assert ended.count("a") == 1 and "b" in ended  # a finished once; b at least once
+
+
+def _journal_spec(write_spec: Callable[..., Path], journal: Path, label: str,
+                  seconds: float) -> Path:
+    return write_spec(f"""\
+        workflow_id: {label}
+        steps:
+          - {{id: a, plugin: journal, inputs: {{journal: '{journal}', label: {label}-a}}}}
+          - id: b
+            plugin: journal
+            inputs: {{journal: '{journal}', label: {label}-b, seconds: {seconds},
+                     value: $a.value}}
+        """, name=f"{label}.yaml")
+
+
+def test_two_daemons_share_the_runs_and_one_takes_over_from_the_other(
+        serve: Serve, postgres_url: str, write_spec: Callable[..., Path],
+        tmp_path: Path) -> None:
+    journal = tmp_path / "journal.txt"
+    first, first_address = serve("--max-runs", "1", local="one")
+    _, second_address = serve("--max-runs", "1", local="two")
+    # A long run on the first daemon, then more than it has slots for: the second claims.
+    ids = []
+    for number in range(4):
+        spec = _journal_spec(write_spec, journal, f"r{number}", 5 if number == 0 else 0.2)
+        done = run_flowhost("submit", str(spec), "--server", first_address, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        ids.append(done.stdout.strip())
+    deadline = time.monotonic() + 60
+    while "begin r0-b" not in (journal.read_text() if journal.exists() else ""):
+        assert time.monotonic() < deadline, "r0's step b never began"
+        time.sleep(0.05)
+    first.kill()  # SIGKILL, mid-way through r0's step b
+    first.communicate()
+    for run_id in ids:  # the second daemon finishes every run, and watches them all
+        watched = run_flowhost("runs", "watch", run_id, "--server", second_address,
+                               "--no-progress", cwd=tmp_path, timeout=120)
+        assert watched.returncode == 0, watched.stdout + watched.stderr
+    with PostgresStore.open(postgres_url, create=False) as store:
+        assert {store.run(run_id).status for run_id in ids} == {"success"}
+    ended = [line.split()[1] for line in journal.read_text().splitlines()
+             if line.startswith("end")]
+    for number in range(4):  # no finished step ran twice
+        assert ended.count(f"r{number}-a") == 1, ended
+        assert f"r{number}-b" in ended
+    assert "claimed run" in (tmp_path / "daemon-1.log").read_text()

@@ -26,7 +26,9 @@ import contextlib
 import heapq
 import itertools
 import logging
+import os
 import signal
+import socket
 import sys
 import time
 from collections.abc import Sequence
@@ -46,6 +48,7 @@ RUNS_PER_WORKER = 1000
 MAX_GROWTH_MIB = 256.0
 CHECK_TIMEOUT_S = 120.0
 ORPHAN_POLL_S = 0.5
+CLAIM_POLL_S = 1.0  # several daemons on PostgreSQL: how often each claims runs
 FINAL = ("success", "failed", "aborted", "cancelled")
 
 
@@ -146,6 +149,8 @@ class Supervisor:
         self._tasks.append(asyncio.ensure_future(self._dispatch()))
         self._tasks.append(asyncio.ensure_future(self._watch_orphans()))
         self._tasks.append(asyncio.ensure_future(self._timeouts()))
+        if self.config.store_url is not None:
+            self._tasks.append(asyncio.ensure_future(self._claim()))
         self._wake.set()
 
     def enqueue(self, record: RunRecord) -> None:
@@ -409,6 +414,31 @@ class Supervisor:
                 del self.orphans[run_id]
                 if await self.journal.call(records.ready_to_go_on, record):
                     self.enqueue(record)
+
+
+    async def _claim(self) -> None:
+        """On PostgreSQL: take runs submitted to other daemons, or left by one that died,
+        never more than this one has free slots for (``flowhost.store.postgres.claim``)."""
+        owner = f"{socket.gethostname()}:{os.getpid()}"
+        while True:
+            await asyncio.sleep(CLAIM_POLL_S)
+            free = self.config.max_runs - len(self.executing) - len(self.queue)
+            if free <= 0 or self.draining:
+                continue
+            mine = [*self.executing, *self.queue.ids, *self.orphans]
+            try:
+                claimed = await self.journal.call(_claim, owner, free, mine)
+            except StorageError as exc:  # the store is busy or failing: next time
+                log.error("flowhost serve: cannot claim runs now: %s", exc)
+                continue
+            for record in claimed:
+                log.info("flowhost serve: claimed run %s", record.run_id)
+                self.enqueue(record)
+
+
+def _claim(store: Any, owner: str, limit: int, exclude: list[str]) -> list[RunRecord]:
+    claimed: list[RunRecord] = store.claim(owner, limit, exclude)
+    return claimed
 
 
 class CheckerClient:

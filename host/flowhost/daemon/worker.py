@@ -38,6 +38,7 @@ import signal
 import socket
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from flowhost import api
 from flowhost.config import HostConfig, load_config
@@ -168,6 +169,10 @@ class Worker:
                 store.release(lease)
                 store.close()
                 return "done"
+            # a run another host's daemon accepted gets its working directory here (one that
+            # cannot be made shows in the run's first step that uses it)
+            with contextlib.suppress(OSError):
+                Path(record.cwd).mkdir(parents=True, exist_ok=True)
             ctx = make_context(workdir=record.cwd, env=self.env, state_dir=where.location,
                                config=self.config)
         except BaseException:

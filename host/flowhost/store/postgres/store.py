@@ -18,8 +18,9 @@ from flowhost.events import Event, InterventionRequested
 from flowhost.problems import UserInputError, as_bytes, did_you_mean, is_utf8, quote_name
 from flowhost.store import codec
 from flowhost.store.interface import JournalWriter
+from flowhost.store.postgres.claim import Claiming
 from flowhost.store.postgres.history import History, PostgresCache, next_seq
-from flowhost.store.postgres.lease import DEFAULT_LEASE_SECONDS, LeasedOwnership
+from flowhost.store.postgres.lease import DEFAULT_LEASE_SECONDS
 from flowhost.store.postgres.rows import SUCCEEDED, insert_events, side_tables
 from flowhost.store.rows import _RUN_COLUMNS, RunRecord, _record
 
@@ -32,7 +33,7 @@ _BY_REQUEST = ("SELECT r.run_id FROM submissions AS s JOIN runs AS r ON r.run_no
                "WHERE s.request_id = %s")
 
 
-class PostgresStore(LeasedOwnership, History):
+class PostgresStore(Claiming, History):
     state_dir: Path | None = None
 
     @classmethod

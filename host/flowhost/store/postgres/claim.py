@@ -1,0 +1,65 @@
+"""Claiming runs for several daemons on one PostgreSQL store (Airflow's HA scheduler does the
+same with ``SELECT … FOR UPDATE SKIP LOCKED``): each daemon asks, about once a second, for
+as many runs as it has free slots, and gets runs no other daemon is claiming at that moment
+nor executing.
+
+A claim is a short reservation in ``leases`` (owner ``claim:…``, an expiry, the epoch left
+as it was): it keeps other daemons off the run while this one's worker starts; the worker
+then takes the lease for real (``lease.py``: the session lock, one more epoch). Claimable:
+a run submitted to a daemon (it has a ``submissions`` row) that is queued, running or
+interrupted, and whose lease is absent, expired, or held by an owner whose session ended
+(a daemon or worker that died: its session lock is gone). A run claimed twice all the same
+(a reservation that expired while a worker started) is harmless: one worker takes the lease,
+the other is told the run is busy.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+
+from flowhost.store.postgres.lease import LOCK_SPACE, LeasedOwnership
+from flowhost.store.rows import _RUN_COLUMNS, RunRecord, _record
+
+CLAIM_SECONDS = 30.0  # how long a reservation keeps others off while a worker starts
+_CLAIM = f"""
+WITH claimable AS (
+    SELECT r.run_no FROM runs AS r
+    JOIN submissions AS s ON s.run_no = r.run_no
+    LEFT JOIN leases AS l ON l.run_no = r.run_no
+    WHERE r.status IN ('queued', 'running', 'interrupted')
+      AND NOT (r.run_id = ANY(%(exclude)s))
+      AND (l.run_no IS NULL OR l.expires_at IS NULL OR l.expires_at < %(now)s
+           OR (l.owner NOT LIKE 'claim:%%' AND NOT EXISTS (
+               SELECT 1 FROM pg_locks WHERE locktype = 'advisory'
+                 AND database = (SELECT oid FROM pg_database
+                                 WHERE datname = current_database())
+                 AND classid = {LOCK_SPACE}::oid AND objid = r.run_no::oid
+                 AND objsubid = 2 AND granted)))
+    ORDER BY r.run_no
+    LIMIT %(limit)s
+    FOR UPDATE OF r SKIP LOCKED
+), reserved AS (
+    INSERT INTO leases (run_no, owner, epoch, acquired_at, expires_at)
+    SELECT run_no, %(owner)s, 0, %(now)s, %(until)s FROM claimable
+    ON CONFLICT (run_no) DO UPDATE SET owner = EXCLUDED.owner,
+        acquired_at = EXCLUDED.acquired_at, expires_at = EXCLUDED.expires_at
+    RETURNING run_no
+)
+SELECT {", ".join(f"r.{c.strip()}" for c in _RUN_COLUMNS.split(","))}
+FROM runs AS r JOIN reserved USING (run_no) ORDER BY r.run_no
+"""
+
+
+class Claiming(LeasedOwnership):
+    def claim(self, owner: str, limit: int, exclude: Iterable[str] = ()) -> list[RunRecord]:
+        """Reserve up to ``limit`` claimable runs for ``owner`` (not those of ``exclude``,
+        which it has already), oldest first."""
+        if limit < 1:
+            return []
+        now = time.time()
+        with self.write() as conn:
+            rows = conn.execute(_CLAIM, {"exclude": list(exclude), "now": now,
+                                         "limit": limit, "owner": f"claim:{owner}",
+                                         "until": now + CLAIM_SECONDS}).fetchall()
+        return [_record(row) for row in rows]
