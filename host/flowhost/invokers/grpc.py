@@ -292,7 +292,7 @@ def list_plugins(endpoint: Endpoint, timeout: float) -> dict[str, RemoteDescript
             response: pb.ListPluginsResponse = method(pb.ListPluginsRequest(), timeout=timeout)
         except grpc.RpcError as exc:
             raise RemoteUnavailable(*_unreachable(endpoint, exc, timeout),
-                                    down=_no_answer(exc)) from None
+                                    down=_no_answer(endpoint, exc)) from None
     return descriptors(endpoint, response)
 
 
@@ -379,10 +379,14 @@ _CONNECTION_FAILURE = re.compile(
     re.IGNORECASE)
 
 
-def _no_answer(exc: grpc.RpcError) -> bool:
+def _no_answer(endpoint: Endpoint, exc: grpc.RpcError) -> bool:
     """Whether a failed call had no answer from a server (none running, none reachable, or
     too slow), rather than a wrong one."""
     code, details = exc.code(), exc.details() or ""
+    if endpoint.target.tls and "socket closed" in details.lower():
+        # A TLS server that accepts the connection and closes it at once is refusing the
+        # handshake (a client certificate it wants, one it does not trust): an answer.
+        return False
     return code in (Code.UNAVAILABLE, Code.DEADLINE_EXCEEDED) and not _tls_failure(details)
 
 
