@@ -79,8 +79,8 @@ class Target:
 
 @pytest.fixture(scope="module")
 def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
-    """The server the fuzzing talks to; at the end its log holds no exception of a handler
-    (other than the known DecodeError of bytes that are no message)."""
+    """The server the fuzzing talks to; at the end its log holds no exception of a
+    handler."""
     root = tmp_path_factory.mktemp("plugin-server")
     served = start_server(*PLUGINS, "--max-message-bytes", str(MAX_MESSAGE), "--max-workers",
                           str(WORKERS), log=root / "server.log", cwd=Path(__file__).parent)
