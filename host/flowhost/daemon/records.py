@@ -75,7 +75,7 @@ def accept(store: Store, *, request_id: str, checked: dict[str, Any],
         run_id = new_id()
         workdir = run_dir(store.state_dir, run_id)
         try:
-            workdir.mkdir(parents=True)
+            workdir.mkdir(parents=True, mode=0o700)  # the run's files: its submitter's
         except FileExistsError:
             # Ids are the second and a few random digits: at hundreds of submissions a
             # second two can meet. The folder is taken atomically: the next id, then.

@@ -257,7 +257,7 @@ class Daemon:
 def serve(config: ServeConfig) -> int:
     """Run the daemon until it is stopped; its exit code."""
     checked = config.checked()
-    os.makedirs(checked.state_dir, exist_ok=True)
+    os.makedirs(checked.state_dir, mode=0o700, exist_ok=True)
     daemon = Daemon(checked)
     with contextlib.suppress(KeyboardInterrupt):
         return asyncio.run(daemon.serve())

@@ -15,7 +15,7 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -94,6 +94,13 @@ def _check_state_dir(directory: Path, create: bool) -> None:
                              f"$FLOWHOST_STATE_DIR or ./{DEFAULT_STATE_DIR})")
 
 
+def _create_private(path: Path) -> None:
+    """An empty database file of mode 0600, unless there is one (SQLite gives its -wal
+    and -shm files the database's mode)."""
+    with suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
 class Store:
     """An open state dir. Use from one thread (the event loop's, during a run)."""
 
@@ -121,7 +128,11 @@ class Store:
             raise UserInputError(describe(exc, path, timeout)) from None
         conn: sqlite3.Connection | None = None
         try:
-            directory.mkdir(parents=True, exist_ok=True)
+            # Made private when flowhost makes them (an existing one keeps its mode): the
+            # results and outputs in them are no other local user's business
+            directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+            if create:
+                _create_private(path)
             conn = sqlite3.connect(path, timeout=timeout, isolation_level=None)
             _prepare(conn, timeout)
         except NewerSchemaError as exc:

