@@ -231,3 +231,13 @@ async def test_a_list_of_grpcs_servers_with_mutual_tls(plugin_server: StartServe
     # One channel, one certificate name (the host both share) checked for each server;
     # both answer (the first calls may all go to the first whose handshake is done).
     assert set(caller.answered) == set(pids(servers)) and caller.transient == 0
+
+
+async def test_a_list_of_host_names_is_looked_up_when_its_channel_opens(
+        plugin_server: StartServer) -> None:
+    servers = [plugin_server("whoami") for _ in range(2)]
+    config = HostConfig.model_validate(
+        {"remote": {"whoami": [f"grpc://localhost:{served.port}" for served in servers]}})
+    caller = Caller(await asyncio.to_thread(Catalog(config).get, "whoami"))
+    await caller.many(200)
+    assert set(caller.answered) == set(pids(servers)) and caller.transient == 0

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import os
 import socket
 import struct
 import sys
@@ -30,8 +31,13 @@ from flowhost.config import parse_remote_url
 from flowhost.invokers.grpc import Endpoint, GrpcInvoker, list_plugins
 from flowhost_sdk import InvocationContext
 
-pytestmark = pytest.mark.skipif(sys.platform != "linux",
-                                reason="needs 127.0.0.2-5, which only Linux routes to lo")
+pytestmark = [
+    pytest.mark.skipif(sys.platform != "linux",
+                       reason="needs 127.0.0.2-5, which only Linux routes to lo"),
+    # gRPC's native resolver asks the system's DNS only; c-ares (the default) takes a server.
+    pytest.mark.skipif(os.environ.get("GRPC_DNS_RESOLVER", "ares") != "ares",
+                       reason="needs gRPC's c-ares resolver (GRPC_DNS_RESOLVER unset)"),
+]
 ADDRESSES = ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"]
 A, AAAA = 1, 28
 

@@ -165,10 +165,25 @@ class Endpoint:
                                        self.options())
         return grpc.insecure_channel(self.channel_target(), self.options())
 
-    def aio_channel(self) -> aio.Channel:
+    def aio_channel(self, target: str | None = None) -> aio.Channel:
+        """A channel on ``target`` (default: ``channel_target()``)."""
+        target = target or self.channel_target()
         if self.target.tls:
-            return aio.secure_channel(self.channel_target(), self.credentials(), self.options())
-        return aio.insecure_channel(self.channel_target(), self.options())
+            return aio.secure_channel(target, self.credentials(), self.options())
+        return aio.insecure_channel(target, self.options())
+
+    def looks_up_names(self) -> bool:
+        """Whether ``channel_target()`` resolves host names (a list with some)."""
+        return isinstance(self.target, TargetList) and any(
+            not _is_ip(member.host) for member in self.target.members)
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _addresses(host: str, port: int) -> list[tuple[int, str]]:
@@ -229,7 +244,13 @@ class ChannelPool:
         found = per_loop.get(loop)
         if found is not None:
             return found
-        channel = endpoint.aio_channel()
+        target = None
+        if endpoint.looks_up_names():  # in a thread: a slow DNS must not stall the loop
+            target = await asyncio.to_thread(endpoint.channel_target)
+            found = per_loop.get(loop)  # another call may have opened it meanwhile
+            if found is not None:
+                return found
+        channel = endpoint.aio_channel(target)
         call: InvokeCall = channel.unary_unary(
             protocol.INVOKE, request_serializer=pb.InvokeRequest.SerializeToString,
             response_deserializer=pb.InvokeResponse.FromString)
