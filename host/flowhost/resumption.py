@@ -23,10 +23,10 @@ from flowhost.events import (
     SpecReloaded,
     StepFinished,
 )
-from flowhost.plan import Plan
+from flowhost.plan import Plan, PlannedCheck
 from flowhost.problems import SpecError, UserInputError
 from flowhost.redact import MASK
-from flowhost.refs import iter_refs
+from flowhost.refs import CDict, Const, iter_refs
 from flowhost.run_state import Earlier
 from flowhost.spec import Step, parse_spec
 from flowhost.static import check
@@ -174,6 +174,7 @@ def masked_but_needed(plan: Plan, restored: Mapping[str, StepFinished]) -> froze
     """Finished steps whose recorded outputs had secrets masked, and that a step still to run
     or the final checks read: they must run again to have their real outputs."""
     final_reads = {ref.root for check in plan.final_checks for ref, _, _ in iter_refs(check.args)}
+    final_reads.update(_output_check_step(check) for check in plan.final_checks)
     kept = dict(restored)
     rerun: set[str] = set()
     while True:  # a step run again may need the real outputs of a masked step before it
@@ -185,6 +186,18 @@ def masked_but_needed(plan: Plan, restored: Mapping[str, StepFinished]) -> froze
         rerun |= more
         for sid in more:
             del kept[sid]
+
+
+def _output_check_step(check: PlannedCheck) -> str:
+    """The step a final ``output`` check reads: its ``field`` (``step_id.path``) names it
+    without being a reference. "" for other checks."""
+    args = check.args
+    field = (dict(args.items).get("field") if isinstance(args, CDict) else
+             args.value.get("field") if isinstance(args, Const) and isinstance(args.value, dict)
+             else None)
+    if isinstance(field, Const):
+        field = field.value
+    return field.split(".")[0] if check.kind == "output" and isinstance(field, str) else ""
 
 
 def _skips(record: RunRecord, plan: Plan, point: Checkpoint) -> list[StepFinished]:
