@@ -16,6 +16,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -147,3 +148,12 @@ def postgres_server() -> Iterator[PostgresServer]:
 def postgres_url(postgres_server: PostgresServer) -> str:
     """The URL of a fresh database on the session's server."""
     return postgres_server.create_database()
+
+
+def flowhost_cli(*args: str, cwd: Path, env: dict[str, str] | None = None,
+                 timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """The real ``flowhost`` CLI in a subprocess (for the PostgreSQL tests: a module named
+    ``conftest`` may be another directory's when the whole suite runs)."""
+    return subprocess.run([sys.executable, "-m", "flowhost", *args], cwd=cwd,
+                          env={**os.environ, **(env or {})}, capture_output=True, text=True,
+                          timeout=timeout, check=False)

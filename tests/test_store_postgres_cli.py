@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import run_flowhost
+from postgres_server import flowhost_cli as run_flowhost
 
 from flowhost.store.postgres import PostgresStore
 

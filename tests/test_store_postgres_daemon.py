@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import run_flowhost
+from postgres_server import flowhost_cli as run_flowhost
 
 from flowhost.store.postgres import PostgresStore
 
@@ -159,3 +159,44 @@ def test_two_daemons_share_the_runs_and_one_takes_over_from_the_other(
         assert ended.count(f"r{number}-a") == 1, ended
         assert f"r{number}-b" in ended
     assert "claimed run" in (tmp_path / "daemon-1.log").read_text()
+
+
+def test_an_answer_given_to_another_daemon_reaches_the_run(
+        serve: Serve, write_spec: Callable[..., Path], tmp_path: Path) -> None:
+    _, first = serve(local="one")
+    _, second = serve(local="two")
+    spec = write_spec(f"""\
+        workflow_id: asking
+        steps:
+          - id: f
+            plugin: flaky
+            inputs: {{counter_file: '{tmp_path / "calls"}', fail_times: 1,
+                     kind: intervention, hint: "Start the thing"}}
+          - {{id: after, plugin: echo, inputs: {{text: $f.value}}}}
+          - {{id: meanwhile, plugin: sleeper, inputs: {{seconds: 5}}}}
+        """)
+    # (``meanwhile`` keeps the run executing on the first daemon while f waits: the answer
+    # recorded through the second reaches the first's worker, which looks every second)
+    submitted = run_flowhost("submit", str(spec), "--server", first, cwd=tmp_path)
+    assert submitted.returncode == 0, submitted.stderr
+    run_id = submitted.stdout.strip()
+    deadline = time.monotonic() + 60
+    while True:  # the question is asked (seen through the other daemon)
+        shown = run_flowhost("runs", "show", run_id, "--server", second, "--json",
+                             cwd=tmp_path)
+        steps = {s["id"]: s for s in json.loads(shown.stdout)["steps"]} if shown.stdout else {}
+        if steps.get("f", {}).get("status") == "waiting":
+            break
+        assert time.monotonic() < deadline, shown.stdout + shown.stderr
+        time.sleep(0.2)
+    answered = run_flowhost("runs", "resolve", run_id, "f", "--action", "retry",
+                            "--server", second, cwd=tmp_path)
+    assert answered.returncode == 0, answered.stdout + answered.stderr
+    deadline = time.monotonic() + 60
+    while True:  # the run goes on, on whichever daemon, and both say so
+        shown = run_flowhost("runs", "show", run_id, "--server", first, "--json",
+                             cwd=tmp_path)
+        if shown.stdout and json.loads(shown.stdout)["status"] == "success":
+            break
+        assert time.monotonic() < deadline, shown.stdout + shown.stderr
+        time.sleep(0.2)
