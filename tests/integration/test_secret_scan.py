@@ -317,6 +317,8 @@ def one_off_run(scan: Scan, folder: Path, tmp_path: Path) -> str:
             assert proc.poll() is None and time.monotonic() < deadline, (
                 stdout.read_text() + stderr.read_text())
             time.sleep(0.02)
+        # while the run goes on: the database's write-ahead log too
+        scan.tree(folder / ".flowhost", label="state dir, the run going on: ")
         scan.data("run --metrics-listen: /metrics", get(url))
         scan.data("run --metrics-listen: /metrics (OpenMetrics)", get(url, OPENMETRICS))
         (folder / "gate.release").touch()
@@ -333,6 +335,7 @@ def one_off_run(scan: Scan, folder: Path, tmp_path: Path) -> str:
 
 
 def finish(scan: Scan, request: pytest.FixtureRequest, title: str) -> None:
+    print(f"{title}, the places scanned:", *scan.seen, sep="\n  ")
     report(request, title, places=scan.places, bytes=scan.scanned_bytes,
            forms=len(scan.forms), found=len(scan.found))
     assert not scan.found, scan.report()
@@ -385,6 +388,7 @@ def test_nothing_the_daemon_answers_serves_or_writes_holds_a_secret(
                           cwd=folder, env=ENV)
     try:
         exercise_the_daemon(scan, served, folder)
+        scan.tree(state, label="state dir, the daemon running: ")  # its write-ahead log too
         url = METRICS_LINE.search(served.stderr())
         assert url is not None, served.stderr()
         scan.data("daemon /metrics", get(url["url"]))
@@ -459,6 +463,53 @@ def exercise_the_daemon(scan: Scan, served: Daemon, folder: Path) -> None:
 
 def spec_text(path: Path) -> str:
     return path.read_text(encoding="utf-8")
+
+
+def test_nothing_an_interrupted_and_resumed_run_prints_or_writes_holds_a_secret(
+        tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """Ctrl-C while a step runs (the checkpoint, the closing lines), then ``resume``: the
+    step whose outputs held a secret runs again for the step that reads them."""
+    (tmp_path / "wf.yaml").write_text(f"""\
+workflow_id: interrupted
+steps:
+  - {{id: local, plugin: leaky, inputs: {leaky(vault=VAULT)}}}
+  - id: gate
+    plugin: gate
+    needs: [local]
+    inputs: {{started: "{tmp_path / 'gate.started'}", release: "{tmp_path / 'gate.release'}"}}
+  - {{id: after, plugin: leaky, inputs: {{secret: $local.echo}}, needs: [gate]}}
+final_validation:
+  - output: {FINAL_OUTPUT}
+""", encoding="utf-8")
+    scan = Scan()
+    stdout, stderr = tmp_path / "run.stdout", tmp_path / "run.stderr"
+    with stdout.open("wb") as out, stderr.open("wb") as err:
+        proc = subprocess.Popen([*flowhost_command(), "run", "wf.yaml", "-v", "--no-progress"],
+                                cwd=tmp_path, stdout=out, stderr=err,
+                                env={**os.environ, **ENV, "PYTHONUNBUFFERED": "1"})
+    try:
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "gate.started").exists():
+            assert proc.poll() is None and time.monotonic() < deadline, stderr.read_text()
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(60) == 130, stdout.read_text() + stderr.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    scan.file(stdout, "interrupted run: stdout")
+    scan.file(stderr, "interrupted run: stderr")
+    (tmp_path / "gate.release").touch()
+    Outputs(scan, tmp_path).command("resume", "resume", "-v", "--no-progress", "--json-out",
+                                    "r.json")
+    result = json.loads((tmp_path / "r.json").read_text(encoding="utf-8"))
+    assert result["status"] == "success", result
+    assert [s["id"] for s in result["steps"] if s["rerun_after_interruption"]] == [
+        "local", "gate"], result["steps"]
+    scan.file(tmp_path / "r.json", "--json-out")
+    scan.tree(tmp_path / ".flowhost", label="state dir: ")
+    finish(scan, request, "secret scan of an interrupted run")
 
 
 # -- the live view on a terminal ------------------------------------------------------------
