@@ -37,6 +37,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -211,6 +212,30 @@ final_validation:{checks(http, 0, folder, FINAL_OUTPUT)}
 """
 
 
+@contextmanager
+def started(folder: Path, stdout: Path, stderr: Path,
+            *args: str) -> Iterator[subprocess.Popen[bytes]]:
+    """``flowhost ARGS`` in ``folder`` with the secrets in its environment, its output in
+    ``stdout`` and ``stderr``; killed if it still runs at the end."""
+    with stdout.open("wb") as out, stderr.open("wb") as err:
+        proc = subprocess.Popen([*flowhost_command(), *args], cwd=folder, stdout=out,
+                                stderr=err, env={**os.environ, **ENV, "PYTHONUNBUFFERED": "1"})
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def wait_gate(path: Path, proc: subprocess.Popen[bytes], stderr: Path) -> None:
+    """Until the gate step has begun (it wrote ``path``)."""
+    deadline = time.monotonic() + 60
+    while not path.exists():
+        assert proc.poll() is None and time.monotonic() < deadline, stderr.read_text()
+        time.sleep(0.02)
+
+
 def wait_line(path: Path, pattern: re.Pattern[str], proc: subprocess.Popen[bytes]) -> str:
     deadline = time.monotonic() + 60
     while (found := pattern.search(path.read_text("utf-8", "replace"))) is None:
@@ -304,29 +329,17 @@ def one_off_run(scan: Scan, folder: Path, tmp_path: Path) -> str:
     """``flowhost run -v --metrics-listen`` until its question: its metrics scraped while
     the gate holds it; returns the run id."""
     stdout, stderr = tmp_path / "run.stdout", tmp_path / "run.stderr"
-    with stdout.open("wb") as out, stderr.open("wb") as err:
-        proc = subprocess.Popen(
-            [*flowhost_command(), "run", "wf.yaml", "-v", "--no-progress", "--on-manual", "wait",
-             "--json-out", "result.json", "--metrics-listen", "127.0.0.1:0"],
-            cwd=folder, stdout=out, stderr=err, env={**os.environ, **ENV,
-                                                     "PYTHONUNBUFFERED": "1"})
-    try:
+    with started(folder, stdout, stderr, "run", "wf.yaml", "-v", "--no-progress",
+                 "--on-manual", "wait", "--json-out", "result.json", "--metrics-listen",
+                 "127.0.0.1:0") as proc:
         url = wait_line(stderr, METRICS_LINE, proc)
-        deadline = time.monotonic() + 60
-        while not (folder / "gate.started").exists():
-            assert proc.poll() is None and time.monotonic() < deadline, (
-                stdout.read_text() + stderr.read_text())
-            time.sleep(0.02)
+        wait_gate(folder / "gate.started", proc, stderr)
         # while the run goes on: the database's write-ahead log too
         scan.tree(folder / ".flowhost", label="state dir, the run going on: ")
         scan.data("run --metrics-listen: /metrics", get(url))
         scan.data("run --metrics-listen: /metrics (OpenMetrics)", get(url, OPENMETRICS))
         (folder / "gate.release").touch()
         assert proc.wait(90) == 3, stderr.read_text() + stdout.read_text()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     scan.file(stdout, "run: stdout")
     scan.file(stderr, "run: stderr")
     found = RUN_ID.search(stdout.read_text())
@@ -483,21 +496,10 @@ final_validation:
 """, encoding="utf-8")
     scan = Scan()
     stdout, stderr = tmp_path / "run.stdout", tmp_path / "run.stderr"
-    with stdout.open("wb") as out, stderr.open("wb") as err:
-        proc = subprocess.Popen([*flowhost_command(), "run", "wf.yaml", "-v", "--no-progress"],
-                                cwd=tmp_path, stdout=out, stderr=err,
-                                env={**os.environ, **ENV, "PYTHONUNBUFFERED": "1"})
-    try:
-        deadline = time.monotonic() + 60
-        while not (tmp_path / "gate.started").exists():
-            assert proc.poll() is None and time.monotonic() < deadline, stderr.read_text()
-            time.sleep(0.02)
+    with started(tmp_path, stdout, stderr, "run", "wf.yaml", "-v", "--no-progress") as proc:
+        wait_gate(tmp_path / "gate.started", proc, stderr)
         proc.send_signal(signal.SIGINT)
         assert proc.wait(60) == 130, stdout.read_text() + stderr.read_text()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     scan.file(stdout, "interrupted run: stdout")
     scan.file(stderr, "interrupted run: stderr")
     (tmp_path / "gate.release").touch()
