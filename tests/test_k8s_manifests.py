@@ -142,6 +142,7 @@ def test_the_daemon_service_and_config(docs: list[Doc], tmp_path: Path) -> None:
     # The store's password comes from a Secret, not the command line.
     assert "PGPASSWORD" in env and "secretKeyRef" in env["PGPASSWORD"]["valueFrom"]
     assert args.store.startswith("postgresql://") and ":" not in args.store.split("@")[0][13:]
+    assert '"/src[postgres]"' in (K8S / "Dockerfile").read_text("utf-8")  # psycopg for it
 
 
 def test_the_plugin_is_reached_through_a_headless_service_by_dns(docs: list[Doc],
