@@ -109,3 +109,29 @@ def test_the_epoch_fences_every_write_of_an_owner_that_lost_its_lease(
             owner.append(record, [started("r1", "b")])
         assert db.events(record) == []
         owner.release(lease)
+
+
+def test_a_submission_wakes_the_daemons_listening(postgres_url: str) -> None:
+    import threading
+
+    from flowhost.store.postgres.claim import Wakeups
+
+    woken = threading.Event()
+    wakeups = Wakeups(postgres_url, woken.set)
+    with PostgresStore.open(postgres_url) as store:
+        wakeups.start()
+        try:
+            deadline = time.monotonic() + 60
+            number = 0
+            while not woken.is_set():  # (until its LISTEN is in place, a NOTIFY is missed)
+                number += 1
+                store.submit_run(request_id=f"q{number}", run_id=f"r{number}",
+                                 workflow_id="w", spec_text="t", spec_path="s.yaml",
+                                 spec_redacted=False, overrides=[], cwd="/", total_steps=1)
+                assert time.monotonic() < deadline, "no wake-up"
+                woken.wait(0.2)
+            claimed = store.claim("me", 100)
+            assert [r.run_id for r in claimed] == [f"r{i}" for i in range(1, number + 1)]
+            assert store.claim("someone else", 100) == []  # reserved for "me" meanwhile
+        finally:
+            wakeups.stop()

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from flowhost.daemon import records
+from flowhost.daemon.environment import helper_env
 from flowhost.daemon.helpers import Helper, HelperError, start
 from flowhost.daemon.journal import Journal, Tails
 from flowhost.problems import StorageError
@@ -280,7 +281,8 @@ class Supervisor:
                 "--env-allow", ",".join(config.env_allow)]
         if config.config_path is not None:
             args += ["--config", str(config.config_path)]
-        helper = await start("worker", "flowhost.daemon.worker", *args)
+        helper = await start("worker", "flowhost.daemon.worker", *args,
+                             env=helper_env(os.environ, config.env_allow))
         slot = _Slot(helper)
         self.slots.add(slot)
         self._tasks.append(asyncio.ensure_future(self._follow(slot)))
@@ -418,22 +420,41 @@ class Supervisor:
 
     async def _claim(self) -> None:
         """On PostgreSQL: take runs submitted to other daemons, or left by one that died,
-        never more than this one has free slots for (``flowhost.store.postgres.claim``)."""
+        never more than this one has free slots for (``flowhost.store.postgres.claim``):
+        every ``CLAIM_POLL_S``, and at once when a notification says a run was submitted."""
+        from flowhost.store.postgres.claim import Wakeups
+
         owner = f"{socket.gethostname()}:{os.getpid()}"
-        while True:
-            await asyncio.sleep(CLAIM_POLL_S)
-            free = self.config.max_runs - len(self.executing) - len(self.queue)
-            if free <= 0 or self.draining:
-                continue
-            mine = [*self.executing, *self.queue.ids, *self.orphans]
-            try:
-                claimed = await self.journal.call(_claim, owner, free, mine)
-            except StorageError as exc:  # the store is busy or failing: next time
-                log.error("flowhost serve: cannot claim runs now: %s", exc)
-                continue
-            for record in claimed:
-                log.info("flowhost serve: claimed run %s", record.run_id)
-                self.enqueue(record)
+        hint, loop = asyncio.Event(), asyncio.get_running_loop()
+        assert self.config.store_url is not None
+
+        def wake() -> None:  # (on the listening thread)
+            loop.call_soon_threadsafe(hint.set)
+
+        wakeups = Wakeups(self.config.store_url, wake)
+        wakeups.start()
+        try:
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(hint.wait(), CLAIM_POLL_S)
+                hint.clear()
+                await self._claim_some(owner)
+        finally:
+            wakeups.stop()
+
+    async def _claim_some(self, owner: str) -> None:
+        free = self.config.max_runs - len(self.executing) - len(self.queue)
+        if free <= 0 or self.draining:
+            return
+        mine = [*self.executing, *self.queue.ids, *self.orphans]
+        try:
+            claimed = await self.journal.call(_claim, owner, free, mine)
+        except StorageError as exc:  # the store is busy or failing: next time
+            log.error("flowhost serve: cannot claim runs now: %s", exc)
+            return
+        for record in claimed:
+            log.info("flowhost serve: claimed run %s", record.run_id)
+            self.enqueue(record)
 
 
 def _claim(store: Any, owner: str, limit: int, exclude: list[str]) -> list[RunRecord]:
@@ -455,7 +476,8 @@ class CheckerClient:
                 str(self.config.state_dir)]
         if self.config.config_path is not None:
             args += ["--config", str(self.config.config_path)]
-        self._helper = await start("checker", "flowhost.daemon.checker", *args)
+        self._helper = await start("checker", "flowhost.daemon.checker", *args,
+                                   env=helper_env(os.environ, self.config.env_allow))
 
     async def ask(self, request: dict[str, Any]) -> dict[str, Any]:
         """The checker's answer; ``{"ok": False, "message"}`` when checking killed it."""

@@ -15,13 +15,18 @@ the other is told the run is busy.
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
+from flowhost.store.postgres.connection import CONNECT_TIMEOUT_S
 from flowhost.store.postgres.lease import LOCK_SPACE, LeasedOwnership
 from flowhost.store.rows import _RUN_COLUMNS, RunRecord, _record
 
+log = logging.getLogger(__name__)
 CLAIM_SECONDS = 30.0  # how long a reservation keeps others off while a worker starts
+CHANNEL = "flowhost_runs"  # NOTIFY'd when a run becomes claimable (a wake-up hint)
 _CLAIM = f"""
 WITH claimable AS (
     SELECT r.run_no FROM runs AS r
@@ -63,3 +68,39 @@ class Claiming(LeasedOwnership):
                                          "limit": limit, "owner": f"claim:{owner}",
                                          "until": now + CLAIM_SECONDS}).fetchall()
         return [_record(row) for row in rows]
+
+
+class Wakeups:
+    """``LISTEN flowhost_runs`` on a connection of its own, in a thread: ``wake()`` (which
+    must be thread-safe) is called when a run was submitted or let go of, so a daemon claims
+    it at once instead of at its next poll. Only a hint: polling goes on beside it, and
+    where notifications do not arrive (a pooler in transaction mode drops LISTEN) nothing
+    is lost but the wait for the next poll."""
+
+    def __init__(self, url: str, wake: Callable[[], None]) -> None:
+        self.url = url
+        self.wake = wake
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._listen, daemon=True,
+                                        name="flowhost-wakeups")
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _listen(self) -> None:
+        import psycopg
+
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(self.url, autocommit=True,
+                                     connect_timeout=CONNECT_TIMEOUT_S) as conn:
+                    conn.execute(f"LISTEN {CHANNEL}")
+                    while not self._stop.is_set():
+                        for _ in conn.notifies(timeout=1.0):
+                            self.wake()
+            except psycopg.Error as exc:  # the server went away: polling still claims
+                log.debug("listening for wake-ups on %s: %s", self.url, exc)
+                self._stop.wait(1.0)

@@ -110,6 +110,8 @@ class LeasedOwnership(Connected):
         self.change("UPDATE leases SET expires_at = %s WHERE run_no = %s AND epoch = %s",
                     (time.time(), run_no, lease_held.epoch))
         self._unlock(run_no)
+        # a hint to the daemons: a run left unfinished (drained, say) is theirs to claim
+        self.one("SELECT pg_notify('flowhost_runs', %s)", (lease.run_id,))
 
     def owned(self, record: RunRecord) -> bool:
         """Whether anyone holds the run's lease now (a lease past its expiry is free)."""

@@ -18,7 +18,7 @@ from flowhost.events import Event, InterventionRequested
 from flowhost.problems import UserInputError, as_bytes, did_you_mean, is_utf8, quote_name
 from flowhost.store import codec
 from flowhost.store.interface import JournalWriter
-from flowhost.store.postgres.claim import Claiming
+from flowhost.store.postgres.claim import CHANNEL, Claiming
 from flowhost.store.postgres.history import History, PostgresCache, next_seq
 from flowhost.store.postgres.lease import DEFAULT_LEASE_SECONDS
 from flowhost.store.postgres.rows import SUCCEEDED, insert_events, side_tables
@@ -104,6 +104,8 @@ class PostgresStore(Claiming, History):
                                           spec_redacted, overrides, cwd, total_steps, "queued")
                 conn.execute("INSERT INTO submissions (request_id, run_no) VALUES (%s, %s)",
                              (request_id, run_no))
+                # a hint to every daemon: a run to claim (delivered once this commits)
+                conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, run_id))
         return (self.run(run_id), True) if row is None else (self.run(str(row[0])), False)
 
     def submission(self, request_id: str) -> RunRecord | None:
