@@ -61,3 +61,30 @@ def test_the_daemons_state_and_run_folders_are_private(tmp_path: Path, usual_uma
     assert mode(served.state_dir) == 0o700
     assert mode(served.state_dir / "state.db") == 0o600
     assert mode(run_dir(served.state_dir, run_id)) == 0o700
+
+
+PEEK = """workflow_id: peek
+steps:
+  - id: a
+    plugin: echo
+    inputs: {text: hi}
+    validation:
+      - command:
+          run: [sh, -c, 'env; echo ---; tr "\\\\0" "\\\\n" < /proc/$PPID/environ']
+          timeout: 60
+"""
+
+
+def test_a_check_command_sees_no_variable_of_the_daemon_that_is_not_allowed(
+        tmp_path: Path, daemon: StartDaemon) -> None:
+    """As verified by the security review: the worker had the daemon's whole environment,
+    and a command reads it in ``/proc/$PPID/environ`` (bug 11)."""
+    (tmp_path / "flowhost.toml").write_text('[serve]\nenv_allow = ["SEC_SHOWN"]\n')
+    served = daemon(env={"SEC_HIDDEN": "hidden-value-456", "SEC_SHOWN": "shown-value-123"})
+    stub = served.stub()
+    found = wait_for(stub, submit(stub, PEEK))
+    seen = found["steps"][0]["validation"][0]["details"]["output_tail"]
+    own, _, worker = seen.partition("---")
+    assert "SEC_SHOWN=shown-value-123" in own and "SEC_SHOWN=shown-value-123" in worker
+    assert "PATH=" in worker  # it is the worker's environment that was read
+    assert "hidden-value-456" not in seen and "SEC_HIDDEN" not in seen

@@ -1,6 +1,10 @@
 """What a run submitted over the API may read of the daemon's environment: only the
 variables ``[serve] env_allow`` names. Its check commands (and plugins' subprocesses through
-them) still get a minimal base environment, so that programs are found and speak UTF-8."""
+them) still get a minimal base environment, so that programs are found and speak UTF-8.
+
+The helper processes (workers, the checker) are started with no more than that and what
+flowhost and Python read there (``helper_env``): a check command can read its worker's
+``/proc/PID/environ``."""
 
 from __future__ import annotations
 
@@ -12,6 +16,10 @@ from flowhost.problems import Problem, SpecError
 
 # Given to check commands of daemon runs; never readable as ${env.X} unless allowed.
 BASE = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "USER", "LOGNAME")
+# What a helper reads of its environment besides BASE and the allowed names: flowhost's
+# settings, Python's (PYTHON*), the venv, the plugin cache, where TLS finds its roots.
+HELPER = ("FLOWHOST_CONFIG", "FLOWHOST_DEBUG", "FLOWHOST_LOCK_TIMEOUT", "VIRTUAL_ENV",
+          "XDG_CACHE_HOME", "SSL_CERT_FILE", "SSL_CERT_DIR", "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH")
 _UNSET = re.compile(r"environment variable (?P<name>\S+) is not set")
 
 
@@ -24,6 +32,13 @@ def run_env(environ: Mapping[str, str], allow: Iterable[str]) -> dict[str, str]:
     """The environment of a daemon run: the base, and the allowed variables."""
     base = {name: environ[name] for name in BASE if name in environ}
     return {**base, **allowed(environ, allow)}
+
+
+def helper_env(environ: Mapping[str, str], allow: Iterable[str]) -> dict[str, str]:
+    """The environment a worker or the checker is started with."""
+    own = {name: value for name, value in environ.items()
+           if name in HELPER or name.startswith("PYTHON")}
+    return {**own, **run_env(environ, allow)}
 
 
 def explain(error: SpecError, allow: Iterable[str]) -> SpecError:

@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from flowhost.daemon.channel import Channel
@@ -60,15 +61,15 @@ def exit_reason(code: int) -> str:
     return f"exited with code {code}"
 
 
-async def start(name: str, module: str, *args: str) -> Helper:
-    """Start a helper and wait for its ``ready`` line."""
+async def start(name: str, module: str, *args: str, env: Mapping[str, str]) -> Helper:
+    """Start a helper with the environment ``env`` and wait for its ``ready`` line."""
     ours, theirs = socket.socketpair()
     try:
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", module, "--fd", str(theirs.fileno()),
             "--parent", str(os.getpid()), *args,
             pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, stdout=sys.stderr.fileno(),
-            stderr=sys.stderr.fileno(), start_new_session=True)
+            stderr=sys.stderr.fileno(), start_new_session=True, env=dict(env))
     except OSError as exc:
         ours.close()
         raise HelperError(f"cannot start the {name} ({exc})") from None
