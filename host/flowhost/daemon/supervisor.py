@@ -420,22 +420,41 @@ class Supervisor:
 
     async def _claim(self) -> None:
         """On PostgreSQL: take runs submitted to other daemons, or left by one that died,
-        never more than this one has free slots for (``flowhost.store.postgres.claim``)."""
+        never more than this one has free slots for (``flowhost.store.postgres.claim``):
+        every ``CLAIM_POLL_S``, and at once when a notification says a run was submitted."""
+        from flowhost.store.postgres.claim import Wakeups
+
         owner = f"{socket.gethostname()}:{os.getpid()}"
-        while True:
-            await asyncio.sleep(CLAIM_POLL_S)
-            free = self.config.max_runs - len(self.executing) - len(self.queue)
-            if free <= 0 or self.draining:
-                continue
-            mine = [*self.executing, *self.queue.ids, *self.orphans]
-            try:
-                claimed = await self.journal.call(_claim, owner, free, mine)
-            except StorageError as exc:  # the store is busy or failing: next time
-                log.error("flowhost serve: cannot claim runs now: %s", exc)
-                continue
-            for record in claimed:
-                log.info("flowhost serve: claimed run %s", record.run_id)
-                self.enqueue(record)
+        hint, loop = asyncio.Event(), asyncio.get_running_loop()
+        assert self.config.store_url is not None
+
+        def wake() -> None:  # (on the listening thread)
+            loop.call_soon_threadsafe(hint.set)
+
+        wakeups = Wakeups(self.config.store_url, wake)
+        wakeups.start()
+        try:
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(hint.wait(), CLAIM_POLL_S)
+                hint.clear()
+                await self._claim_some(owner)
+        finally:
+            wakeups.stop()
+
+    async def _claim_some(self, owner: str) -> None:
+        free = self.config.max_runs - len(self.executing) - len(self.queue)
+        if free <= 0 or self.draining:
+            return
+        mine = [*self.executing, *self.queue.ids, *self.orphans]
+        try:
+            claimed = await self.journal.call(_claim, owner, free, mine)
+        except StorageError as exc:  # the store is busy or failing: next time
+            log.error("flowhost serve: cannot claim runs now: %s", exc)
+            return
+        for record in claimed:
+            log.info("flowhost serve: claimed run %s", record.run_id)
+            self.enqueue(record)
 
 
 def _claim(store: Any, owner: str, limit: int, exclude: list[str]) -> list[RunRecord]:
