@@ -30,6 +30,7 @@ import base64
 import json
 import os
 import re
+import secrets
 import signal
 import subprocess
 import sys
@@ -402,17 +403,9 @@ def test_nothing_the_daemon_answers_serves_or_writes_holds_a_secret(
     try:
         exercise_the_daemon(scan, served, folder)
         scan.tree(state, label="state dir, the daemon running: ")  # its write-ahead log too
-        url = METRICS_LINE.search(served.stderr())
-        assert url is not None, served.stderr()
-        scan.data("daemon /metrics", get(url["url"]))
-        scan.data("daemon /metrics (OpenMetrics)", get(url["url"], OPENMETRICS))
-        served.proc.send_signal(signal.SIGTERM)
-        assert served.proc.wait(60) == 0
-        assert served.proc.stdout is not None
-        scan.data("daemon: stdout", served.proc.stdout.read())
+        drain_and_scan(scan, served)
     finally:
         served.stop(signal.SIGKILL)
-    scan.file(served.log, "daemon: stderr")
     skipped = scan.tree(folder, exclude=lambda path: (
         "the specs the test wrote" if path in (spec, gated) else
         "the test's own marker file, named after the secret" if path == marker else None),
@@ -421,6 +414,20 @@ def test_nothing_the_daemon_answers_serves_or_writes_holds_a_secret(
     scan.tree(state, label="state dir: ")
     assert any(place.startswith("state dir: runs/") for place in scan.seen), scan.seen
     finish(scan, request, "secret scan of the daemon")
+
+
+def drain_and_scan(scan: Scan, served: Daemon) -> None:
+    """The daemon's ``/metrics`` (both formats); then SIGTERM: it drains and exits 0; its
+    stdout and stderr."""
+    url = METRICS_LINE.search(served.stderr())
+    assert url is not None, served.stderr()
+    scan.data("daemon /metrics", get(url["url"]))
+    scan.data("daemon /metrics (OpenMetrics)", get(url["url"], OPENMETRICS))
+    served.proc.send_signal(signal.SIGTERM)
+    assert served.proc.wait(60) == 0, served.stderr()
+    assert served.proc.stdout is not None
+    scan.data("daemon: stdout", served.proc.stdout.read())
+    scan.file(served.log, "daemon: stderr")
 
 
 def exercise_the_daemon(scan: Scan, served: Daemon, folder: Path) -> None:
@@ -512,6 +519,48 @@ final_validation:
     scan.file(tmp_path / "r.json", "--json-out")
     scan.tree(tmp_path / ".flowhost", label="state dir: ")
     finish(scan, request, "secret scan of an interrupted run")
+
+
+def test_no_token_of_the_daemon_is_printed_or_written(
+        tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """``--token-file``: the daemon's tokens, and a wrong one a client presents, in nothing
+    the daemon or its clients print or write (a refusal does not quote the token)."""
+    good, wrong = f"tok-{secrets.token_hex(16)}", f"wrong-{secrets.token_hex(16)}"
+    tokens, bad_file = tmp_path / "tokens", tmp_path / "wrong-token"
+    tokens.write_text(f"# who may call\nalice:{good}\n", encoding="utf-8")
+    bad_file.write_text(wrong + "\n", encoding="utf-8")
+    (tmp_path / "wf.yaml").write_text(
+        f"workflow_id: tokens\nsteps:\n  - {{id: person, plugin: leaky, inputs: "
+        f"{leaky('intervention')}}}\n", encoding="utf-8")
+    (tmp_path / "flowhost.toml").write_text('[serve]\nenv_allow = ["TOKEN"]\n',
+                                            encoding="utf-8")
+    scan = Scan(values=(good, wrong, SECRET))
+    served = start_daemon(tmp_path / "state", "--token-file", str(tokens), "--metrics-listen",
+                          "127.0.0.1:0", log=tmp_path / "daemon.log", cwd=tmp_path,
+                          env=ENV)
+    try:
+        out = Outputs(scan, tmp_path)
+        server = ["--server", served.address]
+        out.command("submit with a wrong token", "submit", "wf.yaml", *server,
+                    "--token-file", str(bad_file), code=2)
+        intruder = served.stub(token=wrong)
+        code, details = code_of(lambda: intruder.ListRuns(pb.ListRunsRequest(), timeout=30,
+                                                          metadata=intruder.metadata))
+        scan.data("ListRuns with a wrong token: details", details)
+        assert code == grpc.StatusCode.UNAUTHENTICATED
+        run_id = out.command("submit", "submit", "wf.yaml", *server, "--token-file",
+                             str(tokens)).strip()
+        wait_for(served.stub(token=good), run_id, ["waiting"])
+        out.command("runs show", "runs", "show", run_id, *server, "--token-file", str(tokens))
+        out.command("runs resolve", "runs", "resolve", run_id, "person", "--action", "abort",
+                    "--comment", "no", *server, "--token-file", str(tokens))
+        out.command("runs watch", "runs", "watch", run_id, *server, "--token-file",
+                    str(tokens), code=1)
+        drain_and_scan(scan, served)
+    finally:
+        served.stop(signal.SIGKILL)
+    scan.tree(tmp_path / "state", label="state dir: ")
+    finish(scan, request, "secret scan of the daemon's tokens")
 
 
 # -- the live view on a terminal ------------------------------------------------------------
