@@ -70,7 +70,7 @@ class Execution:
                  lease: Lease, *, intervener: Intervener, max_parallel: int = 8,
                  use_cache: bool = True, report: Callable[[str], None] = print,
                  earlier: Earlier | None = None) -> None:
-        secrets = list(secret_values(plan, ctx.env).values())
+        secrets = [*secret_values(plan, ctx.env).values(), *plan.masked]
         self.ctx, self.plan, self.store, self.record = ctx, plan, store, record
         self.lease = lease
         self.earlier = earlier or Earlier()

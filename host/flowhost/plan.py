@@ -47,6 +47,9 @@ class Plan:
     levels: list[list[str]]  # groups that can run in parallel, in execution order
     final_checks: list[PlannedCheck]
     secret_names: frozenset[str]
+    # values masked like secrets though no reference names them: the daemon's own tokens
+    masked: tuple[str, ...] = ()
 
     def redactor(self, env: dict[str, str]) -> Redactor:
-        return Redactor(env[name] for name in self.secret_names if name in env)
+        return Redactor([*(env[name] for name in self.secret_names if name in env),
+                         *self.masked])

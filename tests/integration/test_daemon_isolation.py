@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_daemon_support import StartDaemon, start_daemons, submit, wait_for
+from test_daemon_support import StartDaemon, start_daemons, submit, wait_for, watch
 
 from flowhost.daemon.records import run_dir
 
@@ -88,3 +88,24 @@ def test_a_check_command_sees_no_variable_of_the_daemon_that_is_not_allowed(
     assert "SEC_SHOWN=shown-value-123" in own and "SEC_SHOWN=shown-value-123" in worker
     assert "PATH=" in worker  # it is the worker's environment that was read
     assert "hidden-value-456" not in seen and "SEC_HIDDEN" not in seen
+
+
+def test_the_daemons_tokens_are_masked_in_what_a_run_stores_and_returns(
+        tmp_path: Path, daemon: StartDaemon) -> None:
+    """A check command can read the daemon's token file (its user's); what it prints of
+    it must not give every token to whoever may submit (bug 12)."""
+    tokens = tmp_path / "tokens"
+    tokens.write_text("alice:token-of-alice-81f2\nbob:token-of-bob-55e0\n")
+    served = daemon("--token-file", str(tokens))
+    stub = served.stub(token="token-of-alice-81f2")
+    spec = ("workflow_id: cat\nsteps:\n  - id: a\n    plugin: echo\n    inputs: {text: hi}\n"
+            f"    validation:\n      - command: {{run: [cat, '{tokens}'], timeout: 60}}\n")
+    run_id = submit(stub, spec)
+    found = wait_for(stub, run_id)
+    shown = found["steps"][0]["validation"][0]["details"]["output_tail"]
+    assert shown == "alice:***\nbob:***"
+    everything = [str(found), *(str(event) for event in watch(stub, run_id))]
+    everything += [path.read_bytes().decode("utf-8", "replace")
+                   for path in served.state_dir.glob("state.db*")]  # -wal too
+    for text in everything:
+        assert "token-of-alice-81f2" not in text and "token-of-bob-55e0" not in text

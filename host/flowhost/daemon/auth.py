@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +31,8 @@ ANONYMOUS = "anonymous"
 class Token:
     name: str
     digest: bytes  # sha256 of the token: compared in constant time, whatever its length
+    # the token itself: masked like a secret in what runs store (a check can read the file)
+    value: str = field(default="", repr=False, compare=False)
 
 
 def _digest(token: str) -> bytes:
@@ -51,7 +53,7 @@ def load_tokens(path: Path) -> list[Token]:
         raise UserInputError(f"--token-file {path}: holds no token (write one token, or "
                              "lines name:token)")
     if len(lines) == 1 and ":" not in lines[0][1]:
-        return [Token(UNNAMED, _digest(lines[0][1]))]
+        return [Token(UNNAMED, _digest(lines[0][1]), lines[0][1])]
     tokens, names = [], set()
     for number, line in lines:
         name, sep, token = line.partition(":")
@@ -62,7 +64,7 @@ def load_tokens(path: Path) -> list[Token]:
         if name in names:
             raise UserInputError(f"{path}:{number}: the name '{name}' is given twice")
         names.add(name)
-        tokens.append(Token(name, _digest(token)))
+        tokens.append(Token(name, _digest(token), token))
     return tokens
 
 

@@ -122,7 +122,9 @@ class Daemon:
         self.supervisor = Supervisor(SupervisorConfig(
             state_dir=config.state_dir, store_url=config.store_url, max_runs=config.max_runs,
             drain_timeout=config.drain_timeout, config_path=config.config_path,
-            env_allow=config.env_allow), self.journal, self.tails)
+            env_allow=config.env_allow,
+            masked=tuple(token.value for token in config.tokens if token.value)),
+            self.journal, self.tails)
         self.authenticator = Authenticator(config.tokens,
                                            client_certs=config.tls_client_ca is not None)
         self.service = HostService(self.journal, self.tails, self.supervisor,

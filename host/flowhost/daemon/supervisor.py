@@ -81,6 +81,9 @@ class SupervisorConfig:
     runs_per_worker: int = RUNS_PER_WORKER
     max_growth_mib: float = MAX_GROWTH_MIB
     max_parallel: int = 8
+    # masked in everything the runs store and return (the daemon's tokens); sent to each
+    # worker over its channel, never in its arguments or environment
+    masked: tuple[str, ...] = field(default=(), repr=False)
 
 
 @dataclass
@@ -283,6 +286,8 @@ class Supervisor:
             args += ["--config", str(config.config_path)]
         helper = await start("worker", "flowhost.daemon.worker", *args,
                              env=helper_env(os.environ, config.env_allow))
+        if config.masked:  # before any run: the channel keeps the order
+            await helper.channel.send({"op": "mask", "values": list(config.masked)})
         slot = _Slot(helper)
         self.slots.add(slot)
         self._tasks.append(asyncio.ensure_future(self._follow(slot)))

@@ -47,8 +47,10 @@ from flowhost.daemon.asking import Asking
 from flowhost.daemon.channel import Channel, die_with_parent
 from flowhost.daemon.environment import run_env
 from flowhost.handle import Run
+from flowhost.plan import Plan
 from flowhost.problems import StorageError, UserInputError
 from flowhost.questions import settle
+from flowhost.resumption import load_run_plan
 from flowhost.store import read
 from flowhost.threads import run_main
 
@@ -80,6 +82,7 @@ class Worker:
         self.current_id: str | None = None
         self.asking: Asking | None = None  # the questions of the current run
         self.cancelled: dict[str, str] = {}  # run id -> reason, asked before it started
+        self.masked: tuple[str, ...] = ()  # the daemon's tokens: masked like secrets
         self.draining = False
         self._drain_task: asyncio.Task[object] | None = None
 
@@ -95,6 +98,8 @@ class Worker:
             op, run_id = message.get("op"), str(message.get("run_id", ""))
             if op == "run":
                 await self.jobs.put(run_id)
+            elif op == "mask":
+                self.masked = tuple(str(value) for value in message.get("values") or ())
             elif op == "cancel":
                 self.cancel(run_id, str(message.get("reason") or "cancelled through the API"))
             elif op == "decided" and self.asking is not None and self.current_id == run_id:
@@ -130,6 +135,7 @@ class Worker:
         asking = Asking(taken.store, taken.record)
         try:
             run = await api.prepare_resume(stored=taken, on_manual=asking,
+                                           plan=await self._plan(taken),
                                            max_parallel=self.max_parallel, report=self._report)
         except UserInputError as exc:  # its spec no longer checks, say
             return "error", str(exc)
@@ -150,6 +156,17 @@ class Worker:
         finally:
             self.current = self.current_id = self.asking = None
         return outcome.status, outcome.checkpoint_failure or ""
+
+    async def _plan(self, taken: api.Stored) -> Plan:
+        """The run's plan, the daemon's tokens among what it masks."""
+        try:
+            plan = await asyncio.to_thread(load_run_plan, taken.record, taken.ctx)
+        except BaseException:  # (as prepare_resume lets go of a run it cannot go on with)
+            taken.store.release(taken.lease)
+            taken.store.close()
+            raise
+        plan.masked = self.masked
+        return plan
 
     def _take(self, run_id: str) -> api.Stored | str:
         """Own the run (``busy`` when another process does, ``done`` when it finished)."""
