@@ -8,7 +8,8 @@ JSON lines over the socket ``--fd``, one request at a time, each answered with i
 - ``{"op": "check", "id", "text", "spec_name", "overrides": [...]}`` ->
   ``{"id", "ok": true, "workflow_id", "total_steps", "spec_text", "spec_redacted",
   "overrides"}`` (the text and overrides as the run records them: secret values masked), or
-  ``{"id", "ok": false, "message"}`` with the message the CLI gives for the same spec;
+  ``{"id", "ok": false, "message"}`` with the message the CLI gives for the same spec (or,
+  for a text that holds a secret's value, why the daemon cannot run it);
 - ``{"op": "outputs", "id", "spec_text", "spec_path", "overrides", "step_id", "outputs"}``
   -> ``{"id", "ok", "message"}``: whether outputs given with a skip fit the step plugin's
   output schema and hold no secret;
@@ -75,6 +76,14 @@ class Checker:
         secrets = secret_values(checked.plan, self.ctx.env)
         text = checked.text
         masked = Redactor(secrets.values()).text(text) if secrets else text
+        if masked != text:
+            # A run keeps only the masked copy; with no file to read again, it cannot run.
+            names = sorted(name for name, value in secrets.items() if value in text)
+            refs = ", ".join("${secret." + name + "}" for name in names or sorted(secrets))
+            raise UserInputError(
+                f"{checked.path}: the spec holds the value of {refs} in clear. A spec the "
+                "daemon runs is kept with secret values masked, and could not run from that: "
+                "write the reference instead of the value")
         return {"workflow_id": checked.plan.workflow.workflow_id,
                 "total_steps": len(checked.plan.steps), "spec_text": masked,
                 "spec_redacted": masked != text,
