@@ -443,6 +443,15 @@ def exercise_the_daemon(scan: Scan, served: Daemon, folder: Path) -> None:
     assert code == grpc.StatusCode.INVALID_ARGUMENT, details
     other = submit(stub, spec_text(folder / "wf.yaml"), name="other.yaml",
                    overrides={"remote.label": f"+{SECRET}+"})
+    # the value written into the spec itself: a run keeps only a masked copy, so it is
+    # refused (the daemon has no file to read again, as resume does)
+    inputs = f"{{secret: '${{secret.TOKEN}}', label: {json.dumps(SECRET)}}}"
+    code, details = code_of(lambda: submit(
+        stub, "workflow_id: secret-scan-literal\nsteps:\n  - {id: first, plugin: leaky, "
+        f"inputs: {inputs}}}\n", name="literal.yaml"))
+    scan.data("SubmitRun of a spec holding the value: details", details)
+    assert code == grpc.StatusCode.INVALID_ARGUMENT, details
+    assert "literal.yaml" in details and "${secret.TOKEN}" in details, details
     scan.data("GetRun (waiting)", json.dumps(wait_for(stub, run_id, ["waiting"])))
     code, details = code_of(lambda: stub.ResolveIntervention(pb.ResolveInterventionRequest(
         run_id=run_id, step_id="person", action="skip",
