@@ -80,7 +80,7 @@ class Leaky(Plugin):
         if mode == "crash":
             _helper(secret)
         return self.Outputs(
-            echo=secret, sentence=f"the value is {secret}, {inputs.label}",
+            echo=secret, sentence=f"the value is {secret}, {inputs.label}; its end: {secret[-30:]}",
             blob=json.dumps({"token": secret, "label": inputs.label}),
             items=["plain", secret, f"<{secret}>"], nested={"token": secret, secret: "key"},
             vault=SecretStr(inputs.vault))
