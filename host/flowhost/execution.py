@@ -9,6 +9,7 @@ it, each guarded (``flowhost.observers``): none of them can stop the run.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -39,7 +40,11 @@ def hide_secrets(overrides: Iterable[str], secrets: Mapping[str, str]) -> list[s
     for override in overrides:
         text = override
         for name, value in by_length:
-            text = text.replace(value, "${secret." + name + "}")
+            # also as JSON writes it inside a string: the API's mapping of overrides gives
+            # each value as JSON, where a quote, a backslash or a non-ASCII letter is escaped
+            for form in (json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1],
+                         value):
+                text = text.replace(form, "${secret." + name + "}")
         hidden.append(text)
     return hidden
 
