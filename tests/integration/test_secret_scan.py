@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 import re
 import secrets
@@ -578,6 +579,53 @@ def test_no_token_of_the_daemon_is_printed_or_written(
         served.stop(signal.SIGKILL)
     scan.tree(tmp_path / "state", label="state dir: ")
     finish(scan, request, "secret scan of the daemon's tokens")
+
+
+def test_nothing_the_python_api_logs_or_returns_holds_a_secret(
+        tmp_path: Path, http_server: str, caplog: pytest.LogCaptureFixture,
+        capfd: pytest.CaptureFixture[str], request: pytest.FixtureRequest) -> None:
+    """``flowhost.run_workflow`` in this process, with the secrets in ``env`` only: every
+    log record of any logger at DEBUG, what reached the descriptors, the result, the error
+    of a spec that does not check."""
+    import flowhost
+
+    spec = f"""\
+workflow_id: api
+defaults: {{retry: {{max_attempts: 2, initial_delay: 0}}}}
+steps:
+  - id: local
+    plugin: leaky
+    inputs: {leaky(vault=VAULT)}
+    validation:{checks(http_server, 0, tmp_path)}
+  - {{id: flaky, plugin: leaky, inputs: {leaky("flaky")}}}
+  - {{id: crash, plugin: leaky, inputs: {leaky("crash")}, manual: false, on_failure: continue}}
+  - id: fallback
+    plugin: leaky
+    inputs: {leaky("permanent")}
+    fallback: [{{plugin: leaky, inputs: {{secret: $inputs.secret}}}}]
+  - {{id: person, plugin: leaky, inputs: {leaky("intervention")}, on_failure: continue}}
+"""
+    (tmp_path / f"{URL_SECRET}.marker").write_text("x = 1\n", encoding="utf-8")
+    caplog.set_level(logging.DEBUG)
+    scan = Scan()
+    result = flowhost.run_workflow(spec, spec_name="api.yaml", workdir=tmp_path, env=ENV,
+                                   overrides={"fallback.label": SECRET})
+    assert result.status == "success", result.model_dump_json()
+    assert result.outputs["local"]["echo"] == "***"
+    scan.data("the result", result.model_dump_json())
+    with pytest.raises(flowhost.SpecError) as refused:
+        flowhost.run_workflow(spec, spec_name="api.yaml", workdir=tmp_path, env=ENV,
+                              overrides={"local.mode": SECRET})
+    scan.data("SpecError", str(refused.value))
+    scan.data("SpecError problems", repr(refused.value.problems))
+    assert caplog.records, "nothing was logged"
+    for record in caplog.records:
+        scan.data(f"log record {record.name}", record.getMessage() + (record.exc_text or ""))
+    captured = capfd.readouterr()
+    scan.data("stdout", captured.out)
+    scan.data("stderr", captured.err)
+    scan.tree(tmp_path / ".flowhost", label="state dir: ")
+    finish(scan, request, "secret scan of the Python API")
 
 
 # -- the live view on a terminal ------------------------------------------------------------
