@@ -23,6 +23,8 @@ The scenarios, each with real servers on loopback, always stopped:
   waiting and of a running run, ``ListRuns``, ``/metrics`` in both formats, the daemon's
   stdout and stderr, its state dir (running and stopped) with every run's directory;
 - Ctrl-C while a step runs, then ``resume``;
+- ``flowhost.run_workflow`` in this process: every log record at DEBUG, the result, a
+  ``SpecError``, overrides given as a mapping (written as JSON);
 - ``--token-file``: the daemon's tokens, and a wrong one, in nothing printed or written;
 - the live view on a terminal, a person answering there.
 
