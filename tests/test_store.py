@@ -20,6 +20,7 @@ from flowhost.spec import parse_spec
 from flowhost.static import check
 from flowhost.store import RunRecord, Store, StoreListener, codec, estimate, read
 from flowhost.store.estimate import inputs_key
+from flowhost.store.rows import describe
 from flowhost.store.schema import LATEST
 
 CHECK = ev.CheckResult("files_exist", True, "ok: é \"quoted\"", 0.25, {"paths": ["a", "b"]})
@@ -147,6 +148,41 @@ def test_a_corrupt_database_is_an_input_error(tmp_path: Path, content: bytes) ->
     (tmp_path / "state.db").write_bytes(content)
     with pytest.raises(UserInputError, match=r"not a flowhost state database.*Move it away"):
         Store.open(tmp_path)
+
+
+def _nan_outputs(step_id: str = "a") -> ev.StepFinished:
+    return ev.StepFinished(run_id="r", step_id=step_id, plugin="p", used_plugin="p",
+                           status="success", attempts=1, duration_s=0.0,
+                           outputs={"data": {"x": [1.0, float("nan")]}})
+
+
+def test_an_event_holding_nan_cannot_be_stored_and_the_database_is_fine(
+        tmp_path: Path) -> None:
+    """As found: a NaN in outputs was stored as JSON SQLite refuses, and the checkpoint
+    failed saying the state database was corrupt, to be moved away (K2)."""
+    store = Store.open(tmp_path)
+    record = new_run(store)
+    listener = StoreListener(store, record)
+    listener(_as(SAMPLES[0], "run-1"))
+    listener(_nan_outputs())
+    assert listener.failure is not None
+    assert "a StepFinished event cannot be stored: outputs.data.x.1 holds NaN" in (
+        listener.failure)
+    assert "corrupt" not in listener.failure and "Move it away" not in listener.failure
+    with pytest.raises(StorageError, match=r"StepFinished .* outputs.data.x.1 holds NaN"):
+        store.append(record, [_nan_outputs("b")])
+    assert [type(e).__name__ for e in store.events(record)] == ["RunStarted"]
+    store.append(record, SAMPLES[1:3])  # the database goes on as before
+    assert len(store.events(record)) == 3
+
+
+def test_a_statement_error_of_sqlite_is_not_called_a_corrupt_database(
+        tmp_path: Path) -> None:
+    store = Store.open(tmp_path)
+    with pytest.raises(sqlite3.Error) as raised:
+        store.conn.execute("SELECT json_extract('{\"x\": NaN}', '$.x')")
+    said = describe(raised.value, store.path, 5.0)
+    assert "malformed JSON" in said and "corrupt" not in said and "Move it away" not in said
 
 
 def test_a_file_as_state_dir_is_an_input_error(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ with an injected ``sleep`` and random source so backoff is tested exactly.
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import threading
 import time
@@ -375,6 +376,8 @@ class Ladder:
 
     def _progress(self, step_id: str, fraction: float, message: str) -> None:
         """``ctx.progress`` of a plugin: sync plugins call it from their worker thread."""
+        if math.isnan(fraction):  # says nothing of how far it is (and is no JSON)
+            return
         event = StepProgress(run_id=self.run_id, step_id=step_id, fraction=fraction,
                              message=self.redactor.text(message))
         if threading.get_ident() == self._loop_thread:

@@ -8,6 +8,7 @@ import asyncio
 import base64
 import binascii
 import json
+import math
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any, NoReturn
@@ -25,6 +26,7 @@ from flowhost.problems import StorageError
 from flowhost.redact import MASK
 from flowhost.store import RunRecord
 from flowhost.store.rows import SEQ_BITS
+from flowhost_sdk import protocol
 
 Context = aio.ServicerContext[Any, Any]
 MAX_OVERRIDES = 1000
@@ -43,6 +45,13 @@ class _Failure(Exception):
 
 def _invalid(message: str) -> _Failure:
     return _Failure(grpc.StatusCode.INVALID_ARGUMENT, message)
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is past what a double holds")
+    return value
 
 
 def encode_page_token(run_no: int) -> str:
@@ -211,7 +220,9 @@ class HostService:
                 raise _invalid("outputs_json goes with the action skip only: the outputs "
                                "stand in for those of the skipped step")
             try:
-                outputs = json.loads(request.outputs_json)
+                # NaN, Infinity and 1e999 are no JSON value a step's outputs can hold
+                outputs = json.loads(request.outputs_json, parse_float=_finite,
+                                     parse_constant=protocol.reject_constant)
             except (ValueError, UnicodeDecodeError) as exc:
                 raise _invalid(f"outputs_json: not valid JSON ({exc})") from None
             except RecursionError:

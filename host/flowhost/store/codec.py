@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import operator
 import types
 import typing
@@ -21,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from flowhost import events as ev
+from flowhost.problems import StorageError
 
 Converter = Callable[[Any], Any]
 
@@ -52,13 +54,14 @@ def _default(value: Any) -> Any:
 
 def make_encoder(*, sort_keys: bool = False) -> Callable[[Any], str]:
     """A compact JSON encoder built once: ``json.dumps`` builds one per call, which costs
-    more than encoding a small event."""
+    more than encoding a small event. NaN and Infinity are a ValueError: they are no JSON
+    (SQLite's JSON functions refuse them), so what holds them cannot be stored."""
     c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
     if c_make_encoder is None:  # pragma: no cover - Python without the C accelerator
         return json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=_default,
-                                sort_keys=sort_keys).encode
+                                sort_keys=sort_keys, allow_nan=False).encode
     encoder = c_make_encoder(None, _default, json.encoder.encode_basestring, None, ":", ",",
-                             sort_keys, False, True)
+                             sort_keys, False, False)
 
     def encode(value: Any) -> str:
         return "".join(encoder(value, 0))
@@ -121,24 +124,58 @@ def _encoders(name: str, names: tuple[str, ...], defaults: tuple[Any, ...],
 
     def row(event: Any, row_id: int) -> Row:
         out = ""
-        for key, default, value in zip(keys, defaults, get(event), strict=False):
-            if value is default:
-                continue
-            kind = type(value)
-            if kind is str:
-                out += key + _esc(value)
-            elif kind is float and -1e308 < value < 1e308:
-                out += key + _float_repr(value)
-            elif kind is int:
-                out += key + _int_repr(value)
-            else:
-                out += key + dumps(value)
+        try:  # (costs nothing until it catches)
+            for key, default, value in zip(keys, defaults, get(event), strict=False):
+                if value is default:
+                    continue
+                kind = type(value)
+                if kind is str:
+                    out += key + _esc(value)
+                elif kind is float and -1e308 < value < 1e308:
+                    out += key + _float_repr(value)
+                elif kind is int:
+                    out += key + _int_repr(value)
+                else:  # NaN and Infinity too: dumps refuses them
+                    out += key + dumps(value)
+        except ValueError:
+            raise _unstorable(name, names, get(event)) from None
         return (row_id, name, event.step_id if has_step else None, "{" + out[1:] + "}")
 
     def payload(event: Any) -> str:  # off the checkpoint's path (Store.append): no copy
         return row(event, 0)[3]
 
     return payload, row
+
+
+def _unstorable(name: str, names: tuple[str, ...], values: tuple[Any, ...]) -> StorageError:
+    """Why an event cannot be stored: the field (and where in it) holding NaN or Infinity."""
+    for field, value in zip(names, values, strict=False):
+        where = _not_finite(value, field)
+        if where is not None:
+            return StorageError(
+                f"a {name} event cannot be stored: {where} holds NaN or Infinity, which JSON "
+                "(and so the state store) has no way to write; the state database itself "
+                "is fine. Have the plugin or check give a finite number, or null")
+    return StorageError(f"a {name} event cannot be stored: a field of it is no JSON value")
+
+
+def _not_finite(value: Any, where: str) -> str | None:
+    """``where`` (a dotted path) of the first NaN or Infinity in ``value``, or None."""
+    if isinstance(value, float):
+        return None if math.isfinite(value) else where
+    if isinstance(value, dict):
+        items: Any = value.items()
+    elif isinstance(value, list | tuple):
+        items = enumerate(value)
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        items = ((f.name, getattr(value, f.name)) for f in dataclasses.fields(value))
+    else:
+        return None
+    for key, item in items:
+        found = _not_finite(item, f"{where}.{key}")
+        if found is not None:
+            return found
+    return None
 
 
 def _converter(hint: Any) -> Converter | None:

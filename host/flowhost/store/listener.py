@@ -34,6 +34,7 @@ from flowhost.events import (
     RunStarted,
     StepFinished,
 )
+from flowhost.problems import StorageError
 from flowhost.redact import Redactor
 from flowhost.store import codec
 from flowhost.store.cache import StoreCache
@@ -90,7 +91,11 @@ class StoreListener:
             return
         cls = type(event)
         event.seq = (self._next_id & _SEQ_MASK) + 1
-        row = _ROWS[cls](event, self._next_id)
+        try:
+            row = _ROWS[cls](event, self._next_id)
+        except StorageError as exc:  # NaN in it: this event cannot be written
+            self._fail(exc)
+            return
         if self._needles and any(needle in row[3] for needle in self._needles):
             row = (*row[:3], self._masked(row[3]))
         self._pending += row
@@ -191,6 +196,8 @@ class StoreListener:
         if isinstance(exc, UnicodeError):
             why = (f"an event holds text that is not valid Unicode ({exc}); a plugin or an "
                    "input gave it")
+        elif isinstance(exc, StorageError):
+            why = str(exc)
         else:
             why = describe(exc, self.store.path, self.store.busy_timeout)
         self.failure = f"cannot checkpoint run {self.record.run_id}: {why}"

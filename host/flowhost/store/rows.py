@@ -22,6 +22,14 @@ from flowhost.events import (
 from flowhost.store import codec
 
 
+def _corrupt(exc: BaseException, low: str) -> bool:
+    """SQLITE_CORRUPT or SQLITE_NOTADB: not "malformed JSON", an error of one statement."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
+    return "not a database" in low or "disk image is malformed" in low or "corrupt" in low
+
+
 def describe(exc: BaseException, path: Path, busy_timeout: float) -> str:
     """What went wrong with the state database, and what to do, in a sentence or two."""
     text = str(exc)
@@ -33,7 +41,7 @@ def describe(exc: BaseException, path: Path, busy_timeout: float) -> str:
         return (f"{path}: another flowhost process kept the state database locked for more "
                 f"than {busy_timeout:g}s. Wait for it to finish, or use another --state-dir "
                 "(FLOWHOST_LOCK_TIMEOUT sets the wait in seconds)")
-    if "not a database" in low or "malformed" in low or "corrupt" in low:
+    if _corrupt(exc, low):
         return (f"{path}: this is not a flowhost state database, or it is corrupt "
                 f"(sqlite: {text}). Move it away to start afresh (the run history in it "
                 "is lost), or pass another --state-dir")
