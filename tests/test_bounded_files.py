@@ -66,3 +66,16 @@ def test_a_token_file_that_is_not_utf8_says_so(tmp_path: Path) -> None:
     done = flowhost(tmp_path, "runs", "list", *NOWHERE, "--token-file", "tokens")
     assert done.returncode == 2, done
     assert "--token-file tokens: cannot read it (not UTF-8 text" in done.stderr
+
+
+@pytest.mark.parametrize("flag", ["--tls-ca", "--tls-cert"])
+def test_a_certificate_that_is_not_pem_is_refused_naming_the_flag(tmp_path: Path,
+                                                                  flag: str) -> None:
+    """As found: grpc's C core logged "Could not load any root certificate" (4 lines) and
+    the client then said the connection was refused (bugs 7)."""
+    (tmp_path / "quick.yaml").write_text(QUICK, encoding="utf-8")
+    (tmp_path / "key.pem").write_text("-----BEGIN PRIVATE KEY-----\n", encoding="utf-8")
+    pair = ["--tls-key", "key.pem"] if flag == "--tls-cert" else []
+    done = flowhost(tmp_path, "runs", "list", *NOWHERE, flag, "quick.yaml", *pair)
+    assert done.returncode == 2, done
+    assert done.stderr == f"flowhost: {flag} quick.yaml: not a PEM file (-----BEGIN ... -----)\n"

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from flowhost.files import MAX_PEM_BYTES, MAX_SPEC_BYTES, read_bounded, read_bounded_text
-from flowhost.problems import UserInputError
+from flowhost.problems import UserInputError, shorten
 
 if TYPE_CHECKING:
     import grpc
@@ -101,7 +101,10 @@ def remote(args: argparse.Namespace) -> bool:
 # -- the connection ---------------------------------------------------------------------
 
 def _read(path: str, flag: str) -> bytes:
-    return read_bounded(path, MAX_PEM_BYTES, flag=flag, what="a PEM file")
+    data = read_bounded(path, MAX_PEM_BYTES, flag=flag, what="a PEM file")
+    if b"-----BEGIN " not in data:  # else grpc's C core logs to stderr, and fails later
+        raise UserInputError(f"{flag} {shorten(path)}: not a PEM file (-----BEGIN ... -----)")
+    return data
 
 
 @dataclass
