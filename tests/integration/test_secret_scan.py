@@ -145,6 +145,9 @@ def checks(http: str, exit_code: int, folder: Path, output: str = "") -> str:
     status = "/bad" if fail else "/ok"
     equals = "not-${secret.TOKEN}" if fail else "${secret.TOKEN}"
     output = output or f'{{field: echo, equals: "{equals}"}}'
+    module = "${secret.TOKEN}" if fail else "json"  # a name that is not a module's: refused
+    where = f"{folder}/${{secret.API_KEY}}.d" if fail else str(folder)  # no such directory
+    contains = "${secret.TOKEN}" if fail else "x = 1"  # a check kind of a third party
     python = json.dumps(sys.executable)
     shell = f"import sys; print(sys.argv[1]); sys.exit({exit_code})"
     return f"""
@@ -155,6 +158,8 @@ def checks(http: str, exit_code: int, folder: Path, output: str = "") -> str:
       - files_exist: ["{missing}"]
       - python_syntax: ["{missing}"]
       - http_ok: {{url: "{http}{status}?key=${{secret.API_KEY}}", timeout: 5}}
+      - importable: {{module: "{module}", path: "{where}", timeout: 30}}
+      - file_contains: {{path: "{folder}/${{secret.API_KEY}}.marker", text: "{contains}"}}
       - output: {output}"""
 
 
