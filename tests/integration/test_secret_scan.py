@@ -18,7 +18,7 @@ The scenarios, each with real servers on loopback, always stopped:
   dir byte-wise while the run goes on (its write-ahead log) and after, its database dumped;
 - ``flowhost serve`` with the secrets allowed (``[serve] env_allow``): ``flowhost submit``
   and ``SubmitRun`` (overrides holding the value; a bad one; a spec holding it, refused),
-  ``GetRun``, every ``WatchRun`` event (and ``runs watch``), ``ResolveIntervention`` with the
+  ``GetRun``, every ``WatchRun`` event (and ``runs watch``, ``submit --wait``), ``ResolveIntervention`` with the
   value in its comment (and in outputs, refused), ``CancelRun`` with it in the reason, of a
   waiting and of a running run, ``ListRuns``, ``/metrics`` in both formats, the daemon's
   stdout and stderr, its state dir (running and stopped) with every run's directory;
@@ -412,6 +412,9 @@ def test_nothing_the_daemon_answers_serves_or_writes_holds_a_secret(
                     encoding="utf-8")
     gated = folder / "gated.yaml"
     gated.write_text(gated_spec(folder), encoding="utf-8")
+    echo = folder / "echo.yaml"
+    echo.write_text(f"workflow_id: echo\nsteps:\n  - {{id: e, plugin: leaky, inputs: "
+                    f"{leaky()}}}\n", encoding="utf-8")
     scan = Scan()
     state = tmp_path / "state"
     served = start_daemon(state, "--metrics-listen", "127.0.0.1:0", log=tmp_path / "daemon.log",
@@ -423,10 +426,10 @@ def test_nothing_the_daemon_answers_serves_or_writes_holds_a_secret(
     finally:
         served.stop(signal.SIGKILL)
     skipped = scan.tree(folder, exclude=lambda path: (
-        "the specs the test wrote" if path in (spec, gated) else
+        "the specs the test wrote" if path in (spec, gated, echo) else
         "the test's own marker file, named after the secret" if path == marker else None),
         label="daemon's directory: ")
-    assert {path for path, _ in skipped} == {spec, gated, marker}
+    assert {path for path, _ in skipped} == {spec, gated, echo, marker}
     scan.tree(state, label="state dir: ")
     assert any(place.startswith("state dir: runs/") for place in scan.seen), scan.seen
     finish(scan, request, "secret scan of the daemon")
@@ -497,13 +500,14 @@ def exercise_the_daemon(scan: Scan, served: Daemon, folder: Path) -> None:
                             timeout=30)
     assert answer.status == "cancelled"
     scan_events(scan, "WatchRun (cancelled while running)", watch(stub, gated))
+    out.command("submit --wait", "submit", "echo.yaml", "--wait", "--no-progress", *server)
     for args in (["runs", "watch", run_id], ["runs", "show", run_id],
                  ["runs", "show", run_id, "--json"], ["runs", "show", other, "--json"],
                  ["runs", "show", gated], ["runs", "list"], ["runs", "list", "--json"]):
         out.command(" ".join(args), *args, *server)
     listed = stub.ListRuns(pb.ListRunsRequest(), timeout=30)
     scan.data("ListRuns", listed.SerializeToString())
-    assert len(listed.runs) == 3
+    assert len(listed.runs) == 4
 
 
 def spec_text(path: Path) -> str:
