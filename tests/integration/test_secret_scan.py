@@ -18,10 +18,11 @@ The scenarios, each with real servers on loopback, always stopped:
   dir byte-wise while the run goes on (its write-ahead log) and after, its database dumped;
 - ``flowhost serve`` with the secrets allowed (``[serve] env_allow``): ``flowhost submit``
   and ``SubmitRun`` (overrides holding the value; a bad one; a spec holding it, refused),
-  ``GetRun``, every ``WatchRun`` event (and ``runs watch``, ``submit --wait``), ``ResolveIntervention`` with the
-  value in its comment (and in outputs, refused), ``CancelRun`` with it in the reason, of a
-  waiting and of a running run, ``ListRuns``, ``/metrics`` in both formats, the daemon's
-  stdout and stderr, its state dir (running and stopped) with every run's directory;
+  ``GetRun``, every ``WatchRun`` event (and ``runs watch``, ``submit --wait``),
+  ``ResolveIntervention`` with the value in its comment (and in outputs, refused),
+  ``CancelRun`` with it in the reason, of a waiting and of a running run, ``ListRuns``,
+  ``/metrics`` in both formats, the daemon's stdout and stderr, its state dir (running and
+  stopped) with every run's directory;
 - Ctrl-C while a step runs, then ``resume``;
 - ``flowhost.run_workflow`` in this process: every log record at DEBUG, the result, a
   ``SpecError``, overrides given as a mapping (written as JSON);
