@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import Any
 
 from flowhost.problems import StorageError
 from flowhost.store.interface import Lease
@@ -148,7 +149,9 @@ class LeasedOwnership(Connected):
 
     def _renew_loop(self) -> None:
         """Every third of the lease time, push the expiry of every lease held; one that
-        is no longer ours (taken over) is marked lost, and its writer stops."""
+        is no longer ours (taken over) is marked lost, and its writer stops. A renewal
+        that fails (the server unreachable for a moment) is tried again at the next turn:
+        the lease runs out only when none succeeds for ``lease_seconds``."""
         conn = None
         try:
             while not self._stop.wait(self.lease_seconds / 3):
@@ -156,20 +159,27 @@ class LeasedOwnership(Connected):
                     held = list(self._leases.values())
                 if not held:
                     return
-                conn = conn or connect(self.url, self.busy_timeout)
-                until = time.time() + self.lease_seconds
-                for lease, run_no in held:
-                    renewed = conn.execute(
-                        "UPDATE leases SET expires_at = %s WHERE run_no = %s AND epoch = %s",
-                        (until, run_no, lease.epoch)).rowcount
-                    if not renewed:
-                        with self._guard:
-                            self._lost.add(lease.run_id)
-        except Exception as exc:  # the server unreachable: the leases run out by themselves
-            log.warning("renewing leases on %s: %s", self.where, exc)
+                try:
+                    conn = conn or connect(self.url, self.busy_timeout)
+                    self._renew(conn, held)
+                except Exception as exc:  # psycopg.Error, or UserInputError from connect
+                    log.warning("renewing leases on %s: %s", self.where, exc)
+                    if conn is not None:
+                        conn.close()
+                    conn = None
         finally:
             if conn is not None:
                 conn.close()
+
+    def _renew(self, conn: Any, held: list[tuple[Lease, int]]) -> None:
+        until = time.time() + self.lease_seconds
+        for lease, run_no in held:
+            renewed = conn.execute(
+                "UPDATE leases SET expires_at = %s WHERE run_no = %s AND epoch = %s",
+                (until, run_no, lease.epoch)).rowcount
+            if not renewed:
+                with self._guard:
+                    self._lost.add(lease.run_id)
 
     def close(self) -> None:
         self._stop.set()
