@@ -118,7 +118,8 @@ def test_an_unreachable_server_is_exit_2_saying_what_to_check(
     from postgres_server import free_port
 
     url = f"postgresql://u:secret@127.0.0.1:{free_port()}/db"
-    for command in (["run", str(write_spec(CHAIN))], ["resume"], ["runs", "list"]):
+    serve = ["serve", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"]
+    for command in (["run", str(write_spec(CHAIN))], ["resume"], ["runs", "list"], serve):
         done = run_flowhost(*command, "--store", url, cwd=tmp_path)
         assert done.returncode == 2, (command, done.stderr)
         assert "cannot reach the PostgreSQL server" in done.stderr, done.stderr
