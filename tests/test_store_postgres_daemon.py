@@ -200,3 +200,44 @@ def test_an_answer_given_to_another_daemon_reaches_the_run(
             break
         assert time.monotonic() < deadline, shown.stdout + shown.stderr
         time.sleep(0.2)
+
+
+@pytest.mark.slow
+def test_three_daemons_finish_every_run_when_one_is_killed_mid_way(
+        serve: Serve, postgres_url: str, write_spec: Callable[..., Path],
+        tmp_path: Path) -> None:
+    """The issue's test, smaller (``FLOWHOST_REPLICA_RUNS`` runs, default 30): runs are
+    submitted to three daemons in turn; once a third of them finished, one daemon is
+    SIGKILLed. Every run finishes, and no step has two StepFinished events in its journal
+    (none that had finished ran again)."""
+    from flowhost import events as ev
+
+    total = int(os.environ.get("FLOWHOST_REPLICA_RUNS", "30"))
+    journal = tmp_path / "journal.txt"
+    daemons = [serve("--max-runs", "2", local=f"host{n}") for n in range(3)]
+    ids = []
+    for number in range(total):
+        spec = _journal_spec(write_spec, journal, f"r{number}", 0.3)
+        address = daemons[number % 3][1]
+        done = run_flowhost("submit", str(spec), "--server", address, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        ids.append(done.stdout.strip())
+    with PostgresStore.open(postgres_url, create=False) as store:
+
+        def finished() -> int:
+            return sum(store.run(run_id).status == "success" for run_id in ids)
+
+        deadline = time.monotonic() + 240
+        while finished() < total // 3:
+            assert time.monotonic() < deadline, f"only {finished()} runs finished"
+            time.sleep(0.1)
+        killed = daemons[1][0]
+        killed.kill()  # SIGKILL: its workers die with it, their sessions end
+        killed.communicate()
+        while finished() < total:
+            assert time.monotonic() < deadline, f"only {finished()} of {total} finished"
+            time.sleep(0.2)
+        for run_id in ids:
+            ends = [e.step_id for e in store.events(store.run(run_id))
+                    if isinstance(e, ev.StepFinished)]
+            assert sorted(ends) == ["a", "b"], (run_id, ends)
