@@ -135,3 +135,19 @@ def test_a_submission_wakes_the_daemons_listening(postgres_url: str) -> None:
             assert store.claim("someone else", 100) == []  # reserved for "me" meanwhile
         finally:
             wakeups.stop()
+
+
+def test_the_claims_of_a_daemon_that_died_are_free_at_once(postgres_url: str) -> None:
+    with PostgresStore.open(postgres_url) as store:
+        store.submit_run(request_id="q", run_id="r1", workflow_id="w", spec_text="t",
+                         spec_path="s.yaml", spec_redacted=False, overrides=[], cwd="/",
+                         total_steps=1)
+        dying = PostgresStore.open(postgres_url)
+        assert [r.run_id for r in dying.claim("dying", 5)] == ["r1"]
+        assert store.claim("other", 5) == []  # claimed, and its claimer lives
+        dying.close()  # its session ends (as when its process is killed)
+        deadline = time.monotonic() + 30  # (the server notices moments later)
+        while not (claimed := store.claim("other", 5)):
+            assert time.monotonic() < deadline, "the dead daemon's claim was never free"
+            time.sleep(0.02)
+        assert [r.run_id for r in claimed] == ["r1"]

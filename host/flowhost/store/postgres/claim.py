@@ -3,14 +3,15 @@ same with ``SELECT … FOR UPDATE SKIP LOCKED``): each daemon asks, about once a
 as many runs as it has free slots, and gets runs no other daemon is claiming at that moment
 nor executing.
 
-A claim is a short reservation in ``leases`` (owner ``claim:…``, an expiry, the epoch left
-as it was): it keeps other daemons off the run while this one's worker starts; the worker
-then takes the lease for real (``lease.py``: the session lock, one more epoch). Claimable:
-a run submitted to a daemon (it has a ``submissions`` row) that is queued, running or
-interrupted, and whose lease is absent, expired, or held by an owner whose session ended
-(a daemon or worker that died: its session lock is gone). A run claimed twice all the same
-(a reservation that expired while a worker started) is harmless: one worker takes the lease,
-the other is told the run is busy.
+A claim is a short reservation in ``leases`` (owner ``claim:<server pid of the claiming
+session>:…``, an expiry, the epoch left as it was): it keeps other daemons off the run while
+this one's worker starts; the worker then takes the lease for real (``lease.py``: the
+session lock, one more epoch). Claimable: a run submitted to a daemon (it has a
+``submissions`` row) that is queued, running or interrupted, and whose lease is absent,
+expired, or held by an owner whose session ended (a daemon that died after claiming: its
+session is gone from ``pg_stat_activity``; a worker that died: its session lock is gone).
+A run claimed twice all the same (a reservation that expired while a worker started) is
+harmless: one worker takes the lease, the other is told the run is busy.
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ WITH claimable AS (
     WHERE r.status IN ('queued', 'running', 'interrupted')
       AND NOT (r.run_id = ANY(%(exclude)s))
       AND (l.run_no IS NULL OR l.expires_at IS NULL OR l.expires_at < %(now)s
+           OR (l.owner LIKE 'claim:%%' AND NOT EXISTS (
+               SELECT 1 FROM pg_stat_activity
+               WHERE pid = split_part(l.owner, ':', 2)::integer))
            OR (l.owner NOT LIKE 'claim:%%' AND NOT EXISTS (
                SELECT 1 FROM pg_locks WHERE locktype = 'advisory'
                  AND database = (SELECT oid FROM pg_database
@@ -46,7 +50,8 @@ WITH claimable AS (
     FOR UPDATE OF r SKIP LOCKED
 ), reserved AS (
     INSERT INTO leases (run_no, owner, epoch, acquired_at, expires_at)
-    SELECT run_no, %(owner)s, 0, %(now)s, %(until)s FROM claimable
+    SELECT run_no, 'claim:' || pg_backend_pid() || ':' || %(owner)s, 0, %(now)s, %(until)s
+    FROM claimable
     ON CONFLICT (run_no) DO UPDATE SET owner = EXCLUDED.owner,
         acquired_at = EXCLUDED.acquired_at, expires_at = EXCLUDED.expires_at
     RETURNING run_no
@@ -65,7 +70,7 @@ class Claiming(LeasedOwnership):
         now = time.time()
         with self.write() as conn:
             rows = conn.execute(_CLAIM, {"exclude": list(exclude), "now": now,
-                                         "limit": limit, "owner": f"claim:{owner}",
+                                         "limit": limit, "owner": owner,
                                          "until": now + CLAIM_SECONDS}).fetchall()
         return [_record(row) for row in rows]
 
