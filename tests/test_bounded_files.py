@@ -17,13 +17,14 @@ QUICK = "workflow_id: quick\nsteps:\n  - {id: a, plugin: echo, inputs: {text: hi
 NOWHERE = ["--server", "127.0.0.1:1"]
 
 
-def flowhost(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    def limit() -> None:
-        resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
+def _limited() -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
 
+
+def flowhost(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {key: value for key, value in os.environ.items() if key != "FLOWHOST_SERVER"}
     return subprocess.run([sys.executable, "-m", "flowhost", *args], capture_output=True,
-                          text=True, timeout=120, check=False, preexec_fn=limit, cwd=cwd,
+                          text=True, timeout=120, check=False, preexec_fn=_limited, cwd=cwd,
                           env=env, stdin=subprocess.DEVNULL)
 
 
@@ -79,3 +80,13 @@ def test_a_certificate_that_is_not_pem_is_refused_naming_the_flag(tmp_path: Path
     done = flowhost(tmp_path, "runs", "list", *NOWHERE, flag, "quick.yaml", *pair)
     assert done.returncode == 2, done
     assert done.stderr == f"flowhost: {flag} quick.yaml: not a PEM file (-----BEGIN ... -----)\n"
+
+
+def test_flowhost_plugin_serve_refuses_a_certificate_that_never_ends(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "flowhost_sdk", "serve", "echo", "--listen",
+                           "127.0.0.1:0", "--tls-cert", "/dev/zero", "--tls-key", "/dev/zero"],
+                          capture_output=True, text=True, timeout=120, check=False,
+                          preexec_fn=_limited, cwd=tmp_path, stdin=subprocess.DEVNULL)
+    assert done.returncode == 2, done
+    assert done.stderr.strip() == ("flowhost-plugin: --tls-cert /dev/zero: larger than "
+                                   "1,048,576 bytes: not a certificate or key")

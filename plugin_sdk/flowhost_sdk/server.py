@@ -28,7 +28,6 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 import grpc
@@ -403,14 +402,22 @@ class TLSFiles:
                    _pem(client_ca, "--tls-client-ca") if client_ca is not None else None)
 
 
+_MAX_PEM_BYTES = 1024 * 1024  # a chain, a key, a bundle of CAs; /dev/zero is refused
+
+
 def _pem(source: PemSource, what: str) -> bytes:
     if isinstance(source, bytes):
         data, name = source, "the given PEM"
     else:
+        name = str(source) if len(str(source)) <= 200 else str(source)[:199] + "…"
         try:
-            data, name = Path(source).read_bytes(), str(source)
+            with open(source, "rb") as stream:
+                data = stream.read(_MAX_PEM_BYTES + 1)
         except OSError as exc:
-            raise ServeError(f"{what} {source}: {exc.strerror or exc}") from None
+            raise ServeError(f"{what} {name}: {exc.strerror or exc}") from None
+        if len(data) > _MAX_PEM_BYTES:
+            raise ServeError(f"{what} {name}: larger than {_MAX_PEM_BYTES:,} bytes: not a "
+                             "certificate or key")
     if b"-----BEGIN " not in data:
         raise ServeError(f"{what} {name}: not a PEM file (-----BEGIN ... -----)")
     return data
