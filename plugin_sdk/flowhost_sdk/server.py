@@ -22,7 +22,9 @@ import contextlib
 import inspect
 import json
 import logging
+import math
 import os
+import re
 import signal
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -313,16 +315,29 @@ def _failure(hosted: _Hosted, exc: BaseException) -> _Abort:
     return _Abort(code, details, metadata)
 
 
+_HUGE_EXPONENT = re.compile(rb"[0-9][eE][+-]?[0-9]{3}")  # 1e309 and past: no double holds it
+
+
 def _reject_non_json_numbers(data: bytes) -> None:
-    """pydantic's parser takes NaN and Infinity, which are not JSON: the wire format is JSON
-    for every language, so they are refused (the byte search keeps the common case fast)."""
-    if b"NaN" not in data and b"Infinity" not in data:
+    """pydantic's parser takes NaN and Infinity, which are not JSON, and reads 1e999 as
+    infinity: the wire format is JSON for every language, so they are refused (the byte
+    search keeps the common case fast)."""
+    if (b"NaN" not in data and b"Infinity" not in data
+            and _HUGE_EXPONENT.search(data) is None):
         return
     try:
-        json.loads(data, parse_constant=protocol.reject_constant)
+        json.loads(data, parse_constant=protocol.reject_constant,
+                   parse_float=_finite_float)
     except ValueError as exc:
         raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, f"inputs_json is not valid JSON: {exc}",
                      _typed("InvalidInputs")) from None
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is past the largest number JSON readers take (about 1.8e308)")
+    return value
 
 
 def _inputs_problem(exc: ValidationError, name: str) -> str:
