@@ -167,6 +167,13 @@ class Run:
 
         return read(self._outcome.events).waiting
 
+    @property
+    def masker(self) -> Callable[[str], str] | None:
+        """What masks the run's secret values in a text; None when it has none."""
+        if self._execution is None or not self._execution.engine.redactor:
+            return None
+        return self._execution.engine.redactor.text
+
     def redact(self, text: str) -> str:
         """``text`` with the run's secret values masked."""
         if self._execution is None:

@@ -708,10 +708,6 @@ steps:
 """
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "flowhost does not capture a local plugin's own writes to the process's stdout and "
-    "stderr: what it print()s reaches the terminal (or the daemon's log) in clear; only "
-    "ctx.logger's records, progress messages, errors and outputs are masked"))
 def test_what_a_local_plugin_prints_itself_is_masked(tmp_path: Path, remote: Served) -> None:
     (tmp_path / "wf.yaml").write_text(print_spec(remote), encoding="utf-8")
     done = flowhost("run", "wf.yaml", "--no-progress", cwd=tmp_path, env=ENV, timeout=60)

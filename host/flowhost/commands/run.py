@@ -20,6 +20,7 @@ from flowhost import api
 from flowhost.context import RunContext, make_context
 from flowhost.handle import Run
 from flowhost.intervene import Intervener, Policy, PolicyIntervener, TerminalIntervener
+from flowhost.masked_streams import masked_std_streams
 from flowhost.problems import UserInputError
 from flowhost.progress import ProgressListener, make_progress
 from flowhost.result import RunResult
@@ -102,17 +103,19 @@ async def drive(args: argparse.Namespace, prepare: Callable[[Intervener], Awaita
     run = await prepare(choose_intervener(args.on_manual, screen))
     if metrics is not None:
         run.observe(metrics.observer)
-    progress = make_progress(enabled=not args.no_progress, stream=sys.stdout,
-                             estimate_s=run.estimate_s, carried=run.carried_steps,
-                             earlier_s=run.earlier_s,
-                             term=os.environ.get("TERM"), verbose=args.verbose)
-    screen.progress = progress
-    run.observe(progress)
-    try:
-        with _interruptible(run):
-            outcome = await run.outcome()
-    finally:
-        progress.close()
+    # (what a local plugin prints itself goes through these streams too: masked)
+    with masked_std_streams(run.masker):
+        progress = make_progress(enabled=not args.no_progress, stream=sys.stdout,
+                                 estimate_s=run.estimate_s, carried=run.carried_steps,
+                                 earlier_s=run.earlier_s,
+                                 term=os.environ.get("TERM"), verbose=args.verbose)
+        screen.progress = progress
+        run.observe(progress)
+        try:
+            with _interruptible(run):
+                outcome = await run.outcome()
+        finally:
+            progress.close()
     status = conclude(args, run, outcome.status, outcome.checkpoint_failure)
     if metrics is not None:
         metrics.pushed(run.workflow_id, report=_say)

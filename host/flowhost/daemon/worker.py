@@ -47,6 +47,7 @@ from flowhost.daemon.asking import Asking
 from flowhost.daemon.channel import Channel, die_with_parent
 from flowhost.daemon.environment import run_env
 from flowhost.handle import Run
+from flowhost.masked_streams import masked_std_streams
 from flowhost.plan import Plan
 from flowhost.problems import StorageError, UserInputError
 from flowhost.questions import settle
@@ -152,7 +153,8 @@ class Worker:
             elif self.draining:
                 self._drain_task = asyncio.ensure_future(
                     run.drain(self.drain_timeout, "the daemon is stopping"))
-            outcome = await run.outcome()
+            with masked_std_streams(run.masker):  # a local plugin's prints: the daemon's log
+                outcome = await run.outcome()
         finally:
             self.current = self.current_id = self.asking = None
         return outcome.status, outcome.checkpoint_failure or ""
