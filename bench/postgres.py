@@ -10,7 +10,13 @@ before the next step starts; SQLite's NORMAL flushes only at checkpoints). The p
 cost is the slope (t1000 - t200) / 800, so start-up, imports and a run's fixed cost cancel
 out. Rounds are interleaved; medians are reported. No assertions (machines are shared).
 
+With ``--dbos PYTHON`` (a Python with ``pip install dbos``, kept out of flowhost's venv),
+the same chain as a DBOS Transact workflow of N ``@DBOS.step`` no-ops, each taking the
+previous one's result (DBOS checkpoints every step into PostgreSQL), whole processes on a
+fresh database of the same server: the closest peer, side by side.
+
     python bench/postgres.py [--rounds 5] [--small 200] [--large 1000] [--no-fsync]
+                             [--dbos /path/to/venv/bin/python]
 """
 
 from __future__ import annotations
@@ -27,6 +33,28 @@ from whole_run import Fresh, flowhost_run, wall
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
+# The chain as a DBOS workflow: argv is the database URL and the number of steps.
+DBOS_CHAIN = """
+import sys
+from dbos import DBOS
+DBOS(config={"name": "bench-chain", "system_database_url": sys.argv[1]})
+
+@DBOS.step()
+def noop(value: int) -> int:
+    return value + 1
+
+@DBOS.workflow()
+def chain(steps: int) -> int:
+    value = 0
+    for _ in range(steps):
+        value = noop(value)
+    return value
+
+DBOS.launch()
+assert chain(int(sys.argv[2])) == int(sys.argv[2])
+DBOS.destroy()
+"""
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -35,6 +63,8 @@ def main() -> None:
     parser.add_argument("--large", type=int, default=1000)
     parser.add_argument("--no-fsync", action="store_true",
                         help="PostgreSQL with fsync=off (commits not flushed to disk)")
+    parser.add_argument("--dbos", metavar="PYTHON", default=None,
+                        help="a Python that has dbos installed: time DBOS on the same chain")
     args = parser.parse_args()
     from postgres_server import pg_bin_dir, running_server
 
@@ -61,9 +91,18 @@ def main() -> None:
                 return wall([*flowhost_run(specs[n]), "--store", url], work)
             return measure
 
+        def on_dbos(n: int) -> Callable[[], float]:
+            def measure() -> float:
+                url = server.create_database()
+                return wall([args.dbos, "-c", DBOS_CHAIN, url, str(n)], work)
+            return measure
+
         measures = {f"sqlite {small}": on_sqlite(small), f"sqlite {large}": on_sqlite(large),
                     f"postgresql {small}": on_postgres(small),
                     f"postgresql {large}": on_postgres(large)}
+        if args.dbos:
+            measures |= {f"dbos {small}": on_dbos(small), f"dbos {large}": on_dbos(large)}
+        kinds = ("sqlite", "postgresql", *(("dbos",) if args.dbos else ()))
         for measure in measures.values():  # warm up caches (and PostgreSQL's migrations)
             measure()
         times: dict[str, list[float]] = {name: [] for name in measures}
@@ -74,18 +113,22 @@ def main() -> None:
     median = {name: statistics.median(values) for name, values in times.items()}
     span = large - small
     slope = {kind: (median[f"{kind} {large}"] - median[f"{kind} {small}"]) / span
-             for kind in ("sqlite", "postgresql")}
+             for kind in kinds}
     fsync = "fsync=off" if args.no_fsync else "fsync=on, synchronous_commit=on"
     print(f"python bench/postgres.py --rounds {args.rounds} --small {small} --large {large}"
           + (" --no-fsync" if args.no_fsync else ""))
     print(f"whole `flowhost run` processes, {args.rounds} interleaved rounds (medians), "
           f"chain of no-op steps, cache: false; PostgreSQL on 127.0.0.1 ({fsync})")
-    print(f"  {'':<28} {'N=' + str(small):>10} {'N=' + str(large):>10} {'per step':>10}")
-    for kind, label in (("sqlite", "--state-dir (SQLite)"),
-                        ("postgresql", "--store postgresql://")):
-        print(f"  {label:<28} {median[f'{kind} {small}'] * 1e3:8.1f}ms "
+    print(f"  {'':<32} {'N=' + str(small):>10} {'N=' + str(large):>10} {'per step':>10}")
+    labels = {"sqlite": "flowhost --state-dir (SQLite)",
+              "postgresql": "flowhost --store postgresql://", "dbos": "DBOS Transact workflow"}
+    for kind, label in ((kind, labels[kind]) for kind in kinds):
+        print(f"  {label:<32} {median[f'{kind} {small}'] * 1e3:8.1f}ms "
               f"{median[f'{kind} {large}'] * 1e3:8.1f}ms {slope[kind] * 1e6:8.1f}us")
     print(f"  PostgreSQL / SQLite per step: {slope['postgresql'] / slope['sqlite']:.2f}x")
+    if args.dbos:
+        print(f"  flowhost on PostgreSQL / DBOS per step: "
+              f"{slope['postgresql'] / slope['dbos']:.2f}x (target <= 1)")
 
 
 if __name__ == "__main__":
