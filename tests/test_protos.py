@@ -68,7 +68,7 @@ def test_the_proto_keeps_the_contract_field_numbers() -> None:
         "PluginDescriptor": {"name": 1, "version": 2, "description": 3, "input_schema_json": 4,
                              "output_schema_json": 5, "idempotent": 6},
         "InvokeRequest": {"plugin": 1, "inputs_json": 2, "run_id": 3, "step_id": 4,
-                          "attempt": 5, "plugin_attempt": 6},
+                          "attempt": 5, "plugin_attempt": 6, "masked": 7},
         "InvokeResponse": {"outputs_json": 1},
         "ListPluginsResponse": {"plugins": 1},
         "InvokeUpdate": {"progress": 1, "result": 2},

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 
 from flowhost.redact import Redactor
+from flowhost_sdk import InvocationContext
 
 
 class RedactingLogger(logging.Logger):
@@ -18,6 +19,10 @@ class RedactingLogger(logging.Logger):
         super().__init__(f"flowhost.plugin.{step_id}")
         self.parent = logging.getLogger(f"flowhost.plugin.{step_id}")
         self._redactor = redactor
+
+    @property
+    def redactor(self) -> Redactor:
+        return self._redactor
 
     def handle(self, record: logging.LogRecord) -> None:
         mask = self._redactor.text
@@ -35,3 +40,11 @@ class RedactingLogger(logging.Logger):
         # The level configured for the step's (or any parent's) logger applies.
         assert self.parent is not None
         return self.parent.getEffectiveLevel() if self.level == logging.NOTSET else self.level
+
+
+def secrets_for(ctx: InvocationContext, text: str) -> list[str]:
+    """The run's secrets ``text`` holds, when the step's context masks (its logger is a
+    ``RedactingLogger``): what a remote plugin's server is asked to mask too."""
+    # (the context's logger, if one was given: asking ``ctx.logger`` would make one)
+    logger = getattr(ctx, "_logger", None)
+    return logger.redactor.found_in(text) if isinstance(logger, RedactingLogger) else []

@@ -25,10 +25,11 @@ def _forms(secret: str) -> set[str]:
 
 
 class Redactor:
-    __slots__ = ("_grams", "_raw", "_secrets")
+    __slots__ = ("_grams", "_raw", "_secrets", "_values")
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         values = [s for s in secrets if s]
+        self._values = list(dict.fromkeys(values))
         # Longest first, so a secret that contains another is masked whole.
         self._secrets = sorted({form for s in values for form in _forms(s)}, key=len,
                                reverse=True)
@@ -38,6 +39,8 @@ class Redactor:
             self._add_fragments(value)
 
     def add(self, secret: str) -> None:
+        if secret and secret not in self._values:
+            self._values.append(secret)
         forms = [form for form in _forms(secret) if form not in self._secrets]
         if forms:
             self._secrets += forms
@@ -53,6 +56,11 @@ class Redactor:
 
     def __bool__(self) -> bool:
         return bool(self._secrets)
+
+    def found_in(self, text: str) -> list[str]:
+        """The secrets ``text`` holds (in any of the forms masked), as they are."""
+        return [value for value in self._values
+                if any(form in text for form in _forms(value))]
 
     def text(self, value: str) -> str:
         for secret in self._secrets:

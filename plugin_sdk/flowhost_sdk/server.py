@@ -27,6 +27,7 @@ import os
 import re
 import signal
 import time
+import traceback
 from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -38,7 +39,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from pydantic import BaseModel, ValidationError
 from pydantic_core import PydanticSerializationError
 
-from flowhost_sdk import protocol
+from flowhost_sdk import masking, protocol
 from flowhost_sdk._proto import plugin_pb2 as pb
 from flowhost_sdk.decoding import parsed_in_handler
 from flowhost_sdk.plugin import InvocationContext, Plugin, ProgressCallback, check_plugin_class
@@ -268,13 +269,16 @@ class _PluginService:
             raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, _inputs_problem(exc, hosted.name),
                          _typed("InvalidInputs")) from None
         remaining = context.time_remaining()
+        step_id = request.step_id or hosted.name
+        secrets = masking.forms(request.masked)  # what the host masks: so does this log
         ctx = InvocationContext(
-            run_id=request.run_id, step_id=request.step_id or hosted.name,
+            run_id=request.run_id, step_id=step_id,
             attempt=max(request.attempt, 1),
             # 0: a host older than the field, which numbered attempts per plugin
             plugin_attempt=request.plugin_attempt if request.plugin_attempt > 0 else None,
             deadline=None if remaining is None else time.monotonic() + remaining,
-            on_progress=on_progress)
+            on_progress=on_progress,
+            logger=masking.MaskingLogger(step_id, secrets) if secrets else None)
         try:
             result = await self._call(hosted, inputs, ctx)
         except _Abort:
@@ -283,11 +287,12 @@ class _PluginService:
             if _cancelled_by_caller():
                 ctx.cancel()  # the caller gave up (deadline, cancellation): tell the plugin
                 raise
-            raise _failure(hosted, exc) from None
+            raise _failure(hosted, exc, secrets) from None
         except GeneratorExit:
             raise  # the loop is closing this coroutine: it must not answer any more
         except BaseException as exc:  # KeyboardInterrupt and SystemExit too: see _Raised
-            raise _failure(hosted, exc.error if isinstance(exc, _Raised) else exc) from None
+            raise _failure(hosted, exc.error if isinstance(exc, _Raised) else exc,
+                           secrets) from None
         data = _dump_outputs(hosted, result)
         if len(data) > self._max_message_bytes:
             raise _Abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -306,12 +311,14 @@ class _PluginService:
         return result
 
 
-def _failure(hosted: _Hosted, exc: BaseException) -> _Abort:
+def _failure(hosted: _Hosted, exc: BaseException, secrets: list[str]) -> _Abort:
     code, details, metadata = protocol.status_for_error(exc)
     if code is grpc.StatusCode.INTERNAL:
-        log.error("plugin %s failed", hosted.name, exc_info=exc)
+        trace = "".join(traceback.format_exception(exc)).rstrip()
+        log.error("plugin %s failed\n%s", hosted.name, masking.mask(trace, secrets))
     else:
-        log.info("plugin %s raised %s: %s", hosted.name, type(exc).__name__, details)
+        log.info("plugin %s raised %s: %s", hosted.name, type(exc).__name__,
+                 masking.mask(details, secrets))
     return _Abort(code, details, metadata)
 
 

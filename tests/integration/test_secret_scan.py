@@ -31,8 +31,9 @@ The scenarios, each with real servers on loopback, always stopped:
 
 Left out, each for its reason (the test says it where it leaves a file out): the spec files
 the test wrote (they hold ``${secret.X}``, not a value) and a marker file named after one.
-What is not masked yet is two strict xfails at the end: a local plugin's own ``print`` to
-the process's stdout/stderr, and what a remote plugin logs on its own server.
+At the end, what a local plugin prints to the process's stdout/stderr itself, and what a
+remote plugin logs on its own server (the host names the secrets among a call's inputs in
+``InvokeRequest.masked``).
 """
 
 from __future__ import annotations
@@ -718,10 +719,6 @@ def test_what_a_local_plugin_prints_itself_is_masked(tmp_path: Path, remote: Ser
     assert not scan.found, scan.report()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the plugin protocol does not tell a server which inputs hold secrets, so the "
-    "ctx.logger of a plugin served by flowhost-plugin serve cannot mask them as a local "
-    "plugin's does: the server's log holds the value in clear"))
 def test_what_a_remote_plugin_logs_is_masked(tmp_path: Path, remote: Served) -> None:
     (tmp_path / "wf.yaml").write_text(print_spec(remote).replace("stdio: true", "stdio: false"),
                                       encoding="utf-8")

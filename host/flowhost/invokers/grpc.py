@@ -53,6 +53,7 @@ from flowhost.invokers import (
     unencodable_field,
     unencodable_outputs,
 )
+from flowhost.plugin_log import secrets_for
 from flowhost_sdk import InvocationContext, PermanentError, PluginError, protocol
 from flowhost_sdk._proto import plugin_pb2 as pb
 
@@ -505,7 +506,8 @@ class GrpcInvoker:
                                 ) from None
         request = pb.InvokeRequest(plugin=self.served_as, inputs_json=payload, run_id=ctx.run_id,
                                    step_id=ctx.step_id, attempt=ctx.attempt,
-                                   plugin_attempt=ctx.plugin_attempt)
+                                   plugin_attempt=ctx.plugin_attempt,
+                                   masked=secrets_for(ctx, payload.decode("utf-8")))
         stream = await self._pool.stream_call(self.endpoint)
         if stream is not None:
             outputs = await self._invoke_stream(stream, request, ctx)

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x66lowhost/v1/plugin.proto\x12\x0b\x66lowhost.v1\"\x14\n\x12ListPluginsRequest\"E\n\x13ListPluginsResponse\x12.\n\x07plugins\x18\x01 \x03(\x0b\x32\x1d.flowhost.v1.PluginDescriptor\"\x91\x01\n\x10PluginDescriptor\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x19\n\x11input_schema_json\x18\x04 \x01(\t\x12\x1a\n\x12output_schema_json\x18\x05 \x01(\t\x12\x12\n\nidempotent\x18\x06 \x01(\x08\"~\n\rInvokeRequest\x12\x0e\n\x06plugin\x18\x01 \x01(\t\x12\x13\n\x0binputs_json\x18\x02 \x01(\x0c\x12\x0e\n\x06run_id\x18\x03 \x01(\t\x12\x0f\n\x07step_id\x18\x04 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x05 \x01(\x05\x12\x16\n\x0eplugin_attempt\x18\x06 \x01(\x05\"&\n\x0eInvokeResponse\x12\x14\n\x0coutputs_json\x18\x01 \x01(\x0c\"r\n\x0cInvokeUpdate\x12)\n\x08progress\x18\x01 \x01(\x0b\x32\x15.flowhost.v1.ProgressH\x00\x12-\n\x06result\x18\x02 \x01(\x0b\x32\x1b.flowhost.v1.InvokeResponseH\x00\x42\x08\n\x06update\"-\n\x08Progress\x12\x10\n\x08\x66raction\x18\x01 \x01(\x01\x12\x0f\n\x07message\x18\x02 \x01(\t2\xed\x01\n\rPluginService\x12P\n\x0bListPlugins\x12\x1f.flowhost.v1.ListPluginsRequest\x1a .flowhost.v1.ListPluginsResponse\x12\x41\n\x06Invoke\x12\x1a.flowhost.v1.InvokeRequest\x1a\x1b.flowhost.v1.InvokeResponse\x12G\n\x0cInvokeStream\x12\x1a.flowhost.v1.InvokeRequest\x1a\x19.flowhost.v1.InvokeUpdate0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x66lowhost/v1/plugin.proto\x12\x0b\x66lowhost.v1\"\x14\n\x12ListPluginsRequest\"E\n\x13ListPluginsResponse\x12.\n\x07plugins\x18\x01 \x03(\x0b\x32\x1d.flowhost.v1.PluginDescriptor\"\x91\x01\n\x10PluginDescriptor\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x19\n\x11input_schema_json\x18\x04 \x01(\t\x12\x1a\n\x12output_schema_json\x18\x05 \x01(\t\x12\x12\n\nidempotent\x18\x06 \x01(\x08\"\x8e\x01\n\rInvokeRequest\x12\x0e\n\x06plugin\x18\x01 \x01(\t\x12\x13\n\x0binputs_json\x18\x02 \x01(\x0c\x12\x0e\n\x06run_id\x18\x03 \x01(\t\x12\x0f\n\x07step_id\x18\x04 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x05 \x01(\x05\x12\x16\n\x0eplugin_attempt\x18\x06 \x01(\x05\x12\x0e\n\x06masked\x18\x07 \x03(\t\"&\n\x0eInvokeResponse\x12\x14\n\x0coutputs_json\x18\x01 \x01(\x0c\"r\n\x0cInvokeUpdate\x12)\n\x08progress\x18\x01 \x01(\x0b\x32\x15.flowhost.v1.ProgressH\x00\x12-\n\x06result\x18\x02 \x01(\x0b\x32\x1b.flowhost.v1.InvokeResponseH\x00\x42\x08\n\x06update\"-\n\x08Progress\x12\x10\n\x08\x66raction\x18\x01 \x01(\x01\x12\x0f\n\x07message\x18\x02 \x01(\t2\xed\x01\n\rPluginService\x12P\n\x0bListPlugins\x12\x1f.flowhost.v1.ListPluginsRequest\x1a .flowhost.v1.ListPluginsResponse\x12\x41\n\x06Invoke\x12\x1a.flowhost.v1.InvokeRequest\x1a\x1b.flowhost.v1.InvokeResponse\x12G\n\x0cInvokeStream\x12\x1a.flowhost.v1.InvokeRequest\x1a\x19.flowhost.v1.InvokeUpdate0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,14 +37,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTPLUGINSRESPONSE']._serialized_end=132
   _globals['_PLUGINDESCRIPTOR']._serialized_start=135
   _globals['_PLUGINDESCRIPTOR']._serialized_end=280
-  _globals['_INVOKEREQUEST']._serialized_start=282
-  _globals['_INVOKEREQUEST']._serialized_end=408
-  _globals['_INVOKERESPONSE']._serialized_start=410
-  _globals['_INVOKERESPONSE']._serialized_end=448
-  _globals['_INVOKEUPDATE']._serialized_start=450
-  _globals['_INVOKEUPDATE']._serialized_end=564
-  _globals['_PROGRESS']._serialized_start=566
-  _globals['_PROGRESS']._serialized_end=611
-  _globals['_PLUGINSERVICE']._serialized_start=614
-  _globals['_PLUGINSERVICE']._serialized_end=851
+  _globals['_INVOKEREQUEST']._serialized_start=283
+  _globals['_INVOKEREQUEST']._serialized_end=425
+  _globals['_INVOKERESPONSE']._serialized_start=427
+  _globals['_INVOKERESPONSE']._serialized_end=465
+  _globals['_INVOKEUPDATE']._serialized_start=467
+  _globals['_INVOKEUPDATE']._serialized_end=581
+  _globals['_PROGRESS']._serialized_start=583
+  _globals['_PROGRESS']._serialized_end=628
+  _globals['_PLUGINSERVICE']._serialized_start=631
+  _globals['_PLUGINSERVICE']._serialized_end=868
 # @@protoc_insertion_point(module_scope)

@@ -33,20 +33,22 @@ class PluginDescriptor(_message.Message):
     def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., description: _Optional[str] = ..., input_schema_json: _Optional[str] = ..., output_schema_json: _Optional[str] = ..., idempotent: _Optional[bool] = ...) -> None: ...
 
 class InvokeRequest(_message.Message):
-    __slots__ = ("plugin", "inputs_json", "run_id", "step_id", "attempt", "plugin_attempt")
+    __slots__ = ("plugin", "inputs_json", "run_id", "step_id", "attempt", "plugin_attempt", "masked")
     PLUGIN_FIELD_NUMBER: _ClassVar[int]
     INPUTS_JSON_FIELD_NUMBER: _ClassVar[int]
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     STEP_ID_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     PLUGIN_ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    MASKED_FIELD_NUMBER: _ClassVar[int]
     plugin: str
     inputs_json: bytes
     run_id: str
     step_id: str
     attempt: int
     plugin_attempt: int
-    def __init__(self, plugin: _Optional[str] = ..., inputs_json: _Optional[bytes] = ..., run_id: _Optional[str] = ..., step_id: _Optional[str] = ..., attempt: _Optional[int] = ..., plugin_attempt: _Optional[int] = ...) -> None: ...
+    masked: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, plugin: _Optional[str] = ..., inputs_json: _Optional[bytes] = ..., run_id: _Optional[str] = ..., step_id: _Optional[str] = ..., attempt: _Optional[int] = ..., plugin_attempt: _Optional[int] = ..., masked: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class InvokeResponse(_message.Message):
     __slots__ = ("outputs_json",)
