@@ -8,38 +8,21 @@ records reach the same handlers as those of the SDK's default logger.
 
 from __future__ import annotations
 
-import logging
-
 from flowhost.redact import Redactor
 from flowhost_sdk import InvocationContext
+from flowhost_sdk.masking import MaskingLogger
 
 
-class RedactingLogger(logging.Logger):
+class RedactingLogger(MaskingLogger):
+    """``MaskingLogger`` with the run's redactor (its secrets in every form it masks)."""
+
     def __init__(self, step_id: str, redactor: Redactor) -> None:
-        super().__init__(f"flowhost.plugin.{step_id}")
-        self.parent = logging.getLogger(f"flowhost.plugin.{step_id}")
+        super().__init__(step_id, redactor.text)
         self._redactor = redactor
 
     @property
     def redactor(self) -> Redactor:
         return self._redactor
-
-    def handle(self, record: logging.LogRecord) -> None:
-        mask = self._redactor.text
-        record.msg = mask(record.getMessage())
-        record.args = None
-        if record.exc_info:
-            # The traceback text is formatted once and cached on the record: mask that.
-            record.exc_text = mask(logging.Formatter().formatException(record.exc_info))
-            record.exc_info = None
-        if record.stack_info:
-            record.stack_info = mask(record.stack_info)
-        super().handle(record)
-
-    def getEffectiveLevel(self) -> int:  # noqa: N802 - logging's name
-        # The level configured for the step's (or any parent's) logger applies.
-        assert self.parent is not None
-        return self.parent.getEffectiveLevel() if self.level == logging.NOTSET else self.level
 
 
 def secrets_for(ctx: InvocationContext, text: str) -> list[str]:

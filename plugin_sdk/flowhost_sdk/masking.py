@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 MASK = "***"
 
@@ -26,25 +26,29 @@ def mask(text: str, secrets: list[str]) -> str:
 
 
 class MaskingLogger(logging.Logger):
-    """The step's logger (``flowhost.plugin.<step>``, configured as usual) with ``secrets``
-    masked in each record's message and traceback."""
+    """The step's logger with ``mask`` applied to each record's message and traceback before
+    any handler sees it. A plain ``logging.Logger`` outside the logging manager's registry
+    (one per call, so none accumulate in a long-running process), whose parent is
+    ``flowhost.plugin.<step>``: records reach the handlers configured for the step."""
 
-    def __init__(self, step_id: str, secrets: list[str]) -> None:
+    def __init__(self, step_id: str, mask: Callable[[str], str]) -> None:
         super().__init__(f"flowhost.plugin.{step_id}")
         self.parent = logging.getLogger(f"flowhost.plugin.{step_id}")
-        self._secrets = secrets
+        self._mask = mask
 
     def handle(self, record: logging.LogRecord) -> None:
-        record.msg = mask(record.getMessage(), self._secrets)
+        mask = self._mask
+        record.msg = mask(record.getMessage())
         record.args = None
         if record.exc_info:
-            record.exc_text = mask(logging.Formatter().formatException(record.exc_info),
-                                   self._secrets)
+            # The traceback text is formatted once and cached on the record: mask that.
+            record.exc_text = mask(logging.Formatter().formatException(record.exc_info))
             record.exc_info = None
         if record.stack_info:
-            record.stack_info = mask(record.stack_info, self._secrets)
+            record.stack_info = mask(record.stack_info)
         super().handle(record)
 
     def getEffectiveLevel(self) -> int:  # noqa: N802 - logging's name
+        # The level configured for the step's (or any parent's) logger applies.
         assert self.parent is not None
         return self.parent.getEffectiveLevel() if self.level == logging.NOTSET else self.level

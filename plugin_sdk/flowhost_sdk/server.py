@@ -31,6 +31,7 @@ import traceback
 from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, ParamSpec, TypeVar
 
 import grpc
@@ -278,7 +279,8 @@ class _PluginService:
             plugin_attempt=request.plugin_attempt if request.plugin_attempt > 0 else None,
             deadline=None if remaining is None else time.monotonic() + remaining,
             on_progress=on_progress,
-            logger=masking.MaskingLogger(step_id, secrets) if secrets else None)
+            logger=masking.MaskingLogger(step_id, partial(masking.mask, secrets=secrets))
+            if secrets else None)
         try:
             result = await self._call(hosted, inputs, ctx)
         except _Abort:
