@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 
 USER = "flowhost"
+PASSWORD_USER = "needs_password"
 SKIP_REASON = ("no PostgreSQL server binaries (initdb, pg_ctl): install Debian's `postgresql` "
                "(python3 scripts/dev.py test does, as root with apt-get)")
 
@@ -87,6 +88,11 @@ class PostgresServer:
         # trust on loopback: a throwaway server that only this machine's tests reach
         self._run(str(self.bin_dir / "initdb"), "-D", str(self.data), "-U", USER,
                   "--auth=trust", "--no-sync", "-E", "UTF8", "--locale=C")
+        # but for PASSWORD_USER, who must give a password (tests of how one is passed on)
+        # (first: the first rule that matches counts; root may write the server's files)
+        hba = self.data / "pg_hba.conf"
+        hba.write_text(f"host all {PASSWORD_USER} 127.0.0.1/32 scram-sha-256\n"
+                       + hba.read_text())
 
     def start(self) -> None:
         """Start on a free port; a port taken meanwhile by someone else is tried again."""
@@ -108,6 +114,21 @@ class PostgresServer:
         if self.data.exists():
             self._run(str(self.bin_dir / "pg_ctl"), "-D", str(self.data), "-m", "immediate",
                       "-w", "stop", check=False)
+
+    def create_password_database(self, password: str) -> str:
+        """A new database owned by ``PASSWORD_USER``, who logs in with ``password``; its
+        URL (without the password)."""
+        import psycopg
+
+        name = "p_" + uuid.uuid4().hex[:16]
+        with psycopg.connect(self.url(), autocommit=True) as conn:
+            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s",
+                                  (PASSWORD_USER,)).fetchone()
+            if exists is None:
+                conn.execute(f"CREATE ROLE {PASSWORD_USER} LOGIN")
+            conn.execute(f"ALTER ROLE {PASSWORD_USER} PASSWORD '{password}'")
+            conn.execute(f'CREATE DATABASE "{name}" OWNER {PASSWORD_USER} TEMPLATE template0')
+        return f"postgresql://{PASSWORD_USER}@127.0.0.1:{self.port}/{name}"
 
     def create_database(self) -> str:
         """A new, empty database; its URL."""

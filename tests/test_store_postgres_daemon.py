@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from postgres_server import PostgresServer
 from postgres_server import flowhost_cli as run_flowhost
 
 from flowhost.store.postgres import PostgresStore
@@ -241,3 +242,30 @@ def test_three_daemons_finish_every_run_when_one_is_killed_mid_way(
             ends = [e.step_id for e in store.events(store.run(run_id))
                     if isinstance(e, ev.StepFinished)]
             assert sorted(ends) == ["a", "b"], (run_id, ends)
+
+
+def test_the_workers_log_in_with_the_daemons_pgpassword(
+        postgres_server: PostgresServer, write_spec: Callable[..., Path],
+        tmp_path: Path) -> None:
+    """The password in ``$PGPASSWORD`` (never in the URL, nor on a command line) reaches
+    the workers, whose environment is otherwise the daemon's minimal one."""
+    url = postgres_server.create_password_database("s3cret-pw")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PGPASSWORD": "s3cret-pw",
+           "FLOWHOST_STATE_DIR": str(tmp_path / "local")}
+    with (tmp_path / "daemon.log").open("ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "flowhost", "serve", "--store", url, "--listen",
+             "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"], cwd=tmp_path,
+            stdout=subprocess.PIPE, stderr=log, text=True, env=env)
+    try:
+        address = _ready(proc, tmp_path / "daemon.log")
+        spec = write_spec("workflow_id: w\nsteps:\n  - {id: a, plugin: noop}\n")
+        done = run_flowhost("submit", str(spec), "--server", address, "--wait",
+                            "--no-progress", cwd=tmp_path)
+        assert done.returncode == 0, done.stdout + (tmp_path / "daemon.log").read_text()
+    finally:
+        proc.kill()
+        proc.communicate()
+    refused = run_flowhost("runs", "list", "--store", url, cwd=tmp_path,
+                           env={"PGPASSWORD": "wrong"})
+    assert refused.returncode == 2 and "refused the login" in refused.stderr

@@ -284,8 +284,11 @@ class Supervisor:
                 "--env-allow", ",".join(config.env_allow)]
         if config.config_path is not None:
             args += ["--config", str(config.config_path)]
-        helper = await start("worker", "flowhost.daemon.worker", *args,
-                             env=helper_env(os.environ, config.env_allow))
+        env = helper_env(os.environ, config.env_allow)
+        if config.store_url is not None:  # the workers open the store: libpq's settings
+            env |= {name: value for name, value in os.environ.items()  # (PGPASSWORD...)
+                    if name.startswith("PG")}
+        helper = await start("worker", "flowhost.daemon.worker", *args, env=env)
         if config.masked:  # before any run: the channel keeps the order
             await helper.channel.send({"op": "mask", "values": list(config.masked)})
         slot = _Slot(helper)

@@ -20,10 +20,11 @@ def describe(exc: BaseException, where: str, busy_timeout: float) -> str:
     if isinstance(exc, errors.InvalidCatalogName):
         return (f"{where}: {text}. Create it (createdb, or CREATE DATABASE), or name "
                 "another database in --store")
-    if isinstance(exc, errors.InvalidAuthorizationSpecification
-                  | errors.InvalidPassword):
-        return (f"{where}: the server refused the login ({text}). Check the user and "
-                "password in --store (or ~/.pgpass)")
+    # (at connect time libpq's refusal comes as a plain OperationalError: read its text)
+    if isinstance(exc, errors.InvalidAuthorizationSpecification | errors.InvalidPassword) \
+            or "authentication failed" in text or "no password supplied" in text:
+        return (f"{where}: the server refused the login ({text}). Check the user, and "
+                "the password in $PGPASSWORD or ~/.pgpass (or in --store)")
     if isinstance(exc, errors.InsufficientPrivilege):
         return (f"{where}: the database user may not do this ({text}). Grant it the rights "
                 "on the flowhost tables, or use another --store")
