@@ -290,8 +290,11 @@ class RichProgress:
             view = self._view()
         if self._live is None or (not lines and view is None and self._live.renderable is _EMPTY):
             return
-        self._live.update(view or _EMPTY, refresh=not lines)
-        if lines:  # one print: the lines go above, the live area is redrawn once below them
+        # Refreshed even when lines follow: printing redraws the live area below them from
+        # what the last refresh drew, so without it a step that just finished would show
+        # its running row under its finished line until the next tick.
+        self._live.update(view or _EMPTY, refresh=True)
+        if lines:  # one print: the lines go above, the live area is redrawn below them
             # soft wrap: the terminal folds long lines, so a hint's command copies whole
             self._console.print(Text("\n").join(lines), soft_wrap=True)
 
