@@ -80,6 +80,14 @@ def test_a_submitted_run_is_executed_and_recorded_in_postgresql(
         record = store.run(run_id)
         assert record.status == "success" and store.steps_succeeded(record) == 2
         assert Path(record.cwd).parent == tmp_path / "local" / "runs"  # this host's dir
+    # the store's URL (it may hold a password) is on no command line: anyone may read those
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            words = cmdline.read_bytes().split(b"\0")
+        except OSError:  # a process that ended meanwhile
+            continue
+        if b"flowhost.daemon.worker" in words:
+            assert postgres_url.encode() not in words, words
 
 
 def test_a_daemon_killed_mid_run_finishes_it_when_started_again(

@@ -276,8 +276,9 @@ class Supervisor:
 
     async def _new_worker(self) -> _Slot:
         config = self.config
-        # (a PostgreSQL URL goes as the store's location: the workers open it themselves)
-        args = ["--state-dir", config.store_url or str(config.state_dir), "--drain-timeout",
+        # (a PostgreSQL URL, which may hold a password, goes over the channel: a process's
+        # arguments are anyone's to read in ps)
+        args = ["--state-dir", str(config.state_dir), "--drain-timeout",
                 str(config.drain_timeout), "--runs", str(config.runs_per_worker),
                 "--max-growth-mib", str(config.max_growth_mib),
                 "--max-parallel", str(config.max_parallel),
@@ -289,7 +290,9 @@ class Supervisor:
             env |= {name: value for name, value in os.environ.items()  # (PGPASSWORD...)
                     if name.startswith("PG")}
         helper = await start("worker", "flowhost.daemon.worker", *args, env=env)
-        if config.masked:  # before any run: the channel keeps the order
+        if config.store_url is not None:  # before any run: the channel keeps the order
+            await helper.channel.send({"op": "store", "location": config.store_url})
+        if config.masked:
             await helper.channel.send({"op": "mask", "values": list(config.masked)})
         slot = _Slot(helper)
         self.slots.add(slot)

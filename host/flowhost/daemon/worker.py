@@ -101,6 +101,8 @@ class Worker:
                 await self.jobs.put(run_id)
             elif op == "mask":
                 self.masked = tuple(str(value) for value in message.get("values") or ())
+            elif op == "store":  # a store URL (it may hold a password): never in argv
+                self.state_dir = str(message.get("location") or self.state_dir)
             elif op == "cancel":
                 self.cancel(run_id, str(message.get("reason") or "cancelled through the API"))
             elif op == "decided" and self.asking is not None and self.current_id == run_id:
