@@ -653,6 +653,8 @@ def test_nothing_the_live_view_shows_holds_a_secret(
     shows, also with the escapes and line breaks taken out (a wrapped line splits a value)."""
     for name, value in ENV.items():
         monkeypatch.setenv(name, value)
+    # (the remote server's working dir is not the run's: its counter goes in tmp_path)
+    remote_flaky = leaky("flaky", counter=json.dumps(str(tmp_path / "remote-calls")))
     (tmp_path / "wf.yaml").write_text(f"""\
 workflow_id: live
 defaults: {{retry: {{max_attempts: 2, initial_delay: 0}}}}
@@ -660,7 +662,7 @@ steps:
   - {{id: local, plugin: leaky, inputs: {leaky(vault=VAULT)}}}
   - {{id: flaky, plugin: leaky, inputs: {leaky("flaky")}}}
   - {{id: crash, plugin: leaky, inputs: {leaky("crash")}, manual: false, on_failure: continue}}
-  - {{id: remote, plugin: {remote.url("leaky")}, inputs: {leaky("flaky")}}}
+  - {{id: remote, plugin: {remote.url("leaky")}, inputs: {remote_flaky}}}
   - {{id: person, plugin: leaky, inputs: {leaky("intervention")}}}
 """, encoding="utf-8")
     code, shown = on_a_terminal(tmp_path, "run", "wf.yaml", "-v", "--json-out", "r.json",
