@@ -33,7 +33,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -139,9 +139,12 @@ def throughput(count: int, store: list[str], root: Path, runs: int, steps: int,
     return runs * steps / elapsed, claims
 
 
-def takeover(url: str, root: Path, kills: int) -> list[float]:
+def takeover(new_database: Callable[[], str], root: Path, kills: int) -> list[float]:
+    """A database per kill: the runs of an earlier kill, still sleeping, would take the
+    survivor's slots and the measure would be the wait for a free slot."""
     times: list[float] = []
     for _ in range(kills):
+        url = new_database()
         with daemons(2, ["--store", url], root, 2) as served:
             run_id, _ = submit(served[0][1], SLEEPY)
             started_at(served[0][1], run_id)  # it runs (on either daemon)
@@ -194,7 +197,7 @@ def main() -> None:
             url = server.create_database()
             results[f"{count} daemon{'s' if count > 1 else ''}, PostgreSQL"] = throughput(
                 count, ["--store", url], root, args.runs, args.steps, args.max_runs)
-        took = takeover(server.create_database(), root, args.kills)
+        took = takeover(server.create_database, root, args.kills)
     fsync = "off" if args.no_fsync else "on"
     print(f"python bench/replicas.py --runs {args.runs} --steps {args.steps} --max-runs "
           f"{args.max_runs} --kills {args.kills}{' --no-fsync' if args.no_fsync else ''}")
