@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import sqlite3
 import time
 from collections import deque
@@ -35,10 +34,10 @@ from flowhost.events import (
     StepFinished,
 )
 from flowhost.problems import StorageError
-from flowhost.redact import Redactor
 from flowhost.store import codec
 from flowhost.store.cache import StoreCache
 from flowhost.store.db import Store
+from flowhost.store.guard import SecretGuard
 from flowhost.store.rows import SEQ_BITS, RunRecord, describe, side_tables
 
 _INSERT_EVENT = "INSERT INTO events (id, type, step_id, payload) VALUES (?, ?, ?, ?)"
@@ -79,12 +78,7 @@ class StoreListener:
         self._batched = 0  # cache entries and durations not written yet
         self._batch_since = time.time()
         self._idle: asyncio.Handle | None = None
-        # The engine redacts its events; this is the last line of defence for the store
-        # (a secret value written in clear in a spec can come back, e.g. in a plugin's hint).
-        values = sorted({secret for secret in secrets if secret})
-        self._redactor = Redactor(values)
-        self._needles = tuple({form for secret in values
-                               for form in (secret, json.dumps(secret)[1:-1])})
+        self._guard = SecretGuard(secrets)
 
     def __call__(self, event: Event) -> None:
         if self.failure is not None:
@@ -96,8 +90,8 @@ class StoreListener:
         except StorageError as exc:  # NaN in it: this event cannot be written
             self._fail(exc)
             return
-        if self._needles and any(needle in row[3] for needle in self._needles):
-            row = (*row[:3], self._masked(row[3]))
+        if (masked := self._guard.payload(row[3])) is not row[3]:
+            row = (*row[:3], masked)
         self._pending += row
         self._next_id += 1
         if cls is StepFinished:
@@ -134,9 +128,6 @@ class StoreListener:
         else:
             pending.clear()
 
-    def _masked(self, payload: str) -> str:
-        return codec.dumps(self._redactor.data(json.loads(payload)))
-
     def _flush_when_idle(self) -> None:
         self._idle = None
         if self._pending and self.failure is None:
@@ -169,7 +160,7 @@ class StoreListener:
                                                  for i in range(0, len(pending), 4)])
                 if event is not None:
                     seq = (self._next_id - 1) & ((1 << SEQ_BITS) - 1)
-                    side_tables(conn, self.record.run_no, seq, event, self._redactor.text)
+                    side_tables(conn, self.record.run_no, seq, event, self._guard.redactor.text)
                 if batch:
                     self._write_batch(conn)
                 conn.execute("COMMIT")

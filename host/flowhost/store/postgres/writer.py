@@ -16,14 +16,13 @@ happened; every earlier commit stays.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from flowhost.events import Event, RunFinished, StepFinished
-from flowhost.redact import Redactor
 from flowhost.store import codec
+from flowhost.store.guard import SecretGuard
 from flowhost.store.listener import _ALSO_DURABLE, _BATCH_AGE_S, _BATCH_ROWS, kept_durations
 from flowhost.store.postgres.errors import describe
 from flowhost.store.postgres.history import PostgresCache, next_seq
@@ -60,11 +59,7 @@ class PostgresWriter:
         self._batched = 0
         self._batch_since = time.time()
         self._idle: asyncio.Handle | None = None
-        # the last line of defence for the store, as in SQLite's listener
-        values = sorted({secret for secret in secrets if secret})
-        self._redactor = Redactor(values)
-        self._needles = tuple({form for secret in values
-                               for form in (secret, json.dumps(secret)[1:-1])})
+        self._guard = SecretGuard(secrets)
 
     def __call__(self, event: Event) -> None:
         if self.failure is not None:
@@ -73,8 +68,7 @@ class PostgresWriter:
         self._seq += 1
         event.seq = self._seq
         _, kind, step_id, payload = _ROWS[cls](event, self._seq)
-        if self._needles and any(needle in payload for needle in self._needles):
-            payload = codec.dumps(self._redactor.data(json.loads(payload)))
+        payload = self._guard.payload(payload)
         self._pending.append((self._run_no, self._seq, kind, step_id, payload))
         if cls is StepFinished:
             self._settle(event)  # type: ignore[arg-type]
@@ -126,7 +120,7 @@ class PostgresWriter:
                     insert_events(conn, self._pending, fence)
                     if event is not None:
                         side_tables(conn, self._run_no, self._seq, event,
-                                    self._redactor.text)
+                                    self._guard.redactor.text)
                     if batch:
                         self._write_batch()
         except Exception as exc:  # psycopg.Error, or text PostgreSQL cannot take
