@@ -19,6 +19,10 @@ class SecretGuard:
         self._needles = tuple({form for secret in values
                                for form in (secret, json.dumps(secret)[1:-1])})
 
+    def __bool__(self) -> bool:
+        """Whether there is any secret to look for (a writer skips the call without)."""
+        return bool(self._needles)
+
     def payload(self, payload: str) -> str:
         """``payload`` (an event's JSON) with the secrets masked; itself when it holds none
         (the common case: one substring test per secret)."""

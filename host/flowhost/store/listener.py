@@ -79,6 +79,7 @@ class StoreListener:
         self._batch_since = time.time()
         self._idle: asyncio.Handle | None = None
         self._guard = SecretGuard(secrets)
+        self._masks = bool(self._guard)  # (a plain flag: the check runs for every event)
 
     def __call__(self, event: Event) -> None:
         if self.failure is not None:
@@ -90,7 +91,7 @@ class StoreListener:
         except StorageError as exc:  # NaN in it: this event cannot be written
             self._fail(exc)
             return
-        if (masked := self._guard.payload(row[3])) is not row[3]:
+        if self._masks and (masked := self._guard.payload(row[3])) is not row[3]:
             row = (*row[:3], masked)
         self._pending += row
         self._next_id += 1
