@@ -256,7 +256,8 @@ def test_the_workers_log_in_with_the_daemons_pgpassword(
         postgres_server: PostgresServer, write_spec: Callable[..., Path],
         tmp_path: Path) -> None:
     """The password in ``$PGPASSWORD`` (never in the URL, nor on a command line) reaches
-    the workers, whose environment is otherwise the daemon's minimal one."""
+    the workers over their channel: their environment, which a check command can read in
+    ``/proc/PID/environ``, holds no libpq setting."""
     url = postgres_server.create_password_database("s3cret-pw")
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "PGPASSWORD": "s3cret-pw",
            "FLOWHOST_STATE_DIR": str(tmp_path / "local")}
@@ -271,6 +272,12 @@ def test_the_workers_log_in_with_the_daemons_pgpassword(
         done = run_flowhost("submit", str(spec), "--server", address, "--wait",
                             "--no-progress", cwd=tmp_path)
         assert done.returncode == 0, done.stdout + (tmp_path / "daemon.log").read_text()
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        assert children, "the daemon has no worker processes"
+        for pid in children:
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            assert not [v for v in environ if v.startswith(b"PG")], (pid, environ)
+            assert b"s3cret-pw" not in b"".join(environ)
     finally:
         proc.kill()
         proc.communicate()

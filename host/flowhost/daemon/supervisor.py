@@ -42,6 +42,7 @@ from flowhost.daemon.helpers import Helper, HelperError, start
 from flowhost.daemon.journal import Journal, Tails
 from flowhost.problems import StorageError
 from flowhost.store import RunRecord, Store
+from flowhost.store.postgres.url import with_environment
 
 log = logging.getLogger("flowhost.daemon")
 MAX_DEATHS = 3
@@ -285,13 +286,12 @@ class Supervisor:
                 "--env-allow", ",".join(config.env_allow)]
         if config.config_path is not None:
             args += ["--config", str(config.config_path)]
-        env = helper_env(os.environ, config.env_allow)
-        if config.store_url is not None:  # the workers open the store: libpq's settings
-            env |= {name: value for name, value in os.environ.items()  # (PGPASSWORD...)
-                    if name.startswith("PG")}
-        helper = await start("worker", "flowhost.daemon.worker", *args, env=env)
+        helper = await start("worker", "flowhost.daemon.worker", *args,
+                             env=helper_env(os.environ, config.env_allow))
         if config.store_url is not None:  # before any run: the channel keeps the order
-            await helper.channel.send({"op": "store", "location": config.store_url})
+            # libpq's settings ($PGPASSWORD...) go in the URL, not in the worker's environment
+            location = with_environment(config.store_url, os.environ)
+            await helper.channel.send({"op": "store", "location": location})
         if config.masked:
             await helper.channel.send({"op": "mask", "values": list(config.masked)})
         slot = _Slot(helper)

@@ -6,7 +6,9 @@ a number, is an exit-2 message naming the URL, with any password hidden."""
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlencode
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
@@ -60,6 +62,23 @@ def _conninfo(url: str) -> dict[str, Any]:
         return conninfo.conninfo_to_dict(url)
     except Exception as exc:  # psycopg.ProgrammingError: libpq could not parse it
         raise ValueError(str(exc).replace(url, hide_password(url))) from None
+
+
+def with_environment(url: str, environ: Mapping[str, str]) -> str:
+    """``url`` with the libpq settings of ``environ`` that it does not set itself
+    (``$PGPASSWORD``, ``$PGSSLMODE``, ``$PGHOST``…) written into it: what the daemon sends its
+    workers over their channel, so that no worker's environment holds them (a check
+    command can read its worker's ``/proc/PID/environ``)."""
+    from psycopg import conninfo, pq
+
+    params = conninfo.conninfo_to_dict(url)
+    for option in pq.Conninfo.get_defaults():
+        if option.envvar is None:
+            continue
+        keyword, name = option.keyword.decode(), option.envvar.decode()
+        if keyword not in params and environ.get(name):
+            params[keyword] = environ[name]
+    return "postgresql://?" + urlencode(params)
 
 
 def parse(url: str) -> PostgresUrl:
