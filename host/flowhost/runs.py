@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from flowhost.context import RunContext, make_context
-from flowhost.events import Decision, InterventionResolved
+from flowhost.events import Decision, Event, InterventionResolved
 from flowhost.execution import secret_values
 from flowhost.intervene import outputs_problem
 from flowhost.problems import UserInputError, did_you_mean
@@ -91,8 +91,13 @@ def list_runs(state_dir: PathLike | None = None, *, env: Mapping[str, str] | Non
 def stored_result(store: StateStore, record: RunRecord) -> RunResult:
     """The §7 result of a stored run: the fold of its events, with the status its process
     (alive or not) gives it."""
-    result = fold(store.events(record), pattern=_pattern(record))
-    if store.live_status(record) == "interrupted":
+    return folded_result(record, store.events(record), store.live_status(record))
+
+
+def folded_result(record: RunRecord, events: list[Event], live_status: str) -> RunResult:
+    """``stored_result`` of what was read already: the run's events, its live status."""
+    result = fold(events, pattern=_pattern(record))
+    if live_status == "interrupted":
         result.status, result.interrupted = "interrupted", True
     return result
 

@@ -15,29 +15,38 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
+import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+from flowhost.daemon import records
 from flowhost.events import Event, RunFinished
 from flowhost.store import RunRecord, Store
 from flowhost.store.checkpoint import FINAL
+from flowhost.store.postgres.reads import DEFAULT_POOL_SIZE, AsyncReads
 
 T = TypeVar("T")
 # A committed event reaches its watchers within a tick (and a call on the store's thread);
 # a tick that finds nothing new costs one cheap query.
 TICK_S = 0.01
+SWEEP_S = 1.0
 
 
 class Journal:
-    """``await journal.call(fn, ...)`` runs ``fn(store, ...)`` on the store's thread."""
+    """``await journal.call(fn, ...)`` runs ``fn(store, ...)`` on the store's thread; the
+    reads the API and its watchers make (``find``, ``events``, ``poll``, ``page``…) go,
+    on PostgreSQL, over a pool of async connections instead (``AsyncReads``), several at
+    once, never queued behind the thread's writes."""
 
     def __init__(self, state_dir: Path, busy_timeout: float = 10.0, *,
-                 store_url: str | None = None) -> None:
+                 store_url: str | None = None, read_pool: int = DEFAULT_POOL_SIZE) -> None:
         self.state_dir = state_dir  # the runs' working directories (and SQLite's store)
         self.store_url = store_url  # a PostgreSQL store instead of state_dir's SQLite
         self.busy_timeout = busy_timeout
+        self.read_pool = read_pool
+        self.reads: AsyncReads | None = None
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="flowhost-store")
         self._store: Store | None = None
 
@@ -51,6 +60,9 @@ class Journal:
             self._store = PostgresStore.open(  # type: ignore[assignment]
                 self.store_url, busy_timeout=self.busy_timeout, state_dir=self.state_dir)
         await asyncio.get_running_loop().run_in_executor(self._pool, opening)
+        if self.store_url is not None:  # (migrated by now: the store opened it first)
+            self.reads = await AsyncReads.open(self.store_url, busy_timeout=self.busy_timeout,
+                                               size=self.read_pool)
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         def calling() -> T:
@@ -58,7 +70,66 @@ class Journal:
             return fn(self._store, *args)
         return await asyncio.get_running_loop().run_in_executor(self._pool, calling)
 
+    # -- reads ---------------------------------------------------------------------------
+    async def find(self, run_id: str) -> RunRecord:
+        """The run, or ``records.NotFound``."""
+        if self.reads is None:
+            return await self.call(records.find, run_id)
+        if (found := await self.reads.run(run_id)) is None:
+            raise records.missing(run_id)
+        return found[0]
+
+    async def events(self, record: RunRecord, after_seq: int = 0) -> list[Event]:
+        if self.reads is not None:
+            return await self.reads.events(record, after_seq)
+        return await self.call(_events, record, after_seq)
+
+    async def status(self, record: RunRecord) -> str:
+        """The run's status as stored (``running`` also after its owner died)."""
+        if self.reads is not None and (found := await self.reads.run(record.run_id)):
+            return found[0].status
+        return await self.call(_status, record)
+
+    async def last_seq(self, record: RunRecord) -> int:
+        if self.reads is not None:
+            return await self.reads.last_seq(record)
+        return await self.call(_latest_seq, record)
+
+    async def poll(self, wanted: list[tuple[RunRecord, int]], version: int,
+                   poked: bool) -> tuple[int, list[list[Event]] | None]:
+        """The store's data version now, and the new events of each wanted run when it
+        changed since ``version`` (or this process wrote: ``poked``); else None."""
+        if self.reads is None:
+            return await self.call(_poll, wanted, version, poked)
+        now = await self.reads.data_version()
+        if now == version and not poked:
+            return now, None
+        return now, await self.reads.watched(wanted)
+
+    async def result_json(self, run_id: str) -> bytes:
+        """The run's §7 result with the daemon's additions (``records.result_json``)."""
+        if self.reads is None:
+            return await self.call(records.result_json, run_id)
+        if (found := await self.reads.run(run_id)) is None:
+            raise records.missing(run_id)
+        record, live = found
+        return records.result_document(record, await self.reads.events(record), live)
+
+    async def page(self, before: int | None, limit: int, status: str,
+                   workflow_id: str) -> tuple[list[records.Summary], bool]:
+        """Up to ``limit`` runs before run number ``before``, newest first, and whether
+        there are more (``records.page``)."""
+        if self.reads is None:
+            return await self.call(_page, before, limit, status, workflow_id)
+        found = await self.reads.page(before=before, limit=limit + 1, status=status or None,
+                                      workflow_id=workflow_id or None)
+        return [records.summary(*row) for row in found[:limit]], len(found) > limit
+
     async def close(self) -> None:
+        if self.reads is not None:
+            await self.reads.close()
+            self.reads = None
+
         def closing() -> None:
             if self._store is not None:
                 self._store.close()
@@ -122,6 +193,12 @@ def data_version(store: Store) -> int:
     return int(store.conn.execute("PRAGMA data_version").fetchone()[0])
 
 
+def _page(store: Store, before: int | None, limit: int, status: str,
+          workflow_id: str) -> tuple[list[records.Summary], bool]:
+    return records.page(store, before=before, limit=limit, status=status,
+                        workflow_id=workflow_id)
+
+
 def _poll(store: Store, wanted: list[tuple[RunRecord, int]], version: int,
           poked: bool) -> tuple[int, list[list[Event]] | None]:
     """The store's data version now, and the new events of each wanted run when it
@@ -156,8 +233,8 @@ class Tails:
         try:
             cursor = after_seq
             # A run finished before the replay is read has all its events in it.
-            finished = (await self.journal.call(_status, record)) in FINAL
-            for event in await self.journal.call(_events, record, cursor):
+            finished = (await self.journal.status(record)) in FINAL
+            for event in await self.journal.events(record, cursor):
                 yield event
                 cursor = event.seq
                 if ends_run(event):
@@ -186,10 +263,11 @@ class Tails:
     async def _attach(self, record: RunRecord) -> _Tail:
         tail = self._tails.get(record.run_no)
         if tail is None:
-            base = await self.journal.call(_latest_seq, record)
+            base = await self.journal.last_seq(record)
             tail = self._tails.get(record.run_no)  # another watcher came meanwhile
             if tail is None:
                 tail = self._tails[record.run_no] = _Tail(record, base)
+                self._poked = True  # (the next poll reads it, data version or not)
         tail.watchers += 1
         if self._ticker is None or self._ticker.done():
             self._ticker = asyncio.ensure_future(self._tick())
@@ -202,14 +280,18 @@ class Tails:
 
     async def _tick(self) -> None:
         version = -1
+        swept = time.monotonic()
         while self._tails and not self.stopping.is_set():
-            # A tail attached after this snapshot misses nothing: its watcher's replay is
-            # read on the store's thread after this poll (calls there run in order), and a
-            # commit after that replay changes the data version this poll sees.
+            # A tail attached after this snapshot misses nothing: attaching pokes, so the
+            # next poll reads its events after its base whatever the data version says.
+            # A commit can move PostgreSQL's WAL position a moment before others see it:
+            # every SWEEP_S a poll reads regardless, so no such commit waits for long.
             tails = list(self._tails.values())
             poked, self._poked = self._poked, False
-            version, found = await self.journal.call(
-                _poll, [(t.record, t.last) for t in tails], version, poked)
+            if time.monotonic() - swept >= SWEEP_S:
+                poked, swept = True, time.monotonic()
+            version, found = await self.journal.poll(
+                [(t.record, t.last) for t in tails], version, poked)
             if found is not None:
                 for tail, events in zip(tails, found, strict=True):
                     tail.add(events)

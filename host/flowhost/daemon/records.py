@@ -28,7 +28,7 @@ from flowhost.events import (
     StepFinished,
 )
 from flowhost.problems import UserInputError
-from flowhost.runs import stored_result
+from flowhost.runs import folded_result
 from flowhost.spec import parse_spec
 from flowhost.store import RunRecord, Store, read
 from flowhost.store.db import UNFINISHED
@@ -59,8 +59,12 @@ def find(store: Store, run_id: str) -> RunRecord:
     try:
         return store.run(run_id)
     except UserInputError:
-        raise NotFound(f"no run '{run_id}' in this daemon. `flowhost runs list --server ...` "
-                       "shows its runs") from None
+        raise missing(run_id) from None
+
+
+def missing(run_id: str) -> NotFound:
+    return NotFound(f"no run '{run_id}' in this daemon. `flowhost runs list --server ...` "
+                    "shows its runs")
 
 
 def submitted(store: Store, request_id: str) -> RunRecord | None:
@@ -306,7 +310,12 @@ def result_json(store: Store, run_id: str) -> bytes:
     """The §7 result, with what the daemon adds: the run's working directory and its
     decisions (who answered what, when, with which comment)."""
     record = find(store, run_id)
-    result = stored_result(store, record).model_dump(mode="json")
+    return result_document(record, store.events(record), store.live_status(record))
+
+
+def result_document(record: RunRecord, events: list[Event], live_status: str) -> bytes:
+    """``result_json`` of what was read already: the run's events, its live status."""
+    result = folded_result(record, events, live_status).model_dump(mode="json")
     result["workflow_id"] = result["workflow_id"] or record.workflow_id
     result["run_id"] = result["run_id"] or record.run_id
     if record.status == "queued":
@@ -315,7 +324,7 @@ def result_json(store: Store, run_id: str) -> bytes:
     result["decisions"] = [
         {"step_id": e.step_id, "action": e.action, "by": e.by, "at": e.ts,
          "comment": e.comment, "outputs": e.outputs}
-        for e in store.events(record) if isinstance(e, InterventionResolved)]
+        for e in events if isinstance(e, InterventionResolved)]
     return json.dumps(result).encode("utf-8")
 
 
@@ -338,10 +347,15 @@ def page(store: Store, *, before: int | None, limit: int, status: str,
     records = store.runs_page(before=before, limit=limit + 1, status=status or None,
                               workflow_id=workflow_id or None)
     more = len(records) > limit
-    found = [Summary(r.run_no, r.run_id, r.workflow_id, store.live_status(r), r.created_at,
-                     r.finished_at or 0.0, r.total_steps, store.steps_succeeded(r))
+    found = [summary(r, store.live_status(r), store.steps_succeeded(r))
              for r in records[:limit]]
     return found, more
+
+
+def summary(record: RunRecord, live_status: str, steps_done: int) -> Summary:
+    return Summary(record.run_no, record.run_id, record.workflow_id, live_status,
+                   record.created_at, record.finished_at or 0.0, record.total_steps,
+                   steps_done)
 
 
 def event_json(event: Event) -> bytes:

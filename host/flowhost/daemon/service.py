@@ -162,10 +162,10 @@ class HostService:
         return pb.GetRunResponse(result_json=data)
 
     async def _result(self, run_id: str) -> bytes:
-        return await self.journal.call(records.result_json, _run_id(run_id))
+        return await self.journal.result_json(_run_id(run_id))
 
     async def _find(self, run_id: str) -> RunRecord:
-        return await self.journal.call(records.find, _run_id(run_id))
+        return await self.journal.find(_run_id(run_id))
 
     async def ListRuns(self, request: pb.ListRunsRequest,  # noqa: N802
                        context: Context) -> pb.ListRunsResponse:
@@ -176,8 +176,8 @@ class HostService:
             raise _invalid(f"page_size: from 1 to {MAX_PAGE} (0: {DEFAULT_PAGE})")
         size = request.page_size or DEFAULT_PAGE
         before = decode_page_token(request.page_token) if request.page_token else None
-        found, more = await self.journal.call(
-            _page, before, size, request.status, request.workflow_id)
+        found, more = await self.journal.page(before, size, request.status,
+                                              request.workflow_id)
         runs = [pb.RunSummary(run_id=s.run_id, workflow_id=s.workflow_id, status=s.status,
                               started_at=s.started_at, finished_at=s.finished_at,
                               steps_total=s.steps_total, steps_done=s.steps_done)
@@ -280,12 +280,6 @@ def _run_id(text: str) -> str:
 
 def _accept_checked(store: Any, request_id: str, checked: dict[str, Any]) -> records.Accepted:
     return records.accept(store, request_id=request_id, checked=checked)
-
-
-def _page(store: Any, before: int | None, size: int, status: str,
-          workflow_id: str) -> tuple[list[records.Summary], bool]:
-    return records.page(store, before=before, limit=size, status=status,
-                        workflow_id=workflow_id)
 
 
 async def _abort(context: Context, code: grpc.StatusCode, message: str) -> NoReturn:

@@ -21,6 +21,7 @@ from flowhost.store.interface import JournalWriter
 from flowhost.store.postgres.claim import CHANNEL, Claiming
 from flowhost.store.postgres.history import History, PostgresCache, next_seq
 from flowhost.store.postgres.lease import DEFAULT_LEASE_SECONDS
+from flowhost.store.postgres.reads import DATA_VERSION, EVENTS_AFTER
 from flowhost.store.postgres.rows import SUCCEEDED, insert_events, side_tables
 from flowhost.store.rows import _RUN_COLUMNS, RunRecord, _record
 
@@ -56,7 +57,7 @@ class PostgresStore(Claiming, History):
         """A number that changes whenever anything is committed on the server (its WAL
         insert position): the daemon polls it, and reads the journals only when it moved
         (as SQLite's ``PRAGMA data_version``)."""
-        row = self.one("SELECT pg_current_wal_insert_lsn() - '0/0'::pg_lsn")
+        row = self.one(DATA_VERSION)
         return int(row[0]) if row else 0
 
     def fenced(self, record: RunRecord) -> tuple[int, int] | None:
@@ -181,8 +182,7 @@ class PostgresStore(Claiming, History):
 
     # -- the journal -------------------------------------------------------------------
     def events(self, record: RunRecord, after_seq: int = 0) -> list[Event]:
-        rows = self.rows("SELECT seq, type, step_id, payload FROM events WHERE run_no = %s "
-                         "AND seq > %s ORDER BY seq", (record.run_no, max(after_seq, 0)))
+        rows = self.rows(EVENTS_AFTER, (record.run_no, max(after_seq, 0)))
         decoded = (codec.decode(record.run_id, kind, step_id, payload, seq)
                    for seq, kind, step_id, payload in rows)
         return [event for event in decoded if event is not None]
