@@ -58,10 +58,11 @@ def chain(steps: int) -> str:
 
 @contextlib.contextmanager
 def daemons(count: int, store: list[str], root: Path, max_runs: int
-            ) -> Iterator[list[tuple[subprocess.Popen[str], Any]]]:
+            ) -> Iterator[list[tuple[subprocess.Popen[str], Any, str]]]:
     """``count`` daemons on ``store`` (``--store URL`` or ``--state-dir D``), each with a
-    state dir of its own for the runs' working directories; stopped afterwards."""
-    started: list[tuple[subprocess.Popen[str], Any]] = []
+    state dir of its own for the runs' working directories; stopped afterwards. Each is
+    (process, HostService stub, address)."""
+    started: list[tuple[subprocess.Popen[str], Any, str]] = []
     try:
         for index in range(count):
             state = root / f"daemon-{index}-{uuid.uuid4().hex[:6]}"
@@ -77,10 +78,11 @@ def daemons(count: int, store: list[str], root: Path, max_runs: int
             if found is None:
                 raise SystemExit(f"a daemon did not start; see {log.name}")
             channel = grpc.insecure_channel(found["address"])
-            started.append((proc, host_pb2_grpc.HostServiceStub(channel)))  # type: ignore[no-untyped-call]
+            stub = host_pb2_grpc.HostServiceStub(channel)  # type: ignore[no-untyped-call]
+            started.append((proc, stub, found["address"]))
         yield started
     finally:
-        for proc, _ in started:
+        for proc, *_ in started:
             if proc.poll() is None:
                 proc.kill()
             proc.wait()
@@ -130,7 +132,7 @@ def throughput(count: int, store: list[str], root: Path, runs: int, steps: int,
                max_runs: int) -> tuple[float, list[float]]:
     text = chain(steps)
     with daemons(count, store, root, max_runs) as served:
-        stubs = [stub for _, stub in served]
+        stubs = [stub for _, stub, _ in served]
         begin = time.time()
         submitted = [submit(stubs[i % len(stubs)], text) for i in range(runs)]
         starts = wait_all(stubs[0], [run_id for run_id, _ in submitted])
@@ -148,10 +150,10 @@ def takeover(new_database: Callable[[], str], root: Path, kills: int) -> list[fl
         with daemons(2, ["--store", url], root, 2) as served:
             run_id, _ = submit(served[0][1], SLEEPY)
             started_at(served[0][1], run_id)  # it runs (on either daemon)
-            owner = _executing(url, run_id, [proc for proc, _ in served])
+            owner = _executing(url, run_id, [proc for proc, *_ in served])
             killed = time.time()
             owner.send_signal(signal.SIGKILL)
-            survivor = next(stub for proc, stub in served if proc is not owner)
+            survivor = next(stub for proc, stub, _ in served if proc is not owner)
             again = started_at(survivor, run_id, nth=2)
             if not math.isnan(again):
                 times.append(again - killed)
