@@ -134,13 +134,14 @@ class Catalog:
 
     @classmethod
     def for_context(cls, ctx: RunContext, *, remember: bool = True) -> Catalog:
-        """The catalog a run in ``ctx`` checks against: its config, and its state dir as
+        """The catalog a run in ``ctx`` checks against: its config, and its state store as
         the memory of what remote plugins reported. ``remember=False`` (``validate``,
         ``plan``) reads that memory but creates no state dir to keep it in."""
         from flowhost.store.schemas import StateDirSchemas
 
         return cls(ctx.config, schemas=StateDirSchemas(ctx.state_dir, ctx.busy_timeout,
-                                                       create=remember))
+                                                       create=remember,
+                                                       store_url=ctx.store_url))
 
     @property
     def config(self) -> HostConfig:

@@ -237,3 +237,26 @@ def test_validating_keeps_no_state_dir_of_its_own(plugin_server: StartServer,
         done = flowhost(command, "wf.yaml", cwd=tmp_path)
         assert done.returncode == 0, done.stdout + done.stderr
         assert not (tmp_path / ".flowhost").exists()
+
+
+def test_on_postgresql_what_a_server_reported_is_known_on_every_machine(
+        plugin_server: StartServer, postgres_url: str, tmp_path: Path) -> None:
+    """With ``--store postgresql://…`` the schemas go into the shared database, not a
+    local state dir: a check on another machine (here: another directory, with no state
+    dir) of a server that is down now uses what it reported to the first."""
+    served = plugin_server("echo")
+    first_host, second_host = tmp_path / "one", tmp_path / "two"
+    for host in (first_host, second_host):
+        host.mkdir()
+        write(host, UPPER.format(url=served.url("echo"), field="text"))
+    store = {"FLOWHOST_STORE": postgres_url}
+    ran = flowhost("run", "wf.yaml", "--no-progress", cwd=first_host, env=store)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert not (first_host / ".flowhost").exists()
+    served.stop()
+    done = flowhost("validate", "wf.yaml", cwd=second_host, env=store)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "checked against the schemas it reported on" in done.stderr
+    assert not (second_host / ".flowhost").exists()
+    alone = flowhost("validate", "wf.yaml", cwd=second_host)  # SQLite: nothing known here
+    assert alone.returncode == 2 and "step 'first', field 'plugin'" in alone.stderr

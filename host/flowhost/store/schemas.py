@@ -22,6 +22,7 @@ from flowhost.problems import StorageError, UserInputError
 
 if TYPE_CHECKING:
     from flowhost.store.db import Store
+    from flowhost.store.interface import StateStore
 
 log = logging.getLogger(__name__)
 REFRESH_SECONDS = 3600.0
@@ -91,14 +92,18 @@ def news(wanted: dict[str, _Row], rows: Iterable[tuple[Any, ...]],
 
 
 class StateDirSchemas:
-    """``SchemaMemory`` on the state dir of a run: the database is opened for each use, in
-    the calling thread (checks run on threads of their own), and a failure to read or write
-    it never fails a check: the schemas are a help, not the run's state."""
+    """``SchemaMemory`` on the state store of a run (its state dir's SQLite, or the
+    PostgreSQL of ``store_url``, so that every machine on one database knows what a server
+    reported to any of them): the store is opened for each use, in the calling thread
+    (checks run on threads of their own), and a failure to read or write it never fails a
+    check: the schemas are a help, not the run's state."""
 
-    def __init__(self, state_dir: Path, busy_timeout: float, *, create: bool = True) -> None:
+    def __init__(self, state_dir: Path, busy_timeout: float, *, create: bool = True,
+                 store_url: str | None = None) -> None:
         self.state_dir = state_dir
         self.busy_timeout = busy_timeout
-        self.create = create  # False: record only into a state dir that exists already
+        self.create = create  # False: record only into a store that exists already
+        self.store_url = store_url
 
     def recorded_schemas(self, target: str, plugin: str) -> RecordedSchemas | None:
         store = self._open(create=False)
@@ -124,11 +129,16 @@ class StateDirSchemas:
         finally:
             store.close()
 
-    def _open(self, *, create: bool) -> Store | None:
+    def _open(self, *, create: bool) -> StateStore | None:
         from flowhost.store.db import Store
 
         try:
+            if self.store_url is not None:
+                from flowhost.store.postgres import PostgresStore
+
+                return PostgresStore.open(self.store_url, busy_timeout=self.busy_timeout,
+                                          create=create)
             return Store.open(self.state_dir, busy_timeout=self.busy_timeout, create=create)
         except UserInputError as exc:  # no state dir yet, or one this flowhost cannot use
-            log.debug("state dir %s: %s", self.state_dir, exc)
+            log.debug("state store %s: %s", self.store_url or self.state_dir, exc)
             return None
