@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 
 from flowhost.context import RunContext
 from flowhost.engine import Engine
@@ -62,12 +61,27 @@ def record_run(store: StateStore, ctx: RunContext, plan: Plan, spec_text: str, s
         total_steps=len(plan.steps))
 
 
-@dataclass(slots=True)
 class Outcome:
-    status: RunStatus
-    result: RunResult
-    checkpoint_failure: str | None  # why the checkpoint stopped the run, if it did
-    events: Sequence[Event] = ()  # every event of the run, earlier processes' too
+    """How a process's part of a run ended. ``result`` may be given as the function that
+    folds it: it is worked out when first asked for, since most callers (``flowhost run``
+    without ``--json-out``, the daemon's workers) need only the status, and folding costs a
+    few microseconds per step."""
+
+    __slots__ = ("_result", "checkpoint_failure", "events", "status")
+
+    def __init__(self, status: RunStatus, result: RunResult | Callable[[], RunResult],
+                 checkpoint_failure: str | None, events: Sequence[Event] = ()) -> None:
+        self.status = status
+        self._result = result
+        self.checkpoint_failure = checkpoint_failure  # why the checkpoint stopped the run
+        self.events = events  # every event of the run, earlier processes' too
+
+    @property
+    def result(self) -> RunResult:
+        result = self._result
+        if not isinstance(result, RunResult):
+            result = self._result = result()
+        return result
 
 
 class Execution:
@@ -133,10 +147,16 @@ class Execution:
                 events = self._committed(events)
         finally:
             self.close()
-        result = fold(events, pattern=self.plan.workflow.pattern)
+        pattern = self.plan.workflow.pattern
+
+        def result() -> RunResult:
+            folded = fold(events, pattern=pattern)
+            if failure is not None:
+                folded.status, folded.interrupted = "interrupted", True
+                folded.learnings.success = False
+            return folded
+
         if failure is not None:
-            result.status, result.interrupted = "interrupted", True
-            result.learnings.success = False
             status = "interrupted"
         return Outcome(status, result, failure, events)
 
