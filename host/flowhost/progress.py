@@ -166,6 +166,11 @@ class _Tally:
         more = len(self.unclean) - len(shown)
         return [*shown, f"and {more} more (flowhost runs show)"] if more else shown
 
+    def plugin(self, step_id: str) -> str | None:
+        """The plugin of a step announced (None: not announced)."""
+        known = self.steps.get(step_id)
+        return known[1] if known is not None else None
+
     def get(self, step_id: str, plugin: str = "") -> tuple[str, str, str]:
         """("i/N", plugin, purpose); a step never announced shows "?" and its id."""
         index, known_plugin, purpose = self.steps.get(step_id, (0, plugin, step_id))
@@ -242,7 +247,16 @@ class PlainProgress:
         self._flush_soon: asyncio.Handle | None = None
 
     def __call__(self, event: Event) -> None:
-        line = self._line(event)
+        # Every step's three events first, without going through ``_line``'s cases.
+        if type(event) is StepStarted:
+            line: str | None = self._started(event)
+        elif type(event) is StepFinished:
+            line = self._finished(event)
+        elif (type(event) is AttemptStarted and event.attempt == 1 and not self._shown
+              and self._tally.plugin(event.step_id) == event.plugin):
+            return  # the step's first attempt, of its own plugin: its start said it all
+        else:
+            line = self._line(event)
         if line is None or self._stream is None:
             return
         if (second := int(event.ts)) != self._clock[0]:
@@ -308,6 +322,25 @@ class PlainProgress:
         label, plugin, _ = self._tally.get(step_id, plugin)
         return f"step {label} {step_id} ({plugin})"
 
+    def _started(self, e: StepStarted) -> str:
+        t = self._tally
+        t.step_started(e)
+        return f"step {e.index or '?'}/{t.total or '?'} {e.step_id} ({e.plugin}) started"
+
+    def _finished(self, e: StepFinished) -> str:
+        self._tally.finished(e)
+        if self._shown:
+            self._shown.pop(e.step_id, None)
+        head = self._step(e.step_id, e.plugin)
+        if e.status == "success":
+            return f"{head} succeeded in {e.duration_s:.2f}s{_extras(e)}"
+        if e.status == "failed":
+            tries = f" after {e.attempts} attempts" if e.attempts > 1 else ""
+            hint = f" (hint: {e.hint})" if e.hint else ""
+            error = e.error or e.error_type or "unknown error"
+            return f"{head} failed{tries} in {e.duration_s:.2f}s: {error}{hint}"
+        return f"{head} {e.status}" + (f": {e.reason}" if e.reason else "")
+
     def _line(self, e: Event) -> str | None:
         t = self._tally
         match e:
@@ -319,8 +352,7 @@ class PlainProgress:
                 extra += ", resumed" if e.resumed else ""
                 return f"run {e.run_id} started: {t.title}, {plural(t.total, 'step')}{extra}"
             case StepStarted():
-                t.step_started(e)
-                return f"{self._step(e.step_id)} started"
+                return self._started(e)
             case AttemptStarted():
                 self._shown.pop(e.step_id, None)  # a new attempt reports its progress afresh
                 plugin = t.get(e.step_id, e.plugin)[1]
@@ -346,17 +378,7 @@ class PlainProgress:
                     f"{e.error_type}: {e.message}{raised(e)}{hint}"
                 )
             case StepFinished():
-                t.finished(e)
-                self._shown.pop(e.step_id, None)
-                head = self._step(e.step_id, e.plugin)
-                if e.status == "success":
-                    return f"{head} succeeded in {e.duration_s:.2f}s{_extras(e)}"
-                if e.status == "failed":
-                    tries = f" after {e.attempts} attempts" if e.attempts > 1 else ""
-                    hint = f" (hint: {e.hint})" if e.hint else ""
-                    error = e.error or e.error_type or "unknown error"
-                    return f"{head} failed{tries} in {e.duration_s:.2f}s: {error}{hint}"
-                return f"{head} {e.status}" + (f": {e.reason}" if e.reason else "")
+                return self._finished(e)
             case RetryScheduled() | FallbackChosen() | InterventionRequested() | \
                     InterventionResolved() | CacheRejected():
                 return _ladder_line(e, self._step(e.step_id))

@@ -68,18 +68,42 @@ class LocalInvoker:
                 describe_validation_error(exc, f"outputs of {self.name} do not match its Outputs")
             ) from None
         dumped: dict[str, Any] = result.model_dump(mode="json")
-        bad = unencodable_field(dumped)
-        if bad is not None:
-            raise unencodable_outputs(self.name, bad)
-        number = non_finite_field(dumped)
-        if number is not None:
-            where, value = number
-            raise InvalidOutputs(
-                f"outputs of {self.name}: field '{where}' is {value}, which is not a JSON "
-                "value (JSON has no NaN or Infinity)",
-                hint="Return a finite number (math.isfinite), or None where the Outputs "
-                     "allow it")
+        if not _plain(dumped):  # (the usual flat outputs need neither walk)
+            _check_outputs(self.name, dumped)
         return dumped
+
+
+def _plain(outputs: dict[str, Any]) -> bool:
+    """Whether ``outputs`` is flat, with ASCII keys and texts and finite numbers: then
+    neither ``unencodable_field`` nor ``non_finite_field`` can find anything in it."""
+    for key, value in outputs.items():
+        kind = type(value)
+        if type(key) is not str or not key.isascii():
+            return False
+        if kind is str:
+            if not value.isascii():
+                return False
+        elif kind is float:
+            if not -math.inf < value < math.inf:  # (NaN is not either)
+                return False
+        elif kind is not int and kind is not bool and value is not None:
+            return False
+    return True
+
+
+def _check_outputs(plugin: str, dumped: dict[str, Any]) -> None:
+    """Refuse outputs that hold text that is not Unicode, NaN or Infinity."""
+    bad = unencodable_field(dumped)
+    if bad is not None:
+        raise unencodable_outputs(plugin, bad)
+    number = non_finite_field(dumped)
+    if number is not None:
+        where, value = number
+        raise InvalidOutputs(
+            f"outputs of {plugin}: field '{where}' is {value}, which is not a JSON "
+            "value (JSON has no NaN or Infinity)",
+            hint="Return a finite number (math.isfinite), or None where the Outputs "
+                 "allow it")
 
 
 def non_finite_field(value: Any) -> tuple[str, str] | None:
