@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from flowhost import questions
+from flowhost.daemon import executions
 from flowhost.engine import new_run_id
 from flowhost.events import (
     Event,
@@ -167,7 +168,9 @@ def expire(store: Store, run_id: str, now: float) -> Expired:
         if lease is None:  # a worker has it: record them for the worker to apply
             told = questions.expire_unowned(store, record, events, now)
             return Expired(record, False, told, questions.next_deadline(store, record, events))
+        after = executions.writing(store, record)
         events = questions.settle(store, record, events, now)
+        executions.wrote(store, record, after)
         left = questions.still_open(store, record, events)
         return Expired(record, not left, False, questions.next_deadline(store, record, events))
     finally:
@@ -205,7 +208,9 @@ def finish(store: Store, run_id: str, status: str, reason: str,
         ended.append(RunFinished(run_id=run_id, status=status,  # type: ignore[arg-type]
                                  duration_s=0.0, message=reason,
                                  workflow_id=record.workflow_id))
+        after = executions.writing(store, record)
         store.append(record, ended)
+        executions.wrote(store, record, after)
         return status
     finally:
         store.release(lease)
@@ -280,6 +285,7 @@ def decide(store: Store, run_id: str, step_id: str, action: str,
     the run is taken up again."""
     record = question(store, run_id, step_id)
     lease = store.acquire(record, OWNER)
+    after = executions.writing(store, record) if lease is not None else None
     try:
         events = store.events(record)
         if lease is not None:
@@ -301,6 +307,7 @@ def decide(store: Store, run_id: str, step_id: str, action: str,
         return Answered(decision, lease is not None and not left, lease is None)
     finally:
         if lease is not None:
+            executions.wrote(store, record, after)  # (a refused answer may follow a timeout)
             store.release(lease)
 
 

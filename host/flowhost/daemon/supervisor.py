@@ -31,12 +31,12 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flowhost.daemon import records
+from flowhost.daemon import executions, records
 from flowhost.daemon.environment import helper_env
 from flowhost.daemon.helpers import Helper, HelperError, start
 from flowhost.daemon.journal import Journal, Tails
@@ -269,6 +269,7 @@ class Supervisor:
         slot.run_id = run_id
         slot.ended = asyncio.get_running_loop().create_future()
         self.executing[run_id] = slot
+        await self._note(executions.handed, run_id)  # (before the worker can write)
         sent = await slot.helper.channel.send({"op": "run", "run_id": run_id})
         reason = self.cancels.get(run_id)
         if sent and reason is not None:
@@ -312,11 +313,15 @@ class Supervisor:
             if message is None:
                 break
             run_id = slot.run_id
+            if message.get("type") == "started" and run_id is not None \
+                    and message.get("run_id") == run_id:
+                await self._note(executions.started, run_id)
             if message.get("type") == "ended" and run_id is not None \
                     and message.get("run_id") == run_id:
                 slot.last = bool(message.get("last"))
                 ended = slot.ended
                 self.executing.pop(run_id, None)
+                await self._note(executions.let_go, run_id, str(message.get("status")))
                 await self._ended(run_id, str(message.get("status")),
                                   str(message.get("message") or ""))
                 if ended is not None and not ended.done():
@@ -329,10 +334,21 @@ class Supervisor:
         run_id = slot.run_id
         if run_id is not None:
             self.executing.pop(run_id, None)
+            await self._note(executions.let_go, run_id, "died")
             await self._died(run_id, reason)
             if slot.ended is not None and not slot.ended.done():
                 slot.ended.set_result("died")
         self._wake.set()
+
+    async def _note(self, fn: Callable[..., None], *args: str) -> None:
+        """On a shared store: note for this daemon's metrics what its workers execute
+        (``flowhost.daemon.executions``); on SQLite every run of the state dir counts."""
+        if self.config.store_url is None:
+            return
+        try:
+            await self.journal.call(fn, *args)
+        except StorageError as exc:  # the run goes on; only its metrics here miss events
+            log.error("flowhost serve: metrics: cannot note run %s now: %s", args[0], exc)
 
     async def _ended(self, run_id: str, status: str, message: str) -> None:
         self.tails.poke()

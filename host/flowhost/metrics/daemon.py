@@ -1,4 +1,5 @@
-"""The daemon's metrics on ``--metrics-listen``: the registry fed by ``JournalFeed``, the
+"""The daemon's metrics on ``--metrics-listen``: the registry fed by ``JournalFeed`` (or,
+on a store shared by several daemons, ``ExecutedFeed``: what this one executed), the
 daemon's own gauges (runs queued, ready), and ``/readyz`` (503 while it drains or while its
 state store does not answer).
 
@@ -15,6 +16,7 @@ from collections.abc import Callable
 
 from flowhost.daemon.journal import Journal, Tails
 from flowhost.metrics.endpoint import MetricsServer
+from flowhost.metrics.executed import ExecutedFeed
 from flowhost.metrics.families import Families
 from flowhost.metrics.feed import JournalFeed
 from flowhost.metrics.observer import MetricsObserver
@@ -28,7 +30,10 @@ class DaemonMetrics:
                  queued: Callable[[], int], draining: Callable[[], bool]) -> None:
         self.families = Families()
         self.observer = MetricsObserver(self.families)
-        self.feed = JournalFeed(journal, self.observer)
+        # On SQLite the daemon is the only one on its state dir: every run there is its to
+        # count. On a shared store each replica counts what it executed.
+        self.feed = (JournalFeed(journal, self.observer) if journal.store_url is None
+                     else ExecutedFeed(journal, self.observer))
         tails.also_poke.append(self.feed.poke)
         self._draining = draining
         self.families.add_daemon(lambda: float(queued()), lambda: self.unready() is None)

@@ -20,6 +20,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from typing import Any, TypeVar
 
 from flowhost.daemon.journal import Journal, data_version, ends_run
 from flowhost.daemon.records import is_daemon_run
@@ -30,6 +31,7 @@ from flowhost.store import RunRecord, Store
 from flowhost.store.db import UNFINISHED
 
 log = logging.getLogger("flowhost.daemon")
+T = TypeVar("T")
 TICK_S = 0.2  # metrics lag the journal by at most this (a scrape is every few seconds)
 STALE_S = 10.0  # the store has not answered for this long: not ready
 # A run that stopped (waiting for a person, interrupted) has no worker writing to it: it is
@@ -155,24 +157,36 @@ class JournalFeed:
         async with self._polling:  # one at a time: each starts from where the last ended
             await self._step()
 
-    async def _step(self) -> None:
+    def _sweeping(self) -> tuple[bool, bool]:
+        """Whether the daemon wrote since the last poll, and whether this poll reads the
+        quiet runs too (it wrote, or they were last read ``QUIET_S`` ago)."""
         poked, self._poked = self._poked, False
-        sweep = poked or time.monotonic() - self._swept >= QUIET_S
-        quiet = () if sweep else self._quiet
-        followed = [entry for run_no, entry in self._followed.items() if run_no not in quiet]
+        return poked, poked or time.monotonic() - self._swept >= QUIET_S
+
+    async def _read(self, poked: bool, sweep: bool, fn: Callable[..., T],
+                    *args: Any) -> T | None:
+        """``fn(store, *args)`` on the store's thread; None when the store failed (the
+        daemon is then not ready, and the next poll reads all that this one would have)."""
         try:
-            found = await self.journal.call(_poll, followed, self._newest, self._version,
-                                            sweep, self.wanted)
+            found = await self.journal.call(fn, *args)
         except Exception as exc:  # the store is locked, gone, or its thread is stopped
             if self.problem is None:
                 log.error("flowhost serve: metrics: cannot read the state store: %s", exc)
             self.problem = f"{type(exc).__name__}: {exc}"
             self._poked = self._poked or poked  # read it all next time
-            return
+            return None
         self.problem = None
         self._answered = time.monotonic()
         if sweep:
             self._swept = self._answered
+        return found
+
+    async def _step(self) -> None:
+        poked, sweep = self._sweeping()
+        quiet = () if sweep else self._quiet
+        followed = [entry for run_no, entry in self._followed.items() if run_no not in quiet]
+        found = await self._read(poked, sweep, _poll, followed, self._newest,
+                                 self._version, sweep, self.wanted)
         if found is None:
             return
         self._version, self._newest, mine, events = found
