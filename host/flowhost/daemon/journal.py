@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from flowhost.daemon import records
+from flowhost.daemon.results import FinishedResults
 from flowhost.events import Event, RunFinished
 from flowhost.store import RunRecord, Store
 from flowhost.store.checkpoint import FINAL
@@ -47,6 +48,7 @@ class Journal:
         self.busy_timeout = busy_timeout
         self.read_pool = read_pool
         self.reads: AsyncReads | None = None
+        self.finished = FinishedResults()
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="flowhost-store")
         self._store: Store | None = None
 
@@ -108,12 +110,18 @@ class Journal:
 
     async def result_json(self, run_id: str) -> bytes:
         """The run's §7 result with the daemon's additions (``records.result_json``)."""
+        if (kept := self.finished.get(run_id)) is not None:
+            return kept
         if self.reads is None:
-            return await self.call(records.result_json, run_id)
-        if (found := await self.reads.run(run_id)) is None:
-            raise records.missing(run_id)
-        record, live = found
-        return records.result_document(record, await self.reads.events(record), live)
+            data, status = await self.call(_result, run_id)
+        else:
+            if (found := await self.reads.run(run_id)) is None:
+                raise records.missing(run_id)
+            record, status = found
+            data = records.result_document(record, await self.reads.events(record), status)
+        if status in FINAL:
+            self.finished.keep(run_id, data)
+        return data
 
     async def page(self, before: int | None, limit: int, status: str,
                    workflow_id: str) -> tuple[list[records.Summary], bool]:
@@ -191,6 +199,13 @@ def data_version(store: Store) -> int:
     if version is not None:  # (a PostgresStore: one of the daemon's two backends)
         return int(version())
     return int(store.conn.execute("PRAGMA data_version").fetchone()[0])
+
+
+def _result(store: Store, run_id: str) -> tuple[bytes, str]:
+    """The run's result (``records.result_json``) and the live status it has."""
+    record = records.find(store, run_id)
+    status = store.live_status(record)
+    return records.result_document(record, store.events(record), status), status
 
 
 def _page(store: Store, before: int | None, limit: int, status: str,
