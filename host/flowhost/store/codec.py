@@ -113,42 +113,33 @@ class _Spec:
 def _encoders(name: str, names: tuple[str, ...], defaults: tuple[Any, ...],
               has_step: bool) -> tuple[Callable[[Any], str], Callable[[Any, int], Row]]:
     """``payload(event)``, the JSON object of an event's stored fields, and
-    ``row(event, row_id)``, its ``events`` row. Strings, finite floats and ints are written
-    inline, anything else goes through ``dumps``; fields at their default value are left
-    out. ``row`` runs for every event on the checkpoint's path, so it is generated once per
-    class as straight-line code, a block per field (as ``dataclasses`` makes ``__init__``):
-    that costs about half of a loop over the fields."""
-    namespace: dict[str, Any] = {
-        "esc": _esc, "float_repr": _float_repr, "int_repr": _int_repr, "dumps": dumps,
-        "unstorable": _unstorable, "name": name, "names": names,
-        "values": operator.attrgetter(*names) if len(names) > 1
-        else lambda event: tuple(getattr(event, field) for field in names),
-    }
-    lines = ["def row(event, row_id):", "    out = ''",
-             "    try:  # (costs nothing until it catches)"]
-    for index, (field, default) in enumerate(zip(names, defaults, strict=True)):
-        namespace[f"key_{index}"] = "," + json.dumps(field) + ":"
-        lines.append(f"        value = event.{field}")
-        indent = "        "
-        if default is not _REQUIRED:
-            namespace[f"default_{index}"] = default
-            lines.append(f"        if value is not default_{index}:")
-            indent += "    "
-        lines += [f"{indent}kind = type(value)",
-                  f"{indent}if kind is str:",
-                  f"{indent}    out += key_{index} + esc(value)",
-                  f"{indent}elif kind is float and -1e308 < value < 1e308:",
-                  f"{indent}    out += key_{index} + float_repr(value)",
-                  f"{indent}elif kind is int:",
-                  f"{indent}    out += key_{index} + int_repr(value)",
-                  f"{indent}else:  # NaN and Infinity too: dumps refuses them",
-                  f"{indent}    out += key_{index} + dumps(value)"]
-    step = "event.step_id" if has_step else "None"
-    lines += ["    except ValueError:",
-              "        raise unstorable(name, names, values(event)) from None",
-              f"    return (row_id, name, {step}, '{{' + out[1:] + '}}')"]
-    exec("\n".join(lines), namespace)  # our own text, made of the class's field names
-    row: Callable[[Any, int], Row] = namespace["row"]
+    ``row(event, row_id)``, its ``events`` row: a loop over the class's fields (their JSON
+    keys, their defaults, one getter for all of them), because they run on the checkpoint's
+    path. Strings, finite floats and ints are written inline, anything else goes through
+    ``dumps``; fields at their default value are left out."""
+    keys = tuple("," + json.dumps(field) + ":" for field in names)
+    get: Callable[[Any], tuple[Any, ...]] = (
+        operator.attrgetter(*names) if len(names) > 1
+        else lambda event: tuple(getattr(event, field) for field in names))
+
+    def row(event: Any, row_id: int) -> Row:
+        out = ""
+        try:  # (costs nothing until it catches)
+            for key, default, value in zip(keys, defaults, get(event), strict=False):
+                if value is default:
+                    continue
+                kind = type(value)
+                if kind is str:
+                    out += key + _esc(value)
+                elif kind is float and -1e308 < value < 1e308:
+                    out += key + _float_repr(value)
+                elif kind is int:
+                    out += key + _int_repr(value)
+                else:  # NaN and Infinity too: dumps refuses them
+                    out += key + dumps(value)
+        except ValueError:
+            raise _unstorable(name, names, get(event)) from None
+        return (row_id, name, event.step_id if has_step else None, "{" + out[1:] + "}")
 
     def payload(event: Any) -> str:  # off the checkpoint's path (Store.append): no copy
         return row(event, 0)[3]
