@@ -342,6 +342,7 @@ class PlainProgress:
         return f"{head} {e.status}" + (f": {e.reason}" if e.reason else "")
 
     def _line(self, e: Event) -> str | None:
+        """The line of any event but a step's start and end (``__call__`` takes those)."""
         t = self._tally
         match e:
             case RunStarted():
@@ -351,8 +352,6 @@ class PlainProgress:
                 extra = f", estimated {human_duration(eta)}" if eta is not None else ""
                 extra += ", resumed" if e.resumed else ""
                 return f"run {e.run_id} started: {t.title}, {plural(t.total, 'step')}{extra}"
-            case StepStarted():
-                return self._started(e)
             case AttemptStarted():
                 self._shown.pop(e.step_id, None)  # a new attempt reports its progress afresh
                 plugin = t.get(e.step_id, e.plugin)[1]
@@ -377,8 +376,6 @@ class PlainProgress:
                     f"{self._step(e.step_id)} attempt {e.attempt}{via} failed: "
                     f"{e.error_type}: {e.message}{raised(e)}{hint}"
                 )
-            case StepFinished():
-                return self._finished(e)
             case RetryScheduled() | FallbackChosen() | InterventionRequested() | \
                     InterventionResolved() | CacheRejected():
                 return _ladder_line(e, self._step(e.step_id))

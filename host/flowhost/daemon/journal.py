@@ -88,9 +88,9 @@ class Journal:
 
     async def status(self, record: RunRecord) -> str:
         """The run's status as stored (``running`` also after its owner died)."""
-        if self.reads is not None and (found := await self.reads.run(record.run_id)):
-            return found[0].status
-        return await self.call(_status, record)
+        if self.reads is None:
+            return await self.call(_status, record)
+        return (await self.find(record.run_id)).status
 
     async def last_seq(self, record: RunRecord) -> int:
         if self.reads is not None:
@@ -113,7 +113,7 @@ class Journal:
         if (kept := self.finished.get(run_id)) is not None:
             return kept
         if self.reads is None:
-            data, status = await self.call(_result, run_id)
+            data, status = await self.call(records.result_and_status, run_id)
         else:
             if (found := await self.reads.run(run_id)) is None:
                 raise records.missing(run_id)
@@ -199,13 +199,6 @@ def data_version(store: Store) -> int:
     if version is not None:  # (a PostgresStore: one of the daemon's two backends)
         return int(version())
     return int(store.conn.execute("PRAGMA data_version").fetchone()[0])
-
-
-def _result(store: Store, run_id: str) -> tuple[bytes, str]:
-    """The run's result (``records.result_json``) and the live status it has."""
-    record = records.find(store, run_id)
-    status = store.live_status(record)
-    return records.result_document(record, store.events(record), status), status
 
 
 def _page(store: Store, before: int | None, limit: int, status: str,

@@ -110,18 +110,22 @@ class Unfinished:
     deadlines: dict[str, float]  # waiting runs: when the first manual.timeout is up
 
 
-def unfinished(store: Store) -> Unfinished:
-    """Where the daemon's accepted, unfinished runs stand when it starts."""
+def unfinished(store: Store, claimed: bool = False) -> Unfinished:
+    """Where the daemon's accepted, unfinished runs stand when it starts. ``claimed``
+    (replicas on a shared store): runs are claimed, not taken up by where their working
+    directory is, so only the waiting runs' deadlines are read (expiring a question takes
+    the run's lease: the replicas that all schedule it expire it once)."""
     to_run, owned, deadlines = [], [], {}
-    for record in reversed(store.runs(statuses=UNFINISHED)):
+    for record in reversed(store.runs(statuses=("waiting",) if claimed else UNFINISHED)):
         if not is_daemon_run(store, record):
             continue
-        if store.owned(record):
+        if not claimed and store.owned(record):
             owned.append(record)
             continue
         ready, deadline = waits(store, record)
         if ready:
-            to_run.append(record)
+            if not claimed:
+                to_run.append(record)
         elif deadline is not None:
             deadlines[record.run_id] = deadline
     return Unfinished(to_run, owned, deadlines)
@@ -316,8 +320,14 @@ def decide(store: Store, run_id: str, step_id: str, action: str,
 def result_json(store: Store, run_id: str) -> bytes:
     """The §7 result, with what the daemon adds: the run's working directory and its
     decisions (who answered what, when, with which comment)."""
+    return result_and_status(store, run_id)[0]
+
+
+def result_and_status(store: Store, run_id: str) -> tuple[bytes, str]:
+    """``result_json``, and the live status the run has in it."""
     record = find(store, run_id)
-    return result_document(record, store.events(record), store.live_status(record))
+    status = store.live_status(record)
+    return result_document(record, store.events(record), status), status
 
 
 def result_document(record: RunRecord, events: list[Event], live_status: str) -> bytes:

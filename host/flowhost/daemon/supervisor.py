@@ -139,13 +139,8 @@ class Supervisor:
     async def start(self) -> None:
         """Go on with every accepted, unfinished run no one owns; start dispatching."""
         await self.checker.start()
-        found = await self.journal.call(records.unfinished)
-        if self.config.store_url is not None:
-            # Replicas share the database (and often the state dir's path): a run to go on
-            # with is claimed, as many as there are free slots, not taken up at start by
-            # where its working directory is. Questions' deadlines stay: expiring one
-            # takes the run's lease, so the replicas that all schedule it expire it once.
-            found = records.Unfinished([], [], found.deadlines)
+        # (replicas on a shared database claim runs, as many as they have free slots for)
+        found = await self.journal.call(records.unfinished, self.config.store_url is not None)
         for record in found.to_run:
             self.queue.push(record)
         for record in found.owned:

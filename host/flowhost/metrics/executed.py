@@ -180,12 +180,7 @@ class ExecutedFeed(JournalFeed):
         self._forget(run)
 
     def _forget(self, run: _Run) -> None:
-        """The observer lets go of what it holds of the run (its gauges here: active,
-        waiting, open questions, breakers), counting nothing: its final ``RunFinished``
-        taken in as ``restore`` takes in the past."""
+        """The observer lets go of what it holds of the run, counting nothing."""
         if not run.ended:
-            record = run.record
-            self.observer.restore([RunFinished(run_id=record.run_id, status="cancelled",
-                                               duration_s=0.0,
-                                               workflow_id=record.workflow_id)])
+            self.observer.forget(run.record.run_id, run.record.workflow_id)
             run.ended = True

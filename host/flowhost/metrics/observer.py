@@ -119,6 +119,12 @@ class MetricsObserver:
         finally:
             self._counting = True
 
+    def forget(self, run_id: str, workflow_id: str) -> None:
+        """Let go of a run another process goes on with: what this observer holds of it
+        (gauges: active, waiting, open questions, breakers) goes, nothing is counted."""
+        self.restore([RunFinished(run_id=run_id, status="cancelled", duration_s=0.0,
+                                  workflow_id=workflow_id)])
+
     # -- labels --------------------------------------------------------------------------
     def _label(self, kind: str, value: str) -> str:
         seen = self._seen[kind]

@@ -43,6 +43,7 @@ from flowhost.store.rows import (
     _insert_run,
     _record,
     describe,
+    live_status,
     side_tables,
 )
 from flowhost.store.schema import LATEST, NewerSchemaError, migrate
@@ -261,10 +262,7 @@ class Store:
         return None
 
     def live_status(self, record: RunRecord) -> str:
-        """``running`` only while a process runs it; ``interrupted`` once that one died."""
-        if record.status == "running" and not self.owned(record):
-            return "interrupted"
-        return record.status
+        return live_status(record, self.owned)
 
     def replace_spec(self, record: RunRecord, *, spec_text: str, spec_redacted: bool,
                      total_steps: int) -> RunRecord:

@@ -79,6 +79,12 @@ _RUN_COLUMNS = ("run_no, run_id, workflow_id, status, spec_text, spec_path, spec
                 "overrides, cwd, total_steps, created_at, updated_at, finished_at, pid")
 
 
+def live_status(record: RunRecord, owned: Callable[[RunRecord], bool]) -> str:
+    """``running`` only while someone runs it (``owned``, asked only then); ``interrupted``
+    once that one died."""
+    return "interrupted" if record.status == "running" and not owned(record) else record.status
+
+
 def _record(row: tuple[object, ...]) -> RunRecord:
     names = [name.strip() for name in _RUN_COLUMNS.split(",")]
     data = dict(zip(names, row, strict=True))

@@ -9,7 +9,7 @@ timeout, so a write blocked by another process fails after as long as SQLite wou
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -100,7 +100,8 @@ class Connected:
         except psycopg.Error as exc:
             raise StorageError(describe(exc, self.where, self.busy_timeout)) from None
 
-    def rows(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+    def rows(self, sql: str, params: Sequence[object] | Mapping[str, object] = ()
+             ) -> list[tuple[Any, ...]]:
         with self.failing_as_storage():
             return list(self.conn.execute(sql, params).fetchall())
 

@@ -35,9 +35,11 @@ LOCK_SPACE = 0x666C6F77  # "flow"
 DEFAULT_LEASE_SECONDS = 30.0
 _TAKEOVER_WAIT_S = 10.0  # for the server to end an expired owner's session
 _LOCK = "pg_try_advisory_lock(%s::int4, %s::int4)"
-_HOLDER = ("SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND database = "
-           "(SELECT oid FROM pg_database WHERE datname = current_database()) AND "
-           "classid = %s::oid AND objid = %s::oid AND objsubid = 2 AND granted")
+# The row of ``pg_locks`` of a granted run lock: {space} and {run} are SQL expressions.
+LOCKED = ("locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE "
+          "datname = current_database()) AND classid = {space}::oid AND "
+          "objid = {run}::oid AND objsubid = 2 AND granted")
+_HOLDER = "SELECT pid FROM pg_locks WHERE " + LOCKED.format(space="%s", run="%s")
 
 
 class LeasedOwnership(Connected):

@@ -26,18 +26,16 @@ from flowhost.store import codec
 from flowhost.store.postgres import url as store_url
 from flowhost.store.postgres.connection import CONNECT_TIMEOUT_S
 from flowhost.store.postgres.errors import describe
-from flowhost.store.postgres.lease import LOCK_SPACE
+from flowhost.store.postgres.lease import LOCK_SPACE, LOCKED
 from flowhost.store.postgres.rows import SUCCEEDED
-from flowhost.store.rows import _RUN_COLUMNS, RunRecord, _record
+from flowhost.store.rows import _RUN_COLUMNS, RunRecord, _record, live_status
 
 DEFAULT_POOL_SIZE = 4  # the daemon's concurrent reads; its writes have a connection apart
 
 # Whether anyone holds run ``r``'s advisory lock with a lease not past its expiry
 # (``LeasedOwnership.owned``, as one expression over the row ``r`` of ``runs``).
-_OWNED = ("(EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND database = "
-          "(SELECT oid FROM pg_database WHERE datname = current_database()) AND "
-          f"classid = {LOCK_SPACE}::oid AND objid = r.run_no::oid AND objsubid = 2 AND "
-          "granted) AND coalesce((SELECT l.expires_at > %(now)s FROM leases AS l "
+_OWNED = (f"(EXISTS (SELECT 1 FROM pg_locks WHERE {LOCKED.format(space=LOCK_SPACE, run='r.run_no')}"
+          ") AND coalesce((SELECT l.expires_at > %(now)s FROM leases AS l "
           "WHERE l.run_no = r.run_no), true))")
 _COLUMNS = ", ".join(f"r.{name.strip()}" for name in _RUN_COLUMNS.split(","))
 _SUCCEEDED = f"coalesce(r.steps_done, ({SUCCEEDED.replace('%s', 'r.run_no')}))"
@@ -64,9 +62,22 @@ async def _connect_error(url: str) -> Exception | None:
     return None
 
 
-def live(record: RunRecord, owned: bool) -> str:
-    """``running`` only while someone runs it; ``interrupted`` once that one died."""
-    return "interrupted" if record.status == "running" and not owned else record.status
+def _live(record: RunRecord, owned: bool) -> str:
+    """The live status of a run whose owner the statement read already."""
+    return live_status(record, lambda _: owned)
+
+
+def page_filter(before: int | None, status: str | None, workflow_id: str | None,
+                prefix: str = "") -> tuple[str, dict[str, object]]:
+    """The WHERE condition of a keyset page of runs (``prefix``: the table's alias and a
+    dot) and its named parameters."""
+    where, params = ["true"], dict[str, object]()
+    for name, condition, value in (("before", "run_no <", before), ("status", "status =", status),
+                                   ("workflow_id", "workflow_id =", workflow_id)):
+        if value is not None and value != "":
+            where.append(f"{prefix}{condition} %({name})s")
+            params[name] = value
+    return " AND ".join(where), params
 
 
 class AsyncReads:
@@ -122,27 +133,21 @@ class AsyncReads:
         if not rows:
             return None
         record = _record(rows[0][:-1])
-        return record, live(record, bool(rows[0][-1]))
+        return record, _live(record, bool(rows[0][-1]))
 
     async def page(self, *, before: int | None, limit: int, status: str | None,
                    workflow_id: str | None) -> list[tuple[RunRecord, str, int]]:
         """Newest first, the runs recorded before run number ``before``: each with its live
         status and how many of its steps succeeded (``PostgresStore.runs_page``)."""
-        where = ["true"]
-        params: dict[str, object] = {"now": time.time(), "limit": max(limit, 1)}
-        for name, condition, value in (("before", "r.run_no <", before),
-                                       ("status", "r.status =", status),
-                                       ("workflow_id", "r.workflow_id =", workflow_id)):
-            if value is not None and value != "":
-                where.append(f"{condition} %({name})s")
-                params[name] = value
+        where, params = page_filter(before, status, workflow_id, "r.")
         rows = await self._rows(
-            f"SELECT {_COLUMNS}, {_OWNED}, {_SUCCEEDED} FROM runs AS r WHERE "
-            f"{' AND '.join(where)} ORDER BY r.run_no DESC LIMIT %(limit)s", params)
+            f"SELECT {_COLUMNS}, {_OWNED}, {_SUCCEEDED} FROM runs AS r WHERE {where} "
+            "ORDER BY r.run_no DESC LIMIT %(limit)s",
+            {**params, "now": time.time(), "limit": max(limit, 1)})
         found = []
         for row in rows:
             record = _record(row[:-2])
-            found.append((record, live(record, bool(row[-2])), int(row[-1])))
+            found.append((record, _live(record, bool(row[-2])), int(row[-1])))
         return found
 
     # -- journals ------------------------------------------------------------------------

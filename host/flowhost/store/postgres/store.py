@@ -21,9 +21,9 @@ from flowhost.store.interface import JournalWriter
 from flowhost.store.postgres.claim import CHANNEL, Claiming
 from flowhost.store.postgres.history import History, PostgresCache, next_seq
 from flowhost.store.postgres.lease import DEFAULT_LEASE_SECONDS
-from flowhost.store.postgres.reads import DATA_VERSION, EVENTS_AFTER
+from flowhost.store.postgres.reads import DATA_VERSION, EVENTS_AFTER, page_filter
 from flowhost.store.postgres.rows import SUCCEEDED, insert_events, side_tables
-from flowhost.store.rows import _RUN_COLUMNS, RunRecord, _record
+from flowhost.store.rows import _RUN_COLUMNS, RunRecord, _record, live_status
 
 if TYPE_CHECKING:
     from flowhost.engine import StepCache
@@ -117,15 +117,10 @@ class PostgresStore(Claiming, History):
                   status: str | None = None, workflow_id: str | None = None
                   ) -> list[RunRecord]:
         """Newest first, the runs recorded before run number ``before`` (a keyset page)."""
-        where, params = ["true"], list[object]()
-        for column, value in (("run_no <", before), ("status =", status),
-                              ("workflow_id =", workflow_id)):
-            if value is not None and value != "":
-                where.append(f"{column} %s")
-                params.append(value)
+        where, params = page_filter(before, status, workflow_id)
         return [_record(row) for row in self.rows(
-            f"{_SELECT_RUN} WHERE {' AND '.join(where)} ORDER BY run_no DESC LIMIT %s",
-            [*params, max(limit, 1)])]
+            f"{_SELECT_RUN} WHERE {where} ORDER BY run_no DESC LIMIT %(limit)s",
+            {**params, "limit": max(limit, 1)})]
 
     def run(self, run_id: str) -> RunRecord:
         if not is_utf8(run_id) or "\0" in run_id:  # no id is: PostgreSQL text holds neither
@@ -159,10 +154,7 @@ class PostgresStore(Claiming, History):
         return next((r for r in self.runs(statuses=UNFINISHED) if not self.owned(r)), None)
 
     def live_status(self, record: RunRecord) -> str:
-        """``running`` only while someone runs it; ``interrupted`` once that one died."""
-        if record.status == "running" and not self.owned(record):
-            return "interrupted"
-        return record.status
+        return live_status(record, self.owned)
 
     def replace_spec(self, record: RunRecord, *, spec_text: str, spec_redacted: bool,
                      total_steps: int) -> RunRecord:
