@@ -36,7 +36,7 @@ PACKAGES = [
 # tests/postgres_server.py, which also finds initdb and pg_ctl in /usr/lib/postgresql/*/bin).
 DEBIAN_TOOLS = {"prometheus": "prometheus", "promtool": "prometheus",
                 "prometheus-pushgateway": "prometheus-pushgateway",
-                "pg_ctl": "postgresql"}
+                "pg_ctl": "postgresql", "pgbouncer": "pgbouncer"}
 
 
 def run(*command: str | Path, env: dict[str, str] | None = None, cwd: Path = ROOT) -> None:
@@ -86,13 +86,14 @@ def demo() -> None:
 
 
 def _installed(command: str) -> bool:
-    """On PATH, or (PostgreSQL's server programs) in Debian's versioned bin dirs."""
-    return shutil.which(command) is not None or any(
+    """On PATH, in /usr/sbin (pgbouncer; not on every user's PATH), or (PostgreSQL's server
+    programs) in Debian's versioned bin dirs."""
+    return shutil.which(command) is not None or Path("/usr/sbin", command).exists() or any(
         Path("/usr/lib/postgresql").glob(f"*/bin/{command}"))
 
 
 def install_servers() -> None:
-    """Debian's Prometheus, pushgateway and PostgreSQL, when they are missing and this is
+    """Debian's Prometheus, pushgateway, PostgreSQL and PgBouncer, when they are missing and this is
     root with apt-get (as CI is); elsewhere a note, and the tests that need them skip."""
     missing = sorted({package for command, package in DEBIAN_TOOLS.items()
                       if not _installed(command)})

@@ -12,9 +12,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from postgres_server import postgres_server, postgres_url
+from postgres_server import pgbouncer, postgres_server, postgres_url
 
-__all__ = ["postgres_server", "postgres_url"]  # a real PostgreSQL for any test that asks
+# a real PostgreSQL (and PgBouncer) for any test that asks
+__all__ = ["pgbouncer", "postgres_server", "postgres_url"]
 
 _CACHE = tempfile.mkdtemp(prefix="flowhost-test-cache-")
 os.environ["XDG_CACHE_HOME"] = _CACHE

@@ -5,7 +5,9 @@ TEMPLATE template0``), so tests never see each other's rows.
 
 Fixtures (imported by ``tests/conftest.py``, so every test module can ask for them):
 ``postgres_server`` (the session's server) and ``postgres_url`` (a fresh database's URL).
-When no PostgreSQL binaries are installed they skip, saying how to get them.
+When no PostgreSQL binaries are installed they skip, saying how to get them. And
+``pgbouncer``: Debian's PgBouncer in front of the session's server, in transaction mode
+with few server connections (so clients share them as they would in production).
 """
 
 from __future__ import annotations
@@ -13,11 +15,14 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
+import re
+import selectors
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,6 +32,8 @@ import pytest
 
 USER = "flowhost"
 PASSWORD_USER = "needs_password"
+PGBOUNCER_SKIP = ("no pgbouncer: install Debian's `pgbouncer` (python3 scripts/dev.py test "
+                  "does, as root with apt-get)")
 SKIP_REASON = ("no PostgreSQL server binaries (initdb, pg_ctl): install Debian's `postgresql` "
                "(python3 scripts/dev.py test does, as root with apt-get)")
 
@@ -171,6 +178,94 @@ def postgres_url(postgres_server: PostgresServer) -> str:
     return postgres_server.create_database()
 
 
+@dataclass
+class PgBouncer:
+    """PgBouncer in front of ``server`` (``pool_mode = transaction``), in ``base``."""
+
+    server: PostgresServer
+    base: Path
+    pool_size: int = 3
+    port: int = 0
+    process: subprocess.Popen[bytes] | None = None
+
+    def url(self, database_url: str) -> str:
+        """``database_url`` (a database of ``server``) reached through the pooler, with
+        flowhost told that the pooler is in transaction mode."""
+        name = database_url.rsplit("/", 1)[1]
+        return f"postgresql://{USER}@127.0.0.1:{self.port}/{name}?pooler=transaction"
+
+    def start(self) -> None:
+        self.base.mkdir(parents=True, exist_ok=True)
+        (self.base / "users.txt").write_text(f'"{USER}" ""\n')
+        for _ in range(5):
+            self.port = free_port()
+            config = self.base / "pgbouncer.ini"
+            config.write_text(
+                "[databases]\n"
+                f"* = host=127.0.0.1 port={self.server.port}\n"
+                "[pgbouncer]\n"
+                f"listen_addr = 127.0.0.1\nlisten_port = {self.port}\nunix_socket_dir =\n"
+                f"auth_type = trust\nauth_file = {self.base / 'users.txt'}\n"
+                f"pool_mode = transaction\ndefault_pool_size = {self.pool_size}\n"
+                "max_client_conn = 500\nserver_reset_query =\n"
+                f"logfile = {self.base / 'pgbouncer.log'}\n")
+            if _as_server_user():
+                shutil.chown(self.base, "postgres", "postgres")
+                for child in self.base.iterdir():
+                    shutil.chown(child, "postgres", "postgres")
+            # (PgBouncer, like PostgreSQL, refuses to run as root)
+            self.process = subprocess.Popen([*_as_server_user(), pgbouncer_binary(), str(config)],
+                                            stdout=subprocess.DEVNULL,
+                                            stderr=subprocess.DEVNULL)
+            if self._listening():
+                return
+            self.stop()
+        raise RuntimeError(f"pgbouncer did not start: {self.log()[-3000:]}")
+
+    def _listening(self) -> bool:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                return False
+            with contextlib.suppress(OSError), socket.create_connection(
+                    ("127.0.0.1", self.port), timeout=0.5):
+                return True
+            time.sleep(0.05)
+        return False
+
+    def log(self) -> str:
+        path = self.base / "pgbouncer.log"
+        return path.read_text("utf-8", "replace") if path.exists() else ""
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def pgbouncer_binary() -> str:
+    """Debian puts it in /usr/sbin, which a user's PATH may lack ("" when absent)."""
+    found = shutil.which("pgbouncer")
+    return found or ("/usr/sbin/pgbouncer" if Path("/usr/sbin/pgbouncer").exists() else "")
+
+
+@pytest.fixture(scope="session")
+def pgbouncer(postgres_server: PostgresServer) -> Iterator[PgBouncer]:
+    if not pgbouncer_binary():
+        pytest.skip(PGBOUNCER_SKIP)
+    pooler = PgBouncer(postgres_server, postgres_server.base / "pgbouncer")
+    try:
+        pooler.start()
+        yield pooler
+    finally:
+        pooler.stop()
+
+
 def flowhost_cli(*args: str, cwd: Path, env: dict[str, str] | None = None,
                  timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """The real ``flowhost`` CLI in a subprocess (for the PostgreSQL tests: a module named
@@ -178,3 +273,60 @@ def flowhost_cli(*args: str, cwd: Path, env: dict[str, str] | None = None,
     return subprocess.run([sys.executable, "-m", "flowhost", *args], cwd=cwd,
                           env={**os.environ, **(env or {})}, capture_output=True, text=True,
                           timeout=timeout, check=False)
+
+
+DAEMON_READY = re.compile(r"^flowhost serve: listening on (?P<address>\S+)")
+
+
+def start_daemon(store_url: str, cwd: Path, state_dir: Path, log: Path, *args: str,
+                 env: dict[str, str] | None = None, timeout: float = 60
+                 ) -> tuple[subprocess.Popen[str], str]:
+    """``flowhost serve --store store_url`` in a subprocess (``env`` added to this one's),
+    once it listens: the process and its gRPC address (its stderr appended to ``log``)."""
+    with log.open("ab") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "flowhost", "serve", "--store", store_url,
+             "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", *args],
+            cwd=cwd, stdout=subprocess.PIPE, stderr=err, text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", "FLOWHOST_STATE_DIR": str(state_dir),
+                 **(env or {})})
+    assert proc.stdout is not None
+    selector = selectors.DefaultSelector()
+    selector.register(proc.stdout, selectors.EVENT_READ)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        if selector.select(timeout=0.1) and (
+                found := DAEMON_READY.match(proc.stdout.readline())):
+            return proc, found["address"]
+    proc.kill()
+    proc.communicate()
+    raise AssertionError(f"the daemon did not start:\n{log.read_text()[-3000:]}")
+
+
+def stop_daemons(started: list[subprocess.Popen[str]]) -> None:
+    """SIGKILL those still running; close the pipes of all."""
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        elif proc.stdout is not None:
+            proc.stdout.close()
+
+
+def wait_for_text(path: Path, text: str, timeout: float = 60) -> None:
+    """Until ``text`` is in the file at ``path`` (a journal a plugin appends to)."""
+    deadline = time.monotonic() + timeout
+    while text not in (path.read_text() if path.exists() else ""):
+        assert time.monotonic() < deadline, f"{text!r} never appeared in {path}"
+        time.sleep(0.05)
+
+
+def finished_steps(store_url: str, run_ids: list[str]) -> dict[str, list[str]]:
+    """The step ids of every StepFinished in each run's journal, sorted (a step that ran
+    again after it had finished shows twice)."""
+    from flowhost import events as ev
+    from flowhost.store.postgres import PostgresStore
+
+    with PostgresStore.open(store_url, create=False) as store:
+        return {run_id: sorted(e.step_id for e in store.events(store.run(run_id))
+                               if isinstance(e, ev.StepFinished)) for run_id in run_ids}

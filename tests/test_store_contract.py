@@ -1,7 +1,8 @@
 """The contract every state store backend keeps (``flowhost.store.interface.StateStore``),
 tested through the Protocol alone, on every backend of ``BACKENDS``: SQLite, and PostgreSQL
 on a real server started for the session (``tests/postgres_server.py``; skipped, saying why,
-where no PostgreSQL is installed)."""
+where no PostgreSQL is installed), directly and through PgBouncer in transaction mode
+(``?pooler=transaction``: leases without session locks)."""
 
 from __future__ import annotations
 
@@ -84,8 +85,21 @@ def _postgresql(tmp_path: Path, request: pytest.FixtureRequest) -> Backend:
                    "s = PostgresStore.open(sys.argv[1])", block, _until_free)
 
 
+def _through_pgbouncer(tmp_path: Path, request: pytest.FixtureRequest) -> Backend:
+    direct = _postgresql(tmp_path, request)
+    url: str = request.getfixturevalue("pgbouncer").url(direct.where)
+    from flowhost.store.postgres import PostgresStore
+
+    # Behind a transaction pooler a killed owner is known only by its lease running out:
+    # the child's lease is short, and the test waits it out.
+    return Backend(url, lambda **kw: PostgresStore.open(url, **kw),
+                   "from flowhost.store.postgres import PostgresStore; "
+                   "s = PostgresStore.open(sys.argv[1], lease_seconds=1.0)",
+                   direct.block_writes, _until_free)
+
+
 BACKENDS: dict[str, Callable[[Path, pytest.FixtureRequest], Backend]] = {
-    "sqlite": _sqlite, "postgresql": _postgresql}
+    "sqlite": _sqlite, "postgresql": _postgresql, "postgresql-pgbouncer": _through_pgbouncer}
 
 
 @pytest.fixture(params=sorted(BACKENDS))

@@ -7,22 +7,23 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import selectors
-import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from postgres_server import PostgresServer
+from postgres_server import (
+    PostgresServer,
+    finished_steps,
+    start_daemon,
+    stop_daemons,
+    wait_for_text,
+)
 from postgres_server import flowhost_cli as run_flowhost
 
 from flowhost.store.postgres import PostgresStore
 
-READY = re.compile(r"^flowhost serve: listening on (?P<address>\S+)")
 Serve = Callable[..., tuple[subprocess.Popen[str], str]]
 
 
@@ -33,35 +34,13 @@ def serve(postgres_url: str, tmp_path: Path) -> Iterator[Serve]:
     started: list[subprocess.Popen[str]] = []
 
     def start(*args: str, local: str = "local") -> tuple[subprocess.Popen[str], str]:
-        with (tmp_path / f"daemon-{len(started)}.log").open("ab") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "flowhost", "serve", "--store", postgres_url,
-                 "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", *args],
-                cwd=tmp_path, stdout=subprocess.PIPE, stderr=log, text=True,
-                env={**os.environ, "PYTHONUNBUFFERED": "1",
-                     "FLOWHOST_STATE_DIR": str(tmp_path / local)})
+        proc, address = start_daemon(postgres_url, tmp_path, tmp_path / local,
+                                     tmp_path / f"daemon-{len(started)}.log", *args)
         started.append(proc)
-        return proc, _ready(proc, tmp_path / f"daemon-{len(started) - 1}.log")
+        return proc, address
 
     yield start
-    for proc in started:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-            proc.communicate()
-        elif proc.stdout is not None:
-            proc.stdout.close()
-
-
-def _ready(proc: subprocess.Popen[str], log: Path, timeout: float = 60) -> str:
-    assert proc.stdout is not None
-    selector = selectors.DefaultSelector()
-    selector.register(proc.stdout, selectors.EVENT_READ)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and proc.poll() is None:
-        if selector.select(timeout=0.1) and (found := READY.match(proc.stdout.readline())):
-            return found["address"]
-    proc.kill()
-    raise AssertionError(f"the daemon did not start:\n{log.read_text()[-3000:]}")
+    stop_daemons(started)
 
 
 def test_a_submitted_run_is_executed_and_recorded_in_postgresql(
@@ -106,10 +85,7 @@ def test_a_daemon_killed_mid_run_finishes_it_when_started_again(
     submitted = run_flowhost("submit", str(spec), "--server", address, cwd=tmp_path)
     assert submitted.returncode == 0, submitted.stderr
     run_id = submitted.stdout.strip()
-    deadline = time.monotonic() + 60
-    while "begin b" not in (journal.read_text() if journal.exists() else ""):
-        assert time.monotonic() < deadline, "b never began"
-        time.sleep(0.05)
+    wait_for_text(journal, "begin b")
     daemon.kill()  # SIGKILL
     daemon.communicate()
     # (its worker, in a session of its own, dies with its parent, dropping its lease)
@@ -150,10 +126,7 @@ def test_two_daemons_share_the_runs_and_one_takes_over_from_the_other(
         done = run_flowhost("submit", str(spec), "--server", first_address, cwd=tmp_path)
         assert done.returncode == 0, done.stderr
         ids.append(done.stdout.strip())
-    deadline = time.monotonic() + 60
-    while "begin r0-b" not in (journal.read_text() if journal.exists() else ""):
-        assert time.monotonic() < deadline, "r0's step b never began"
-        time.sleep(0.05)
+    wait_for_text(journal, "begin r0-b")
     first.kill()  # SIGKILL, mid-way through r0's step b
     first.communicate()
     for run_id in ids:  # the second daemon finishes every run, and watches them all
@@ -219,7 +192,6 @@ def test_three_daemons_finish_every_run_when_one_is_killed_mid_way(
     submitted to three daemons in turn; once a third of them finished, one daemon is
     SIGKILLed. Every run finishes, and no step has two StepFinished events in its journal
     (none that had finished ran again)."""
-    from flowhost import events as ev
 
     total = int(os.environ.get("FLOWHOST_REPLICA_RUNS", "30"))
     journal = tmp_path / "journal.txt"
@@ -246,10 +218,7 @@ def test_three_daemons_finish_every_run_when_one_is_killed_mid_way(
         while finished() < total:
             assert time.monotonic() < deadline, f"only {finished()} of {total} finished"
             time.sleep(0.2)
-        for run_id in ids:
-            ends = [e.step_id for e in store.events(store.run(run_id))
-                    if isinstance(e, ev.StepFinished)]
-            assert sorted(ends) == ["a", "b"], (run_id, ends)
+    assert finished_steps(postgres_url, ids) == {run_id: ["a", "b"] for run_id in ids}
 
 
 def test_the_workers_log_in_with_the_daemons_pgpassword(
@@ -259,15 +228,9 @@ def test_the_workers_log_in_with_the_daemons_pgpassword(
     the workers over their channel: their environment, which a check command can read in
     ``/proc/PID/environ``, holds no libpq setting."""
     url = postgres_server.create_password_database("s3cret-pw")
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PGPASSWORD": "s3cret-pw",
-           "FLOWHOST_STATE_DIR": str(tmp_path / "local")}
-    with (tmp_path / "daemon.log").open("ab") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "flowhost", "serve", "--store", url, "--listen",
-             "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"], cwd=tmp_path,
-            stdout=subprocess.PIPE, stderr=log, text=True, env=env)
+    proc, address = start_daemon(url, tmp_path, tmp_path / "local", tmp_path / "daemon.log",
+                                 env={"PGPASSWORD": "s3cret-pw"})
     try:
-        address = _ready(proc, tmp_path / "daemon.log")
         spec = write_spec("workflow_id: w\nsteps:\n  - {id: a, plugin: noop}\n")
         done = run_flowhost("submit", str(spec), "--server", address, "--wait",
                             "--no-progress", cwd=tmp_path)

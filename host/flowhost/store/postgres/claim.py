@@ -11,7 +11,9 @@ session lock, one more epoch). Claimable: a run submitted to a daemon (it has a
 expired, or held by an owner whose session ended (a daemon that died after claiming: its
 session is gone from ``pg_stat_activity``; a worker that died: its session lock is gone).
 A run claimed twice all the same (a reservation that expired while a worker started) is
-harmless: one worker takes the lease, the other is told the run is busy.
+harmless: one worker takes the lease, the other is told the run is busy. Behind a pooler in
+transaction mode the claiming session is the pooler's, not the daemon's: there a claim, and
+a worker's lease, are known to be dead only by their expiry.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import time
 from collections.abc import Callable, Iterable
 
 from flowhost.store.postgres.connection import CONNECT_TIMEOUT_S
-from flowhost.store.postgres.lease import LOCK_SPACE, LeasedOwnership
+from flowhost.store.postgres.lease import LOCK_SPACE, LOCKED, LeasedOwnership
 from flowhost.store.rows import _RUN_COLUMNS, RunRecord, _record
 
 log = logging.getLogger(__name__)
@@ -36,24 +38,22 @@ WITH claimable AS (
     WHERE r.status IN ('queued', 'running', 'interrupted')
       AND NOT (r.run_id = ANY(%(exclude)s))
       AND (l.run_no IS NULL OR l.expires_at IS NULL OR l.expires_at < %(now)s
-           OR (l.owner LIKE 'claim:%%' AND NOT EXISTS (
+           OR (l.session_bound AND l.owner LIKE 'claim:%%' AND NOT EXISTS (
                SELECT 1 FROM pg_stat_activity
                WHERE pid = split_part(l.owner, ':', 2)::integer))
-           OR (l.owner NOT LIKE 'claim:%%' AND NOT EXISTS (
-               SELECT 1 FROM pg_locks WHERE locktype = 'advisory'
-                 AND database = (SELECT oid FROM pg_database
-                                 WHERE datname = current_database())
-                 AND classid = {LOCK_SPACE}::oid AND objid = r.run_no::oid
-                 AND objsubid = 2 AND granted)))
+           OR (l.session_bound AND l.owner NOT LIKE 'claim:%%' AND NOT EXISTS (
+               SELECT 1 FROM pg_locks WHERE {LOCKED.format(space=LOCK_SPACE, run="r.run_no")})))
     ORDER BY r.run_no
     LIMIT %(limit)s
     FOR UPDATE OF r SKIP LOCKED
 ), reserved AS (
-    INSERT INTO leases (run_no, owner, epoch, acquired_at, expires_at)
-    SELECT run_no, 'claim:' || pg_backend_pid() || ':' || %(owner)s, 0, %(now)s, %(until)s
+    INSERT INTO leases (run_no, owner, epoch, acquired_at, expires_at, session_bound)
+    SELECT run_no, 'claim:' || pg_backend_pid() || ':' || %(owner)s, 0, %(now)s, %(until)s,
+        %(bound)s
     FROM claimable
     ON CONFLICT (run_no) DO UPDATE SET owner = EXCLUDED.owner,
-        acquired_at = EXCLUDED.acquired_at, expires_at = EXCLUDED.expires_at
+        acquired_at = EXCLUDED.acquired_at, expires_at = EXCLUDED.expires_at,
+        session_bound = EXCLUDED.session_bound
     RETURNING run_no
 )
 SELECT {", ".join(f"r.{c.strip()}" for c in _RUN_COLUMNS.split(","))}
@@ -71,6 +71,7 @@ class Claiming(LeasedOwnership):
         with self.write() as conn:
             rows = conn.execute(_CLAIM, {"exclude": list(exclude), "now": now,
                                          "limit": limit, "owner": owner,
+                                         "bound": not self.pooled,
                                          "until": now + CLAIM_SECONDS}).fetchall()
         return [_record(row) for row in rows]
 
@@ -90,6 +91,14 @@ class Wakeups:
                                         name="flowhost-wakeups")
 
     def start(self) -> None:
+        from flowhost.store.postgres.url import PostgresUrl
+
+        location = PostgresUrl(url=self.url)
+        if location.transaction_pooler:  # LISTEN would hold no session: polling alone
+            log.info("%s is behind a pooler in transaction mode: runs are claimed by "
+                     "polling alone", location.where)
+            return
+        self.url = location.libpq
         self._thread.start()
 
     def stop(self) -> None:

@@ -5,6 +5,12 @@ short write transactions, and reads; a database error past opening is a ``Storag
 The connection is in autocommit mode: a single statement (the common checkpoint) is its own
 transaction, and ``write()`` opens an explicit one. ``lock_timeout`` is the store's busy
 timeout, so a write blocked by another process fails after as long as SQLite would wait.
+
+Through a pooler in transaction mode (``?pooler=transaction``) nothing may outlive a
+transaction: ``lock_timeout`` is set in each write transaction (``SET LOCAL``) rather than
+once, so a statement that takes locks goes in a transaction of its own, and psycopg
+prepares no statements (a prepared statement stays on a server connection that the pooler
+then hands to another client).
 """
 
 from __future__ import annotations
@@ -28,14 +34,22 @@ def connect(url: store_url.PostgresUrl, busy_timeout: float) -> Conn:
     """A new autocommit connection with the store's lock timeout; exit-2 errors."""
     import psycopg
 
+    pooled = url.transaction_pooler
     try:
-        conn = psycopg.connect(url.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S,
-                               application_name="flowhost")
+        conn = psycopg.connect(url.libpq, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S,
+                               application_name="flowhost",
+                               prepare_threshold=None if pooled else 5)
     except psycopg.Error as exc:
         raise UserInputError(describe(exc, url.where, busy_timeout)) from None
-    # milliseconds; 0 would mean "wait for ever", so a zero timeout waits 1 ms
-    conn.execute(f"SET lock_timeout = {max(int(busy_timeout * 1000), 1)}")
+    if not pooled:
+        conn.execute(f"SET lock_timeout = {lock_timeout_ms(busy_timeout)}")
     return conn
+
+
+def lock_timeout_ms(busy_timeout: float) -> int:
+    """``lock_timeout`` in milliseconds; 0 would mean "wait for ever", so a zero timeout
+    waits 1 ms."""
+    return max(int(busy_timeout * 1000), 1)
 
 
 class Connected:
@@ -47,6 +61,7 @@ class Connected:
         self.where = url.where
         self.path = Path(self.where)  # what messages print as the store
         self.busy_timeout = busy_timeout
+        self.pooled = url.transaction_pooler  # behind a pooler in transaction mode
 
     @classmethod
     def open_connection(cls, url: str, *, busy_timeout: float | None = None,
@@ -88,7 +103,17 @@ class Connected:
     @contextmanager
     def write(self) -> Iterator[Conn]:
         """One short write transaction; database errors become a ``StorageError``."""
-        with self.failing_as_storage(), self.conn.transaction():
+        with self.failing_as_storage(), self.transaction():
+            yield self.conn
+
+    @contextmanager
+    def transaction(self) -> Iterator[Conn]:
+        """A transaction of the store's connection, with the store's lock timeout also
+        behind a pooler in transaction mode (database errors pass as they are)."""
+        with self.conn.transaction():
+            if self.pooled:
+                self.conn.execute(
+                    f"SET LOCAL lock_timeout = {lock_timeout_ms(self.busy_timeout)}")
             yield self.conn
 
     @contextmanager
@@ -105,12 +130,16 @@ class Connected:
         with self.failing_as_storage():
             return list(self.conn.execute(sql, params).fetchall())
 
-    def one(self, sql: str, params: Sequence[object] = ()) -> tuple[Any, ...] | None:
+    def one(self, sql: str, params: Sequence[object] | Mapping[str, object] = ()
+            ) -> tuple[Any, ...] | None:
         with self.failing_as_storage():
             row: tuple[Any, ...] | None = self.conn.execute(sql, params).fetchone()
             return row
 
     def change(self, sql: str, params: Sequence[object] = ()) -> int:
         """One statement that returns no rows (its own transaction); how many it changed."""
+        if self.pooled:  # (for the lock timeout: ``transaction``)
+            with self.write() as conn:
+                return int(conn.execute(sql, params).rowcount)
         with self.failing_as_storage():
             return int(self.conn.execute(sql, params).rowcount)

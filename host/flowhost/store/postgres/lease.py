@@ -1,5 +1,6 @@
 """Which store executes which run, on PostgreSQL: a lease per run (owner, epoch, expiry) in
-``leases``, plus a session-level advisory lock held by the owning store's connection.
+``leases``, plus, when connected directly, a session-level advisory lock held by the owning
+store's connection.
 
 - The advisory lock tells a dead owner at once: the server drops a session's locks when its
   connection ends, also when the process is killed (its socket closes), so a crashed run
@@ -11,6 +12,13 @@
   the run with one more epoch.
 - Every write of a run's journal is fenced by its epoch (``rows.insert_events``): an owner
   that lost its lease, however it goes on, writes nothing more.
+
+Behind a pooler in transaction mode (``?pooler=transaction``) a session is not the
+client's, so no lock is taken: the lease row alone says who owns a run (its
+``session_bound`` is false), it is taken by one guarded upsert only when it is past its
+expiry (or only a daemon's claim, or bound to a session that ended), and an owner that died
+is known by its lease running out. Owners of both kinds on one database respect each
+other's leases.
 
 Advisory locks are re-entrant within a session; ownership is not (one store never executes
 a run twice), hence the leases held here.
@@ -40,6 +48,27 @@ LOCKED = ("locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHE
           "datname = current_database()) AND classid = {space}::oid AND "
           "objid = {run}::oid AND objsubid = 2 AND granted")
 _HOLDER = "SELECT pid FROM pg_locks WHERE " + LOCKED.format(space="%s", run="%s")
+# Whether the lease row (``leases``, as it stands) may be taken by another owner: past its
+# expiry, only a daemon's claim (its worker takes the run), or bound to a session that holds
+# the run's lock no more (the lock of this store's own session does not count: it took it
+# to take the lease).
+_FREE = ("leases.expires_at IS NULL OR leases.expires_at < %(now)s "
+         "OR leases.owner LIKE 'claim:%%' OR (leases.session_bound AND NOT EXISTS ("
+         "SELECT 1 FROM pg_locks WHERE " + LOCKED.format(space=LOCK_SPACE, run="leases.run_no")
+         + " AND pid <> pg_backend_pid()))")
+_TAKE = ("INSERT INTO leases (run_no, owner, epoch, acquired_at, expires_at, session_bound) "
+         "VALUES (%(run)s, %(owner)s, 1, %(now)s, %(until)s, %(bound)s) "
+         "ON CONFLICT (run_no) DO UPDATE SET owner = EXCLUDED.owner, epoch = leases.epoch + 1, "
+         "acquired_at = EXCLUDED.acquired_at, expires_at = EXCLUDED.expires_at, "
+         f"session_bound = EXCLUDED.session_bound WHERE {_FREE} RETURNING epoch")
+# Whether a live owner holds run {run}'s lease, as one SQL expression (``%(now)s``: the
+# time): a session holding its lock with its lease not past its expiry, or an owner behind
+# a transaction pooler whose lease is not past its expiry.
+OWNED = ("((EXISTS (SELECT 1 FROM pg_locks WHERE " + LOCKED.format(space=LOCK_SPACE, run="{run}")
+         + ") AND coalesce((SELECT l.expires_at > %(now)s FROM leases AS l "
+         "WHERE l.run_no = {run}), true)) OR EXISTS (SELECT 1 FROM leases AS l "
+         "WHERE l.run_no = {run} AND NOT l.session_bound AND l.owner NOT LIKE 'claim:%%' "
+         "AND l.expires_at > %(now)s))")
 
 
 class LeasedOwnership(Connected):
@@ -59,23 +88,27 @@ class LeasedOwnership(Connected):
         """Own the run, or None while anyone (also this store) does and keeps its lease."""
         if record.run_id in self._leases:
             return None
-        row = self.one(f"SELECT {_LOCK}", (LOCK_SPACE, record.run_no))
-        if not (row and row[0]) and not self._take_over(record):
-            return None
+        locked = False
+        if not self.pooled:  # (behind a transaction pooler the lease row alone tells)
+            row = self.one(f"SELECT {_LOCK}", (LOCK_SPACE, record.run_no))
+            if not (row and row[0]) and not self._take_over(record):
+                return None
+            locked = True
         now = time.time()
         try:
             with self.write() as conn:
-                epoch = conn.execute(
-                    "INSERT INTO leases (run_no, owner, epoch, acquired_at, expires_at) "
-                    "VALUES (%s, %s, 1, %s, %s) ON CONFLICT (run_no) DO UPDATE SET "
-                    "owner = EXCLUDED.owner, epoch = leases.epoch + 1, "
-                    "acquired_at = EXCLUDED.acquired_at, expires_at = EXCLUDED.expires_at "
-                    "RETURNING epoch",
-                    (record.run_no, owner, now, now + self.lease_seconds)).fetchone()[0]
+                taken = conn.execute(_TAKE, {
+                    "run": record.run_no, "owner": owner, "now": now, "bound": locked,
+                    "until": now + self.lease_seconds}).fetchone()
         except BaseException:
-            self._unlock(record.run_no)
+            if locked:
+                self._unlock(record.run_no)
             raise
-        lease = Lease(record.run_id, owner, int(epoch), now + self.lease_seconds)
+        if taken is None:  # a live owner behind a transaction pooler holds its lease
+            if locked:
+                self._unlock(record.run_no)
+            return None
+        lease = Lease(record.run_id, owner, int(taken[0]), now + self.lease_seconds)
         with self._guard:
             self._leases[record.run_id] = (lease, record.run_no)
             self._lost.discard(record.run_id)
@@ -120,10 +153,9 @@ class LeasedOwnership(Connected):
         """Whether anyone holds the run's lease now (a lease past its expiry is free)."""
         if record.run_id in self._leases:
             return True
-        if not self.rows(_HOLDER, (LOCK_SPACE, record.run_no)):
-            return False
-        row = self.one("SELECT expires_at FROM leases WHERE run_no = %s", (record.run_no,))
-        return row is None or row[0] is None or row[0] > time.time()
+        row = self.one(f"SELECT {OWNED.format(run='%(run)s')}",
+                       {"run": record.run_no, "now": time.time()})
+        return bool(row and row[0])
 
     def fence(self, run_id: str) -> int | None:
         """The epoch the run's writes are fenced by: this store's lease of it (None: it
@@ -138,6 +170,8 @@ class LeasedOwnership(Connected):
         return record.run_id in self._leases
 
     def _unlock(self, run_no: int) -> None:
+        if self.pooled:  # (no lock was taken)
+            return
         if not self.conn.closed:  # (else the server dropped the lock with the connection)
             self.one("SELECT pg_advisory_unlock(%s::int4, %s::int4)", (LOCK_SPACE, run_no))
 

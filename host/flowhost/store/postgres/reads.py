@@ -26,17 +26,15 @@ from flowhost.store import codec
 from flowhost.store.postgres import url as store_url
 from flowhost.store.postgres.connection import CONNECT_TIMEOUT_S
 from flowhost.store.postgres.errors import describe
-from flowhost.store.postgres.lease import LOCK_SPACE, LOCKED
+from flowhost.store.postgres.lease import OWNED
 from flowhost.store.postgres.rows import SUCCEEDED
 from flowhost.store.rows import _RUN_COLUMNS, RunRecord, _record, live_status
 
 DEFAULT_POOL_SIZE = 4  # the daemon's concurrent reads; its writes have a connection apart
 
-# Whether anyone holds run ``r``'s advisory lock with a lease not past its expiry
-# (``LeasedOwnership.owned``, as one expression over the row ``r`` of ``runs``).
-_OWNED = (f"(EXISTS (SELECT 1 FROM pg_locks WHERE {LOCKED.format(space=LOCK_SPACE, run='r.run_no')}"
-          ") AND coalesce((SELECT l.expires_at > %(now)s FROM leases AS l "
-          "WHERE l.run_no = r.run_no), true))")
+# Whether a live owner holds run ``r``'s lease (``LeasedOwnership.owned``, as one expression
+# over the row ``r`` of ``runs``).
+_OWNED = OWNED.format(run="r.run_no")
 _COLUMNS = ", ".join(f"r.{name.strip()}" for name in _RUN_COLUMNS.split(","))
 _SUCCEEDED = f"coalesce(r.steps_done, ({SUCCEEDED.replace('%s', 'r.run_no')}))"
 _RUN = f"SELECT {_COLUMNS}, {_OWNED} FROM runs AS r WHERE r.run_id = %(run_id)s"
@@ -98,14 +96,16 @@ class AsyncReads:
 
         parsed = store_url.parse(url)
         pool = AsyncConnectionPool(
-            parsed.url, min_size=1, max_size=max(size, 1), open=False, timeout=busy_timeout,
+            parsed.libpq, min_size=1, max_size=max(size, 1), open=False, timeout=busy_timeout,
             kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_S,
-                    "application_name": "flowhost-reads"})
+                    "application_name": "flowhost-reads",
+                    # (a prepared statement would stay on a pooler's server connection)
+                    "prepare_threshold": None if parsed.transaction_pooler else 5})
         try:
             await pool.open(wait=True, timeout=min(max(busy_timeout, 1.0), CONNECT_TIMEOUT_S))
         except psycopg.Error as timed_out:  # psycopg_pool.PoolTimeout: none was made
             await pool.close()
-            why = await _connect_error(parsed.url) or timed_out
+            why = await _connect_error(parsed.libpq) or timed_out
             raise UserInputError(describe(why, parsed.where, busy_timeout)) from None
         return cls(pool, parsed.where, busy_timeout)
 

@@ -11,7 +11,8 @@ Layout choices:
   primary key, so the checkpoint writes no secondary index;
 - payloads are JSON text (``json``, not ``jsonb``: the text is what flowhost wrote, byte for
   byte, and a ``\\u0000`` in a plugin's output is kept, where ``jsonb`` refuses it);
-- ``leases`` carries an expiry beside owner and epoch, for owners on other machines;
+- ``leases`` carries an expiry beside owner and epoch, for owners on other machines, and
+  whether the owner's session holds the run's lock (not behind a transaction pooler);
 - times are unix seconds (``double precision``), as in SQLite, so rows read back the same.
 """
 
@@ -116,6 +117,11 @@ CREATE TABLE remote_schemas (
     reported_at   double precision NOT NULL,
     PRIMARY KEY (target, plugin)
 )
+"""),
+    # An owner behind a pooler in transaction mode holds no session lock: its lease is
+    # known alive by its expiry alone (``flowhost.store.postgres.lease``).
+    (2, """
+ALTER TABLE leases ADD COLUMN session_bound boolean NOT NULL DEFAULT true
 """),
 ]
 

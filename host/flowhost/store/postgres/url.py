@@ -1,7 +1,14 @@
 """A ``postgresql://`` store URL, checked before anything connects (``--store``,
 ``$FLOWHOST_STORE``): libpq's own parser reads it, so every form libpq takes works
 (``?host=/run/postgresql``, ``sslmode=…``), and what it cannot parse, or a port that is not
-a number, is an exit-2 message naming the URL, with any password hidden."""
+a number, is an exit-2 message naming the URL, with any password hidden.
+
+One query parameter is flowhost's, not libpq's, and is taken out before libpq sees the URL:
+``pooler=transaction`` says that the URL reaches PostgreSQL through a pooler in transaction
+mode (PgBouncer's ``pool_mode = transaction``, and others alike), where a session's state
+does not last past its transaction: no session locks, no ``LISTEN``, no session settings, no
+prepared statements (``flowhost.store.postgres.lease``). ``pooler=session`` (or no
+parameter) is a direct connection or a pooler in session mode."""
 
 from __future__ import annotations
 
@@ -15,6 +22,8 @@ from pydantic import BaseModel, ConfigDict, field_validator
 from flowhost.problems import UserInputError
 
 SCHEMES = ("postgresql://", "postgres://")
+POOLER = "pooler"  # flowhost's own query parameter (the module's docstring)
+POOLER_MODES = ("session", "transaction")
 _PASSWORD = re.compile(r"(://[^:/@?#]*:)[^@/?#]*@")
 
 
@@ -33,7 +42,14 @@ class PostgresUrl(BaseModel):
     def _parse(cls, url: str) -> str:
         if not url.startswith(SCHEMES):
             raise ValueError("a PostgreSQL store URL starts with postgresql://")
-        params = _conninfo(url)
+        libpq, modes = _split_pooler(url)
+        if len(modes) > 1:
+            raise ValueError(f"{POOLER}= is given {len(modes)} times")
+        if modes and modes[0] not in POOLER_MODES:
+            raise ValueError(f"{POOLER}={modes[0]} is not a pooler mode: write "
+                             f"{POOLER}=transaction (PgBouncer's pool_mode = transaction) or "
+                             f"{POOLER}=session")
+        params = _conninfo(libpq)
         port = params.get("port")
         if port is not None and not all(p.isdigit() and 0 < int(p) < 65536
                                         for p in str(port).split(",")):
@@ -41,8 +57,18 @@ class PostgresUrl(BaseModel):
         return url
 
     @property
+    def libpq(self) -> str:
+        """The URL as libpq takes it (without flowhost's ``pooler`` parameter)."""
+        return _split_pooler(self.url)[0]
+
+    @property
+    def transaction_pooler(self) -> bool:
+        """Whether a pooler in transaction mode stands between flowhost and the server."""
+        return _split_pooler(self.url)[1] == ["transaction"]
+
+    @property
     def params(self) -> dict[str, Any]:
-        return _conninfo(self.url)
+        return _conninfo(self.libpq)
 
     @property
     def where(self) -> str:
@@ -53,6 +79,21 @@ class PostgresUrl(BaseModel):
         port = params.get("port") or "5432"
         database = params.get("dbname") or params.get("user") or ""
         return f"postgresql:{host}:{port}/{database}"
+
+
+def _split_pooler(url: str) -> tuple[str, list[str]]:
+    """``url`` without its ``pooler=`` parameters, and their values."""
+    base, mark, query = url.partition("?")
+    if not mark:
+        return url, []
+    kept, modes = [], []
+    for pair in query.split("&"):
+        key, _, value = pair.partition("=")
+        if key == POOLER:
+            modes.append(value)
+        elif pair:
+            kept.append(pair)
+    return base + ("?" + "&".join(kept) if kept else ""), modes
 
 
 def _conninfo(url: str) -> dict[str, Any]:
@@ -71,14 +112,15 @@ def with_environment(url: str, environ: Mapping[str, str]) -> str:
     command can read its worker's ``/proc/PID/environ``)."""
     from psycopg import conninfo, pq
 
-    params = conninfo.conninfo_to_dict(url)
+    libpq, modes = _split_pooler(url)
+    params = conninfo.conninfo_to_dict(libpq)
     for option in pq.Conninfo.get_defaults():
         if option.envvar is None:
             continue
         keyword, name = option.keyword.decode(), option.envvar.decode()
         if keyword not in params and environ.get(name):
             params[keyword] = environ[name]
-    return "postgresql://?" + urlencode(params)
+    return "postgresql://?" + urlencode([*params.items(), *((POOLER, m) for m in modes)])
 
 
 def parse(url: str) -> PostgresUrl:
