@@ -80,7 +80,8 @@ def test_an_owner_frozen_past_its_lease_is_taken_over_and_then_writes_nothing(
             child.stdin.write("write\n")
             child.stdin.flush()
             said = child.stdout.readline()
-            assert said.startswith("failure:") and "lost its lease" in said, said
+            # (stopped by its own clock, its lease ran out unrenewed, or by the fence)
+            assert said.startswith("failure:") and "writes nothing more" in said, said
             writer.close()
             assert [e.step_id for e in store.events(record)] == ["a", "a"]  # type: ignore[attr-defined]
             store.release(lease)
@@ -108,6 +109,29 @@ def test_the_epoch_fences_every_write_of_an_owner_that_lost_its_lease(
         with pytest.raises(StorageError, match="lost its lease"):
             owner.append(record, [started("r1", "b")])
         assert db.events(record) == []
+        owner.release(lease)
+
+
+def test_an_owner_that_cannot_renew_its_lease_stops_writing_when_it_runs_out(
+        postgres_url: str) -> None:
+    """Its renewals blocked (here by a lock on ``leases``, as a store it cannot reach would
+    fail them): once its lease ran out, nobody having taken the run over yet, the owner
+    writes nothing more, since another may take the run at any moment."""
+    import psycopg
+
+    with PostgresStore.open(postgres_url, lease_seconds=1.0, busy_timeout=0.2) as owner:
+        record = new_run(owner)
+        lease = owner.acquire(record, "owner")
+        assert lease is not None
+        writer = owner.writer(record)
+        writer(started("r1", "a"))  # written while the lease holds
+        with psycopg.connect(postgres_url) as holder:
+            holder.execute("LOCK TABLE leases IN ACCESS EXCLUSIVE MODE")  # renewals wait
+            time.sleep(1.5)
+            writer(finished("r1", "a"))
+            holder.rollback()
+        assert writer.failure is not None and "could not renew its lease" in writer.failure
+        assert [type(e).__name__ for e in owner.events(record)] == ["StepStarted"]
         owner.release(lease)
 
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from dataclasses import replace
 from typing import Any
 
 from flowhost.problems import StorageError
@@ -159,11 +160,19 @@ class LeasedOwnership(Connected):
 
     def fence(self, run_id: str) -> int | None:
         """The epoch the run's writes are fenced by: this store's lease of it (None: it
-        holds none, as in tests that write without owning). Raises ``LeaseLost``."""
+        holds none, as in tests that write without owning). Raises ``LeaseLost`` once it
+        was taken over, and once it ran out without a renewal (the store unreachable from
+        the renewer, the process frozen): a lease this process could not renew is one
+        another may take at any moment, so its writes stop here, not only at the fence."""
         if run_id in self._lost:
             raise LeaseLost(run_id)
         held = self._leases.get(run_id)
-        return None if held is None else held[0].epoch
+        if held is None:
+            return None
+        lease = held[0]
+        if lease.expires_at is not None and lease.expires_at < time.time():
+            raise LeaseLost(run_id, renewed=False)
+        return lease.epoch
 
     def holds(self, record: RunRecord) -> bool:
         """Whether this store holds a lease of the run (lost or not)."""
@@ -213,9 +222,11 @@ class LeasedOwnership(Connected):
             renewed = conn.execute(
                 "UPDATE leases SET expires_at = %s WHERE run_no = %s AND epoch = %s",
                 (until, run_no, lease.epoch)).rowcount
-            if not renewed:
-                with self._guard:
+            with self._guard:
+                if not renewed:
                     self._lost.add(lease.run_id)
+                elif self._leases.get(lease.run_id, (None, 0))[0] == lease:
+                    self._leases[lease.run_id] = (replace(lease, expires_at=until), run_no)
 
     def close(self) -> None:
         self._stop.set()
@@ -223,8 +234,14 @@ class LeasedOwnership(Connected):
 
 
 class LeaseLost(StorageError):
-    """This store's lease of a run was taken over: it writes nothing more of it."""
+    """This store's lease of a run was taken over (or ran out unrenewed): it writes nothing
+    more of it. ``why`` says which, as the end of a sentence about the run."""
 
-    def __init__(self, run: str) -> None:
-        super().__init__(f"run {run}: this process lost its lease of the run (another one "
-                         "took it over after the lease expired); it writes nothing more")
+    def __init__(self, run: str, *, renewed: bool = True) -> None:
+        self.why = ("this process lost its lease of the run: it expired (the process did "
+                    "not renew it in time) and another one took the run over, so this one "
+                    "writes nothing more of it") if renewed else (
+                    "this process could not renew its lease of the run before it ran out "
+                    "(the store was unreachable, or the process stopped), so another may "
+                    "take the run over at any moment and this one writes nothing more of it")
+        super().__init__(f"run {run}: {self.why}")

@@ -153,11 +153,10 @@ class PostgresWriter:
                                              and "NUL" in str(exc)):
             why = (f"an event holds text that PostgreSQL cannot store ({exc}); a plugin or "
                    "an input gave it")
-        elif isinstance(exc, LeaseLost) or (self.store.conn.closed
-                                            and self.store.holds(self.record)):
-            why = ("this process lost its lease of the run: it expired (the process did "
-                   "not renew it in time) and another one took the run over, so this one "
-                   "writes nothing more of it")
+        elif isinstance(exc, LeaseLost):
+            why = exc.why
+        elif self.store.conn.closed and self.store.holds(self.record):  # (ended by a taker)
+            why = LeaseLost(self.record.run_id).why
         else:
             why = describe(exc, self.store.where, self.store.busy_timeout)
         self.failure = f"cannot checkpoint run {self.record.run_id}: {why}"
