@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from flowhost.events import (
     AttemptFailed,
@@ -27,8 +27,15 @@ from flowhost.events import (
     StepStarted,
 )
 
+# The result's models build their validators when a result is first made: most processes
+# (`flowhost run` without --json-out, the daemon's workers) never make one, and building
+# them costs a few milliseconds of every process's start.
+_DEFERRED = ConfigDict(defer_build=True)
+
 
 class AttemptRecord(BaseModel):
+    model_config = _DEFERRED
+
     attempt: int
     plugin: str
     error_type: str
@@ -41,6 +48,8 @@ class AttemptRecord(BaseModel):
 
 
 class Intervention(BaseModel):
+    model_config = _DEFERRED
+
     error: str
     hint: str | None = None
     action: str | None = None  # None while waiting for an answer
@@ -52,6 +61,8 @@ class Intervention(BaseModel):
 
 
 class BreakerRecord(BaseModel):
+    model_config = _DEFERRED
+
     plugin: str
     state: str
     failures: int
@@ -59,6 +70,8 @@ class BreakerRecord(BaseModel):
 
 
 class StepResult(BaseModel):
+    model_config = _DEFERRED
+
     id: str
     plugin: str
     used_plugin: str
@@ -84,12 +97,16 @@ class StepResult(BaseModel):
 
 
 class Learnings(BaseModel):
+    model_config = _DEFERRED
+
     pattern_used: str
     modifications: list[str] = Field(default_factory=list)
     success: bool
 
 
 class RunResult(BaseModel):
+    model_config = _DEFERRED
+
     workflow_id: str
     run_id: str
     status: str
