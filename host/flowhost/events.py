@@ -4,9 +4,9 @@ A run's whole story is its event list: the result JSON, the progress view, the s
 the metrics are all folds over it, so they can never disagree about what happened.
 Events are slotted dataclasses, treated as immutable once emitted (not ``frozen=True``,
 which makes construction three times slower on the engine's hot path); they hold only
-JSON-friendly values (secrets already redacted). Most take keyword arguments only; the two
-every step emits (``StepStarted``, ``StepFinished``) also take positional ones, which the
-engine uses because CPython matches keywords at about twice the cost.
+JSON-friendly values (secrets already redacted). Most take keyword arguments only; the three
+every step emits (``StepStarted``, ``AttemptStarted``, ``StepFinished``) also take positional
+ones, which the engine uses because CPython matches keywords at about twice the cost.
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ class StepStarted(Event):
     rerun: bool = False  # it was in flight when an earlier process of this run died
 
 
-@dataclass(slots=True, kw_only=True)
+@dataclass(slots=True)
 class AttemptStarted(Event):
     """An attempt of a plugin begins: the first of the step, a retry, or a fallback's."""
 

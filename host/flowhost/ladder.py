@@ -92,37 +92,34 @@ async def run_checks(checks: list[PlannedCheck], scope: Scope, outputs: dict[str
     return tuple(results)
 
 
-async def _call(invoker: Invoker, inputs: dict[str, Any], ctx: InvocationContext,
-                timeout: float | None) -> dict[str, Any]:
-    """The plugin's outputs, or an AttemptError saying how the call failed."""
-    try:
-        if timeout is None:
-            return await invoker.invoke(inputs, ctx)
-        async with asyncio.timeout(timeout):
-            return await invoker.invoke(inputs, ctx)
-    except TimeoutError:
+def _failure(exc: BaseException, ctx: InvocationContext,
+             timeout: float | None) -> BaseException:
+    """What an exception out of a plugin's call means: an AttemptError saying how the call
+    failed, or ``exc`` itself when the host is cancelling the call (to be raised on).
+
+    A plain function, not a coroutine around the call: the call is awaited right in
+    ``Ladder.attempt``, one coroutine fewer for every step."""
+    if isinstance(exc, TimeoutError):
         ctx.cancel()
-        raise AttemptError("timeout", "TimeoutError", f"timed out after {timeout:g}s",
-                           None) from None
-    except PluginError as exc:
+        return AttemptError("timeout", "TimeoutError", f"timed out after {timeout:g}s", None)
+    if isinstance(exc, PluginError):
         retry_after = exc.retry_after if isinstance(exc, TransientError) else None
-        raise AttemptError(exc.kind, type(exc).__name__, str(exc) or type(exc).__name__,
-                           exc.hint, retry_after=retry_after) from None
-    except asyncio.CancelledError:
+        return AttemptError(exc.kind, type(exc).__name__, str(exc) or type(exc).__name__,
+                            exc.hint, retry_after=retry_after)
+    if isinstance(exc, asyncio.CancelledError):
         if _host_cancelled():
-            raise  # a timeout, Ctrl-C or an abort: the host stops this call
-        raise AttemptError("permanent", "CancelledError", "the plugin raised CancelledError "
-                           "itself (nothing had cancelled it)", None) from None
-    except Exception as exc:  # a bug of the plugin: its author needs the traceback
-        raise AttemptError("permanent", type(exc).__name__, str(exc) or repr(exc),
-                           None, traceback=plugin_traceback(exc)) from None
-    except BaseException as exc:
-        # KeyboardInterrupt, SystemExit and the like come from the plugin: the CLI takes
-        # Ctrl-C through the event loop's signal handlers, never as an exception inside a
-        # call. They fail this attempt, not the process.
-        raise AttemptError("permanent", type(exc).__name__, f"the plugin raised "
-                           f"{type(exc).__name__}" + (f": {exc}" if str(exc) else ""),
-                           None, traceback=plugin_traceback(exc)) from None
+            return exc  # a timeout, Ctrl-C or an abort: the host stops this call
+        return AttemptError("permanent", "CancelledError", "the plugin raised CancelledError "
+                            "itself (nothing had cancelled it)", None)
+    if isinstance(exc, Exception):  # a bug of the plugin: its author needs the traceback
+        return AttemptError("permanent", type(exc).__name__, str(exc) or repr(exc), None,
+                            traceback=plugin_traceback(exc))
+    # KeyboardInterrupt, SystemExit and the like come from the plugin: the CLI takes Ctrl-C
+    # through the event loop's signal handlers, never as an exception inside a call. They
+    # fail this attempt, not the process.
+    return AttemptError("permanent", type(exc).__name__, f"the plugin raised "
+                        f"{type(exc).__name__}" + (f": {exc}" if str(exc) else ""),
+                        None, traceback=plugin_traceback(exc))
 
 
 class Ladder:
@@ -319,8 +316,8 @@ class Ladder:
         """One call plus the step's checks; raises AttemptError after emitting AttemptFailed.
         ``attempt`` counts the step's attempts, ``plugin_attempt`` those of ``invoker``."""
         run_id, step_id = self.run_id, step.id
-        self.bus.emit(AttemptStarted(run_id=run_id, step_id=step_id, plugin=invoker.name,
-                                     attempt=attempt, transport=invoker.transport))
+        # Positional, like StepStarted: this runs for every step.
+        self.bus.emit(AttemptStarted(run_id, step_id, invoker.name, attempt, invoker.transport))
         started = time.monotonic()
         timeout = step.timeout
         ctx = InvocationContext(
@@ -331,7 +328,17 @@ class Ladder:
             workdir=self.workdir,
         )
         try:
-            outputs = await _call(invoker, inputs, ctx, timeout)
+            try:
+                if timeout is None:
+                    outputs = await invoker.invoke(inputs, ctx)
+                else:
+                    async with asyncio.timeout(timeout):
+                        outputs = await invoker.invoke(inputs, ctx)
+            except BaseException as exc:
+                failure = _failure(exc, ctx, timeout)
+                if failure is exc:
+                    raise
+                raise failure from None
             validation = await self._validate(step, outputs, ctx) if step.checks else ()
             return outputs, validation
         except AttemptError as failure:
