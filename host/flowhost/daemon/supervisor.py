@@ -23,13 +23,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import heapq
-import itertools
 import logging
 import os
 import signal
 import socket
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -37,9 +34,11 @@ from pathlib import Path
 from typing import Any
 
 from flowhost.daemon import executions, records
+from flowhost.daemon.checking import CheckerClient
 from flowhost.daemon.environment import helper_env
 from flowhost.daemon.helpers import Helper, HelperError, start
 from flowhost.daemon.journal import Journal, Tails
+from flowhost.daemon.run_queue import RunQueue
 from flowhost.problems import StorageError
 from flowhost.store import RunRecord, Store
 from flowhost.store.postgres.url import with_environment
@@ -48,7 +47,6 @@ log = logging.getLogger("flowhost.daemon")
 MAX_DEATHS = 3
 RUNS_PER_WORKER = 1000
 MAX_GROWTH_MIB = 256.0
-CHECK_TIMEOUT_S = 120.0
 ORPHAN_POLL_S = 0.5
 CLAIM_POLL_S = 1.0  # several daemons on PostgreSQL: how often each claims runs
 FINAL = ("success", "failed", "aborted", "cancelled")
@@ -87,41 +85,12 @@ class SupervisorConfig:
     masked: tuple[str, ...] = field(default=(), repr=False)
 
 
-@dataclass
-class _Queue:
-    """Runs to execute, oldest submission first."""
-
-    heap: list[tuple[int, str]] = field(default_factory=list)
-    ids: set[str] = field(default_factory=set)
-
-    def push(self, record: RunRecord) -> None:
-        if record.run_id not in self.ids:
-            self.ids.add(record.run_id)
-            heapq.heappush(self.heap, (record.run_no, record.run_id))
-
-    def pop(self) -> str:
-        _, run_id = heapq.heappop(self.heap)
-        self.ids.discard(run_id)
-        return run_id
-
-    def remove(self, run_id: str) -> bool:
-        if run_id not in self.ids:
-            return False
-        self.ids.discard(run_id)
-        self.heap = [entry for entry in self.heap if entry[1] != run_id]
-        heapq.heapify(self.heap)
-        return True
-
-    def __len__(self) -> int:
-        return len(self.heap)
-
-
 class Supervisor:
     def __init__(self, config: SupervisorConfig, journal: Journal, tails: Tails) -> None:
         self.config = config
         self.journal = journal
         self.tails = tails
-        self.queue = _Queue()
+        self.queue = RunQueue()
         self.executing: dict[str, _Slot | None] = {}  # None: its worker is starting
         self.idle: list[_Slot] = []
         self.slots: set[_Slot] = set()
@@ -488,55 +457,3 @@ class Supervisor:
 def _claim(store: Any, owner: str, limit: int, exclude: list[str]) -> list[RunRecord]:
     claimed: list[RunRecord] = store.claim(owner, limit, exclude)
     return claimed
-
-
-class CheckerClient:
-    """The checker process, asked one question at a time; started again when it dies."""
-
-    def __init__(self, config: SupervisorConfig) -> None:
-        self.config = config
-        self._helper: Helper | None = None
-        self._lock = asyncio.Lock()
-        self._ids = itertools.count(1)
-
-    async def start(self) -> None:
-        args = ["--env-allow", ",".join(self.config.env_allow), "--workdir",
-                str(self.config.state_dir)]
-        if self.config.config_path is not None:
-            args += ["--config", str(self.config.config_path)]
-        self._helper = await start("checker", "flowhost.daemon.checker", *args,
-                                   env=helper_env(os.environ, self.config.env_allow))
-
-    async def ask(self, request: dict[str, Any]) -> dict[str, Any]:
-        """The checker's answer; ``{"ok": False, "message"}`` when checking killed it."""
-        async with self._lock:
-            if self._helper is None or self._helper.proc.returncode is not None:
-                await self.start()
-            helper = self._helper
-            assert helper is not None
-            number = next(self._ids)
-            answer: dict[str, Any] | None = None
-            if await helper.channel.send({**request, "id": number}):
-                with contextlib.suppress(TimeoutError):
-                    answer = await asyncio.wait_for(helper.channel.receive(), CHECK_TIMEOUT_S)
-            if answer is not None and answer.get("id") == number:
-                return answer
-            helper.kill()
-            reason = await helper.ended()
-            self._helper = None
-            what = (f"took longer than {CHECK_TIMEOUT_S:g}s" if reason == "was killed by SIGKILL"
-                    else reason)
-            print(f"flowhost serve: the checker {what} while checking a spec; started "
-                  "again", file=sys.stderr, flush=True)
-            return {"ok": False, "message": f"checking the spec stopped the checker process "
-                    f"({what}): one of the plugins it uses fails when it is imported"}
-
-    def kill(self) -> None:
-        if self._helper is not None:
-            self._helper.kill()
-
-    async def close(self) -> None:
-        if self._helper is not None:
-            self._helper.kill()
-            await self._helper.ended()
-            self._helper = None
