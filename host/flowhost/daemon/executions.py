@@ -8,11 +8,20 @@ entries fall in order with the daemon's own writes and with the seqs they read:
 
 - ``Handed``: the supervisor hands the run to one of its workers; ``after``, the run's last
   seq then (what came before, a dead replica's finished steps say, is not this one's);
-- ``Started``: the worker owns the run (it said ``started``): what it commits from then on
-  is this replica's (before that the run may still be another process's: the worker
-  may answer ``busy``);
-- ``LetGo``: the worker is done with it (its ``status``, or ``died``); ``upto``, the run's
-  last seq then: what that worker committed is at or before it;
+- ``Started``: the worker owns the run (it said ``started``); ``after``, the run's last seq
+  when it took the lease, as the worker read it under the lease: what the run's earlier
+  owner still committed after the hand-off is at or before it, and everything after it is
+  the worker's (before that the run may still be another process's: the worker may
+  answer ``busy``);
+- ``Progress``: while it executes, the worker committed all up to ``upto`` (what it says
+  every moment): a replica counts its worker's events as far as that, never further (a
+  worker frozen past its lease, whose run another replica took over, says no more);
+- ``LetGo``: the worker is done with it (its ``status``, or ``died``); ``upto``, the last
+  seq the worker committed, as it said (the run's next owner may have written after it
+  by the time the daemon reads anything), or when it could not say (it died, its
+  checkpoint failed) the run's last seq then; ``after``, as in ``Started``, when the
+  worker took the lease without starting the run (it had finished: what it wrote, the
+  answers it logged, say, is still its own);
 - ``Wrote``: the daemon process wrote to the run's journal itself, under its own lease (a
   cancel, a question's timeout applied, a decision logged): seqs ``after < seq <= upto``.
 
@@ -38,6 +47,13 @@ class Handed:
 @dataclass(frozen=True, slots=True)
 class Started:
     record: RunRecord
+    after: int | None = None  # None: the worker did not say (counted from the hand-off)
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    record: RunRecord
+    upto: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +61,7 @@ class LetGo:
     record: RunRecord
     status: str
     upto: int
+    after: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +71,7 @@ class Wrote:
     upto: int
 
 
-Entry = Handed | Started | LetGo | Wrote
+Entry = Handed | Started | Progress | LetGo | Wrote
 
 
 @dataclass(slots=True)
@@ -96,18 +113,27 @@ def handed(store: Any, run_id: str) -> None:
     kept.entries.append(Handed(record, store.next_seq(record)))
 
 
-def started(store: Any, run_id: str) -> None:
+def started(store: Any, run_id: str, after: int | None = None) -> None:
     kept = _kept.get(store)
     record = kept.handed.get(run_id) if kept is not None else None
     if kept is not None and record is not None:
-        kept.entries.append(Started(record))
+        kept.entries.append(Started(record, after))
 
 
-def let_go(store: Any, run_id: str, status: str) -> None:
+def committed(store: Any, run_id: str, upto: int) -> None:
+    kept = _kept.get(store)
+    record = kept.handed.get(run_id) if kept is not None else None
+    if kept is not None and record is not None:
+        kept.entries.append(Progress(record, upto))
+
+
+def let_go(store: Any, run_id: str, status: str, after: int | None = None,
+           upto: int | None = None) -> None:
     kept = _kept.get(store)
     record = kept.handed.pop(run_id, None) if kept is not None else None
     if kept is not None and record is not None:
-        kept.entries.append(LetGo(record, status, store.next_seq(record)))
+        last = store.next_seq(record) if upto is None else upto
+        kept.entries.append(LetGo(record, status, last, after))
 
 
 def writing(store: Any, record: RunRecord) -> int | None:

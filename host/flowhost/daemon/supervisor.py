@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flowhost.daemon import executions, records
+from flowhost.daemon import executions, records, reports
 from flowhost.daemon.checking import CheckerClient
 from flowhost.daemon.environment import helper_env
 from flowhost.daemon.helpers import Helper, HelperError, start
@@ -283,20 +283,28 @@ class Supervisor:
             if message is None:
                 break
             run_id = slot.run_id
-            if message.get("type") == "started" and run_id is not None \
-                    and message.get("run_id") == run_id:
-                await self._note(executions.started, run_id)
-            if message.get("type") == "ended" and run_id is not None \
-                    and message.get("run_id") == run_id:
-                slot.last = bool(message.get("last"))
-                ended = slot.ended
-                self.executing.pop(run_id, None)
-                await self._note(executions.let_go, run_id, str(message.get("status")))
-                await self._ended(run_id, str(message.get("status")),
-                                  str(message.get("message") or ""))
-                if ended is not None and not ended.done():
-                    ended.set_result(str(message.get("status")))
-                self._free(slot)
+            try:
+                report = reports.parse(message)
+            except reports.ValidationError as exc:  # (a worker of this very install)
+                log.error("flowhost serve: a worker's report makes no sense: %s", exc)
+                continue
+            if report is None or run_id is None or report.run_id != run_id:
+                continue
+            if isinstance(report, reports.Started):
+                await self._note(executions.started, run_id, report.after)
+                continue
+            if isinstance(report, reports.Committed):
+                await self._note(executions.committed, run_id, report.upto)
+                continue
+            slot.last = report.last
+            ended = slot.ended
+            self.executing.pop(run_id, None)
+            await self._note(executions.let_go, run_id, report.status, report.after,
+                             report.upto)
+            await self._ended(run_id, report.status, report.message)
+            if ended is not None and not ended.done():
+                ended.set_result(report.status)
+            self._free(slot)
         reason = await slot.helper.ended()
         self.slots.discard(slot)
         if slot in self.idle:
@@ -310,15 +318,15 @@ class Supervisor:
                 slot.ended.set_result("died")
         self._wake.set()
 
-    async def _note(self, fn: Callable[..., None], *args: str) -> None:
+    async def _note(self, fn: Callable[..., None], run_id: str, *args: object) -> None:
         """On a shared store: note for this daemon's metrics what its workers execute
         (``flowhost.daemon.executions``); on SQLite every run of the state dir counts."""
         if self.config.store_url is None:
             return
         try:
-            await self.journal.call(fn, *args)
+            await self.journal.call(fn, run_id, *args)
         except StorageError as exc:  # the run goes on; only its metrics here miss events
-            log.error("flowhost serve: metrics: cannot note run %s now: %s", args[0], exc)
+            log.error("flowhost serve: metrics: cannot note run %s now: %s", run_id, exc)
 
     async def _ended(self, run_id: str, status: str, message: str) -> None:
         self.tails.poke()

@@ -10,13 +10,18 @@ It speaks JSON lines with the daemon over the socket ``--fd`` (``flowhost.daemon
   "reason"}`` (stop it for good), ``{"op": "decided", "run_id"}`` (an answer to one of its
   questions is recorded: apply it), ``{"op": "exit"}``;
 - worker -> daemon: ``{"type": "ready", "pid"}``, then for each run ``{"type": "started",
-  "run_id"}`` and ``{"type": "ended", "run_id", "status", "message", "last"}``; ``status``
-  is the run's (``success``, ``failed``, ``aborted``, ``cancelled``, ``waiting``,
-  ``interrupted``) or what kept it from going on: ``busy`` (another process owns it),
-  ``done`` (it had finished already), ``error`` (it cannot go on: ``message`` says why);
-  ``last``: this worker takes no more runs and exits (after ``--runs`` runs, or once it
-  grew by more than ``--max-growth-mib`` since its first run: what plugins leaked goes with
-  it; a worker otherwise lives long, as starting one costs more than most runs).
+  "run_id", "after"}`` and ``{"type": "ended", "run_id", "status", "message", "last",
+  "after", "upto"}`` (``flowhost.daemon.reports``); ``status`` is the run's (``success``,
+  ``failed``, ``aborted``, ``cancelled``, ``waiting``, ``interrupted``) or what kept it
+  from going on: ``busy`` (another process owns it), ``done`` (it had finished already),
+  ``error`` (it cannot go on: ``message`` says why); ``last``: this worker takes no more
+  runs and exits (after ``--runs`` runs, or once it grew by more than ``--max-growth-mib``
+  since its first run: what plugins leaked goes with it; a worker otherwise lives long, as
+  starting one costs more than most runs); ``after`` and ``upto``: the run's journal seqs
+  it wrote, ``after < seq <= upto`` (the run's last seq when it took the lease, and the
+  last one it committed), which the daemon's metrics count on a shared store; while it
+  executes, ``{"type": "committed", "run_id", "upto"}`` every ``COMMITTED_S`` that it
+  wrote more (so a replica counts what its worker wrote as it goes, and no more).
 
 A run is taken over as ``flowhost resume`` takes one (its lease, its checkpoints: a
 submitted run that has no events yet runs whole). A question to a person waits while the
@@ -46,6 +51,9 @@ from flowhost.context import make_context
 from flowhost.daemon.asking import Asking
 from flowhost.daemon.channel import Channel, die_with_parent
 from flowhost.daemon.environment import run_env
+from flowhost.daemon.reports import Committed, Ended, Started
+from flowhost.events import Event
+from flowhost.execution import Outcome
 from flowhost.handle import Run
 from flowhost.masked_streams import masked_std_streams
 from flowhost.plan import Plan
@@ -57,6 +65,28 @@ from flowhost.threads import run_main
 
 DEFAULT_RUNS = 1000  # then the worker is replaced, or sooner when it grew by
 DEFAULT_MAX_GROWTH_MIB = 256  # this much memory since its first run
+COMMITTED_S = 0.1  # how often an executing worker says how far it committed
+
+
+class Numbered:
+    """The last seq the run's journal writer gave an event (it sees each event before any
+    observer does), from ``after``, the run's last seq when the worker took it."""
+
+    def __init__(self, after: int) -> None:
+        self.seq = after
+        self.told = after  # the last ``committed`` report
+
+    def __call__(self, event: Event) -> None:
+        self.seq = max(self.seq, event.seq)
+
+
+def last_committed(outcome: Outcome, numbered: Numbered) -> int:
+    """The last seq the worker committed of the run: every event it gave its journal writer
+    (or appended itself) was committed unless its checkpoint failed. Then only what it
+    told is sure (past a lost lease, the seqs after it may be the next owner's)."""
+    if outcome.checkpoint_failure is not None:
+        return numbered.told
+    return max([numbered.told, *(event.seq for event in outcome.events)])
 
 
 def rss_mib() -> float:
@@ -127,27 +157,31 @@ class Worker:
                 self.current.drain(self.drain_timeout, "the daemon is stopping"))
 
     # -- runs ----------------------------------------------------------------------------
-    async def execute(self, run_id: str) -> tuple[str, str]:
-        """Take the run over and carry it as far as it goes here: (status, message)."""
+    async def execute(self, run_id: str) -> Ended:
+        """Take the run over and carry it as far as it goes here: what it came to."""
         try:
             taken = self._take(run_id)
         except UserInputError as exc:
-            return "error", str(exc)
-        if isinstance(taken, str):
-            return taken, ""
-        asking = Asking(taken.store, taken.record)
+            return Ended(run_id=run_id, status="error", message=str(exc))
+        if isinstance(taken, Ended):
+            return taken
+        stored, after = taken
+        asking = Asking(stored.store, stored.record)
         try:
-            run = await api.prepare_resume(stored=taken, on_manual=asking,
-                                           plan=await self._plan(taken),
+            run = await api.prepare_resume(stored=stored, on_manual=asking,
+                                           plan=await self._plan(stored),
                                            max_parallel=self.max_parallel, report=self._report)
         except UserInputError as exc:  # its spec no longer checks, say
-            return "error", str(exc)
+            return Ended(run_id=run_id, status="error", message=str(exc), after=after)
         asking.watch(run)
         if self.draining:
             asking.park_all()
         self.current, self.current_id, self.asking = run, run_id, asking
+        numbered = Numbered(after)
+        run.observe(numbered)
+        telling = asyncio.ensure_future(self._tell_committed(run_id, numbered))
         try:
-            await self.channel.send({"type": "started", "run_id": run_id})
+            await self.channel.send(Started(run_id=run_id, after=after).model_dump())
             run.start()
             reason = self.cancelled.pop(run_id, None)
             if reason is not None:
@@ -158,8 +192,24 @@ class Worker:
             with masked_std_streams(run.masker):  # a local plugin's prints: the daemon's log
                 outcome = await run.outcome()
         finally:
+            telling.cancel()
             self.current = self.current_id = self.asking = None
-        return outcome.status, outcome.checkpoint_failure or ""
+        return Ended(run_id=run_id, status=outcome.status,
+                     message=outcome.checkpoint_failure or "", after=after,
+                     upto=last_committed(outcome, numbered))
+
+    async def _tell_committed(self, run_id: str, numbered: Numbered) -> None:
+        """Every ``COMMITTED_S``: how far the run's journal is this worker's. What was
+        numbered a turn ago is committed by now (a step's end is committed before the
+        engine goes on, its start as soon as the event loop is idle); what was numbered
+        since may not be yet, and is told next time."""
+        seen = numbered.seq
+        while True:
+            await asyncio.sleep(COMMITTED_S)
+            if seen > numbered.told:
+                numbered.told = seen
+                await self.channel.send(Committed(run_id=run_id, upto=seen).model_dump())
+            seen = numbered.seq
 
     async def _plan(self, taken: api.Stored) -> Plan:
         """The run's plan, the daemon's tokens among what it masks."""
@@ -172,8 +222,9 @@ class Worker:
         plan.masked = self.masked
         return plan
 
-    def _take(self, run_id: str) -> api.Stored | str:
-        """Own the run (``busy`` when another process does, ``done`` when it finished)."""
+    def _take(self, run_id: str) -> tuple[api.Stored, int] | Ended:
+        """Own the run, and the run's last seq once owned (what follows is this worker's);
+        or ``busy`` when another process owns it, ``done`` when it finished."""
         # (the daemon passes an absolute state dir, or a URL: no workdir is needed)
         where = make_context(workdir="/", env=self.env, state_dir=self.state_dir,
                              config=self.config)
@@ -183,13 +234,19 @@ class Worker:
             lease = store.acquire(record, self.owner)
             if lease is None:
                 store.close()
-                return "busy"
-            events = settle(store, record, store.events(record))
+                return Ended(run_id=run_id, status="busy")
+            events = store.events(record)
+            # (read under the lease: no one else writes to the run now, so every seq after
+            # this one is this worker's until it lets go)
+            after = events[-1].seq if events else 0
+            events = settle(store, record, events)
             point = read(events)
             if point.done:
                 store.release(lease)
                 store.close()
-                return "done"
+                # (what settle logged, answers say, is this worker's all the same)
+                return Ended(run_id=run_id, status="done", after=after,
+                             upto=events[-1].seq if events else 0)
             # a run another host's daemon accepted gets its working directory here (one that
             # cannot be made shows in the run's first step that uses it)
             with contextlib.suppress(OSError):
@@ -199,7 +256,7 @@ class Worker:
         except BaseException:
             store.close()
             raise
-        return api.Stored(store, record, lease, events, point, ctx)
+        return api.Stored(store, record, lease, events, point, ctx), after
 
     def _report(self, message: str) -> None:
         run = f" run {self.current_id}" if self.current_id else ""
@@ -223,16 +280,16 @@ async def main_async(args: argparse.Namespace) -> int:
         if run_id is None:
             break
         try:
-            status, message = await worker.execute(run_id)
+            ended = await worker.execute(run_id)
         except StorageError as exc:
-            status, message = "interrupted", f"storage failure: {exc}"
+            ended = Ended(run_id=run_id, status="interrupted",
+                          message=f"storage failure: {exc}")
         done += 1
         grown = rss_mib()
         baseline = grown if baseline is None else baseline
         last = (done >= args.runs or worker.draining
                 or grown - baseline > args.max_growth_mib)
-        if not await channel.send({"type": "ended", "run_id": run_id, "status": status,
-                                   "message": message, "last": last}):
+        if not await channel.send(ended.model_copy(update={"last": last}).model_dump()):
             break
     listener.cancel()
     with contextlib.suppress(asyncio.CancelledError):
