@@ -328,7 +328,9 @@ class Engine:
             return
         if ending in ("success", "skipped") and outcome.outputs is not None:
             self.outputs[step.id] = outcome.outputs  # the real ones, for the dependents
-        reason = self._stop.reason or self._stop.abort_reason()
+        reason = ""
+        if ending == "cancelled":  # (only a cancelled step says why: the others need not)
+            reason = self._stop.reason or self._stop.abort_reason()
         finished = finished_event(self.run_id, step.id, step.step.plugin, outcome,
                                   time.monotonic() - started, self.redactor, reason)
         self.bus.emit(finished)

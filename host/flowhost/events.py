@@ -213,16 +213,6 @@ class StepFinished(Event):
     hint: str | None = None
     reason: str | None = None  # why a step was skipped or cancelled
 
-    @classmethod
-    def succeeded(cls, run_id: str, step_id: str, plugin: str, used_plugin: str,
-                  attempts: int, duration_s: float, outputs: dict[str, Any],
-                  validation: tuple[CheckResult, ...], cached: bool,
-                  redacted: bool) -> StepFinished:
-        """A step's success: built positionally (it happens once per step, and CPython
-        matches keywords at about twice the cost)."""
-        return cls(run_id, step_id, plugin, used_plugin, "success", attempts, duration_s,
-                   outputs, validation, cached, redacted)
-
 
 @dataclass(slots=True, kw_only=True)
 class SpecReloaded(Event):

@@ -45,9 +45,11 @@ def finished_event(run_id: str, step_id: str, plugin: str, outcome: CallOutcome,
         given = outcome.outputs
         assert given is not None
         shown = redactor.data(given) if redactor else given
-        return StepFinished.succeeded(run_id, step_id, plugin, outcome.used_plugin,
-                                      outcome.attempts, duration, shown, outcome.validation,
-                                      outcome.cached, shown is not given and shown != given)
+        # Positional: every step that succeeds comes here, and CPython matches keywords at
+        # about twice the cost.
+        return StepFinished(run_id, step_id, plugin, outcome.used_plugin, "success",
+                            outcome.attempts, duration, shown, outcome.validation,
+                            outcome.cached, shown is not given and shown != given)
     if ending == "cancelled":
         return StepFinished(run_id=run_id, step_id=step_id, plugin=plugin, used_plugin=plugin,
                             status="cancelled", attempts=0, duration_s=duration,

@@ -75,8 +75,6 @@ dumps = make_encoder()
 _REQUIRED = object()  # stands for "no default": such a field is always stored
 Row = tuple[int, str, str | None, str]
 _esc = json.encoder.encode_basestring
-_float_repr = float.__repr__
-_int_repr = int.__repr__
 
 
 class _Spec:
@@ -131,10 +129,8 @@ def _encoders(name: str, names: tuple[str, ...], defaults: tuple[Any, ...],
                 kind = type(value)
                 if kind is str:
                     out += key + _esc(value)
-                elif kind is float and -1e308 < value < 1e308:
-                    out += key + _float_repr(value)
-                elif kind is int:
-                    out += key + _int_repr(value)
+                elif kind is int or (kind is float and -1e308 < value < 1e308):
+                    out = f"{out}{key}{value!r}"  # (repr as json writes them, without a call)
                 else:  # NaN and Infinity too: dumps refuses them
                     out += key + dumps(value)
         except ValueError:
