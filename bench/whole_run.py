@@ -10,6 +10,9 @@ output, awaits the async no-op, validates its pydantic models and commits one SQ
 (WAL, ``synchronous=NORMAL``) — ``_common.durable_reference_loop``. Every measurement is
 interleaved with the others (round after round), and medians are reported.
 
+Each process's CPU time (user + system, from ``getrusage``) is reported beside its wall
+time: it leaves out the time spent waiting for a core, most of the noise on a shared machine.
+
 Also: a one-step workflow as a whole process beside ``python -c pass`` and
 ``python -c "import flowhost.api"``, and planning (parse + every static check, in this
 process, ``flowhost.api.check_spec``) in microseconds per step at 500 and 4,000 steps.
@@ -22,6 +25,7 @@ No assertions (machines are shared and noisy).
 from __future__ import annotations
 
 import argparse
+import resource
 import shlex
 import statistics
 import subprocess
@@ -39,14 +43,23 @@ ONE_STEP_TARGET_MS = 300.0
 
 def wall(argv: list[str], cwd: Path) -> float:
     """Seconds one process takes, start to exit; fails loudly on a non-zero exit."""
+    return timed(argv, cwd)[0]
+
+
+def timed(argv: list[str], cwd: Path) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) of one process: its CPU time (user + system) does not
+    count the time it waited for a core, which on a shared machine is most of the noise."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = now()
     done = subprocess.run(argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                           stderr=subprocess.PIPE, check=False)
     elapsed = now() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
         raise SystemExit(f"{shlex.join(argv)} exited {done.returncode}:\n"
                          f"{done.stderr.decode(errors='replace')}")
-    return elapsed
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return elapsed, cpu
 
 
 class Fresh:
@@ -83,6 +96,9 @@ def planning(text: str, work: Path) -> float:
     return now() - start
 
 
+Times = dict[str, list[float]]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
@@ -99,46 +115,59 @@ def main() -> None:
         for n, path in specs.items():
             path.write_text(chain_spec(n, cache=False), encoding="utf-8")
 
-        def run_flowhost(n: int) -> Callable[[], float]:
-            return lambda: wall([*flowhost_run(specs[n]), "--state-dir",
-                                 str(fresh("state"))], work)
+        def run_flowhost(n: int) -> Callable[[], tuple[float, float]]:
+            return lambda: timed([*flowhost_run(specs[n]), "--state-dir",
+                                  str(fresh("state"))], work)
 
-        def run_reference(n: int) -> Callable[[], float]:
-            return lambda: wall(reference_run(n, fresh("ref").with_suffix(".db")), work)
+        def run_reference(n: int) -> Callable[[], tuple[float, float]]:
+            return lambda: timed(reference_run(n, fresh("ref").with_suffix(".db")), work)
 
-        measures: dict[str, Callable[[], float]] = {
+        measures: dict[str, Callable[[], tuple[float, float]]] = {
             f"flowhost {small}": run_flowhost(small),
             f"flowhost {large}": run_flowhost(large),
             f"reference {small}": run_reference(small),
             f"reference {large}": run_reference(large),
             "flowhost 1": run_flowhost(1),
-            "python -c pass": lambda: wall([sys.executable, "-c", "pass"], work),
-            'python -c "import flowhost.api"': lambda: wall(
+            "python -c pass": lambda: timed([sys.executable, "-c", "pass"], work),
+            'python -c "import flowhost.api"': lambda: timed(
                 [sys.executable, "-c", "import flowhost.api"], work),
         }
         for measure in measures.values():  # warm up: stevedore's cache, the disk's caches
             measure()
-        times: dict[str, list[float]] = {name: [] for name in measures}
+        times: Times = {name: [] for name in measures}
+        cpu: Times = {name: [] for name in measures}
         for _ in range(args.rounds):
             for name, measure in measures.items():
-                times[name].append(measure())
+                elapsed, used = measure()
+                times[name].append(elapsed)
+                cpu[name].append(used)
 
         planning(chain_spec(10), work)  # warm up imports and the plugin
         plan = {n: min(planning(chain_spec(n), work) for _ in range(3)) for n in (small, 4000)}
+    report(args.rounds, small, large, times, cpu, plan)
 
+
+def slopes(times: Times, small: int, large: int) -> tuple[float, float, float]:
+    """Per-step slopes of flowhost and the reference (of the medians), and the median of
+    the rounds' own ratios (each round's slopes paired)."""
     median = {name: statistics.median(values) for name, values in times.items()}
     span = large - small
     per_step = (median[f"flowhost {large}"] - median[f"flowhost {small}"]) / span
     ref_step = (median[f"reference {large}"] - median[f"reference {small}"]) / span
-    # The same slope for each round on its own, then the median of those ratios.
     paired = statistics.median(
         (fl - fs) / (rl - rs) for fs, fl, rs, rl in zip(
             times[f"flowhost {small}"], times[f"flowhost {large}"],
             times[f"reference {small}"], times[f"reference {large}"], strict=True)
         if rl > rs)
+    return per_step, ref_step, paired
 
-    print(f"python bench/whole_run.py --rounds {args.rounds} --small {small} --large {large}")
-    print(f"whole processes, {args.rounds} interleaved rounds (medians), {sys.executable}")
+
+def report(rounds: int, small: int, large: int, times: Times, cpu: Times,
+           plan: dict[int, float]) -> None:
+    median = {name: statistics.median(values) for name, values in times.items()}
+    per_step, ref_step, paired = slopes(times, small, large)
+    print(f"python bench/whole_run.py --rounds {rounds} --small {small} --large {large}")
+    print(f"whole processes, {rounds} interleaved rounds (medians), {sys.executable}")
     print("  flowhost: python -m flowhost run chain<N>.yaml --no-progress --state-dir <new> "
           "> /dev/null   (cache: false)")
     print("  reference: python -c 'from _common import durable_reference_loop; "
@@ -151,10 +180,15 @@ def main() -> None:
     verdict = "ok" if per_step <= SLOPE_TARGET * ref_step else "OVER"
     print(f"  ratio flowhost/reference per step: {per_step / ref_step:.2f}x (median of "
           f"paired rounds {paired:.2f}x), target <= {SLOPE_TARGET:g}x: {verdict}")
+    cpu_step, cpu_ref, cpu_paired = slopes(cpu, small, large)
+    print(f"  CPU time (user+sys) per step, the same processes: flowhost {cpu_step * 1e6:.1f}us, "
+          f"reference {cpu_ref * 1e6:.1f}us, {cpu_step / cpu_ref:.2f}x "
+          f"(paired {cpu_paired:.2f}x)")
     print("one-step workflow, whole process")
     for name in ("python -c pass", 'python -c "import flowhost.api"', "flowhost 1"):
         label = "flowhost run (1 step)" if name == "flowhost 1" else name
-        print(f"  {label:<34} {median[name] * 1e3:8.1f}ms  (min {min(times[name]) * 1e3:.1f}ms)")
+        print(f"  {label:<34} {median[name] * 1e3:8.1f}ms  (min {min(times[name]) * 1e3:.1f}ms, "
+              f"CPU {statistics.median(cpu[name]) * 1e3:.1f}ms)")
     verdict = "ok" if median["flowhost 1"] * 1e3 <= ONE_STEP_TARGET_MS else "OVER"
     print(f"  target <= {ONE_STEP_TARGET_MS:.0f} ms: {verdict}")
     print("planning (flowhost.api.check_spec: parse + every static check), best of 3")
