@@ -228,6 +228,32 @@ def test_a_run_whose_owner_died_is_interrupted_and_free(open_store: Open,
     store.release(lease)
 
 
+def test_a_role_has_one_holder_until_it_is_given_back_or_runs_out(open_store: Open) -> None:
+    one, two = open_store(), open_store()
+    assert one.hold_role("reporter", "one", 30)
+    assert one.hold_role("reporter", "one", 30)  # renewed
+    assert not two.hold_role("reporter", "two", 30)
+    assert one.hold_role("other job", "one", 30) and two.hold_role("third job", "two", 30)
+    two.let_go_of_role("reporter", "two")  # not its own: nothing changes
+    assert not two.hold_role("reporter", "two", 30)
+    one.let_go_of_role("reporter", "one")
+    assert two.hold_role("reporter", "two", 0.2)  # free at once
+    assert not one.hold_role("reporter", "one", 30)
+    time.sleep(0.3)  # two did not renew in time: its time ran out
+    assert one.hold_role("reporter", "one", 30)
+    assert not two.hold_role("reporter", "two", 30)
+
+
+def test_run_ids_are_found_by_status_newest_first(open_store: Open) -> None:
+    store = open_store()
+    first, second = new_run(store, "r1"), new_run(store, "r2")
+    new_run(store, "r3")
+    store.append(first, [ev.RunFinished(run_id="r1", status="waiting", duration_s=1.0)])
+    store.append(second, [ev.RunFinished(run_id="r2", status="waiting", duration_s=1.0)])
+    assert store.run_ids(statuses=["waiting"]) == [(second.run_no, "r2"), (first.run_no, "r1")]
+    assert store.run_ids(statuses=["success"]) == []
+
+
 def test_questions_stay_open_until_answered(open_store: Open) -> None:
     store = open_store()
     record = new_run(store)

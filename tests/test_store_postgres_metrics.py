@@ -19,6 +19,7 @@ from postgres_server import flowhost_cli as run_flowhost
 from prometheus_client.parser import text_string_to_metric_families
 from test_store_postgres_daemon import Serve, serve
 
+from flowhost.metrics.waiting import ROLE_SECONDS
 from flowhost.store.postgres import PostgresStore
 
 __all__ = ["serve"]  # (the fixture: every daemon it starts is stopped)
@@ -294,9 +295,10 @@ def test_the_runs_that_wait_are_reported_once_by_the_replicas_also_after_restart
     third = replica()  # a replica that starts beside the one that reports
     time.sleep(3.0)
     assert [_waiting(r) for r in (second, third)] == [(1.0, 1.0), (0.0, 0.0)]
-    second.proc.kill()  # SIGKILL: the server drops its session, and its lock
+    second.proc.kill()  # SIGKILL: it gives nothing back; its role runs out
     second.proc.communicate()
-    _until(lambda: _waiting(third) == (1.0, 1.0), 10, f"third: {_waiting(third)}")
+    _until(lambda: _waiting(third) == (1.0, 1.0), ROLE_SECONDS + 10,
+           f"third: {_waiting(third)}")
     done = run_flowhost("runs", "resolve", run_id, "a", "--action", "skip", "--server",
                         third.address, cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr

@@ -26,6 +26,7 @@ A replica that starts owns no run (its workers died with its predecessor): it co
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from dataclasses import dataclass, field
 
@@ -36,8 +37,11 @@ from flowhost.events import Event, RunFinished
 from flowhost.metrics import feed as plain
 from flowhost.metrics.feed import JournalFeed
 from flowhost.metrics.observer import MetricsObserver
-from flowhost.metrics.waiting import reporting, waiting_runs
+from flowhost.metrics.waiting import reporting, stop_reporting, waiting_runs
+from flowhost.problems import StorageError
 from flowhost.store import RunRecord, Store
+
+log = logging.getLogger(__name__)
 
 STOPPED = ("waiting", "interrupted")  # a worker's ends after which the run stays parked
 
@@ -108,6 +112,17 @@ class ExecutedFeed(JournalFeed):
         super().__init__(journal, observer, tick_s=tick_s)
         self._runs: dict[int, _Run] = {}
         self.reporter: bool | None = None  # (``flowhost.metrics.waiting.reporting``)
+
+    async def close(self) -> None:
+        """Stop following; a reporter gives its role back, so another replica takes it up
+        at its next sweep instead of when the role runs out."""
+        await super().close()
+        if self.reporter:
+            try:
+                await self.journal.call(stop_reporting)
+            except StorageError as exc:  # (it runs out all the same)
+                log.warning("flowhost serve: metrics: giving the reporter role back: %s", exc)
+            self.reporter = False
 
     async def start(self) -> None:
         """Start noting and following, the waiting runs restored if this replica reports

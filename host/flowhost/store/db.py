@@ -60,6 +60,13 @@ UNFINISHED = ("queued", "running", "interrupted", "waiting")
 _SQLITE_MAX_INT = 2**63 - 1
 
 
+# Take a role when it is free or its holder's time ran out; renew it when it is the owner's.
+_TAKE_ROLE = ("INSERT INTO roles (name, owner, expires_at) VALUES (?, ?, ?) "
+              "ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, "
+              "expires_at = excluded.expires_at "
+              "WHERE roles.owner = excluded.owner OR roles.expires_at < ?")
+
+
 def event_range(run_no: int) -> tuple[int, int]:
     low = run_no << SEQ_BITS
     return low, low + (1 << SEQ_BITS) - 1
@@ -254,6 +261,12 @@ class Store:
             sql += f" LIMIT {min(int(limit), _SQLITE_MAX_INT)}"
         return [_record(row) for row in self.conn.execute(sql, params)]
 
+    def run_ids(self, statuses: Iterable[str]) -> list[tuple[int, str]]:
+        wanted = list(statuses)
+        return [(int(run_no), str(run_id)) for run_no, run_id in self.conn.execute(
+            f"SELECT run_no, run_id FROM runs WHERE status IN ({', '.join('?' * len(wanted))})"
+            " ORDER BY run_no DESC", wanted)]
+
     def latest_resumable(self) -> RunRecord | None:
         """The newest unfinished run that no live process is running."""
         for record in self.runs(statuses=UNFINISHED):
@@ -344,6 +357,17 @@ class Store:
 
     def owned(self, record: RunRecord) -> bool:
         return self.locks.held(record.run_no) or self.locks.busy(record.run_no)
+
+    def hold_role(self, role: str, owner: str, seconds: float) -> bool:
+        now = time.time()
+        with self.write() as conn:
+            conn.execute(_TAKE_ROLE, (role, owner, now + seconds, now))
+            row = conn.execute("SELECT owner FROM roles WHERE name = ?", (role,)).fetchone()
+        return row is not None and row[0] == owner
+
+    def let_go_of_role(self, role: str, owner: str) -> None:
+        with self.write() as conn:
+            conn.execute("DELETE FROM roles WHERE name = ? AND owner = ?", (role, owner))
 
     def steps_succeeded(self, record: RunRecord) -> int:
         """How many of the run's steps have succeeded so far: recorded when its process

@@ -68,6 +68,11 @@ class RunStore(Protocol):
     def runs(self, *, limit: int | None = None,
              statuses: Iterable[str] | None = None) -> list[RunRecord]: ...
 
+    def run_ids(self, statuses: Iterable[str]) -> list[tuple[int, str]]:
+        """(run_no, run_id) of the runs with one of ``statuses``, newest first: what
+        ``runs`` finds without reading each run's spec."""
+        ...
+
     def latest_resumable(self) -> RunRecord | None: ...
 
     def live_status(self, record: RunRecord) -> str: ...
@@ -133,6 +138,17 @@ class Ownership(Protocol):
 
     def owned(self, record: RunRecord) -> bool:
         """Whether anyone (another process, or this one) owns the run now."""
+        ...
+
+    def hold_role(self, role: str, owner: str, seconds: float) -> bool:
+        """Whether ``owner`` holds ``role`` for the next ``seconds``: a job one process
+        among those sharing the store does (one daemon reports the runs that wait). Taken
+        when nobody holds it or its holder's time ran out, renewed when it is ``owner``'s;
+        a holder keeps it by asking again within ``seconds``."""
+        ...
+
+    def let_go_of_role(self, role: str, owner: str) -> None:
+        """Give ``role`` back, if ``owner`` holds it: the next to ask takes it at once."""
         ...
 
 

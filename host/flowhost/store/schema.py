@@ -136,6 +136,15 @@ CREATE TABLE remote_schemas (
 ALTER TABLE durations ADD COLUMN inputs TEXT;
 CREATE INDEX durations_by_inputs ON durations (plugin, inputs, id)
 """),
+    (8, """
+-- a job one process among those sharing the state does, and who does it until when
+-- (``Store.hold_role``)
+CREATE TABLE roles (
+    name       TEXT PRIMARY KEY,
+    owner      TEXT NOT NULL,
+    expires_at REAL NOT NULL
+) WITHOUT ROWID
+"""),
 ]
 
 LATEST = MIGRATIONS[-1][0]

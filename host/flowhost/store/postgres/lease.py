@@ -62,6 +62,12 @@ _TAKE = ("INSERT INTO leases (run_no, owner, epoch, acquired_at, expires_at, ses
          "ON CONFLICT (run_no) DO UPDATE SET owner = EXCLUDED.owner, epoch = leases.epoch + 1, "
          "acquired_at = EXCLUDED.acquired_at, expires_at = EXCLUDED.expires_at, "
          f"session_bound = EXCLUDED.session_bound WHERE {_FREE} RETURNING epoch")
+# Take a role when it is free or its holder's time ran out; renew it when it is the owner's
+# (a row back: the owner holds it).
+_TAKE_ROLE = ("INSERT INTO roles (name, owner, expires_at) VALUES (%s, %s, %s) "
+              "ON CONFLICT (name) DO UPDATE SET owner = EXCLUDED.owner, "
+              "expires_at = EXCLUDED.expires_at "
+              "WHERE roles.owner = EXCLUDED.owner OR roles.expires_at < %s RETURNING owner")
 # Whether a live owner holds run {run}'s lease, as one SQL expression (``%(now)s``: the
 # time): a session holding its lock with its lease not past its expiry, or an owner behind
 # a transaction pooler whose lease is not past its expiry.
@@ -157,6 +163,15 @@ class LeasedOwnership(Connected):
         row = self.one(f"SELECT {OWNED.format(run='%(run)s')}",
                        {"run": record.run_no, "now": time.time()})
         return bool(row and row[0])
+
+    def hold_role(self, role: str, owner: str, seconds: float) -> bool:
+        now = time.time()
+        with self.write() as conn:
+            held = conn.execute(_TAKE_ROLE, (role, owner, now + seconds, now)).fetchone()
+        return held is not None
+
+    def let_go_of_role(self, role: str, owner: str) -> None:
+        self.change("DELETE FROM roles WHERE name = %s AND owner = %s", (role, owner))
 
     def fence(self, run_id: str) -> int | None:
         """The epoch the run's writes are fenced by: this store's lease of it (None: it

@@ -123,6 +123,15 @@ CREATE TABLE remote_schemas (
     (2, """
 ALTER TABLE leases ADD COLUMN session_bound boolean NOT NULL DEFAULT true
 """),
+    # A job one replica among those sharing the database does (``Store.hold_role``): a
+    # row with an expiry, so that it works behind a transaction pooler too.
+    (3, """
+CREATE TABLE roles (
+    name       text PRIMARY KEY,
+    owner      text NOT NULL,
+    expires_at double precision NOT NULL
+)
+"""),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -149,6 +149,11 @@ class PostgresStore(Claiming, History):
             params.append(min(int(limit), 2**63 - 1))
         return [_record(row) for row in self.rows(sql, params)]
 
+    def run_ids(self, statuses: Iterable[str]) -> list[tuple[int, str]]:
+        return [(int(run_no), str(run_id)) for run_no, run_id in self.rows(
+            "SELECT run_no, run_id FROM runs WHERE status = ANY(%s) ORDER BY run_no DESC",
+            (list(statuses),))]
+
     def latest_resumable(self) -> RunRecord | None:
         """The newest unfinished run that no live process is running."""
         return next((r for r in self.runs(statuses=UNFINISHED) if not self.owned(r)), None)
