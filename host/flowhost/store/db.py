@@ -1,5 +1,6 @@
-"""The state database: opening it safely, runs, their event logs, ownership, cache
-housekeeping (the rows themselves: ``flowhost.store.rows``).
+"""The state database: opening it safely, runs, their event logs, ownership (the rows
+themselves: ``flowhost.store.rows``; durations, cache housekeeping and roles:
+``flowhost.store.history``).
 
 One SQLite file, ``state.db``, in the state dir (default ``./.flowhost/``), in WAL mode with
 ``synchronous=NORMAL``: readers never block the writer, a commit survives the process being
@@ -33,6 +34,7 @@ from flowhost.problems import (
     quote_name,
 )
 from flowhost.store import codec
+from flowhost.store.history import History
 from flowhost.store.interface import JournalWriter, Lease
 from flowhost.store.lease import RunLocks
 from flowhost.store.rows import (
@@ -58,13 +60,6 @@ DEFAULT_BUSY_TIMEOUT = 10.0
 # "cancelled" is final (a person or a program cancelled it); "interrupted" is resumable.
 UNFINISHED = ("queued", "running", "interrupted", "waiting")
 _SQLITE_MAX_INT = 2**63 - 1
-
-
-# Take a role when it is free or its holder's time ran out; renew it when it is the owner's.
-_TAKE_ROLE = ("INSERT INTO roles (name, owner, expires_at) VALUES (?, ?, ?) "
-              "ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, "
-              "expires_at = excluded.expires_at "
-              "WHERE roles.owner = excluded.owner OR roles.expires_at < ?")
 
 
 def event_range(run_no: int) -> tuple[int, int]:
@@ -109,7 +104,7 @@ def _create_private(path: Path) -> None:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
-class Store:
+class Store(History):
     """An open state dir. Use from one thread (the event loop's, during a run)."""
 
     def __init__(self, conn: sqlite3.Connection, state_dir: Path, busy_timeout: float) -> None:
@@ -358,17 +353,6 @@ class Store:
     def owned(self, record: RunRecord) -> bool:
         return self.locks.held(record.run_no) or self.locks.busy(record.run_no)
 
-    def hold_role(self, role: str, owner: str, seconds: float) -> bool:
-        now = time.time()
-        with self.write() as conn:
-            conn.execute(_TAKE_ROLE, (role, owner, now + seconds, now))
-            row = conn.execute("SELECT owner FROM roles WHERE name = ?", (role,)).fetchone()
-        return row is not None and row[0] == owner
-
-    def let_go_of_role(self, role: str, owner: str) -> None:
-        with self.write() as conn:
-            conn.execute("DELETE FROM roles WHERE name = ? AND owner = ?", (role, owner))
-
     def steps_succeeded(self, record: RunRecord) -> int:
         """How many of the run's steps have succeeded so far: recorded when its process
         ended, counted from its events while one runs it."""
@@ -436,36 +420,3 @@ class Store:
         from flowhost.store import schemas
 
         schemas.record(self, target, plugins)
-
-    # -- history -----------------------------------------------------------------------
-    def durations(self, plugins: Iterable[str], per_plugin: int = 20) -> dict[str, list[float]]:
-        """The latest successful, uncached durations of each plugin."""
-        found: dict[str, list[float]] = {}
-        for plugin in set(plugins):
-            rows = self.conn.execute("SELECT duration_s FROM durations WHERE plugin = ? "
-                                     "ORDER BY id DESC LIMIT ?", (plugin, per_plugin))
-            values = [float(row[0]) for row in rows]
-            if values:
-                found[plugin] = values
-        return found
-
-    def similar_durations(self, wanted: Iterable[tuple[str, str]],
-                          per_key: int = 20) -> dict[tuple[str, str], list[float]]:
-        """The latest durations of each (plugin, inputs key): the same plugin called with
-        the same inputs."""
-        found: dict[tuple[str, str], list[float]] = {}
-        for plugin, key in set(wanted):
-            rows = self.conn.execute("SELECT duration_s FROM durations WHERE plugin = ? AND "
-                                     "inputs = ? ORDER BY id DESC LIMIT ?",
-                                     (plugin, key, per_key))
-            if values := [float(row[0]) for row in rows]:
-                found[plugin, key] = values
-        return found
-
-    def clear_cache(self, plugin: str | None = None) -> int:
-        with self.write() as conn:
-            if plugin is None:
-                cursor = conn.execute("DELETE FROM cache")
-            else:
-                cursor = conn.execute("DELETE FROM cache WHERE plugin = ?", (plugin,))
-        return int(cursor.rowcount)
