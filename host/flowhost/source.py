@@ -637,8 +637,10 @@ def _plain_key(tag: str, text: str) -> Any:
 # What YAML reads differently from JSON, or refuses, in a text that is valid JSON: characters
 # outside YAML's printable set (and line breaks JSON does not know: NEL, LS, PS, or a BOM),
 # an escaped surrogate (`"\\ud83d\\ude00"`), a key longer than libyaml looks back for its ':'.
-_YAML_ODD = re.compile("[^\t\n\r\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd"
-                       "\U00010000-\U0010ffff]")
+# (Kept as text, compiled into ``re``'s cache when a JSON spec is first read: compiling these
+# ranges takes ~5 ms, which every process would pay at import.)
+_YAML_ODD = ("[^\t\n\r\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd"
+             "\U00010000-\U0010ffff]")
 _ESCAPED_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")
 _KEY_END = re.compile(r'"[ \t\r\n]*:')  # a key's closing quote and its ':' (or a `\":` in a text)
 _LONG_KEY = 80  # characters, 6 bytes at most each as written (`\u00e9`): far below 1,024
@@ -648,7 +650,7 @@ def _fast_json(text: str) -> Any:
     """``json.loads`` of a JSON document whose YAML reading (the slow path's) is certainly
     the same data without a problem, or ``_SLOW``."""
     written = text.strip(" \r\n")  # a tab before or after it: YAML refuses it
-    if (written[:1] != "{" or written[-1:] != "}" or _YAML_ODD.search(text)
+    if (written[:1] != "{" or written[-1:] != "}" or re.search(_YAML_ODD, text)
             or ("\\u" in text and _ESCAPED_SURROGATE.search(text))):
         return _SLOW
     try:
