@@ -49,6 +49,8 @@ class CheckResult:
 
 @dataclass(slots=True)
 class Event:
+    """What every event has: its run, when it happened, its number in the run."""
+
     run_id: str
     ts: float = field(default_factory=time.time, kw_only=True)
     # 1, 2, 3... per run, without gaps, given by the journal as it takes the event (0: not
@@ -58,6 +60,8 @@ class Event:
 
 @dataclass(slots=True, kw_only=True)
 class RunStarted(Event):
+    """A process starts (or resumes) the run: its steps in display order."""
+
     workflow_id: str
     description: str
     total_steps: int
@@ -67,6 +71,8 @@ class RunStarted(Event):
 
 @dataclass(slots=True)
 class StepStarted(Event):
+    """A step begins: its inputs are resolved next, then its first attempt."""
+
     step_id: str
     plugin: str
     purpose: str
@@ -87,6 +93,8 @@ class AttemptStarted(Event):
 
 @dataclass(slots=True, kw_only=True)
 class StepProgress(Event):
+    """A plugin's ``ctx.progress``: how far the call is (0.0 to 1.0)."""
+
     step_id: str
     fraction: float
     message: str = ""
@@ -94,6 +102,8 @@ class StepProgress(Event):
 
 @dataclass(slots=True, kw_only=True)
 class AttemptFailed(Event):
+    """One attempt failed, classified (``error_kind``) for the ladder."""
+
     step_id: str
     plugin: str
     attempt: int
@@ -196,6 +206,8 @@ class BreakerChanged(Event):
 
 @dataclass(slots=True)
 class StepFinished(Event):
+    """How a step ended: its outputs, or its error, or why it was skipped."""
+
     step_id: str
     plugin: str
     used_plugin: str
@@ -229,17 +241,23 @@ class SpecReloaded(Event):
 
 @dataclass(slots=True, kw_only=True)
 class FinalValidationStarted(Event):
+    """The workflow's ``final_validation`` checks begin."""
+
     total_checks: int
 
 
 @dataclass(slots=True, kw_only=True)
 class FinalValidationFinished(Event):
+    """The results of the final checks (and of a test run)."""
+
     results: tuple[CheckResult, ...]
     test_results: dict[str, int] | None = None
 
 
 @dataclass(slots=True, kw_only=True)
 class RunFinished(Event):
+    """This process's part of the run ended, with the run's status."""
+
     status: RunStatus
     duration_s: float
     message: str = ""

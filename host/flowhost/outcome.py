@@ -18,6 +18,8 @@ Ending = Literal["success", "failed", "cancelled", "skipped", "aborted", "waitin
 
 @dataclass(slots=True)
 class CallOutcome:
+    """What the ladder hands the engine for one step: how its calls ended."""
+
     ending: Ending
     used_plugin: str
     attempts: int

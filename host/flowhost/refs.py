@@ -35,6 +35,8 @@ class ResolveError(LookupError):
 
 @dataclass(frozen=True, slots=True)
 class Ref:
+    """A reference, ``$step.field`` or ``${env.X}``: its root and the path below it."""
+
     root: str  # a step id, or one of NAMESPACES
     path: tuple[str, ...]
     text: str  # as written, for messages
@@ -58,6 +60,8 @@ class Ref:
 
 @dataclass(frozen=True, slots=True)
 class Template:
+    """A text with ``${...}`` interpolations: its literal parts and references."""
+
     parts: tuple[str | Ref, ...]
 
     def resolve(self, scope: Scope) -> str:
@@ -69,6 +73,8 @@ class Template:
 
 @dataclass(frozen=True, slots=True)
 class CDict:
+    """A mapping with references somewhere inside."""
+
     items: tuple[tuple[str, Compiled], ...]
 
     def resolve(self, scope: Scope) -> dict[str, Any]:
@@ -80,6 +86,8 @@ class CDict:
 
 @dataclass(frozen=True, slots=True)
 class CList:
+    """A list with references somewhere inside."""
+
     items: tuple[Compiled, ...]
 
     def resolve(self, scope: Scope) -> list[Any]:
@@ -88,6 +96,8 @@ class CList:
 
 @dataclass(frozen=True, slots=True)
 class Const:
+    """A value without references."""
+
     value: Any
 
     def resolve(self, scope: Scope) -> Any:
