@@ -14,9 +14,12 @@ taken over.
    committed the run's next ``RunStarted`` is measured: p50/p99 over K kills.
 
 PostgreSQL is started here on loopback as the tests start it (``tests/postgres_server.py``),
-with its durable defaults unless ``--no-fsync``. No assertions (machines are shared).
+with its durable defaults unless ``--no-fsync``. With ``--pgbouncer``, also 3 daemons and
+the takeover through Debian's PgBouncer in transaction mode (``?pooler=transaction``: a dead
+replica is known only when its leases run out, 30 s). No assertions (machines are shared).
 
     python bench/replicas.py [--runs 200] [--steps 10] [--max-runs 4] [--kills 5] [--no-fsync]
+                             [--pgbouncer]
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ from flowhost._proto import host_pb2 as pb
 from flowhost._proto import host_pb2_grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from postgres_server import running_server
+from postgres_server import PgBouncer, running_server
 
 SLEEPY = "workflow_id: sleepy\nsteps:\n  - {id: nap, plugin: sleeper, inputs: {seconds: 30}}\n"
 
@@ -141,13 +144,15 @@ def throughput(count: int, store: list[str], root: Path, runs: int, steps: int,
     return runs * steps / elapsed, claims
 
 
-def takeover(new_database: Callable[[], str], root: Path, kills: int) -> list[float]:
+def takeover(new_database: Callable[[], str], root: Path, kills: int,
+             through: Callable[[str], str] = str) -> list[float]:
     """A database per kill: the runs of an earlier kill, still sleeping, would take the
-    survivor's slots and the measure would be the wait for a free slot."""
+    survivor's slots and the measure would be the wait for a free slot. ``through``: the
+    URL the daemons are given for a database's (a pooler's)."""
     times: list[float] = []
     for _ in range(kills):
         url = new_database()
-        with daemons(2, ["--store", url], root, 2) as served:
+        with daemons(2, ["--store", through(url)], root, 2) as served:
             run_id, _ = submit(served[0][1], SLEEPY)
             started_at(served[0][1], run_id)  # it runs (on either daemon)
             owner = _executing(url, run_id, [proc for proc, *_ in served])
@@ -187,6 +192,8 @@ def main() -> None:
     parser.add_argument("--max-runs", type=int, default=4)
     parser.add_argument("--kills", type=int, default=5)
     parser.add_argument("--no-fsync", action="store_true")
+    parser.add_argument("--pgbouncer", action="store_true",
+                        help="also through PgBouncer in transaction mode")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="flowhost-bench-replicas-") as tmp, \
             running_server(durable=not args.no_fsync) as server:
@@ -199,10 +206,27 @@ def main() -> None:
             url = server.create_database()
             results[f"{count} daemon{'s' if count > 1 else ''}, PostgreSQL"] = throughput(
                 count, ["--store", url], root, args.runs, args.steps, args.max_runs)
-        took = takeover(server.create_database, root, args.kills)
+        took = {"direct": takeover(server.create_database, root, args.kills)}
+        if args.pgbouncer:
+            pooler = PgBouncer(server, server.base / "pgbouncer")
+            pooler.start()
+            try:
+                results["3 daemons, PgBouncer"] = throughput(
+                    3, ["--store", pooler.url(server.create_database())], root, args.runs,
+                    args.steps, args.max_runs)
+                took["through PgBouncer"] = takeover(server.create_database, root,
+                                                     min(args.kills, 3), pooler.url)
+            finally:
+                pooler.stop()
+    report(args, results, took)
+
+
+def report(args: argparse.Namespace, results: dict[str, tuple[float, list[float]]],
+           took: dict[str, list[float]]) -> None:
     fsync = "off" if args.no_fsync else "on"
     print(f"python bench/replicas.py --runs {args.runs} --steps {args.steps} --max-runs "
-          f"{args.max_runs} --kills {args.kills}{' --no-fsync' if args.no_fsync else ''}")
+          f"{args.max_runs} --kills {args.kills}{' --no-fsync' if args.no_fsync else ''}"
+          f"{' --pgbouncer' if args.pgbouncer else ''}")
     print(f"{args.runs} runs x {args.steps} no-op steps, submitted at once; PostgreSQL fsync "
           f"{fsync}; each daemon --max-runs {args.max_runs}")
     baseline = results["1 daemon, SQLite"][0]
@@ -212,11 +236,11 @@ def main() -> None:
         print(f"  {name:<24} {rate:9.0f} {rate / baseline:9.2f}x "
               f"{statistics.median(claims) * 1e3:8.0f}ms {percentile(claims, 99) * 1e3:6.0f}ms "
               f"{max(claims) * 1e3:6.0f}ms")
-    if took:
-        print(f"takeover after SIGKILL of the executing daemon ({len(took)} kills): p50 "
-              f"{statistics.median(took):.2f}s, p99 {percentile(took, 99):.2f}s, max "
-              f"{max(took):.2f}s")
-
+    for how, times in took.items():
+        if times:
+            print(f"takeover after SIGKILL of the executing daemon, {how} ({len(times)} "
+                  f"kills): p50 {statistics.median(times):.2f}s, p99 "
+                  f"{percentile(times, 99):.2f}s, max {max(times):.2f}s")
 
 if __name__ == "__main__":
     main()
