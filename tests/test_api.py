@@ -124,6 +124,21 @@ async def test_an_observer_that_raises_is_detached_and_the_run_goes_on(tmp_path:
     assert "detached" in reports[0]
 
 
+async def test_events_followed_from_mid_run_are_the_whole_story(tmp_path: Path) -> None:
+    spec = "workflow_id: w\nsteps:\n" + "".join(
+        f"  - {{id: s{n}, plugin: sleeper, inputs: {{seconds: 0.1}}"
+        + (f", needs: [s{n - 1}]" if n else "") + "}\n" for n in range(4))
+    run = await flowhost.start_run(spec, spec_name="w.yaml", workdir=tmp_path, env={})
+    async for event in run.events():
+        if type(event).__name__ == "StepFinished":
+            break  # one step done, three to go: follow it afresh from here
+    followed = [event async for event in run.events()]
+    await run.result()
+    whole = [event async for event in run.events()]
+    assert [e.seq for e in followed] == [e.seq for e in whole]
+    assert [type(e).__name__ for e in whole].count("StepFinished") == 4
+
+
 async def test_cancel_is_final_and_resume_refuses_it(tmp_path: Path) -> None:
     run = await flowhost.start_run(
         "workflow_id: w\nsteps: [{id: s, plugin: sleeper, inputs: {seconds: 30}}]\n",

@@ -139,6 +139,7 @@ class Run:
         history = execution.bus.history
         assert history is not None
         queue: asyncio.Queue[Event | None] = asyncio.Queue()
+        # (no await between the two: every event is either in the copy or, later, queued)
         seen = list(history)
         self._followers.append(queue)
         try:
@@ -146,14 +147,7 @@ class Run:
                 yield event
                 if isinstance(event, RunFinished):
                     return
-            skip = len(seen)
-            while True:
-                item = await queue.get()
-                if item is None:
-                    return
-                if skip:  # delivered to the queue before we caught up with the history
-                    skip -= 1
-                    continue
+            while (item := await queue.get()) is not None:
                 yield item
         finally:
             self._followers.remove(queue)
