@@ -8,9 +8,9 @@ timeout, so a write blocked by another process fails after as long as SQLite wou
 
 Through a pooler in transaction mode (``?pooler=transaction``) nothing may outlive a
 transaction: ``lock_timeout`` is set in each write transaction (``SET LOCAL``) rather than
-once, so a statement that takes locks goes in a transaction of its own, and psycopg
-prepares no statements (a prepared statement stays on a server connection that the pooler
-then hands to another client).
+once (the common checkpoint sends it in the same query string as its INSERT: one round
+trip), and psycopg prepares no statements (a prepared statement stays on a server
+connection that the pooler then hands to another client).
 """
 
 from __future__ import annotations
@@ -105,6 +105,12 @@ class Connected:
         """One short write transaction; database errors become a ``StorageError``."""
         with self.failing_as_storage(), self.transaction():
             yield self.conn
+
+    @property
+    def statement_lock_timeout(self) -> int | None:
+        """The lock timeout (ms) a single statement must set itself: behind a transaction
+        pooler (``rows.insert_events``); None where the session's setting holds."""
+        return lock_timeout_ms(self.busy_timeout) if self.pooled else None
 
     @contextmanager
     def transaction(self) -> Iterator[Conn]:

@@ -28,7 +28,8 @@ SUCCEEDED = ("SELECT count(DISTINCT step_id) FROM events WHERE run_no = %s AND "
 
 
 def insert_events(conn: Conn, rows: Sequence[tuple[object, ...]],
-                  fence: tuple[int, int] | None = None, *, durable: bool = True) -> None:
+                  fence: tuple[int, int] | None = None, *, durable: bool = True,
+                  lock_timeout_ms: int | None = None) -> None:
     """One INSERT statement for all ``rows`` (run_no, seq, type, step_id, payload).
 
     ``fence`` (run_no, epoch): insert only while the run's lease has that epoch, else raise
@@ -36,24 +37,36 @@ def insert_events(conn: Conn, rows: Sequence[tuple[object, ...]],
     waits for this insert, or this insert sees the new epoch and writes nothing.
     ``durable=False`` (events nothing waits on: a step's start, its attempts): the commit
     does not wait for the server's disk (``synchronous_commit`` off for this statement's
-    own transaction, set inside it), and the next durable commit flushes it too."""
+    own transaction, set inside it), and the next durable commit flushes it too.
+    ``lock_timeout_ms`` (behind a transaction pooler, where no session setting lasts): the
+    statement goes after a ``SET LOCAL lock_timeout`` in one query string, which the server
+    runs as one transaction (one round trip, as without a pooler); psycopg binds its
+    parameters on the client."""
     if not rows:
         return
     values = [value for row in rows for value in row]
-    if fence is None and durable:
-        conn.execute(INSERT_EVENT + ", ".join([EVENT_VALUES] * len(rows)), values)
-        return
     conditions = [] if durable else [
         "(SELECT set_config('synchronous_commit', 'off', true)) IS NOT NULL"]
     if fence is not None:
         conditions.append("EXISTS (SELECT 1 FROM leases WHERE run_no = %s AND epoch = %s "
                           "FOR SHARE)")
         values += fence
-    typed = "(%s::bigint, %s::integer, %s::text, %s::text, %s::text)"
-    inserted = conn.execute(
-        "INSERT INTO events (run_no, seq, type, step_id, payload) SELECT * FROM (VALUES "
-        + ", ".join([typed] + [EVENT_VALUES] * (len(rows) - 1)) + ") AS v WHERE "
-        + " AND ".join(conditions), values).rowcount
+    if conditions:
+        typed = "(%s::bigint, %s::integer, %s::text, %s::text, %s::text)"
+        sql = ("INSERT INTO events (run_no, seq, type, step_id, payload) SELECT * FROM (VALUES "
+               + ", ".join([typed] + [EVENT_VALUES] * (len(rows) - 1)) + ") AS v WHERE "
+               + " AND ".join(conditions))
+    else:
+        sql = INSERT_EVENT + ", ".join([EVENT_VALUES] * len(rows))
+    if lock_timeout_ms is None:
+        inserted = conn.execute(sql, values).rowcount
+    else:
+        import psycopg
+
+        cursor = psycopg.ClientCursor(conn)
+        cursor.execute(f"SET LOCAL lock_timeout = {int(lock_timeout_ms)}; {sql}", values)
+        cursor.nextset()  # (the INSERT's result, after the SET's)
+        inserted = cursor.rowcount
     if inserted != len(rows):
         from flowhost.store.postgres.lease import LeaseLost
 

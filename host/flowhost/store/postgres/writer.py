@@ -5,10 +5,10 @@ other events wait in memory for the next commit, or for the event loop to be idl
 entries and durations go in batches (every thousand, every two seconds, at the end).
 
 The common checkpoint is one multi-row INSERT, its own transaction (autocommit): one round
-trip to the server per step (three behind a pooler in transaction mode, where the lock
-timeout is set in a transaction around it: ``Connected.transaction``). What goes out when
-the loop is idle (a step's start) is not waited for on the server's disk: a chain of fast
-steps costs one flushed commit per step.
+trip to the server per step (behind a pooler in transaction mode too, where the lock
+timeout goes with it: ``rows.insert_events``). What goes out when the loop is idle (a
+step's start) is not waited for on the server's disk: a chain of fast steps costs one
+flushed commit per step.
 Writes go over the store's own connection, the one holding the run's lock, and are fenced
 by the run's lease epoch (``flowhost.store.postgres.lease``): an owner that lost its lease
 writes nothing more. A failed write stops the writer and calls ``on_failure`` with what
@@ -114,13 +114,12 @@ class PostgresWriter:
         conn = self.store.conn
         try:
             fence = self.store.fenced(self.record)
-            single = event is None and not batch
-            if single and not self.store.pooled:
-                # one statement, one transaction
-                insert_events(conn, self._pending, fence, durable=durable)
+            if event is None and not batch:  # one statement, one transaction
+                insert_events(conn, self._pending, fence, durable=durable,
+                              lock_timeout_ms=self.store.statement_lock_timeout)
             else:
                 with self.store.transaction():
-                    insert_events(conn, self._pending, fence, durable=durable or not single)
+                    insert_events(conn, self._pending, fence)
                     if event is not None:
                         side_tables(conn, self._run_no, self._seq, event,
                                     self._guard.redactor.text)
