@@ -135,8 +135,9 @@ def test_metrics_health_and_readiness_of_a_real_daemon(daemon: StartDaemon,
     assert sample(text, 'flowhost_runs_total{status="success",workflow="gated"}') is None
 
 
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
 def test_a_waiting_run_is_restored_after_a_restart_and_its_answer_counted(
-        daemon: StartDaemon) -> None:
+        daemon: StartDaemon, stop: int) -> None:
     served = daemon("--metrics-listen", "127.0.0.1:0")
     stub = served.stub()
     run_id = submit(stub, PERSON)
@@ -146,13 +147,14 @@ def test_a_waiting_run_is_restored_after_a_restart_and_its_answer_counted(
     assert sample(text, 'flowhost_interventions_waiting{plugin="fail"}') == 1
     assert sample(text, 'flowhost_step_attempts_total{outcome="intervention",plugin="fail",'
                   'transport="local"}') == 1
-    served.stop()
+    served.stop(stop)
 
     again = daemon("--metrics-listen", "127.0.0.1:0", state=served.state_dir)
     url = metrics_url(again)
-    text = get(url)[1]
+    text = get(url)[1]  # the first scrape: restored before it serves
     assert sample(text, "flowhost_runs_waiting") == 1  # restored, not counted
     assert sample(text, 'flowhost_interventions_waiting{plugin="fail"}') == 1
+    assert sample(text, "flowhost_runs_active") == 0
     assert sample(text, "flowhost_intervention_oldest_wait_seconds") > 0  # type: ignore[operator]
     assert sample(text, 'flowhost_step_attempts_total{outcome="intervention",plugin="fail",'
                   'transport="local"}') is None

@@ -65,7 +65,7 @@ class _Run:
 
 
 # (on a sweep) whether this replica reports the waiting runs, and those it takes up now
-Waiting = tuple[bool | None, list[tuple[RunRecord, list[Event]]]]
+Waiting = tuple[bool, list[tuple[RunRecord, list[Event]]]]
 Polled = tuple[int, list[Entry], dict[int, list[Event]], Waiting | None]
 
 
@@ -111,7 +111,7 @@ class ExecutedFeed(JournalFeed):
                  tick_s: float = plain.TICK_S) -> None:
         super().__init__(journal, observer, tick_s=tick_s)
         self._runs: dict[int, _Run] = {}
-        self.reporter: bool | None = None  # (``flowhost.metrics.waiting.reporting``)
+        self.reporter = False  # (``flowhost.metrics.waiting.reporting``)
 
     async def close(self) -> None:
         """Stop following; a reporter gives its role back, so another replica takes it up
@@ -156,7 +156,7 @@ class ExecutedFeed(JournalFeed):
         """Take up the waiting runs no one follows here, if this replica reports them; let
         go of the parked ones if it no longer does."""
         self.reporter, found = waiting
-        if self.reporter is False:
+        if not self.reporter:
             for run in [r for r in self._runs.values() if r.state == "parked"]:
                 self._drop(run)
         for record, events in found:
@@ -202,7 +202,7 @@ class ExecutedFeed(JournalFeed):
         if run.ended:
             self._drop(run)
         elif (entry.status in STOPPED and run.state == "stopped" and not run.foreign
-              and self.reporter is not False):
+              and self.reporter):
             run.state, run.own = "parked", []
         else:
             self._drop(run)

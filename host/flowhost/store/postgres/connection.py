@@ -117,9 +117,8 @@ class Connected:
         """A transaction of the store's connection, with the store's lock timeout also
         behind a pooler in transaction mode (database errors pass as they are)."""
         with self.conn.transaction():
-            if self.pooled:
-                self.conn.execute(
-                    f"SET LOCAL lock_timeout = {lock_timeout_ms(self.busy_timeout)}")
+            if (timeout_ms := self.statement_lock_timeout) is not None:
+                self.conn.execute(f"SET LOCAL lock_timeout = {timeout_ms}")
             yield self.conn
 
     @contextmanager
