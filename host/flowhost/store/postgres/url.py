@@ -136,5 +136,6 @@ def parse(url: str) -> PostgresUrl:
     except ValueError as exc:  # pydantic.ValidationError is one
         errors = getattr(exc, "errors", None)
         why = errors()[0]["msg"].removeprefix("Value error, ") if callable(errors) else str(exc)
-        raise UserInputError(f"--store {hide_password(url)}: {why}. Write it as "
-                             "postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE") from None
+        how = "" if why.startswith(f"{POOLER}=") else (  # (its own message says how)
+            ". Write it as postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE")
+        raise UserInputError(f"--store {hide_password(url)}: {why}{how}") from None
