@@ -87,6 +87,49 @@ def test_defaults_are_left_out_of_the_payload() -> None:
     assert "error" not in payload and "cached" not in payload and '"outputs":{}' in payload
 
 
+def _hot_events() -> list[ev.Event]:
+    """A step's three events as the engine emits them, and each way they can be unusual."""
+    started = ev.StepStarted("r", "a", "noop", "", 1, 2)
+    attempt = ev.AttemptStarted("r", "a", "noop", 1)
+    finished = ev.StepFinished("r", "a", "noop", "noop", "success", 1, 0.0012, {"value": 1})
+    return [
+        started, attempt, finished,
+        ev.StepStarted("r", "é\"x", "n\u2028p", "why \"so\"\n", 2, 9, True),
+        ev.StepStarted("r", "a", "noop", "", 1, 2, ts=float("nan")),
+        ev.AttemptStarted("r", "a", "noop", 3, "grpc"),
+        ev.AttemptStarted("r", "a", "noop", True),  # a bool is no int to the encoder
+        ev.StepFinished("r", "a", "noop", "noop", "success", 1, 1e-7, None),
+        ev.StepFinished("r", "a", "noop", "echo", "failed", 3, 2.5, error="boom",
+                        error_type="X", hint="h"),
+        ev.StepFinished("r", "a", "noop", "noop", "success", 1, 0.1, {"v": [1, "ü", None]},
+                        validation=(CHECK,), cached=True),
+        ev.StepFinished("r", "a", "noop", "noop", "skipped", 0, 0.0, reason="r",
+                        redacted=True),
+        ev.StepFinished("r", "a", "noop", "noop", "success", 1, float("inf"), {}),
+    ]
+
+
+@pytest.mark.parametrize("event", _hot_events(), ids=lambda e: type(e).__name__)
+def test_the_rows_every_step_writes_are_those_of_the_generic_encoder(event: ev.Event) -> None:
+    generic = codec.SPECS[type(event)].row
+    try:
+        expected: Any = generic(event, 7)
+    except StorageError as exc:
+        expected = str(exc)
+    try:
+        got: Any = codec.ROWS[type(event)](event, 7)
+    except StorageError as exc:
+        got = str(exc)
+    assert got == expected
+
+
+def test_a_hot_row_with_nan_in_its_outputs_names_the_field() -> None:
+    event = ev.StepFinished("r", "a", "noop", "noop", "success", 1, 0.1,
+                            {"x": {"y": float("nan")}})
+    with pytest.raises(StorageError, match=r"outputs\.x\.y holds NaN"):
+        codec.ROWS[ev.StepFinished](event, 1)
+
+
 # -- the database --------------------------------------------------------------------------
 def new_run(store: Store, run_id: str = "run-1", total: int = 2) -> RunRecord:
     return store.create_run(run_id=run_id, workflow_id="w", spec_text="steps: []",

@@ -34,9 +34,10 @@ class Run:
         self._execution = execution
         self._outcome = done
         self._task: asyncio.Task[Outcome] | None = None
+        # queues of ``events()`` iterators; the bus feeds them once the first one follows
+        # (most runs have none, and it delivers three events a step)
         self._followers: list[asyncio.Queue[Event | None]] = []
-        if execution is not None:
-            execution.bus.subscribe(self._fan_out)
+        self._fanning_out = False
 
     # -- running -----------------------------------------------------------------------
     def observe(self, observer: Callable[[Event], None]) -> None:
@@ -142,6 +143,9 @@ class Run:
         # (no await between the two: every event is either in the copy or, later, queued)
         seen = list(history)
         self._followers.append(queue)
+        if not self._fanning_out:
+            self._fanning_out = True
+            execution.bus.subscribe(self._fan_out)
         try:
             for event in seen:
                 yield event

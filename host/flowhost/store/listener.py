@@ -52,7 +52,7 @@ _BATCH_ROWS = 1024
 _BATCH_AGE_S = 2.0
 _DURATIONS_KEPT = 20  # per plugin and batch: the estimate takes the median of the latest 20
 _ALSO_DURABLE = frozenset({RunStarted, RunFinished, InterventionRequested, InterventionResolved})
-_ROWS = {cls: spec.row for cls, spec in codec.SPECS.items()}
+_ROWS = codec.ROWS
 _SEQ_MASK = (1 << SEQ_BITS) - 1
 
 

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from flowhost.store.postgres.store import PostgresStore
     from flowhost.store.rows import RunRecord
 
-_ROWS = {cls: spec.row for cls, spec in codec.SPECS.items()}
+_ROWS = codec.ROWS
 _INSERT_DURATION = "INSERT INTO durations (plugin, duration_s, at, inputs) VALUES "
 _INSERT_CACHE = ("INSERT INTO cache (plugin, key, version, seq, created_at, run_no) VALUES "
                  "{} ON CONFLICT (plugin, key) DO UPDATE SET version = EXCLUDED.version, "
