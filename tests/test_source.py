@@ -193,3 +193,162 @@ def test_lines_are_found_when_a_message_needs_one() -> None:
     assert doc.line_of(("steps", 0, "plugin")) == 4
     assert doc.line_of(("steps", 0, "inputs", "x")) == 3
     assert doc.line_of(()) == 1
+
+
+# -- the subset read line by line (source._subset) ------------------------------------------
+
+SCALARS = [
+    "x", "noop", "s1", "$s0.value", "${env.HOME}", "$$", "a b", "a  b", "hello, world", "0", "-0",
+    "+5", "-12", "007", "017", "09", "0x1F", "0o17", "0b101", "1_000", "190:20:30", "12:30",
+    "1.5", "-.5", "1.", ".5", "1.5e+3", "1.5e3", "1e5", "-2.5E-1", "1e5x", ".inf", "-.Inf", ".nan",
+    "9" * 41, "9" * 42, "yes", "No", "on", "OFF", "y", "n", "true", "False", "TRUE", "null", "Null",
+    "NULL", "nULL", "~", "2024-01-01", "2024-01-01 10:00:00", "=", "<<", "<a", "=a", "http://h:80/p",
+    "a:b", "a: b", "a:", ":a", "a #b", "a#b", "#a", "&a x", "*a", "!t x", "!!str 1", "a!b", "a&b*c",
+    "-", "- x", "-x", "--", "-.5", "?", "? x", "a?", "a,b", ",a", "[a]", "[]", "{}", "[a, b]",
+    "[a,b]", "[a, [b, c]]", "{a: 1}", "{a: 1, b: [x, y]}", "{a: 1,}", "[a,]", "{a:1}", "{a}",
+    "{a: }", "{a: 1, a: 2}", "{yes: 1}", "[a: 1]", "{a: 1}x", "[a] b", "{a: {b: {c: d}}}",
+    "{a: 'x, y'}", '{a: "b"}', "{'a': 1}", "[\"x\", 'y']", "{a: -1, b: -x}", "{a: b c}",
+    "{a: b  c , d: e}", "{a : b}", "[a, b", "a]", "a}", "{a: [1, {b: 2}]}", "''", '""', "'x'",
+    '"x"', "'it''s'", '"a\\nb"', '"a \\" b"', "'a # b'", '"a: b"', "'x' y", '"x', "'x", "|", ">",
+    "|-", "%x", "@x", "`x", "a|b", "a>b", "(a)", "^a", "a\\b", "a\tb", "caf\u00e9", "x\r",
+    "x ", " x", "a" * 130, "--- a", "...", "a % b", "a;b", "a @ b", "%", "{a: %}", "[@]",
+]
+KEYS = ["a", "b", "c", "id", "plugin", "inputs", "value", "yes", "on", "null", "~", "1", "-1",
+        "1.5", "1e5", "0x1F", "1_0", "2024-01-01", "a b", "a-b", "a.b", "_a", "=", "<<", "'a'",
+        '"a"', "? a", "a:b", "k" * 127, "k" * 128, "k" * 1100, "true", "False", "0", "007", ""]
+
+
+class _Gen:
+    """Random documents, mostly in the subset and mostly valid, with YAML's odd corners."""
+
+    def __init__(self, seed: int) -> None:
+        import random
+
+        self.rng = random.Random(seed)
+
+    def pick(self, options: list[str]) -> str:
+        return self.rng.choice(options)
+
+    def scalar(self) -> str:
+        choice = self.rng.random()
+        if choice < 0.15:
+            return self.flow(0)
+        return self.pick(SCALARS) if choice < 0.25 else self.pick(SCALARS[:40])
+
+    def flow(self, depth: int) -> str:
+        """A flow collection, mostly of the subset's scalars."""
+        rng = self.rng
+        parts = []
+        for _ in range(rng.randint(0, 3)):
+            value = self.flow(depth + 1) if rng.random() < 0.2 and depth < 3 else self.pick(
+                SCALARS[:40] if rng.random() < 0.9 else SCALARS)
+            parts.append(value if rng.random() < 0.5 else f"{self.key()}: {value}")
+        gap = self.pick([", ", ", ", ",", " , "])
+        if rng.random() < 0.5 and all(": " in part for part in parts):
+            return "{" + gap.join(parts) + "}"
+        return "[" + gap.join(parts) + "]"
+
+    def key(self) -> str:
+        return self.pick(KEYS) if self.rng.random() < 0.05 else self.pick(KEYS[:8])
+
+    def block(self, indent: int, depth: int) -> list[str]:
+        """The lines of a mapping or list at column ``indent``."""
+        rng = self.rng
+        lines: list[str] = []
+        pad = " " * indent
+        if rng.random() < 0.35 and depth > 0:
+            for _ in range(rng.randint(1, 3)):
+                lines += self.item(pad, indent, depth)
+            return lines
+        for _ in range(rng.randint(1, 4)):
+            key = self.key()
+            choice = rng.random()
+            if choice < 0.55 or depth > 3:
+                lines.append(f"{pad}{key}: {self.scalar()}")
+            elif choice < 0.65:
+                lines.append(f"{pad}{key}:")
+            elif choice < 0.75:  # a list at the key's own column
+                lines.append(f"{pad}{key}:")
+                for _ in range(rng.randint(1, 2)):
+                    lines += self.item(pad, indent, depth + 1)
+            else:
+                lines.append(f"{pad}{key}:")
+                lines += self.block(indent + rng.choice([1, 2, 2, 4]), depth + 1)
+        return lines
+
+    def item(self, pad: str, indent: int, depth: int) -> list[str]:
+        rng = self.rng
+        choice = rng.random()
+        gap = " " * rng.choice([1, 1, 1, 3])
+        if choice < 0.4:
+            return [f"{pad}-{gap}{self.scalar()}"]
+        if choice < 0.5:
+            return [f"{pad}-", *self.block(indent + 2, depth + 1)] if rng.random() < 0.7 else [
+                f"{pad}-"]
+        inner = self.block(indent + 1 + len(gap), depth + 1)
+        first = inner[0][indent + 1 + len(gap):]
+        return [f"{pad}-{gap}{first}", *inner[1:]]
+
+    def document(self) -> str:
+        rng = self.rng
+        lines = self.block(rng.choice([0, 0, 0, 2]), 0)
+        for _ in range(rng.choice([0, 0, 0, 0, 1, 2])):  # comments, blank lines, stray text
+            at = rng.randint(0, len(lines))
+            lines.insert(at, self.pick(["", "  ", "# note", "   # note: x", "#", " x", "- x",
+                                        "  y: 1", "\t", "---", "...", "? z", "a: b\\", "k:v"]))
+        if rng.random() < 0.05:
+            at = rng.randrange(len(lines))
+            lines[at] += self.pick([" ", "  # c", " #", "\t", ":", ",", " x: y"])
+        end = self.pick(["\n"] * 6 + ["", "\n\n", "\r\n"])
+        return end.join(lines) + end if end != "\r\n" else "\r\n".join(lines)
+
+
+def subset_agrees(text: str) -> bool:
+    """Assert that what the subset reads of ``text`` the slow path reads too, without a
+    problem; whether the subset read it."""
+    fast = source._subset(text)
+    if fast is source._SLOW:
+        return False
+    slow = outcome(lambda: source._parse(text, "wf.yaml"))
+    assert slow[0] == "data", (text, slow)
+    assert typed(fast) == slow[1], text
+    return True
+
+
+def test_the_subset_reads_what_the_slow_path_reads() -> None:
+    """Thousands of random documents: whatever the subset reads, the slow path reads the
+    same (and finds no problem in); what it does not, it leaves to the other paths."""
+    generator = _Gen(20260212)
+    read = 0
+    for _ in range(6000):
+        read += subset_agrees(generator.document())
+    assert read > 600  # the subset reads a good part of them
+
+
+@pytest.mark.parametrize("text", [*ODD_YAML, *(f"a: {value}\n" for value in SCALARS),
+                                  *(f"- {value}\n" for value in SCALARS),
+                                  *(f"{key}: 1\n" for key in KEYS),
+                                  *(f"a:\n  - {value}\n" for value in SCALARS)])
+def test_the_subset_reads_odd_scalars_as_the_slow_path(text: str) -> None:
+    subset_agrees(text)
+    same_both_ways(text, "wf.yaml")
+
+
+def test_the_subset_reads_the_specs_in_the_tests_as_the_slow_path() -> None:
+    read = 0
+    for text in [*TEST_SPECS, *(path.read_text(encoding="utf-8") for path in EXAMPLES)]:
+        read += subset_agrees(text)
+    assert read > len(TEST_SPECS) // 3
+
+
+@pytest.mark.parametrize("text", [
+    "workflow_id: w\nsteps:\n  - {id: s1, plugin: noop, inputs: {value: $s0.value}, "
+    "cache: false}\n",
+    "workflow_id: w\nsteps:\n  - id: s1\n    plugin: noop\n    inputs:\n      value: $s0.value\n",
+    "workflow_id: w\nsteps:\n- plugin: noop\n  inputs: {a: [1, 2.5, yes, ~, 'q', \"d\"]}\n",
+    "# a spec\nworkflow_id: w   \n\nsteps:\n  # the one step\n  - plugin: echo\n",
+])
+def test_common_specs_are_read_by_the_subset(text: str) -> None:
+    fast = source._subset(text)
+    assert fast is not source._SLOW
+    assert typed(fast) == typed(source._parse(text, "wf.yaml").data)

@@ -514,9 +514,13 @@ def _standard_constructors() -> bool:
 
 
 def _fast_yaml(text: str) -> Any:
-    """The document's data built from libyaml's events, or ``_SLOW``."""
+    """The document's data read line by line (``_subset``), else built from libyaml's
+    events; or ``_SLOW``."""
     if not _standard_constructors():
         return _SLOW
+    data = _subset(text)
+    if data is not _SLOW:
+        return data
     try:
         loader = _Loader(text)
     except Exception:  # e.g. a text that cannot be encoded: the slow path says so
@@ -633,6 +637,263 @@ def _plain_key(tag: str, text: str) -> Any:
     value = _plain(tag, text)
     return _SLOW if value is _SLOW else str(value)
 
+
+
+# -- the fastest path: the common subset of YAML, read line by line ------------------------
+# libyaml hands each event over as a Python object (with two marks): ~0.5 us an event, 13 of
+# them for a step such as `- {id: s1, plugin: noop, inputs: {value: $s0.value}}`. Most specs
+# are written with a few shapes only: `key: value` and `- item` lines, indented, with plain
+# or simply quoted scalars and one-line flow collections. Those are read here with a few
+# regular expressions, their scalars as _from_events reads them. Anything else (a comment
+# after a value, escapes, multi-line scalars, anchors, tags, `? keys`, tabs, non-ASCII text,
+# a key YAML would not take...) gives ``_SLOW``, and the events path reads the document.
+
+class _Slow(Exception):
+    """The document is not (certainly) in the subset: another path reads it."""
+
+
+_DEEPEST = 50  # levels of lists and mappings the subset takes (the spec's limit is MAX_DEPTH)
+_SUBSET_ODD = re.compile(r"[^\n\x20-\x7e]")  # tab, CR, control and non-ASCII characters
+# Not blank, not a comment: its indent and its content up to the last character not a space.
+_LINE = re.compile(r"^( *)([^ #\n](?:[^\n]*[^ \n])?) *$", re.MULTILINE)
+# A key as the subset takes it: short (libyaml looks back 1,024 characters for its ':').
+_KEY_TEXT = r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}+"
+_ENTRY = re.compile(rf"({_KEY_TEXT}):(?: +(.+))?")  # `key:` or `key: value`, fullmatch
+# A plain scalar starts with none of YAML's indicators (`-` only before a letter or digit);
+# in a block it goes on to the line's end, with no ': ' or ' #' in it; in a flow
+# collection it stops before ',', and here has neither ':' nor '?' (whose meaning there
+# differs between libyaml versions). '[]{}', quotes and '\\' are left to libyaml. (Runs of
+# characters, not an alternative for each one: several times faster to match.)
+_PLAIN_START = r"(?:[A-Za-z0-9_$./+=~()^<]|-(?=[A-Za-z0-9_$.]))"
+_BLOCK_CHAR = r"[A-Za-z0-9_$./+=~()^<>;!?@%&*,|\-]"
+_FLOW_CHAR = r"[A-Za-z0-9_$./+=~()^<>;!@%&*|\-]"
+_BLOCK_WORD = rf"(?:{_BLOCK_CHAR}++|:(?={_BLOCK_CHAR}))"
+_BLOCK_PLAIN = re.compile(rf"{_PLAIN_START}{_BLOCK_WORD}*+(?: ++{_BLOCK_WORD}++)*+")
+_QUOTED = r"\"[^\"\\]*\"|'[^']*'"  # without escapes: the text between the quotes as it is
+_QUOTED_TEXT = re.compile(_QUOTED)
+# The tokens of a one-line flow collection, each followed by its spaces: punctuation, a key
+# with its ':', a plain or quoted scalar, else any one character (which no value is: the
+# tokens cover the whole text, so nothing in it goes unread).
+_FLOW_TOKENS = re.compile(
+    rf"([{{}}\[\],]|{_KEY_TEXT}:(?= )|{_PLAIN_START}{_FLOW_CHAR}*+(?: ++{_FLOW_CHAR}++)*+"
+    rf"|{_QUOTED}|.) *")
+_MISSING: Any = object()
+
+
+def _subset(text: str) -> Any:
+    """The data of a document in the subset (its top level a mapping), or ``_SLOW``."""
+    if _SUBSET_ODD.search(text):
+        return _SLOW
+    reader = _Reader(_LINE.findall(text))
+    if not reader.count:
+        return _SLOW
+    entry = _ENTRY.fullmatch(reader.contents[0])
+    if entry is None:
+        return _SLOW  # a top level that is not a mapping: the spec's checks say so
+    try:
+        data, end = reader.mapping(0, reader.indents[0], entry, 1)
+    except _Slow:
+        return _SLOW
+    return data if end == reader.count else _SLOW
+
+
+class _Reader:
+    """The lines of a document, without blank lines and comments (each one's indent and
+    content), read as the blocks they make. Scalars are read once for each text: the keys,
+    the values of lines and the values in flow collections each have a table (a text reads
+    differently in each), which holds what _from_events would make of them."""
+
+    def __init__(self, found: list[tuple[str, str]]) -> None:
+        self.indents = [len(indent) for indent, _ in found]
+        self.contents = [content for _, content in found]
+        self.count = len(found)
+        self.resolved: dict[str, str] = {}  # plain text -> its tag, as in _from_events
+        self.keys: dict[str, Any] = {}  # as written -> the key
+        self.values: dict[str, Any] = {}  # the rest of a line -> its value (not a collection)
+        self.flow_keys: dict[str, Any] = {}  # a token (`key:`) -> the key
+        self.flow_values: dict[str, Any] = {}  # a token -> its value
+
+    # -- blocks ----------------------------------------------------------------------------
+    def node(self, at: int, indent: int, content: str, depth: int) -> tuple[Any, int]:
+        """The value starting on line ``at`` with ``content`` (at column ``indent``: after
+        a `- `, the rest of the line), and the line after it."""
+        if depth > _DEEPEST:
+            raise _Slow
+        if _is_item(content):
+            return self.sequence(at, indent, content, depth)
+        entry = _ENTRY.fullmatch(content)
+        if entry is not None:
+            return self.mapping(at, indent, entry, depth)
+        return self.value(content, depth), at + 1
+
+    def mapping(self, at: int, indent: int, entry: re.Match[str], depth: int
+                ) -> tuple[dict[Any, Any], int]:
+        result: dict[Any, Any] = {}
+        indents, contents, count = self.indents, self.contents, self.count
+        while True:
+            key = self.key(entry.group(1))
+            if key in result:
+                raise _Slow  # a duplicate key: the slow path reports it
+            written = entry.group(2)
+            at += 1
+            if written is not None:
+                result[key] = self.value(written, depth)
+            else:
+                result[key], at = self.below(at, indent, depth, True)
+            if at == count or indents[at] < indent:
+                return result, at
+            following = _ENTRY.fullmatch(contents[at])
+            if indents[at] > indent or following is None:
+                raise _Slow
+            entry = following
+
+    def sequence(self, at: int, indent: int, content: str, depth: int
+                 ) -> tuple[list[Any], int]:
+        items: list[Any] = []
+        indents, contents, count = self.indents, self.contents, self.count
+        while True:
+            rest = content[1:].lstrip(" ")
+            if rest:  # `- value`, `- key: value`: the item starts on this line
+                value, at = self.node(at, indent + len(content) - len(rest), rest, depth + 1)
+            else:
+                value, at = self.below(at + 1, indent, depth, False)
+            items.append(value)
+            if at == count or indents[at] < indent:
+                return items, at
+            content = contents[at]
+            if not _is_item(content):
+                if indents[at] == indent:  # the next key of the mapping around it
+                    return items, at
+                raise _Slow
+            if indents[at] > indent:
+                raise _Slow
+
+    def below(self, at: int, indent: int, depth: int, after_key: bool) -> tuple[Any, int]:
+        """The value on the lines after a `key:` (or `-`) at column ``indent``: a block
+        indented more, or (after a key) a list at the key's own column; else None."""
+        if at < self.count:
+            column, content = self.indents[at], self.contents[at]
+            if column > indent or (after_key and column == indent and _is_item(content)):
+                return self.node(at, column, content, depth + 1)
+        return None, at
+
+    # -- scalars ---------------------------------------------------------------------------
+    def key(self, written: str) -> Any:
+        key = self.keys.get(written, _MISSING)
+        if key is _MISSING:
+            tag = _plain_tag(written, self.resolved)
+            key = written if tag is _STR else _plain_key(tag, written)
+            if key is _SLOW:
+                raise _Slow
+            self.keys[written] = key
+        return key
+
+    def value(self, text: str, depth: int) -> Any:
+        """The value written ``text`` on one line, after a `key: ` or a `- `."""
+        value = self.values.get(text, _MISSING)
+        if value is not _MISSING:
+            return value
+        first = text[0]
+        if first in {"{", "["}:
+            return self.flow(text, depth)
+        if first in {'"', "'"}:
+            if not _QUOTED_TEXT.fullmatch(text):
+                raise _Slow
+            value = text[1:-1]
+        elif _BLOCK_PLAIN.fullmatch(text):
+            value = _plain_value(text, self.resolved)
+        else:
+            raise _Slow
+        self.values[text] = value
+        return value
+
+    # -- flow collections ------------------------------------------------------------------
+    def flow(self, text: str, depth: int) -> Any:
+        tokens = _FLOW_TOKENS.findall(text)
+        try:
+            value, end = self.flow_collection(tokens, 0, depth + 1)
+        except IndexError:  # not closed
+            raise _Slow from None
+        if end != len(tokens):
+            raise _Slow
+        return value
+
+    def flow_collection(self, tokens: list[str], at: int, depth: int) -> tuple[Any, int]:
+        """The list or mapping opening at ``tokens[at]``, and the token after it."""
+        if depth > _DEEPEST:
+            raise _Slow
+        is_mapping = tokens[at] == "{"
+        closer = "}" if is_mapping else "]"
+        mapping: dict[Any, Any] = {}
+        items: list[Any] = []
+        at += 1
+        if tokens[at] == closer:
+            return (mapping if is_mapping else items), at + 1
+        while True:
+            if is_mapping:
+                key = self.flow_keys.get(tokens[at], _MISSING)
+                if key is _MISSING:
+                    key = self.flow_key(tokens[at])
+                if key in mapping:
+                    raise _Slow
+                mapping[key], at = self.flow_item(tokens, at + 1, depth)
+            else:
+                value, at = self.flow_item(tokens, at, depth)
+                items.append(value)
+            token = tokens[at]
+            if token == closer:
+                return (mapping if is_mapping else items), at + 1
+            if token != ",":
+                raise _Slow
+            at += 1
+
+    def flow_key(self, written: str) -> Any:
+        if written[-1] != ":" or len(written) < 2:
+            raise _Slow  # not a key and its ':' (`{a}`, a trailing ',', ...)
+        key = self.flow_keys[written] = self.key(written[:-1])
+        return key
+
+    def flow_item(self, tokens: list[str], at: int, depth: int) -> tuple[Any, int]:
+        """The value starting at ``tokens[at]`` in a collection, and the token after it."""
+        token = tokens[at]
+        value = self.flow_values.get(token, _MISSING)
+        if value is not _MISSING:
+            return value, at + 1
+        if token in {"{", "["}:
+            return self.flow_collection(tokens, at, depth + 1)
+        first = token[0]
+        if first in {'"', "'"}:
+            if len(token) < 2:  # a quote that is not closed
+                raise _Slow
+            value = token[1:-1]
+        elif first in ",]}" or token[-1] == ":" or (
+                len(token) == 1 and not _BLOCK_PLAIN.fullmatch(token)):
+            raise _Slow  # punctuation, a key, or a character no plain scalar starts with
+        else:
+            value = _plain_value(token, self.resolved)
+        self.flow_values[token] = value
+        return value, at + 1
+
+
+def _is_item(content: str) -> bool:
+    return content[0] == "-" and content[1:2] in ("", " ")
+
+
+def _plain_tag(text: str, resolved: dict[str, str]) -> str:
+    """The tag YAML gives the plain scalar ``text``, as in _from_events."""
+    return resolved.get(text) or (
+        _resolve(text, resolved) if text[:1] in _Loader.yaml_implicit_resolvers else _STR)
+
+
+def _plain_value(text: str, resolved: dict[str, str]) -> Any:
+    """A plain scalar's value, as _from_events reads it."""
+    tag = _plain_tag(text, resolved)
+    if tag is not _STR:
+        value = _plain(tag, text)
+        if value is _SLOW:
+            raise _Slow
+        return value
+    return float(text) if _EXPONENT_NUMBER.match(text) else text
 
 # What YAML reads differently from JSON, or refuses, in a text that is valid JSON: characters
 # outside YAML's printable set (and line breaks JSON does not know: NEL, LS, PS, or a BOM),
