@@ -217,3 +217,75 @@ def test_a_rejected_value_from_set_says_it_came_from_set() -> None:
     assert "wf.yaml:3: step 'n', field 'inputs.count'" in found
     assert "(the value given by --set n.count=abc)" in found
     assert len(caught.value.problems) == 1  # the reference to n.label is fine
+
+
+def _outcome(text: str, env: dict[str, str]) -> object:
+    """What checking ``text`` gives: its problems, or the plan's steps as they would run."""
+    try:
+        plan = plan_of(text, env)
+    except SpecError as exc:
+        return [str(p) for p in exc.problems]
+    return plan.levels, [(ps.id, ps.deps, ps.inputs, ps.dependents, ps.level, ps.cache)
+                         for ps in plan.steps.values()], plan.secret_names
+
+
+def _references_specs() -> list[str]:
+    """Specs whose steps read each other's outputs many times over, well and badly."""
+    chain = [f"  - {{id: s{i}, plugin: numbers, inputs: {{count: $s{i - 1}.count}}}}"
+             for i in range(1, 6)]
+    return [
+        "workflow_id: w\nsteps:\n  - {id: s0, plugin: numbers, inputs: {count: 1}}\n"
+        + "\n".join(chain) + "\n",
+        "workflow_id: w\nsteps:\n  - {id: s0, plugin: numbers, inputs: {count: 1}}\n"
+        + "\n".join(chain).replace("$s3.count", "$s3.label") + "\n",  # a string for an int
+        "workflow_id: w\nsteps:\n  - {id: s0, plugin: numbers, inputs: {count: 1}}\n"
+        + "\n".join(chain).replace("$s2.count", "$s2.nope") + "\n",
+        "workflow_id: w\nsteps:\n  - {id: s0, plugin: numbers, inputs: {count: 1}}\n"
+        + "\n".join(chain).replace("$s4.count", "$s5.count") + "\n",  # a cycle
+        "workflow_id: w\nsteps:\n  - {id: s0, plugin: numbers, inputs: {count: 1}}\n"
+        + "\n".join(chain).replace("$s1.count", "$s2.count") + "\n",  # its own outputs
+        "workflow_id: w\nsteps:\n  - {id: s0, plugin: numbers, inputs: {count: 1}}\n"
+        + "\n".join(chain).replace("$s2.count", "$nope.count") + "\n",
+        "workflow_id: w\nsteps:\n"
+        "  - {id: a, plugin: numbers, inputs: {count: 2}, fallback: [{plugin: echo}]}\n"
+        "  - {id: b, plugin: numbers, inputs: {count: $a.count}}\n"
+        "  - {id: c, plugin: numbers, inputs: {count: $a.count}}\n"
+        "  - {id: d, plugin: echo, inputs: {text: $a.count}}\n"
+        "  - {id: e, plugin: echo, inputs: {text: $a.count}}\n",
+        "workflow_id: w\nsteps:\n"
+        "  - {id: a, plugin: numbers, inputs: {count: 2}}\n"
+        "  - {id: b, plugin: echo, inputs: {text: $a.label}}\n"
+        "  - {id: c, plugin: echo, inputs: {text: $a.label}}\n"
+        "  - {id: d, plugin: echo, inputs: {text: $a.count}}\n"
+        "  - {id: e, plugin: echo, inputs: {text: $secret.TOKEN}}\n"
+        "  - {id: f, plugin: echo, inputs: {text: $env.HOME}}\n"
+        "  - {id: g, plugin: echo, inputs: {text: $env.HOME}}\n",
+    ]
+
+
+@pytest.mark.parametrize("text", _references_specs())
+def test_references_known_to_fit_are_checked_as_the_others(
+        text: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The shortcut for a reference like one checked already (``_known_fit``) changes
+    nothing: the same problems, or the same plan, as without it."""
+    from flowhost import static
+
+    env = {"TOKEN": "t"}
+    fast = _outcome(text, env)
+    monkeypatch.setattr(static._Checker, "_known_fit", lambda *args: False)
+    assert _outcome(text, env) == fast
+
+
+def test_a_chain_takes_the_shortcut(monkeypatch: pytest.MonkeyPatch) -> None:
+    from flowhost import static
+
+    answers: list[bool] = []
+    known_fit = static._Checker._known_fit
+
+    def counted(*args: object) -> bool:
+        answers.append(known_fit(*args))  # type: ignore[arg-type]
+        return answers[-1]
+
+    monkeypatch.setattr(static._Checker, "_known_fit", counted)
+    _outcome(_references_specs()[0], {})
+    assert answers == [False, True, True, True, True]  # the first one is checked in full

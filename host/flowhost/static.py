@@ -287,17 +287,43 @@ class _Checker:
                          step.id, f"inputs.{name}")
         items = dict(compiled.items) if isinstance(compiled, CDict) else {
             k: Const(v) for k, v in inputs.items()}
+        known_fit = self._known_fit
         for name, value in items.items():
-            where: PathKey = (*path, name)
             if name not in properties and not fields.open_ended:
-                self.add(f"{invoker.name} has no input '{name}'", where, step.id,
+                self.add(f"{invoker.name} has no input '{name}'", (*path, name), step.id,
                          f"inputs.{name}",
                          did_you_mean(name, properties)
                          or f"its inputs are: {', '.join(properties) or '(none)'}")
                 continue
-            self.check_value(value, targets.get(name), root, where, step.id,
-                             f"inputs.{name}", primary_inputs)
+            target = targets.get(name)
+            if type(value) is Ref and known_fit(value, target, root, step.id):
+                continue
+            self.check_value(value, target, root, (*path, name), step.id, f"inputs.{name}",
+                             primary_inputs)
         return compiled
+
+    def _known_fit(self, ref: Ref, target: js.Schema | None, root: js.Schema,
+                   step: str) -> bool:
+        """Whether ``ref`` (in an input of ``step`` whose schema is ``target``) reads a field
+        that an earlier reference found, of the same plugin's outputs, fitting the same
+        target: then ``check_value`` would find nothing to say, and need not be asked (it
+        costs several times more, and a chain asks it for every step). False when unsure."""
+        producer = self.by_id.get(ref.root)  # None for env, secret and inputs
+        if producer is None or producer.fallback or ref.root == step or self.remote.down:
+            return False
+        invoker = self.invokers.get(producer.plugin)
+        if invoker is None:
+            return False
+        schema = invoker.output_schema
+        known = self._fields.get((id(schema), ref.path))
+        if known is None or known[0] is not schema or known[1] is None:
+            return False
+        found = known[1]
+        if target is None:
+            return True
+        match = self._matches.get((id(found), id(schema), id(target), id(root)))
+        return match is not None and match[0] is found and match[1] is schema and (
+            match[2] is target and match[3] is root and match[4])
 
     def inherited_inputs(self, step: Step, fallback: Invoker, where: PathKey) -> None:
         """A fallback without ``inputs`` gets the primary's: they must cover what it needs."""
