@@ -133,7 +133,7 @@ def compile_value(value: Any) -> Compiled:
         items: list[tuple[str, Compiled]] = []
         literal: dict[str, Any] | None = {}
         for key, item in value.items():
-            name = str(key)
+            name = key if type(key) is str else str(key)  # (str() is a call, for nothing)
             compiled = _compile_str(item) if type(item) is str else compile_value(item)
             items.append((name, compiled))
             if literal is not None:

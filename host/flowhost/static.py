@@ -285,10 +285,11 @@ class _Checker:
             for name in sorted(fields.required - set(inputs)):
                 self.add(f"required input '{name}' of {invoker.name} is missing", path,
                          step.id, f"inputs.{name}")
-        items = dict(compiled.items) if isinstance(compiled, CDict) else {
-            k: Const(v) for k, v in inputs.items()}
+        # (The items of a CDict as they are: their names are the inputs' keys, all distinct.)
+        items = compiled.items if isinstance(compiled, CDict) else [
+            (k, Const(v)) for k, v in inputs.items()]
         known_fit = self._known_fit
-        for name, value in items.items():
+        for name, value in items:
             if name not in properties and not fields.open_ended:
                 self.add(f"{invoker.name} has no input '{name}'", (*path, name), step.id,
                          f"inputs.{name}",
@@ -324,6 +325,36 @@ class _Checker:
         match = self._matches.get((id(found), id(schema), id(target), id(root)))
         return match is not None and match[0] is found and match[1] is schema and (
             match[2] is target and match[3] is root and match[4])
+
+    def fallbacks(self, step: Step, invoker: Invoker | None, base: PathKey
+                  ) -> list[PlannedFallback]:
+        """The step's fallbacks that are usable, their inputs checked."""
+        fallbacks = []
+        for j, fallback in enumerate(step.fallback):
+            alternative = self.invokers.get(fallback.plugin)
+            primary = invoker.input_schema if invoker is not None else {}
+            where: PathKey = (*base, "fallback", j)
+            compiled: Compiled | None = None
+            if fallback.inputs is not None:
+                compiled = self.inputs(fallback.inputs, alternative, (*where, "inputs"), step,
+                                       primary)
+            elif alternative is not None:
+                self.inherited_inputs(step, alternative, where)
+            if alternative is not None:
+                fallbacks.append(PlannedFallback(fallback, compiled, alternative))
+        return fallbacks
+
+    def needs(self, step: Step, base: PathKey, deps: dict[str, None]) -> None:
+        """Add the steps in the step's ``needs`` to ``deps``; a problem for each that is
+        not another step."""
+        for j, need in enumerate(step.needs):
+            if need not in self.ids:
+                self.add(f"needs unknown step '{need}'", (*base, "needs", j), step.id,
+                         "needs", did_you_mean(need, self.ids))
+            elif need == step.id:
+                self.add("a step cannot need itself", (*base, "needs", j), step.id, "needs")
+            else:
+                deps[need] = None
 
     def inherited_inputs(self, step: Step, fallback: Invoker, where: PathKey) -> None:
         """A fallback without ``inputs`` gets the primary's: they must cover what it needs."""
@@ -417,19 +448,9 @@ def check(spec: LoadedSpec, catalog: Catalog, env: Mapping[str, str],
         base: PathKey = ("steps", index)
         invoker = invokers.get(step.plugin)
         inputs = checker.inputs(step.inputs, invoker, (*base, "inputs"), step)
-        fallbacks = []
-        for j, fallback in enumerate(step.fallback):
-            alternative = invokers.get(fallback.plugin)
-            primary = invoker.input_schema if invoker is not None else {}
-            where: PathKey = (*base, "fallback", j)
-            compiled: Compiled | None = None
-            if fallback.inputs is not None:
-                compiled = checker.inputs(fallback.inputs, alternative, (*where, "inputs"), step,
-                                          primary)
-            elif alternative is not None:
-                checker.inherited_inputs(step, alternative, where)
-            if alternative is not None:
-                fallbacks.append(PlannedFallback(fallback, compiled, alternative))
+        # (Each loop over a list that is mostly empty is asked first whether it has anything:
+        # a chain is thousands of steps, and each empty loop costs.)
+        fallbacks = checker.fallbacks(step, invoker, base) if step.fallback else []
         checks = checker.checks(step.validation, (*base, "validation"), step.id) if (
             step.validation) else []
         roots: dict[str, None] = {}  # of the references, in order
@@ -439,15 +460,12 @@ def check(spec: LoadedSpec, catalog: Catalog, env: Mapping[str, str],
                 _ref_roots(planned_fallback.inputs, roots)
         for planned_check in checks:
             _ref_roots(planned_check.args, roots)
-        deps = {root: None for root in roots if root in ids and root != step.id}
-        for j, need in enumerate(step.needs):
-            if need not in ids:
-                checker.add(f"needs unknown step '{need}'", (*base, "needs", j), step.id,
-                            "needs", did_you_mean(need, ids))
-            elif need == step.id:
-                checker.add("a step cannot need itself", (*base, "needs", j), step.id, "needs")
-            else:
-                deps[need] = None
+        deps: dict[str, None] = {}
+        for root in roots:  # a loop, not a comprehension: that is one more call a step
+            if root in ids and root != step.id:
+                deps[root] = None
+        if step.needs:
+            checker.needs(step, base, deps)
         if invoker is None:
             continue
         planned[step.id] = PlannedStep(  # by position: keywords cost ~0.3 us a step
@@ -491,7 +509,9 @@ def _ref_roots(compiled: Compiled, roots: dict[str, None]) -> None:
         roots[compiled.root] = None
     elif isinstance(compiled, CDict):
         for _, value in compiled.items:
-            if not isinstance(value, Const):
+            if type(value) is Ref:  # the common case, without one more call
+                roots[value.root] = None
+            elif not isinstance(value, Const):
                 _ref_roots(value, roots)
     elif isinstance(compiled, CList):
         for item in compiled.items:
