@@ -654,11 +654,14 @@ class _Slow(Exception):
 
 _DEEPEST = 50  # levels of lists and mappings the subset takes (the spec's limit is MAX_DEPTH)
 _SUBSET_ODD = re.compile(r"[^\n\x20-\x7e]")  # tab, CR, control and non-ASCII characters
-# Not blank, not a comment: its indent and its content up to the last character not a space.
-_LINE = re.compile(r"^( *)([^ #\n](?:[^\n]*[^ \n])?) *$", re.MULTILINE)
 # A key as the subset takes it: short (libyaml looks back 1,024 characters for its ':').
 _KEY_TEXT = r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}+"
 _ENTRY = re.compile(rf"({_KEY_TEXT}):(?: +(.+))?")  # `key:` or `key: value`, fullmatch
+# A line not blank nor a comment, without the spaces after it: its indent, and its key and
+# value (`key: value`, `key:`) or else its content (`- item`, a scalar) — one findall for the
+# whole text, rather than a match for each line.
+_LINE = re.compile(rf"^( *)(?:({_KEY_TEXT}):(?: +([^\n]*[^ \n]))?|([^ #\n](?:[^\n]*[^ \n])?))"
+                   r" *$", re.MULTILINE)
 # A plain scalar starts with none of YAML's indicators (`-` only before a letter or digit);
 # in a block it goes on to the line's end, with no ': ' or ' #' in it; in a flow
 # collection it stops before ',', and here has neither ':' nor '?' (whose meaning there
@@ -685,13 +688,10 @@ def _subset(text: str) -> Any:
     if _SUBSET_ODD.search(text):
         return _SLOW
     reader = _Reader(_LINE.findall(text))
-    if not reader.count:
-        return _SLOW
-    entry = _ENTRY.fullmatch(reader.contents[0])
-    if entry is None:
+    if not reader.count or not reader.lines[0][1]:
         return _SLOW  # a top level that is not a mapping: the spec's checks say so
     try:
-        data, end = reader.mapping(0, reader.indents[0], entry, 1)
+        data, end = reader.node(0, reader.indents[0], 1)
     except _Slow:
         return _SLOW
     return data if end == reader.count else _SLOW
@@ -703,10 +703,10 @@ class _Reader:
     the values of lines and the values in flow collections each have a table (a text reads
     differently in each), which holds what _from_events would make of them."""
 
-    def __init__(self, found: list[tuple[str, str]]) -> None:
-        self.indents = [len(indent) for indent, _ in found]
-        self.contents = [content for _, content in found]
-        self.count = len(found)
+    def __init__(self, lines: list[tuple[str, str, str, str]]) -> None:
+        self.lines = lines  # (indent, key, value, content): _LINE's groups, '' for none
+        self.indents = [len(line[0]) for line in lines]
+        self.count = len(lines)
         self.resolved: dict[str, str] = {}  # plain text -> its tag, as in _from_events
         self.keys: dict[str, Any] = {}  # as written -> the key
         self.values: dict[str, Any] = {}  # the rest of a line -> its value (not a collection)
@@ -714,7 +714,17 @@ class _Reader:
         self.flow_values: dict[str, Any] = {}  # a token -> its value
 
     # -- blocks ----------------------------------------------------------------------------
-    def node(self, at: int, indent: int, content: str, depth: int) -> tuple[Any, int]:
+    def node(self, at: int, indent: int, depth: int) -> tuple[Any, int]:
+        """The value starting with line ``at`` (at its column ``indent``), and the line
+        after it."""
+        _, name, written, content = self.lines[at]
+        if name:
+            if depth > _DEEPEST:
+                raise _Slow
+            return self.mapping(at, indent, name, written, depth)
+        return self.inline(at, indent, content, depth)
+
+    def inline(self, at: int, indent: int, content: str, depth: int) -> tuple[Any, int]:
         """The value starting on line ``at`` with ``content`` (at column ``indent``: after
         a `- `, the rest of the line), and the line after it."""
         if depth > _DEEPEST:
@@ -723,45 +733,53 @@ class _Reader:
             return self.sequence(at, indent, content, depth)
         entry = _ENTRY.fullmatch(content)
         if entry is not None:
-            return self.mapping(at, indent, entry, depth)
+            name, written = entry.groups()
+            return self.mapping(at, indent, name, written or "", depth)
         return self.value(content, depth), at + 1
 
-    def mapping(self, at: int, indent: int, entry: re.Match[str], depth: int
+    def mapping(self, at: int, indent: int, name: str, written: str, depth: int
                 ) -> tuple[dict[Any, Any], int]:
+        """The mapping whose first key and value (`''`: none on the line) are ``name`` and
+        ``written``, on line ``at``."""
         result: dict[Any, Any] = {}
-        indents, contents, count = self.indents, self.contents, self.count
+        lines, indents, count = self.lines, self.indents, self.count
+        keys, values = self.keys, self.values
         while True:
-            key = self.key(entry.group(1))
+            # (The tables are asked here first: a call for each key and value read before
+            # would cost a tenth of the line.)
+            key = keys.get(name, _MISSING)
+            if key is _MISSING:
+                key = self.key(name)
             if key in result:
                 raise _Slow  # a duplicate key: the slow path reports it
-            written = entry.group(2)
             at += 1
-            if written is not None:
-                result[key] = self.value(written, depth)
+            if written:
+                value = values.get(written, _MISSING)
+                result[key] = value if value is not _MISSING else self.value(written, depth)
             else:
                 result[key], at = self.below(at, indent, depth, True)
             if at == count or indents[at] < indent:
                 return result, at
-            following = _ENTRY.fullmatch(contents[at])
-            if indents[at] > indent or following is None:
+            _, name, written, _ = lines[at]
+            if indents[at] > indent or not name:
                 raise _Slow
-            entry = following
 
     def sequence(self, at: int, indent: int, content: str, depth: int
                  ) -> tuple[list[Any], int]:
         items: list[Any] = []
-        indents, contents, count = self.indents, self.contents, self.count
+        lines, indents, count = self.lines, self.indents, self.count
         while True:
             rest = content[1:].lstrip(" ")
             if rest:  # `- value`, `- key: value`: the item starts on this line
-                value, at = self.node(at, indent + len(content) - len(rest), rest, depth + 1)
+                value, at = self.inline(at, indent + len(content) - len(rest), rest,
+                                        depth + 1)
             else:
                 value, at = self.below(at + 1, indent, depth, False)
             items.append(value)
             if at == count or indents[at] < indent:
                 return items, at
-            content = contents[at]
-            if not _is_item(content):
+            content = lines[at][3]
+            if not content or not _is_item(content):
                 if indents[at] == indent:  # the next key of the mapping around it
                     return items, at
                 raise _Slow
@@ -772,9 +790,10 @@ class _Reader:
         """The value on the lines after a `key:` (or `-`) at column ``indent``: a block
         indented more, or (after a key) a list at the key's own column; else None."""
         if at < self.count:
-            column, content = self.indents[at], self.contents[at]
-            if column > indent or (after_key and column == indent and _is_item(content)):
-                return self.node(at, column, content, depth + 1)
+            column, content = self.indents[at], self.lines[at][3]
+            if column > indent or (after_key and column == indent and content
+                                   and _is_item(content)):
+                return self.node(at, column, depth + 1)
         return None, at
 
     # -- scalars ---------------------------------------------------------------------------
@@ -826,19 +845,28 @@ class _Reader:
         closer = "}" if is_mapping else "]"
         mapping: dict[Any, Any] = {}
         items: list[Any] = []
+        keys, values = self.flow_keys, self.flow_values
+        key: Any = None
         at += 1
         if tokens[at] == closer:
             return (mapping if is_mapping else items), at + 1
         while True:
             if is_mapping:
-                key = self.flow_keys.get(tokens[at], _MISSING)
+                key = keys.get(tokens[at], _MISSING)
                 if key is _MISSING:
                     key = self.flow_key(tokens[at])
                 if key in mapping:
                     raise _Slow
-                mapping[key], at = self.flow_item(tokens, at + 1, depth)
-            else:
+                at += 1
+            # (The table first, as in `mapping`; flow_item reads what is not in it.)
+            value = values.get(tokens[at], _MISSING)
+            if value is _MISSING:
                 value, at = self.flow_item(tokens, at, depth)
+            else:
+                at += 1
+            if is_mapping:
+                mapping[key] = value
+            else:
                 items.append(value)
             token = tokens[at]
             if token == closer:
@@ -854,11 +882,9 @@ class _Reader:
         return key
 
     def flow_item(self, tokens: list[str], at: int, depth: int) -> tuple[Any, int]:
-        """The value starting at ``tokens[at]`` in a collection, and the token after it."""
+        """The value starting at ``tokens[at]`` in a collection (not one in the table of
+        values), and the token after it."""
         token = tokens[at]
-        value = self.flow_values.get(token, _MISSING)
-        if value is not _MISSING:
-            return value, at + 1
         if token in {"{", "["}:
             return self.flow_collection(tokens, at, depth + 1)
         first = token[0]
