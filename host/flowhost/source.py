@@ -919,7 +919,13 @@ def _plain_value(text: str, resolved: dict[str, str]) -> Any:
         if value is _SLOW:
             raise _Slow
         return value
-    return float(text) if _EXPONENT_NUMBER.match(text) else text
+    # (Only a text starting like a number can be one: most are not asked the pattern.)
+    if text[0] in _NUMBER_START and _EXPONENT_NUMBER.match(text):
+        return float(text)
+    return text
+
+
+_NUMBER_START = frozenset("-0123456789")  # what _EXPONENT_NUMBER starts with
 
 # What YAML reads differently from JSON, or refuses, in a text that is valid JSON: characters
 # outside YAML's printable set (and line breaks JSON does not know: NEL, LS, PS, or a BOM),

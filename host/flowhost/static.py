@@ -53,7 +53,6 @@ class _Checker:
         self.problems: list[Problem] = []
         self.by_id = {step.id: step for step in self.workflow.steps}
         self.ids = self.by_id.keys() | known_ids
-        self.positions = {step.id: i for i, step in enumerate(self.workflow.steps)}
         self.invokers: dict[str, Invoker | None] = {}
         self.secret_names: set[str] = set()
         self.remote = Unanswered(spec)  # remote plugins whose servers did not answer
@@ -102,7 +101,7 @@ class _Checker:
         for index, step in enumerate(self.workflow.steps):
             if invokers.get(step.plugin) is None:  # not loaded yet, or not usable (say again)
                 self.invoker(step.plugin, ("steps", index, "plugin"), step.id)
-            for j, fallback in enumerate(step.fallback):
+            for j, fallback in enumerate(step.fallback) if step.fallback else ():
                 self.invoker(fallback.plugin, ("steps", index, "fallback", j, "plugin"),
                              step.id, f"fallback.{j}.plugin")
             if self.remote.down:
@@ -447,7 +446,7 @@ def check(spec: LoadedSpec, catalog: Catalog, env: Mapping[str, str],
         step = steps[index]
         base: PathKey = ("steps", index)
         invoker = invokers.get(step.plugin)
-        inputs = checker.inputs(step.inputs, invoker, (*base, "inputs"), step)
+        inputs = checker.inputs(step.inputs, invoker, ("steps", index, "inputs"), step)
         # (Each loop over a list that is mostly empty is asked first whether it has anything:
         # a chain is thousands of steps, and each empty loop costs.)
         fallbacks = checker.fallbacks(step, invoker, base) if step.fallback else []
@@ -549,10 +548,11 @@ def _levels(planned: dict[str, PlannedStep], checker: _Checker) -> list[list[str
         current = following
     if done < len(planned):
         stuck = {sid for sid, degree in indegree.items() if degree > 0}
+        positions = {step.id: i for i, step in enumerate(checker.workflow.steps)}
         for cycle in _cycles(planned, stuck):
             first = cycle[0]
             checker.add("dependency cycle: " + " → ".join([*cycle, first]),
-                        ("steps", checker.positions[first]), first, None,
+                        ("steps", positions[first]), first, None,
                         "remove one of these references or `needs`")
     return levels
 
