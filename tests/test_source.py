@@ -212,6 +212,8 @@ SCALARS = [
     '"x"', "'it''s'", '"a\\nb"', '"a \\" b"', "'a # b'", '"a: b"', "'x' y", '"x', "'x", "|", ">",
     "|-", "%x", "@x", "`x", "a|b", "a>b", "(a)", "^a", "a\\b", "a\tb", "caf\u00e9", "x\r",
     "x ", " x", "a" * 130, "--- a", "...", "a % b", "a;b", "a @ b", "%", "{a: %}", "[@]",
+    "'x' # c", "\"x #y\" #z", "{a: 'b #c'}", "[a, b] # c", "x # c", "x #", "x#", "#", "# c",
+    "${a.b}/c", "a{b}", "x [y]", "a]b", "{a: b #c}", "'a'' #b'", "\"#\"", "[a, '#'] #",
 ]
 KEYS = ["a", "b", "c", "id", "plugin", "inputs", "value", "yes", "on", "null", "~", "1", "-1",
         "1.5", "1e5", "0x1F", "1_0", "2024-01-01", "a b", "a-b", "a.b", "_a", "=", "<<", "'a'",
@@ -347,8 +349,18 @@ def test_the_subset_reads_the_specs_in_the_tests_as_the_slow_path() -> None:
     "workflow_id: w\nsteps:\n  - id: s1\n    plugin: noop\n    inputs:\n      value: $s0.value\n",
     "workflow_id: w\nsteps:\n- plugin: noop\n  inputs: {a: [1, 2.5, yes, ~, 'q', \"d\"]}\n",
     "# a spec\nworkflow_id: w   \n\nsteps:\n  # the one step\n  - plugin: echo\n",
+    "workflow_id: w  # the id\nsteps:\n  - plugin: echo  # says it\n    needs: [a]  #\n"
+    "    inputs: {text: '# not a comment'}\n    validation:\n"
+    "      - files_exist:\n          - ${a.dir}/main.py\n",
 ])
 def test_common_specs_are_read_by_the_subset(text: str) -> None:
+    """Plain specs, with comments and `${…}` in paths, and the examples: the subset reads
+    them, and as the slow path does."""
     fast = source._subset(text)
     assert fast is not source._SLOW
     assert typed(fast) == typed(source._parse(text, "wf.yaml").data)
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_the_examples_are_read_by_the_subset(path: Path) -> None:
+    assert subset_agrees(path.read_text(encoding="utf-8"))

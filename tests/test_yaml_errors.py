@@ -34,3 +34,33 @@ def test_a_yaml_error_points_at_its_cause(tmp_path: Path, text: str, said: str) 
                           cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 2
     assert said in done.stderr, done.stderr
+
+
+_READ_BY_THE_SUBSET = [
+    "workflow_id: y\nsteps:\n  - {id: a, plugin: noop, inputz: {value: 1}}\n",
+    "workflow_id: y\nsteps:\n  - id: a\n    plugin: noop\n    inputs:\n      value: $b.value\n",
+    "workflow_id: y\nsteps:\n  - {id: a, plugin: noop}\n  - {id: a, plugin: noop}\n",
+    "workflow_id: y\nsteps:\n  - {id: 1a, plugin: noop, timeout: -1}\n",
+    "workflow_id: y\nsteps:\n  - id: a\n    plugin: numbers\n    inputs:\n      count: x\n"
+    "  - id: b\n    plugin: numbers\n    inputs: {count: $a.label}\n",
+    "workflow_id: y\nsteps:\n- plugin: echo\n  inputs: {text: $env.NOPE_NOT_SET}\n"
+    "- plugin: nope\n",
+    "# a comment\nworkflow_id: y\n\nsteps:\n  - {id: a, plugin: noop, needs: [b]}\n"
+    "  - {id: b, plugin: noop, inputs: {value: $a.value}}\n",
+    "workflow_id: y\nsteps: []\n", "workflow_id: y\n", "steps:\n  - plugin: noop\n",
+]
+
+
+@pytest.mark.parametrize("text", _READ_BY_THE_SUBSET)
+def test_a_spec_read_by_the_subset_has_the_problems_and_lines_of_the_slow_path(
+        text: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The YAML subset (source._subset) reads these; what ``validate`` says of them, line
+    numbers included, is what it says when libyaml reads them."""
+    from flowhost import source
+    from flowhost.api import validate
+
+    assert source._subset(text) is not source._SLOW
+    fast = [str(problem) for problem in validate(text, spec_name="wf.yaml", env={})]
+    monkeypatch.setattr(source, "_subset", lambda text: source._SLOW)
+    assert [str(problem) for problem in validate(text, spec_name="wf.yaml", env={})] == fast
+    assert fast  # each has a problem to say

@@ -644,8 +644,8 @@ def _plain_key(tag: str, text: str) -> Any:
 # them for a step such as `- {id: s1, plugin: noop, inputs: {value: $s0.value}}`. Most specs
 # are written with a few shapes only: `key: value` and `- item` lines, indented, with plain
 # or simply quoted scalars and one-line flow collections. Those are read here with a few
-# regular expressions, their scalars as _from_events reads them. Anything else (a comment
-# after a value, escapes, multi-line scalars, anchors, tags, `? keys`, tabs, non-ASCII text,
+# regular expressions, their scalars as _from_events reads them, comments left out.
+# Anything else (escapes, multi-line scalars, anchors, tags, `? keys`, tabs, non-ASCII text,
 # a key YAML would not take...) gives ``_SLOW``, and the events path reads the document.
 
 class _Slow(Exception):
@@ -654,6 +654,7 @@ class _Slow(Exception):
 
 _DEEPEST = 50  # levels of lists and mappings the subset takes (the spec's limit is MAX_DEPTH)
 _SUBSET_ODD = re.compile(r"[^\n\x20-\x7e]")  # tab, CR, control and non-ASCII characters
+_COMMENT = re.compile(r" +#[^\n]*")
 # A key as the subset takes it: short (libyaml looks back 1,024 characters for its ':').
 _KEY_TEXT = r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}+"
 _ENTRY = re.compile(rf"({_KEY_TEXT}):(?: +(.+))?")  # `key:` or `key: value`, fullmatch
@@ -663,12 +664,13 @@ _ENTRY = re.compile(rf"({_KEY_TEXT}):(?: +(.+))?")  # `key:` or `key: value`, fu
 _LINE = re.compile(rf"^( *)(?:({_KEY_TEXT}):(?: +([^\n]*[^ \n]))?|([^ #\n](?:[^\n]*[^ \n])?))"
                    r" *$", re.MULTILINE)
 # A plain scalar starts with none of YAML's indicators (`-` only before a letter or digit);
-# in a block it goes on to the line's end, with no ': ' or ' #' in it; in a flow
-# collection it stops before ',', and here has neither ':' nor '?' (whose meaning there
-# differs between libyaml versions). '[]{}', quotes and '\\' are left to libyaml. (Runs of
-# characters, not an alternative for each one: several times faster to match.)
+# in a block it goes on to the line's end, with no ': ' or ' #' in it (and may hold brackets:
+# `${step.dir}/main.py`); in a flow collection it stops before ',' and brackets, and here
+# has neither ':' nor '?' (whose meaning there differs between libyaml versions). Quotes
+# and '\\' are left to libyaml. (Runs of characters, not an alternative for each one:
+# several times faster to match.)
 _PLAIN_START = r"(?:[A-Za-z0-9_$./+=~()^<]|-(?=[A-Za-z0-9_$.]))"
-_BLOCK_CHAR = r"[A-Za-z0-9_$./+=~()^<>;!?@%&*,|\-]"
+_BLOCK_CHAR = r"[A-Za-z0-9_$./+=~()^<>;!?@%&*,|\-\[\]{}]"
 _FLOW_CHAR = r"[A-Za-z0-9_$./+=~()^<>;!@%&*|\-]"
 _BLOCK_WORD = rf"(?:{_BLOCK_CHAR}++|:(?={_BLOCK_CHAR}))"
 _BLOCK_PLAIN = re.compile(rf"{_PLAIN_START}{_BLOCK_WORD}*+(?: ++{_BLOCK_WORD}++)*+")
@@ -687,6 +689,10 @@ def _subset(text: str) -> Any:
     """The data of a document in the subset (its top level a mapping), or ``_SLOW``."""
     if _SUBSET_ODD.search(text):
         return _SLOW
+    if " #" in text:
+        # Comments after values go: out of quotes, ' #' starts one. Inside quotes (where it
+        # does not), the cut leaves a quote open, which the subset does not read.
+        text = _COMMENT.sub("", text)
     reader = _Reader(_LINE.findall(text))
     if not reader.count or not reader.lines[0][1]:
         return _SLOW  # a top level that is not a mapping: the spec's checks say so
