@@ -260,6 +260,17 @@ def _references_specs() -> list[str]:
         "  - {id: e, plugin: echo, inputs: {text: $secret.TOKEN}}\n"
         "  - {id: f, plugin: echo, inputs: {text: $env.HOME}}\n"
         "  - {id: g, plugin: echo, inputs: {text: $env.HOME}}\n",
+        "workflow_id: w\nsteps:\n"  # the same field of producers with and without fallbacks
+        "  - {id: a, plugin: numbers, inputs: {count: 2}, fallback: [{plugin: echo}]}\n"
+        "  - {id: b, plugin: numbers, inputs: {count: 1}}\n"
+        "  - {id: c, plugin: numbers, inputs: {count: $a.count}}\n"
+        "  - {id: d, plugin: numbers, inputs: {count: $b.count}}\n"
+        "  - {id: e, plugin: numbers, inputs: {count: $a.count}}\n"
+        "  - {id: f, plugin: nope, inputs: {count: 1}}\n"  # a plugin that does not load
+        "  - {id: g, plugin: numbers, inputs: {count: $f.count}}\n"
+        "  - {id: h, plugin: numbers, inputs: {count: $f.count}}\n"
+        "  - {id: i, plugin: numbers, inputs: {count: $i.count}}\n"
+        "  - {id: j, plugin: numbers, inputs: {count: $i.count}}\n",
     ]
 
 

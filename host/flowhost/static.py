@@ -65,6 +65,10 @@ class _Checker:
                                                  frozenset[str] | None]] = {}
         self._matches: dict[tuple[int, int, int, int], tuple[js.Schema, js.Schema, js.Schema,
                                                              js.Schema, bool]] = {}
+        # (producer's plugin, path read, id of the target) -> (target, root): references
+        # check_value had nothing to say about (see _known_fit)
+        self._fits: dict[tuple[str, tuple[str, ...], int], tuple[js.Schema | None,
+                                                                 js.Schema]] = {}
 
     def add(self, message: str, path: PathKey, step: str | None = None,
             field: str | None = None, fix: str | None = None) -> None:
@@ -296,34 +300,35 @@ class _Checker:
                          or f"its inputs are: {', '.join(properties) or '(none)'}")
                 continue
             target = targets.get(name)
-            if type(value) is Ref and known_fit(value, target, root, step.id):
-                continue
-            self.check_value(value, target, root, (*path, name), step.id, f"inputs.{name}",
-                             primary_inputs)
+            if type(value) is not Ref:
+                self.check_value(value, target, root, (*path, name), step.id,
+                                 f"inputs.{name}", primary_inputs)
+            elif not known_fit(value, target, root, step.id):
+                said = len(self.problems)
+                self.check_value(value, target, root, (*path, name), step.id,
+                                 f"inputs.{name}", primary_inputs)
+                if len(self.problems) == said:
+                    self._fitted(value, target, root)
         return compiled
 
     def _known_fit(self, ref: Ref, target: js.Schema | None, root: js.Schema,
                    step: str) -> bool:
-        """Whether ``ref`` (in an input of ``step`` whose schema is ``target``) reads a field
-        that an earlier reference found, of the same plugin's outputs, fitting the same
-        target: then ``check_value`` would find nothing to say, and need not be asked (it
-        costs several times more, and a chain asks it for every step). False when unsure."""
+        """Whether ``ref`` (in an input of ``step`` whose schema is ``target``, in the
+        consumer's ``root``) reads the field of the same plugin's outputs, for the same
+        target, as a reference ``check_value`` had nothing to say about: then it would say
+        nothing of this one either, and need not be asked (it costs several times more, and a
+        chain asks it for every step). False when unsure."""
         producer = self.by_id.get(ref.root)  # None for env, secret and inputs
         if producer is None or producer.fallback or ref.root == step or self.remote.down:
-            return False
-        invoker = self.invokers.get(producer.plugin)
-        if invoker is None:
-            return False
-        schema = invoker.output_schema
-        known = self._fields.get((id(schema), ref.path))
-        if known is None or known[0] is not schema or known[1] is None:
-            return False
-        found = known[1]
-        if target is None:
-            return True
-        match = self._matches.get((id(found), id(schema), id(target), id(root)))
-        return match is not None and match[0] is found and match[1] is schema and (
-            match[2] is target and match[3] is root and match[4])
+            return False  # (what check_value says then depends on more than the key below)
+        known = self._fits.get((producer.plugin, ref.path, id(target)))
+        return known is not None and known[0] is target and known[1] is root
+
+    def _fitted(self, ref: Ref, target: js.Schema | None, root: js.Schema) -> None:
+        """``check_value`` found nothing to say about ``ref``: for ``_known_fit``."""
+        producer = self.by_id.get(ref.root)
+        if producer is not None:
+            self._fits[(producer.plugin, ref.path, id(target))] = (target, root)
 
     def fallbacks(self, step: Step, invoker: Invoker | None, base: PathKey
                   ) -> list[PlannedFallback]:
