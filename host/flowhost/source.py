@@ -735,6 +735,9 @@ class _Reader:
         a `- `, the rest of the line), and the line after it."""
         if depth > _DEEPEST:
             raise _Slow
+        first = content[0]
+        if first in {"{", "["}:  # (no key starts so: not asked of _ENTRY)
+            return self.flow(content, depth), at + 1
         if _is_item(content):
             return self.sequence(at, indent, content, depth)
         entry = _ENTRY.fullmatch(content)
