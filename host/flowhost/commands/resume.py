@@ -23,6 +23,7 @@ from flowhost.commands.run import (
     choose_intervener,
     drive,
     json_out_path,
+    pause_gc_until_the_run,
     process_metrics,
 )
 from flowhost.events import (
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
 
 def resume_command(args: argparse.Namespace) -> int:
     with process_metrics(args) as metrics:  # first: a bad --metrics-listen is exit 2 now
+        pause_gc_until_the_run()
         stored = api.take_run(args.run_id, state_dir=args.state_dir,
                               reopen=args.reload_spec)
         try:
