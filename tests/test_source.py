@@ -14,9 +14,10 @@ from typing import Any
 
 import pytest
 
-from flowhost import source
+from flowhost import fast_read, source, yaml_subset
 from flowhost.problems import SpecError
 from flowhost.source import parse_document
+from flowhost.yaml_common import SLOW
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -43,7 +44,7 @@ def outcome(read: Callable[[], source.Document]) -> tuple[Any, ...]:
 
 
 def fast_of(text: str, file: str) -> Any:
-    return source._fast_json(text) if file.endswith(".json") else source._fast_yaml(text)
+    return fast_read.fast_json(text) if file.endswith(".json") else fast_read.fast_yaml(text)
 
 
 def same_both_ways(text: str, file: str) -> bool:
@@ -51,7 +52,7 @@ def same_both_ways(text: str, file: str) -> bool:
     slow = outcome(lambda: source._parse(text, file))
     assert outcome(lambda: parse_document(text, file)) == slow
     fast = fast_of(text, file)
-    if fast is source._SLOW:
+    if fast is SLOW:
         return False
     assert slow[0] == "data", (text[:300], slow)
     assert typed(fast) == slow[1]
@@ -195,7 +196,7 @@ def test_lines_are_found_when_a_message_needs_one() -> None:
     assert doc.line_of(()) == 1
 
 
-# -- the subset read line by line (source._subset) ------------------------------------------
+# -- the subset read line by line (flowhost.yaml_subset) ------------------------------------------
 
 SCALARS = [
     "x", "noop", "s1", "$s0.value", "${env.HOME}", "$$", "a b", "a  b", "hello, world", "0", "-0",
@@ -308,8 +309,8 @@ class _Gen:
 def subset_agrees(text: str) -> bool:
     """Assert that what the subset reads of ``text`` the slow path reads too, without a
     problem; whether the subset read it."""
-    fast = source._subset(text)
-    if fast is source._SLOW:
+    fast = yaml_subset.read(text)
+    if fast is SLOW:
         return False
     slow = outcome(lambda: source._parse(text, "wf.yaml"))
     assert slow[0] == "data", (text, slow)
@@ -356,8 +357,8 @@ def test_the_subset_reads_the_specs_in_the_tests_as_the_slow_path() -> None:
 def test_common_specs_are_read_by_the_subset(text: str) -> None:
     """Plain specs, with comments and `${…}` in paths, and the examples: the subset reads
     them, and as the slow path does."""
-    fast = source._subset(text)
-    assert fast is not source._SLOW
+    fast = yaml_subset.read(text)
+    assert fast is not SLOW
     assert typed(fast) == typed(source._parse(text, "wf.yaml").data)
 
 

@@ -54,13 +54,14 @@ _READ_BY_THE_SUBSET = [
 @pytest.mark.parametrize("text", _READ_BY_THE_SUBSET)
 def test_a_spec_read_by_the_subset_has_the_problems_and_lines_of_the_slow_path(
         text: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The YAML subset (source._subset) reads these; what ``validate`` says of them, line
+    """The YAML subset (flowhost.yaml_subset) reads these; what ``validate`` says of them, line
     numbers included, is what it says when libyaml reads them."""
-    from flowhost import source
+    from flowhost import yaml_subset
     from flowhost.api import validate
+    from flowhost.yaml_common import SLOW
 
-    assert source._subset(text) is not source._SLOW
+    assert yaml_subset.read(text) is not SLOW
     fast = [str(problem) for problem in validate(text, spec_name="wf.yaml", env={})]
-    monkeypatch.setattr(source, "_subset", lambda text: source._SLOW)
+    monkeypatch.setattr(yaml_subset, "read", lambda text: SLOW)
     assert [str(problem) for problem in validate(text, spec_name="wf.yaml", env={})] == fast
     assert fast  # each has a problem to say

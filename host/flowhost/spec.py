@@ -33,7 +33,8 @@ from flowhost.problems import (
     shorten,
 )
 from flowhost.refs import RefSyntaxError, compile_value, iter_refs
-from flowhost.source import MAX_DEPTH, Document, PathKey, load_document, parse_document
+from flowhost.source import Document, PathKey, load_document, parse_document
+from flowhost.yaml_common import MAX_DEPTH
 
 RESERVED_IDS = frozenset({"env", "secret", "inputs"})
 STEP_ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")

@@ -37,8 +37,9 @@ from fuzzing import (
 from hypothesis import event, given
 from hypothesis import strategies as st
 
-from flowhost import source
+from flowhost import fast_read, source
 from flowhost.problems import SpecError
+from flowhost.yaml_common import SLOW
 
 pytestmark = pytest.mark.fuzz
 
@@ -178,7 +179,7 @@ documents = st.one_of(
 def test_the_fast_path_reads_what_the_slow_path_reads(text: str, name: str) -> None:
     slow = _read(text, name, fast=False)
     assert _read(text, name, fast=True) == slow
-    fast = source._fast_json(text) if name.endswith(".json") else source._fast_yaml(text)
-    event(f"{name}: {'fast' if fast is not source._SLOW else 'slow'} path")
-    if fast is not source._SLOW:
+    fast = fast_read.fast_json(text) if name.endswith(".json") else fast_read.fast_yaml(text)
+    event(f"{name}: {'fast' if fast is not SLOW else 'slow'} path")
+    if fast is not SLOW:
         assert slow[0] == "data" and _typed(fast) == slow[1]
