@@ -352,11 +352,18 @@ def _check_path(label: str, path: str) -> None:
         raise UserInputError(f"{label}: the path holds a NUL character") from None
 
 
+# Whether this process is the `flowhost` program (``_short_lived``), not a program that
+# calls ``main`` and goes on: the commands may then freeze what lives until they end.
+short_lived = False
+
+
 def _short_lived() -> None:
     """A ``flowhost`` process keeps the modules it imports until it exits, and exits when
     its command is done: the cyclic GC need not scan them, neither while they are imported
     (paused until the command's modules are in, then they are frozen) nor at exit (frozen
     again: the final collection skips what the run left behind, tens of milliseconds)."""
+    global short_lived
+    short_lived = True
     gc.disable()
     atexit.register(gc.freeze)
 

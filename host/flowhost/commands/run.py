@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from flowhost import api
+from flowhost import api, cli
 from flowhost.context import RunContext, make_context
 from flowhost.handle import Run
 from flowhost.intervene import Intervener, Policy, PolicyIntervener, TerminalIntervener
@@ -61,7 +61,7 @@ def pause_gc_until_the_run() -> None:
     """In the `flowhost` process (see ``keep_for_the_run``), no cyclic GC from here until
     the run starts: the first collection after planning would scan all the plan once more,
     about a microsecond a step of a chain."""
-    if gc.get_freeze_count():
+    if cli.short_lived:
         gc.disable()
 
 
@@ -70,8 +70,10 @@ def keep_for_the_run() -> None:
     skips it (``cli._short_lived``), freeze what was made since, which lives as long as
     the run too: the checked spec and the prepared run; then let the GC collect again.
     Scanning them again at every collection cost a long chain about 7 microseconds a
-    step. (A program embedding flowhost has frozen nothing, and is left alone.)"""
-    if gc.get_freeze_count():
+    step. (A program that embeds flowhost, or calls ``cli.main`` with its arguments, is
+    left alone. ``gc.get_freeze_count`` would tell too, but counts the frozen objects one
+    by one: a millisecond and more once a long plan is frozen.)"""
+    if cli.short_lived:
         gc.freeze()
         gc.enable()
 
