@@ -68,7 +68,8 @@ def pause_gc_until_the_run() -> None:
 def keep_for_the_run() -> None:
     """In the `flowhost` process, which froze what it had imported so that the cyclic GC
     skips it (``cli._short_lived``), freeze what was made since, which lives as long as
-    the run too: the checked spec and the prepared run; then let the GC collect again.
+    the run too: the checked spec, the prepared run, and prometheus_client when the run
+    has metrics; then let the GC collect again.
     Scanning them again at every collection cost a long chain about 7 microseconds a
     step. (A program that embeds flowhost, or calls ``cli.main`` with its arguments, is
     left alone. ``gc.get_freeze_count`` would tell too, but counts the frozen objects one
@@ -90,7 +91,6 @@ def process_metrics(args: argparse.Namespace) -> Iterator[Metrics | None]:
     from flowhost.metrics.process import Metrics
 
     metrics = Metrics(listen=listen, pushgateway=gateway)
-    keep_for_the_run()  # prometheus_client came after the imports were frozen
     try:
         if metrics.server is not None:
             print(f"flowhost: metrics on {metrics.server.url}", file=sys.stderr, flush=True)
