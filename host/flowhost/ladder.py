@@ -188,7 +188,6 @@ class Ladder:
         for index in range(len(fallbacks) + 1):
             fallback = fallbacks[index - 1] if index else None
             invoker = fallback.invoker if fallback is not None else step.invoker
-            fallbacks_left = len(fallbacks) - index
             if fallback is not None:
                 reason = last.error if last is not None and last.error else "primary failed"
                 self.bus.emit(FallbackChosen(run_id=self.run_id, step_id=step.id,
@@ -209,54 +208,66 @@ class Ladder:
                 last = CallOutcome("failed", invoker.name, len(history),
                                    error=self.redactor.text(str(exc)), error_type="ResolveError")
                 continue
-            attempt = 1
-            while True:
-                try:
-                    if first is not None:
-                        failure, first = first, None
-                        raise failure
-                    # The step's count (``len(history) + 1``: every plugin, and a person's
-                    # retries) is what events, the prompt and the result show; ``attempt``
-                    # is this plugin's own, within its retry budget.
-                    outputs, validation = await self.attempt(
-                        step, invoker, call_inputs, before + len(history) + 1, attempt)
-                except AttemptError as failure:
-                    assert failure.summary is not None
-                    history.append(failure.summary)
-                    self._breaker_event(self.breakers.record(invoker.name, ok=False))
-                    last = CallOutcome("failed", invoker.name, len(history), error=failure.message,
-                                       error_type=failure.error_type, hint=failure.hint,
-                                       validation=failure.validation)
-                    decision = decide(kind=failure.kind, attempt=attempt,  # type: ignore[arg-type]
-                                      policy=step.retry, fallbacks_left=fallbacks_left,
-                                      manual=manual, retry_after=failure.retry_after,
-                                      rand=self.rand)
-                    if decision.action == "retry" and self.breakers.state(invoker.name) != "open":
-                        self.bus.emit(RetryScheduled(run_id=self.run_id, step_id=step.id,
-                                                     plugin=invoker.name,
-                                                     next_attempt=before + len(history) + 1,
-                                                     delay_s=decision.delay_s,
-                                                     plugin_attempt=attempt + 1,
-                                                     max_attempts=step.retry.max_attempts))
-                        if decision.delay_s > 0:
-                            await self.sleep(decision.delay_s)
-                        attempt += 1
-                        continue
-                    if decision.action == "give_up":
-                        return last
-                    if decision.action == "manual":  # asked for, or nothing is left to try
-                        last.escalate = True
-                        return last
-                    if fallbacks_left:  # level 2, or a retry that the open breaker forbids
-                        break
-                    last.escalate = manual
-                    return last
-                self._breaker_event(self.breakers.record(invoker.name, ok=True))
-                return CallOutcome("success", invoker.name, len(history) + 1, outputs=outputs,
-                                   validation=validation)
+            last, final = await self._retried(step, invoker, call_inputs, history, first,
+                                              before, fallbacks_left=len(fallbacks) - index)
+            first = None
+            if final:
+                return last
         assert last is not None
         last.escalate = manual
         return last
+
+    async def _retried(self, step: PlannedStep, invoker: Invoker, call_inputs: dict[str, Any],
+                       history: list[AttemptSummary], first: AttemptError | None, before: int,
+                       *, fallbacks_left: int) -> tuple[CallOutcome, bool]:
+        """One plugin within its retry budget: its outcome, and whether the ladder ends with
+        it (False: the next fallback is tried)."""
+        manual = step.step.manual is not None
+        attempt = 1
+        while True:
+            try:
+                if first is not None:
+                    failure, first = first, None
+                    raise failure
+                # The step's count (``len(history) + 1``: every plugin, and a person's
+                # retries) is what events, the prompt and the result show; ``attempt``
+                # is this plugin's own, within its retry budget.
+                outputs, validation = await self.attempt(
+                    step, invoker, call_inputs, before + len(history) + 1, attempt)
+            except AttemptError as failure:
+                assert failure.summary is not None
+                history.append(failure.summary)
+                self._breaker_event(self.breakers.record(invoker.name, ok=False))
+                last = CallOutcome("failed", invoker.name, len(history), error=failure.message,
+                                   error_type=failure.error_type, hint=failure.hint,
+                                   validation=failure.validation)
+                decision = decide(kind=failure.kind, attempt=attempt,  # type: ignore[arg-type]
+                                  policy=step.retry, fallbacks_left=fallbacks_left,
+                                  manual=manual, retry_after=failure.retry_after,
+                                  rand=self.rand)
+                if decision.action == "retry" and self.breakers.state(invoker.name) != "open":
+                    self.bus.emit(RetryScheduled(run_id=self.run_id, step_id=step.id,
+                                                 plugin=invoker.name,
+                                                 next_attempt=before + len(history) + 1,
+                                                 delay_s=decision.delay_s,
+                                                 plugin_attempt=attempt + 1,
+                                                 max_attempts=step.retry.max_attempts))
+                    if decision.delay_s > 0:
+                        await self.sleep(decision.delay_s)
+                    attempt += 1
+                    continue
+                if decision.action == "give_up":
+                    return last, True
+                if decision.action == "manual":  # asked for, or nothing is left to try
+                    last.escalate = True
+                    return last, True
+                if fallbacks_left:  # level 2, or a retry that the open breaker forbids
+                    return last, False
+                last.escalate = manual
+                return last, True
+            self._breaker_event(self.breakers.record(invoker.name, ok=True))
+            return CallOutcome("success", invoker.name, len(history) + 1, outputs=outputs,
+                               validation=validation), True
 
     def _fallback_inputs(self, fallback: PlannedFallback, inputs: dict[str, Any]) -> dict[str, Any]:
         """Inputs for a fallback: its own (``$inputs.x`` = the primary's), or else the
