@@ -11,7 +11,8 @@ specs. Plugin code runs only in those processes.
   answer goes to the worker: ``decided``); once nothing else of the run executes, the run
   ends ``waiting`` and frees its worker, and an answer queues it again (``enqueue``). The
   questions' ``manual.timeout`` of waiting runs are the supervisor's to apply, when they
-  are up (``_timeouts``; the deadlines are the questions' own, so they survive restarts).
+  are up (``sweeps.apply_timeouts``; the deadlines are the questions' own, so they survive
+  restarts).
 - A worker that dies (SIGKILL, a segfault, ``os._exit``) costs only its run, which is
   queued again (at-least-once), and failed with the reason after ``max_deaths`` deaths.
 - ``drain``: no more runs start; the workers get ``drain_timeout`` seconds to finish their
@@ -26,14 +27,12 @@ import contextlib
 import logging
 import os
 import signal
-import socket
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flowhost.daemon import executions, records, reports
+from flowhost.daemon import executions, records, reports, sweeps
 from flowhost.daemon.checking import CheckerClient
 from flowhost.daemon.environment import helper_env
 from flowhost.daemon.helpers import Helper, HelperError, start
@@ -47,8 +46,6 @@ log = logging.getLogger("flowhost.daemon")
 MAX_DEATHS = 3
 RUNS_PER_WORKER = 1000
 MAX_GROWTH_MIB = 256.0
-ORPHAN_POLL_S = 0.5
-CLAIM_POLL_S = 1.0  # several daemons on PostgreSQL: how often each claims runs
 FINAL = ("success", "failed", "aborted", "cancelled")
 
 
@@ -62,10 +59,6 @@ class _Slot:
 
 def _live_status(store: Store, record: RunRecord) -> str:
     return store.live_status(record)
-
-
-def _owned(store: Store, record: RunRecord) -> bool:
-    return store.owned(record)
 
 
 @dataclass(frozen=True)
@@ -101,7 +94,7 @@ class Supervisor:
         self.checker = CheckerClient(config)
         self.deadlines: dict[str, float] = {}  # waiting runs: their next manual.timeout
         self._wake = asyncio.Event()
-        self._deadline_added = asyncio.Event()
+        self.deadline_added = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -122,10 +115,11 @@ class Supervisor:
                      f" ({len(found.owned)} once another process lets go of them)"
                      if found.owned else "")
         self._tasks.append(asyncio.ensure_future(self._dispatch()))
-        self._tasks.append(asyncio.ensure_future(self._watch_orphans()))
-        self._tasks.append(asyncio.ensure_future(self._timeouts()))
+        self._tasks.append(asyncio.ensure_future(sweeps.watch_orphans(self)))
+        self._tasks.append(asyncio.ensure_future(sweeps.apply_timeouts(self)))
         if self.config.store_url is not None:
-            self._tasks.append(asyncio.ensure_future(self._claim()))
+            self._tasks.append(asyncio.ensure_future(
+                sweeps.claim_runs(self, self.config.store_url)))
         self._wake.set()
 
     def enqueue(self, record: RunRecord) -> None:
@@ -145,7 +139,7 @@ class Supervisor:
         """Look at the run's questions again at ``deadline`` (their manual.timeout)."""
         if deadline < self.deadlines.get(run_id, float("inf")):
             self.deadlines[run_id] = deadline
-            self._deadline_added.set()
+            self.deadline_added.set()
 
     async def drain(self) -> None:
         """No new runs; running ones checkpoint within the drain timeout; workers exit."""
@@ -382,86 +376,3 @@ class Supervisor:
         if done is None:  # someone took it meanwhile: theirs to end
             record = await self.journal.call(records.find, run_id)
             self.orphans[run_id] = record
-
-    async def _timeouts(self) -> None:
-        """Apply the defaults of waiting runs' questions when their timeout is up."""
-        while True:
-            now = time.time()
-            for run_id in [r for r, at in self.deadlines.items() if at <= now]:
-                del self.deadlines[run_id]
-                try:
-                    expired = await self.journal.call(records.expire, run_id, time.time())
-                except records.NotFound:
-                    continue
-                except StorageError as exc:  # the store is busy or failing: later
-                    log.error("flowhost serve: run %s: cannot apply a manual.timeout now "
-                              "(%s); trying again in a second", run_id, exc)
-                    self.deadlines[run_id] = time.time() + 1.0
-                    continue
-                self.tails.poke()
-                if expired.goes_on:
-                    self.enqueue(expired.record)
-                elif expired.executing:
-                    await self.decided(run_id)
-                if expired.next is not None:
-                    self.schedule(run_id, expired.next)
-            self._deadline_added.clear()
-            first = min(self.deadlines.values(), default=None)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._deadline_added.wait(),
-                                       None if first is None else max(first - time.time(), 0))
-
-    async def _watch_orphans(self) -> None:
-        """Runs another process owned: go on with them once it lets go."""
-        while True:
-            await asyncio.sleep(ORPHAN_POLL_S)
-            for run_id, record in list(self.orphans.items()):
-                if await self.journal.call(_owned, record):
-                    continue
-                del self.orphans[run_id]
-                if await self.journal.call(records.ready_to_go_on, record):
-                    self.enqueue(record)
-
-
-    async def _claim(self) -> None:
-        """On PostgreSQL: take runs submitted to other daemons, or left by one that died,
-        never more than this one has free slots for (``flowhost.store.postgres.claim``):
-        every ``CLAIM_POLL_S``, and at once when a notification says a run was submitted."""
-        from flowhost.store.postgres.claim import Wakeups
-
-        owner = f"{socket.gethostname()}:{os.getpid()}"
-        hint, loop = asyncio.Event(), asyncio.get_running_loop()
-        assert self.config.store_url is not None
-
-        def wake() -> None:  # (on the listening thread)
-            loop.call_soon_threadsafe(hint.set)
-
-        wakeups = Wakeups(self.config.store_url, wake)
-        wakeups.start()
-        try:
-            while True:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(hint.wait(), CLAIM_POLL_S)
-                hint.clear()
-                await self._claim_some(owner)
-        finally:
-            wakeups.stop()
-
-    async def _claim_some(self, owner: str) -> None:
-        free = self.config.max_runs - len(self.executing) - len(self.queue)
-        if free <= 0 or self.draining:
-            return
-        mine = [*self.executing, *self.queue.ids, *self.orphans]
-        try:
-            claimed = await self.journal.call(_claim, owner, free, mine)
-        except StorageError as exc:  # the store is busy or failing: next time
-            log.error("flowhost serve: cannot claim runs now: %s", exc)
-            return
-        for record in claimed:
-            log.info("flowhost serve: claimed run %s", record.run_id)
-            self.enqueue(record)
-
-
-def _claim(store: Any, owner: str, limit: int, exclude: list[str]) -> list[RunRecord]:
-    claimed: list[RunRecord] = store.claim(owner, limit, exclude)
-    return claimed
