@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from flowhost import fast_read, source, yaml_subset
+from flowhost import fast_read, source, yaml_slow, yaml_subset
 from flowhost.problems import SpecError
 from flowhost.source import parse_document
 from flowhost.yaml_common import SLOW
@@ -49,7 +49,7 @@ def fast_of(text: str, file: str) -> Any:
 
 def same_both_ways(text: str, file: str) -> bool:
     """Assert that the fast path agrees with the slow one; whether it read ``text`` itself."""
-    slow = outcome(lambda: source._parse(text, file))
+    slow = outcome(lambda: yaml_slow.read_slowly(text, file))
     assert outcome(lambda: parse_document(text, file)) == slow
     fast = fast_of(text, file)
     if fast is SLOW:
@@ -94,7 +94,7 @@ def test_the_specs_in_the_tests_read_the_same_both_ways() -> None:
         fast += same_both_ways(text, "wf.yaml")
         same_both_ways(text, "wf.json")
         try:
-            data = source._parse(text, "wf.yaml").data
+            data = yaml_slow.read_slowly(text, "wf.yaml").data
         except SpecError:
             continue
         if not isinstance(data, dict):
@@ -186,7 +186,7 @@ def test_plain_documents_take_the_fast_path(text: str, file: str) -> None:
     assert same_both_ways(text, file.lower())
     doc = parse_document(text, file)
     assert doc._lines is None  # not read yet
-    assert doc.lines == source._parse(text, file).lines
+    assert doc.lines == yaml_slow.read_slowly(text, file).lines
 
 
 def test_lines_are_found_when_a_message_needs_one() -> None:
@@ -312,7 +312,7 @@ def subset_agrees(text: str) -> bool:
     fast = yaml_subset.read(text)
     if fast is SLOW:
         return False
-    slow = outcome(lambda: source._parse(text, "wf.yaml"))
+    slow = outcome(lambda: yaml_slow.read_slowly(text, "wf.yaml"))
     assert slow[0] == "data", (text, slow)
     assert typed(fast) == slow[1], text
     return True
@@ -359,7 +359,7 @@ def test_common_specs_are_read_by_the_subset(text: str) -> None:
     them, and as the slow path does."""
     fast = yaml_subset.read(text)
     assert fast is not SLOW
-    assert typed(fast) == typed(source._parse(text, "wf.yaml").data)
+    assert typed(fast) == typed(yaml_slow.read_slowly(text, "wf.yaml").data)
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)

@@ -37,7 +37,7 @@ from fuzzing import (
 from hypothesis import event, given
 from hypothesis import strategies as st
 
-from flowhost import fast_read, source
+from flowhost import fast_read, source, yaml_slow
 from flowhost.problems import SpecError
 from flowhost.yaml_common import SLOW
 
@@ -128,7 +128,7 @@ def _typed(value: Any) -> Any:
 
 def _read(text: str, name: str, fast: bool) -> tuple[Any, ...]:
     try:
-        doc = source.parse_document(text, name) if fast else source._parse(text, name)
+        doc = source.parse_document(text, name) if fast else yaml_slow.read_slowly(text, name)
     except SpecError as exc:
         return ("problems", [str(problem) for problem in exc.problems])
     except Exception as exc:
