@@ -40,14 +40,14 @@ from flowhost.events import (
     StepProgress,
     StepStarted,
 )
-from flowhost.progress import (
-    _extras,
-    _isatty,
-    _ladder_line,
-    _Tally,
-    _tests,
+from flowhost.progress_text import (
+    Tally,
+    extras,
     human_duration,
+    isatty,
+    ladder_line,
     raised,
+    tests_line,
     took,
 )
 from flowhost.wording import plural
@@ -93,7 +93,7 @@ class RichProgress:
         self._verbose = verbose
         self._estimate_s = estimate_s
         self._interval = 1.0 / refresh_per_second
-        self._tally = _Tally(carried)
+        self._tally = Tally(carried)
         self._lock = threading.Lock()  # guards the state below, shared with the ticker
         self._running: dict[str, _Running] = {}
         self._validating = 0  # final checks running
@@ -166,13 +166,13 @@ class RichProgress:
 
     def _open(self) -> None:
         # stray prints to a std stream on the same terminal go above the live area
-        tty = _isatty(self._console.file)
+        tty = isatty(self._console.file)
         self._live = Live(
             _EMPTY,
             console=self._console,
             auto_refresh=False,
-            redirect_stdout=tty and _isatty(sys.stdout),
-            redirect_stderr=tty and _isatty(sys.stderr),
+            redirect_stdout=tty and isatty(sys.stdout),
+            redirect_stderr=tty and isatty(sys.stderr),
         )
         self._live.start()
         self._stop = threading.Event()
@@ -192,11 +192,11 @@ class RichProgress:
                 # its progress is the fallback's: the row says whose (also when it is the
                 # same plugin with other inputs)
                 run.via = f"{e.fallback}, fallback {e.index}" if e.index else e.fallback
-                out.append(Text(_ladder_line(e, f"⚠️ Step {t.get(e.step_id)[0]}") or "",
+                out.append(Text(ladder_line(e, f"⚠️ Step {t.get(e.step_id)[0]}") or "",
                                 "yellow"))
             case RetryScheduled() if (run := self._running.get(e.step_id)) is not None:
                 run.backoff, run.backoff_until = e, time.monotonic() + e.delay_s
-                out.append(Text(_ladder_line(e, f"⚠️ Step {t.get(e.step_id)[0]}") or "",
+                out.append(Text(ladder_line(e, f"⚠️ Step {t.get(e.step_id)[0]}") or "",
                                 "yellow"))
             case StepProgress() if (run := self._running.get(e.step_id)) is not None:
                 run.fraction = min(max(e.fraction, 0.0), 1.0)
@@ -221,11 +221,11 @@ class RichProgress:
                 if isinstance(e, InterventionResolved) and e.action == "retry" and (
                         run := self._running.get(e.step_id)) is not None:
                     run.via = ""  # the whole ladder again, from the primary
-                line = _ladder_line(e, f"⚠️ Step {t.get(e.step_id)[0]}")
+                line = ladder_line(e, f"⚠️ Step {t.get(e.step_id)[0]}")
                 if line:
                     out.append(Text(line, "yellow"))
             case BreakerChanged():
-                out.append(Text(f"⚡ {_ladder_line(e, '')}", "magenta"))
+                out.append(Text(f"⚡ {ladder_line(e, '')}", "magenta"))
             case FinalValidationStarted():
                 self._validating = max(e.total_checks, 1)
             case FinalValidationFinished():
@@ -233,7 +233,7 @@ class RichProgress:
                 out.append(Text("\n🔍 Final Validation", "bold"))
                 out.extend(self._check(r) for r in e.results)
                 if e.test_results:
-                    out.append(Text(f"   {_tests(e.test_results)}"))
+                    out.append(Text(f"   {tests_line(e.test_results)}"))
 
     def _hint(self, hint: str | None) -> None:
         if hint:
@@ -243,7 +243,7 @@ class RichProgress:
         label, plugin, purpose = self._tally.get(e.step_id, e.plugin)
         name = f" Step {label}: {purpose} ({plugin})"
         if e.status == "success":
-            tail = f" — {human_duration(e.duration_s)}{_extras(e)}"
+            tail = f" — {human_duration(e.duration_s)}{extras(e)}"
             return Text.assemble(("✓", "bold green"), name, (tail, "dim"))
         if e.status == "failed":
             error = e.error or e.error_type or "unknown error"
