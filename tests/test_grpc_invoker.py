@@ -20,7 +20,8 @@ from pydantic import BaseModel
 from flowhost.catalog import Catalog, PluginLoadError
 from flowhost.config import HostConfig, parse_config
 from flowhost.invokers import InvalidOutputs
-from flowhost.invokers.grpc import CHANNELS, GrpcInvoker
+from flowhost.invokers.grpc.channels import CHANNELS
+from flowhost.invokers.grpc.invoker import GrpcInvoker
 from flowhost.problems import SpecError
 from flowhost.spec import parse_spec
 from flowhost.static import check
@@ -336,7 +337,7 @@ async def test_a_plugin_list_past_the_hosts_message_limit_says_to_raise_it(
 
 async def test_a_server_without_the_health_service_is_reported(
         server: PluginServer, liar: tuple[str, Callable[[Any], None]]) -> None:
-    from flowhost.invokers.grpc import check_health
+    from flowhost.invokers.grpc.discovery import check_health
 
     served = await load(f"grpc://{server.address}/noop")
     assert await asyncio.to_thread(check_health, served.endpoint, "noop", 3) == "SERVING"

@@ -28,7 +28,8 @@ if TYPE_CHECKING:  # imported where used: listing plugins needs neither, nor pyd
     from flowhost.config import HostConfig
     from flowhost.context import RunContext
     from flowhost.invokers import Invoker, RemoteDescriptor, SchemaMemory
-    from flowhost.invokers.grpc import Endpoint, RemoteUnavailable
+    from flowhost.invokers.grpc.endpoint import Endpoint
+    from flowhost.invokers.grpc.failures import RemoteUnavailable
 
 PLUGIN_GROUP = "flowhost.plugins"
 
@@ -231,7 +232,10 @@ class Catalog:
         several servers (a list, a ``dns:///`` name) any one that is healthy answers: they
         serve the same plugins."""
         from flowhost.config import is_remote_url, parse_remote_targets
-        from flowhost.invokers import grpc as remote
+        from flowhost.invokers.grpc.discovery import list_plugins
+        from flowhost.invokers.grpc.endpoint import Endpoint
+        from flowhost.invokers.grpc.failures import RemoteUnavailable
+        from flowhost.invokers.grpc.invoker import GrpcInvoker
 
         try:
             target, served_as = parse_remote_targets(url)
@@ -248,20 +252,20 @@ class Catalog:
                                   f"{target.members[0].address} but the URL says grpc:// "
                                   "(plaintext): use grpcs://")
         try:
-            endpoint = remote.Endpoint.create(target, config)
-        except remote.RemoteUnavailable as exc:
+            endpoint = Endpoint.create(target, config)
+        except RemoteUnavailable as exc:
             raise PluginLoadError(name, str(exc)) from None
         served = self._remote.get(endpoint)
         if served is None:
             try:
-                served = remote.list_plugins(endpoint, config.grpc.connect_timeout)
-            except remote.RemoteUnavailable as exc:
+                served = list_plugins(endpoint, config.grpc.connect_timeout)
+            except RemoteUnavailable as exc:
                 served = exc
             else:
                 if self.schemas is not None:
                     self.schemas.record_schemas(target.url, served.values())
             self._remote[endpoint] = served
-        if isinstance(served, remote.RemoteUnavailable):
+        if isinstance(served, RemoteUnavailable):
             if not served.down:
                 raise PluginLoadError(name, str(served), served.fix)
             return self._unreached(name, endpoint, served_as, served)
@@ -270,15 +274,15 @@ class Catalog:
             raise PluginLoadError(
                 name, f"the server at {target.url} does not serve '{served_as}'; it serves: "
                 f"{', '.join(sorted(served)) or 'nothing'}", did_you_mean(served_as, served))
-        return remote.GrpcInvoker(descriptor, endpoint, name=name,
-                                  default_timeout=config.grpc.default_timeout)
+        return GrpcInvoker(descriptor, endpoint, name=name,
+                           default_timeout=config.grpc.default_timeout)
 
     def _unreached(self, name: str, endpoint: Endpoint, served_as: str,
                    down: RemoteUnavailable) -> Invoker:
         """An invoker for a plugin whose server does not answer: described as it was last
         time, or else RemoteDown with a stand-in."""
         from flowhost.invokers import RemoteDescriptor, Unreached
-        from flowhost.invokers import grpc as remote
+        from flowhost.invokers.grpc.invoker import GrpcInvoker
 
         recorded = None
         if self.schemas is not None:
@@ -286,7 +290,7 @@ class Catalog:
         grpc_settings = self.config.grpc
         descriptor = recorded.descriptor if recorded is not None else RemoteDescriptor(
             served_as, "unknown", "", False, {}, {})
-        invoker = remote.GrpcInvoker(
+        invoker = GrpcInvoker(
             descriptor, endpoint, name=name, default_timeout=grpc_settings.default_timeout,
             unreached=Unreached(str(down), down.fix,
                                 recorded.reported_at if recorded is not None else None),

@@ -233,7 +233,8 @@ def _add_client(commands: argparse._SubParsersAction[_Parser],
                 resolve: argparse.ArgumentParser) -> None:
     """``submit``, ``runs watch|cancel``, and the daemon's side of ``runs list|show|resolve``
     (with ``--server`` or ``$FLOWHOST_SERVER``)."""
-    from flowhost.commands.client import add_commands, add_connection
+    from flowhost.commands.daemon_client import add_connection
+    from flowhost.commands.daemon_runs import add_commands
 
     for parser in (listing, show, resolve):
         add_connection(parser, default_server=False)
@@ -394,17 +395,17 @@ def _command(args: argparse.Namespace) -> Command:
 
         return serve_command
     if args.command == "submit":
-        from flowhost.commands.client import submit_command
+        from flowhost.commands.daemon_runs import submit_command
 
         return submit_command
     if args.command == "runs":
-        from flowhost.commands import client
+        from flowhost.commands import daemon_runs
 
-        if client.remote(args):
+        if daemon_runs.remote(args):
             remote: dict[str, Command] = {
-                "list": client.list_command, "show": client.show_command,
-                "resolve": client.resolve_command, "watch": client.watch_command,
-                "cancel": client.cancel_command}
+                "list": daemon_runs.list_command, "show": daemon_runs.show_command,
+                "resolve": daemon_runs.resolve_command, "watch": daemon_runs.watch_command,
+                "cancel": daemon_runs.cancel_command}
             return remote[args.runs_command]
         for flag in ("comment", "status", "workflow"):
             if getattr(args, flag, None):

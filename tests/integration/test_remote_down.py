@@ -18,7 +18,7 @@ from plugin_servers import StartServer, flowhost
 from flowhost.catalog import Catalog, RemoteDown
 from flowhost.config import HostConfig
 from flowhost.invokers import unreached
-from flowhost.invokers.grpc import GrpcInvoker
+from flowhost.invokers.grpc.invoker import GrpcInvoker
 from flowhost.problems import SpecError
 from flowhost.static import check_text
 from flowhost.store.schemas import StateDirSchemas

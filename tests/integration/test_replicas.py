@@ -23,7 +23,7 @@ from plugin_servers import Served, StartServer
 from flowhost.catalog import Catalog
 from flowhost.config import HostConfig, load_config
 from flowhost.invokers import Invoker
-from flowhost.invokers.grpc import check_health
+from flowhost.invokers.grpc.discovery import check_health
 from flowhost_sdk import InvocationContext, TransientError
 
 CALLS = 3000
@@ -178,7 +178,7 @@ async def test_a_server_whose_health_says_not_serving_is_left_out_until_it_serve
 async def until_health(served: Served, status: str) -> None:
     """Wait until the server's own health service says ``status`` (at most 30 s)."""
     from flowhost.config import parse_remote_url
-    from flowhost.invokers.grpc import Endpoint
+    from flowhost.invokers.grpc.endpoint import Endpoint
 
     endpoint = Endpoint(parse_remote_url(f"grpc://{served.address}")[0])
     for _ in range(300):

@@ -16,7 +16,7 @@ from flowhost.config import (
     parse_remote_targets,
     parse_remote_url,
 )
-from flowhost.invokers.grpc import BALANCED_SERVICE_CONFIG, Endpoint
+from flowhost.invokers.grpc.endpoint import BALANCED_SERVICE_CONFIG, Endpoint
 from flowhost.problems import UserInputError
 from flowhost_sdk.cli import build_parser, load_plugin
 from flowhost_sdk.server import DEFAULT_MAX_CONNECTION_AGE, PluginServer, ServeError

@@ -78,7 +78,8 @@ def list_command(args: argparse.Namespace) -> int:
 
 
 def _health(invoker: Invoker, catalog: Catalog) -> str:
-    from flowhost.invokers.grpc import GrpcInvoker, check_health
+    from flowhost.invokers.grpc.discovery import check_health
+    from flowhost.invokers.grpc.invoker import GrpcInvoker
 
     if not isinstance(invoker, GrpcInvoker):
         return "UNKNOWN"

@@ -7,11 +7,10 @@ import argparse
 import json
 import os
 import textwrap
-import time
 from typing import Any, Literal
 
 from flowhost import runs
-from flowhost.commands.messages import pending_decisions, state_flag
+from flowhost.commands.messages import pending_decisions, print_runs, state_flag
 from flowhost.commands.run import cli_context
 from flowhost.context import DEFAULT_STATE_DIR, STATE_DIR_ENV, RunContext
 from flowhost.problems import UserInputError, did_you_mean
@@ -34,14 +33,8 @@ def list_command(args: argparse.Namespace) -> int:
     if not summaries:
         print(f"No runs in {store.path}.")
         return 0
-    rows = [("RUN ID", "WORKFLOW", "STATUS", "STEPS", "STARTED")]
-    rows += [(s.run_id, s.workflow_id, s.status, f"{s.steps_completed}/{s.total_steps}",
-              time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(s.created_at)))
-             for s in summaries]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
-              .rstrip())
+    print_runs((s.run_id, s.workflow_id, s.status, f"{s.steps_completed}/{s.total_steps}",
+                s.created_at) for s in summaries)
     return 0
 
 
