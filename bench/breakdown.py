@@ -1,11 +1,13 @@
-"""Where a step of a whole ``flowhost run`` goes: planning, the checkpoint's SQL, the
-journal's own Python, the progress lines, and the engine with the plugin call.
+"""Where a step of a whole ``flowhost run`` goes: planning, the checkpoint's write (the
+step log), the journal's own Python (its batches into SQLite among it), the progress
+lines, and the engine with the plugin call.
 
 Each measurement is a ``flowhost run CHAIN --no-progress`` process (the CLI's ``main`` as
 the ``flowhost`` process runs it, output to /dev/null) of a chain of N no-op steps that
 times, inside itself, ``check_spec`` (planning) and ``Engine.run`` (execution). The
-variants leave one part out by patching it in that process only: the checkpoint's INSERT
-not sent (its rows still encoded), the journal not written at all, no progress lines.
+variants leave one part out by patching it in that process only: the checkpoint not
+written to the step log (its rows still encoded and moved into SQLite), the journal not
+written at all, no progress lines.
 The per-step cost of each is the slope between N=2000 and N=8000; the medians of the
 rounds are reported, and each part is the difference of two variants. A diagnosis, not a
 benchmark: what is left out here is never left out by flowhost.
@@ -27,7 +29,7 @@ from pathlib import Path
 from _common import chain_spec
 
 SMALL, LARGE = 2000, 8000
-VARIANTS = ("whole", "no-checkpoint-sql", "no-journal", "no-progress-lines")
+VARIANTS = ("whole", "no-checkpoint-write", "no-journal", "no-progress-lines")
 
 
 def child(steps: int, variant: str, spec: str, state: str) -> None:
@@ -55,11 +57,10 @@ def child(steps: int, variant: str, spec: str, state: str) -> None:
 
     api.check_spec = timed_check  # type: ignore[assignment]
     engine.Engine.run = timed_run  # type: ignore[method-assign,assignment]
-    if variant == "no-checkpoint-sql":
-        def rows_only(self: StoreListener, event: object) -> None:  # encoded, not sent
-            self._pending.clear()
+    if variant == "no-checkpoint-write":
+        from flowhost.store.steplog import StepLog
 
-        StoreListener._finished = rows_only  # type: ignore[method-assign]
+        StepLog.append = lambda self, rows: None  # type: ignore[method-assign]
     elif variant == "no-journal":
         StoreListener.__call__ = lambda self, event: None  # type: ignore[method-assign]
     elif variant == "no-progress-lines":
@@ -115,14 +116,14 @@ def main() -> None:
     median = {v: (statistics.median(p for p, _ in s) * 1e6, statistics.median(e for _, e in s)
                   * 1e6) for v, s in slopes.items()}
     whole = median["whole"]
-    sql = whole[1] - median["no-checkpoint-sql"][1]
-    journal = median["no-checkpoint-sql"][1] - median["no-journal"][1]
+    written = whole[1] - median["no-checkpoint-write"][1]
+    journal = median["no-checkpoint-write"][1] - median["no-journal"][1]
     progress = whole[1] - median["no-progress-lines"][1]
     rows = [("planning (check_spec)", whole[0]), ("execution (Engine.run)", whole[1]),
-            ("  the checkpoint's INSERT (SQLite)", sql),
+            ("  the checkpoint's write (step log)", written),
             ("  the journal's Python (rows, batches)", journal),
             ("  the progress lines", progress),
-            ("  the engine, the plugin call, the rest", whole[1] - sql - journal - progress)]
+            ("  the engine, the plugin call, the rest", whole[1] - written - journal - progress)]
     print(f"python bench/breakdown.py --rounds {args.rounds}: us a step of a no-op chain "
           f"(slope {SMALL} -> {LARGE} steps, medians), {sys.executable}")
     for label, value in rows:

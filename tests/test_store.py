@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import errno
+import os
 import sqlite3
 import time
 from pathlib import Path
@@ -18,7 +20,8 @@ from flowhost.problems import StorageError, UserInputError
 from flowhost.result import fold
 from flowhost.spec import parse_spec
 from flowhost.static import check
-from flowhost.store import RunRecord, Store, StoreListener, codec, estimate, read
+from flowhost.store import RunRecord, Store, StoreListener, codec, estimate, read, steplog
+from flowhost.store import listener as listener_module
 from flowhost.store.estimate import inputs_key
 from flowhost.store.rows import describe
 from flowhost.store.schema import LATEST
@@ -288,13 +291,13 @@ async def run_with_store(store: Store, text: str = CHAIN, **engine: Any) -> tupl
 
 async def test_each_finished_step_is_durable_when_emit_returns(tmp_path: Path) -> None:
     store = Store.open(tmp_path)
-    reader = sqlite3.connect(tmp_path / "state.db")
+    reader = Store.open(tmp_path)  # another process's view: the database and the step log
     seen: list[tuple[str, int]] = []
 
     def probe(event: ev.Event) -> None:
         if isinstance(event, ev.StepFinished):
-            count = reader.execute("SELECT count(*) FROM events WHERE type = 'StepFinished' "
-                                   "AND step_id = ?", (event.step_id,)).fetchone()[0]
+            count = sum(1 for e in reader.events(record) if isinstance(e, ev.StepFinished)
+                        and e.step_id == event.step_id)
             seen.append((event.step_id, count))
 
     plan = check(parse_spec(CHAIN), Catalog(), {})
@@ -321,36 +324,90 @@ async def test_the_stored_events_fold_into_the_same_result(tmp_path: Path) -> No
 
 async def test_a_started_step_is_flushed_once_the_loop_is_idle(tmp_path: Path) -> None:
     store = Store.open(tmp_path)
-    reader = sqlite3.connect(tmp_path / "state.db")
+    reader = Store.open(tmp_path)
     record = new_run(store, total=1)
     listener = StoreListener(store, record)
     listener(ev.StepStarted(run_id=record.run_id, step_id="a", plugin="p", purpose="",
                             index=1, total=1))
-    count = "SELECT count(*) FROM events WHERE type = 'StepStarted'"
-    assert reader.execute(count).fetchone()[0] == 0  # batched...
+    assert reader.events(record) == []  # batched...
     await asyncio.sleep(0)
-    assert reader.execute(count).fetchone()[0] == 1  # ...until the loop is idle
+    assert [e.step_id for e in reader.events(record)] == ["a"]  # ...until the loop is idle
+    listener.close()
+    assert [e.step_id for e in reader.events(record)] == ["a"]
+    assert not list((tmp_path / "steplog").iterdir())  # all in the database now
 
 
-async def test_a_full_disk_fails_the_run_and_keeps_earlier_checkpoints(tmp_path: Path) -> None:
+async def test_a_step_log_that_sits_still_goes_into_the_database(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(listener_module, "_BATCH_AGE_S", 0.05)
     store = Store.open(tmp_path)
-    big = "x" * 3000
-    steps = "\n".join(f"  - {{id: s{i}, plugin: echo, inputs: {{text: '{big}{i}'}}"
-                      + (f", needs: [s{i - 1}]}}" if i else "}") for i in range(40))
-    used = store.conn.execute("PRAGMA page_count").fetchone()[0]
-    store.conn.execute(f"PRAGMA max_page_count = {used + 12}")
-    status, listener, history = await run_with_store(store, f"workflow_id: w\nsteps:\n{steps}")
+    record = new_run(store, total=2)
+    listener = StoreListener(store, record)
+    listener(finished("a"))
+    assert [p.name for p in (tmp_path / "steplog").iterdir()] == [f"{record.run_no}-"
+                                                                  f"{record.run_no << 32}"]
+    await asyncio.sleep(0.2)  # a long step comes next: the log goes in meanwhile
+    assert not list((tmp_path / "steplog").iterdir())
+    rows = sqlite3.connect(tmp_path / "state.db").execute(
+        "SELECT step_id FROM events WHERE type = 'StepFinished'").fetchall()
+    assert rows == [("a",)]
+    listener.close()
+
+
+BIG_CHAIN = "workflow_id: w\nsteps:\n" + "\n".join(
+    f"  - {{id: s{i}, plugin: echo, inputs: {{text: '{'x' * 3000}{i}'}}"
+    + (f", needs: [s{i - 1}]}}" if i else "}") for i in range(40))
+
+
+def fill_the_disk(monkeypatch: pytest.MonkeyPatch, after_bytes: int) -> None:
+    """The step log's disk is full once ``after_bytes`` were written to it."""
+    written = [0]
+    write = os.write
+
+    def full(fd: int, data: Any) -> int:
+        written[0] += len(data)
+        if written[0] > after_bytes:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return write(fd, data)
+
+    monkeypatch.setattr(steplog.os, "write", full)
+
+
+async def test_a_full_disk_fails_the_run_and_keeps_earlier_checkpoints(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = Store.open(tmp_path)
+    fill_the_disk(monkeypatch, 40_000)
+    status, listener, history = await run_with_store(store, BIG_CHAIN)
     assert status == "cancelled"
     assert listener.failure is not None and "disk is full" in listener.failure
+    assert "Free some space" in listener.failure
     finished = [e for e in history if isinstance(e, ev.StepFinished) and e.status == "success"]
     assert 2 < len(finished) < 40
-    store.conn.execute("PRAGMA max_page_count = 1000000")
-    saved = read(store.events(listener.record))
+    saved = read(Store.open(tmp_path).events(listener.record))
     # Every checkpoint before the failure is intact; nothing after it was written.
-    assert len(saved.finished) in (len(finished) - 1, len(finished))
-    assert set(saved.finished) <= {e.step_id for e in finished}
+    assert len(saved.finished) == len(finished) - 1
+    assert set(saved.finished) < {e.step_id for e in finished}
+    monkeypatch.undo()
+    later = Store.open(tmp_path)  # who takes the run next moves the log into the database
+    assert later.acquire(listener.record, "test") is not None
+    assert not list((tmp_path / "steplog").iterdir())
+    assert read(later.events(listener.record)).finished == saved.finished
     assert sqlite3.connect(tmp_path / "state.db").execute(
         "PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+async def test_a_full_database_at_the_end_keeps_every_logged_step(tmp_path: Path) -> None:
+    store = Store.open(tmp_path)
+    used = store.conn.execute("PRAGMA page_count").fetchone()[0]
+    store.conn.execute(f"PRAGMA max_page_count = {used + 12}")
+    _, listener, _ = await run_with_store(store, BIG_CHAIN)
+    assert listener.failure is not None and "disk is full" in listener.failure
+    store.conn.execute("PRAGMA max_page_count = 1000000")
+    saved = read(Store.open(tmp_path).events(listener.record))
+    # The steps were logged as they finished; only the run's end could not be written.
+    assert len(saved.finished) == 40 and not saved.done
+    assert Store.open(tmp_path).acquire(listener.record, "test") is not None
+    assert len(read(store.events(listener.record)).finished) == 40
 
 
 # -- checkpoints and estimates -------------------------------------------------------------

@@ -48,6 +48,7 @@ def test_a_state_dir_flowhost_makes_is_private(tmp_path: Path, usual_umask: None
                               capture_output=True, text=True, timeout=120, check=False)
         assert done.returncode == 0, done.stderr
         assert mode(tmp_path / state / "state.db") == 0o600
+        assert mode(tmp_path / state / "steplog") == 0o700  # (a log in it: 0600)
     assert mode(tmp_path / "new" / "state") == 0o700
     assert mode(tmp_path / "shared") == 0o755
 

@@ -4,6 +4,7 @@ faults, secrets."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
@@ -18,7 +19,7 @@ from typing import Any
 import pytest
 
 from flowhost.cli import main
-from flowhost.store import Store
+from flowhost.store import Store, steplog
 
 SECRET = "hunter2-very-secret-value"
 
@@ -106,6 +107,51 @@ def test_ctrl_c_checkpoints_then_resume_finishes_the_run(tmp_path: Path) -> None
         (run_id, "success", 6)]
 
 
+def test_kill_9_with_checkpoints_only_in_the_step_log_loses_no_finished_step(
+        tmp_path: Path) -> None:
+    logged = 0  # the kills that came while the step log held the fast steps alone
+    for attempt in range(3):  # (a busy machine may move the log into state.db first)
+        where = tmp_path / str(attempt)
+        where.mkdir()
+        logged += kill_during_a_long_step_then_resume(where)
+        if logged:
+            break
+    assert logged
+
+
+def kill_during_a_long_step_then_resume(tmp_path: Path) -> int:
+    """kill -9 while the step after 40 fast ones runs, then resume: no fast step runs
+    again. 1 if the fast steps were in the step log alone when the process died."""
+    spec = chain(tmp_path, count=40, seconds=0)
+    with spec.open("a", encoding="utf-8") as more:  # then one long step, and one after it
+        more.write("  - {id: slow, plugin: sleeper, inputs: {seconds: 3}, needs: [s39]}\n"
+                   "  - {id: last, plugin: noop, needs: [slow]}\n")
+    proc = start("run", "wf.yaml", "--no-progress", cwd=tmp_path)
+    try:
+        assert proc.stdout is not None
+        run_id = run_id_of(proc.stdout.readline())
+        for line in proc.stdout:
+            if "slow (sleeper) started" in line:
+                break
+        proc.kill()
+        proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    logs = [log.stat().st_size for log in (tmp_path / ".flowhost" / "steplog").iterdir()]
+    shown = show(tmp_path, run_id)
+    assert shown["status"] == "interrupted" and shown["steps_completed"] == 40
+    resumed = flowhost("resume", run_id, "--no-progress", "--json-out", "result.json",
+                       cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert result["status"] == "success" and result["steps_completed"] == 42
+    runs = journal(tmp_path)
+    assert sorted(runs) == sorted(f"s{i}" for i in range(40))  # each fast step ran once
+    assert not list((tmp_path / ".flowhost" / "steplog").iterdir())
+    return int(len(logs) == 1 and logs[0] > 0)
+
+
 def test_resume_refuses_what_it_cannot_resume(tmp_path: Path) -> None:
     chain(tmp_path, count=1, seconds=0)
     nothing = flowhost("resume", cwd=tmp_path)
@@ -187,7 +233,8 @@ def test_a_full_disk_fails_the_run_and_resume_goes_on_later(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     chain(tmp_path, count=30, seconds=0, prefix="x" * 3000)  # big events fill the disk
-    opened = Store.open
+    opened, write = Store.open, os.write
+    logged = [0]
 
     def small_disk(state_dir: str | Path, **kwargs: Any) -> Store:
         store = opened(state_dir, **kwargs)
@@ -195,14 +242,22 @@ def test_a_full_disk_fails_the_run_and_resume_goes_on_later(
         store.conn.execute(f"PRAGMA max_page_count = {pages + 40}")
         return store
 
+    def full_log(fd: int, data: Any) -> int:  # the step log's disk: full after 40 KB
+        logged[0] += len(data)
+        if logged[0] > 40_000:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return write(fd, data)
+
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(Store, "open", small_disk)
+    monkeypatch.setattr(steplog.os, "write", full_log)
     assert main(["run", "wf.yaml", "--no-progress", "--state-dir", "state",
                  "--json-out", "failed.json"]) == 1
     out, err = capsys.readouterr()
     run_id = run_id_of(out)
     assert "the disk is full" in err and f"flowhost resume {run_id} --state-dir state" in err
     monkeypatch.setattr(Store, "open", opened)
+    monkeypatch.setattr(steplog.os, "write", write)
     # The result says what the state dir says: the fold of what was committed.
     written = json.loads((tmp_path / "failed.json").read_text())
     assert main(["runs", "show", run_id, "--json", "--state-dir", "state"]) == 0
@@ -347,8 +402,8 @@ steps:
     resumed = flowhost("resume", "--no-progress", cwd=tmp_path, env=env)
     assert resumed.returncode == 0, resumed.stderr
     assert f"end token={SECRET}" in journal_file.read_text()  # the plugin got it
-    for path in (tmp_path / ".flowhost").iterdir():
-        assert SECRET.encode() not in path.read_bytes(), path
+    for path in (tmp_path / ".flowhost").rglob("*"):  # the database, the step logs...
+        assert path.is_dir() or SECRET.encode() not in path.read_bytes(), path
     record = Store.open(tmp_path / ".flowhost").run(run_id)
     assert record.overrides == ["b.text=x${secret.TOKEN}x"]
     assert record.spec_redacted  # the hint held the value in clear: re-read on resume

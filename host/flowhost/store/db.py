@@ -8,6 +8,8 @@ killed (a power cut may lose the last few commits, never corrupt the file). Seve
 processes may share a state dir: every write is a short ``BEGIN IMMEDIATE`` transaction
 and waits up to ``busy_timeout`` seconds for another writer. Whatever is wrong with the
 state dir when it is opened becomes a ``UserInputError`` (exit 2) that says what to do.
+A run in flight keeps its latest checkpoints in its step log beside the database
+(``flowhost.store.steplog``); every read of a run's events takes them in.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from flowhost.problems import (
     is_utf8,
     quote_name,
 )
-from flowhost.store import codec
+from flowhost.store import codec, steplog
 from flowhost.store.history import History
 from flowhost.store.interface import JournalWriter, Lease
 from flowhost.store.lease import RunLocks
@@ -113,6 +115,7 @@ class Store(History):
         self.path = state_dir / DB_NAME
         self.busy_timeout = busy_timeout
         self.locks = RunLocks.of(state_dir)
+        self.steplog_dir = state_dir / steplog.DIRNAME
         self._leased: dict[str, int] = {}  # run id -> run_no, of the leases held
 
     @classmethod
@@ -290,9 +293,13 @@ class Store(History):
     def events(self, record: RunRecord, after_seq: int = 0) -> list[Event]:
         """The run's events with ``seq`` past ``after_seq``, in order."""
         low, high = event_range(record.run_no)
-        rows = self.conn.execute("SELECT id, type, step_id, payload FROM events "
-                                 "WHERE id BETWEEN ? AND ? ORDER BY id",
-                                 (low + max(after_seq, 0), high))
+        start = low + max(after_seq, 0)
+        logged = steplog.read(self.steplog_dir, record.run_no, record.run_id)  # (first)
+        rows: list[steplog.Row] = self.conn.execute(
+            "SELECT id, type, step_id, payload FROM events WHERE id BETWEEN ? AND ? "
+            "ORDER BY id", (start, high)).fetchall()
+        if logged:
+            rows = steplog.merged(rows, logged, start)
         decoded = (codec.decode(record.run_id, kind, step_id, payload, row_id - low + 1)
                    for row_id, kind, step_id, payload in rows)
         return [event for event in decoded if event is not None]
@@ -333,6 +340,8 @@ class Store(History):
             return None
         try:
             with self.write() as conn:
+                # what an owner that died left in its step log (none writes it now)
+                left = steplog.absorb(conn, self.steplog_dir, record.run_no, record.run_id)
                 row = conn.execute(
                     "INSERT INTO leases (run_no, owner, epoch, acquired_at) VALUES (?, ?, 1, ?) "
                     "ON CONFLICT (run_no) DO UPDATE SET owner = excluded.owner, "
@@ -341,6 +350,7 @@ class Store(History):
         except BaseException:
             self.locks.release(record.run_no)
             raise
+        steplog.remove(left)
         self._leased[record.run_id] = record.run_no
         return Lease(record.run_id, owner, int(row[0]))
 
@@ -360,15 +370,24 @@ class Store(History):
                                 (record.run_no,)).fetchone()
         if row is not None and row[0] is not None:
             return int(row[0])
+        if steplog.files(self.steplog_dir, record.run_no):
+            return steplog.succeeded(self.events(record))
         low, high = event_range(record.run_no)
         counted = self.conn.execute(SUCCEEDED, (low, high)).fetchone()
         return int(counted[0])
 
     def next_seq(self, record: RunRecord) -> int:
         low, high = event_range(record.run_no)
+        logged = steplog.read(self.steplog_dir, record.run_no, record.run_id)  # (first)
         row = self.conn.execute("SELECT max(id) FROM events WHERE id BETWEEN ? AND ?",
                                 (low, high)).fetchone()
-        return 0 if row[0] is None else int(row[0]) - low + 1
+        last = max(-1 if row[0] is None else int(row[0]), logged[-1][0] if logged else -1)
+        return 0 if last < 0 else last - low + 1
+
+    def data_version(self) -> int:
+        """Changes whenever another connection commits, or a step log is written."""
+        version = int(self.conn.execute("PRAGMA data_version").fetchone()[0])
+        return hash((version, steplog.signature(self.steplog_dir)))
 
     def append(self, record: RunRecord, events: Iterable[Event]) -> None:
         """Add events to a run's log at once (decisions, and what resume applies)."""
