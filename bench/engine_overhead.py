@@ -21,7 +21,7 @@ from _common import reference_loop as common_reference_loop
 from flowhost.catalog import Catalog
 from flowhost.engine import Engine
 from flowhost.events import EventBus
-from flowhost.spec import parse_spec
+from flowhost.spec_loading import parse_spec
 from flowhost.static import check
 
 

@@ -32,7 +32,7 @@ from flowhost.config import HostConfig
 from flowhost.engine import Engine
 from flowhost.events import EventBus
 from flowhost.plan import Plan
-from flowhost.spec import parse_spec
+from flowhost.spec_loading import parse_spec
 from flowhost.static import check
 from flowhost_sdk import protocol
 from flowhost_sdk._proto import plugin_pb2 as pb

@@ -23,7 +23,7 @@ from flowhost.catalog import Catalog
 from flowhost.engine import Engine
 from flowhost.events import EventBus
 from flowhost.plan import Plan
-from flowhost.spec import parse_spec
+from flowhost.spec_loading import parse_spec
 from flowhost.static import check
 from flowhost.store import Store, StoreCache, StoreListener
 

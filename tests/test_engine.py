@@ -25,7 +25,7 @@ from flowhost.events import (
 )
 from flowhost.result import RunResult, fold
 from flowhost.run_state import Earlier
-from flowhost.spec import parse_spec
+from flowhost.spec_loading import parse_spec
 from flowhost.static import check
 
 

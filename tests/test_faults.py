@@ -92,7 +92,7 @@ def test_a_bookkeeping_error_fails_the_run_instead_of_succeeding() -> None:
     not leave the run reporting success."""
     from flowhost.catalog import Catalog
     from flowhost.engine import Engine
-    from flowhost.spec import parse_spec
+    from flowhost.spec_loading import parse_spec
     from flowhost.static import check
 
     plan = check(parse_spec("workflow_id: w\nsteps: [{id: a, plugin: noop}, "
@@ -212,7 +212,7 @@ async def test_no_question_is_asked_after_a_person_aborted() -> None:
 async def test_a_persons_abort_asks_once_and_names_the_person(tmp_path: Path) -> None:
     from flowhost.catalog import Catalog
     from flowhost.engine import Engine
-    from flowhost.spec import parse_spec
+    from flowhost.spec_loading import parse_spec
     from flowhost.static import check
 
     steps = ", ".join(f"{{id: s{i}, plugin: fail, on_failure: continue}}" for i in range(4))

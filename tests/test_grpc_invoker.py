@@ -23,7 +23,7 @@ from flowhost.invokers import InvalidOutputs
 from flowhost.invokers.grpc.channels import CHANNELS
 from flowhost.invokers.grpc.invoker import GrpcInvoker
 from flowhost.problems import SpecError
-from flowhost.spec import parse_spec
+from flowhost.spec_loading import parse_spec
 from flowhost.static import check
 from flowhost_sdk import (
     InvocationContext,

@@ -33,7 +33,7 @@ from flowhost.intervene import (
     TerminalIntervener,
 )
 from flowhost.result import RunResult, fold
-from flowhost.spec import parse_spec
+from flowhost.spec_loading import parse_spec
 from flowhost.static import check
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from flowhost.problems import SpecError
 from flowhost.source import parse_document
-from flowhost.spec import parse_spec
+from flowhost.spec_loading import parse_spec
 
 
 def problems_of(text: str) -> list[str]:

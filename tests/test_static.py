@@ -6,7 +6,7 @@ import pytest
 
 from flowhost.catalog import Catalog
 from flowhost.problems import SpecError
-from flowhost.spec import parse_spec
+from flowhost.spec_loading import parse_spec
 from flowhost.static import check
 
 
@@ -279,24 +279,24 @@ def test_references_known_to_fit_are_checked_as_the_others(
         text: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """The shortcut for a reference like one checked already (``_known_fit``) changes
     nothing: the same problems, or the same plan, as without it."""
-    from flowhost import static
+    from flowhost import static_steps
 
     env = {"TOKEN": "t"}
     fast = _outcome(text, env)
-    monkeypatch.setattr(static._Checker, "_known_fit", lambda *args: False)
+    monkeypatch.setattr(static_steps.StepChecker, "_known_fit", lambda *args: False)
     assert _outcome(text, env) == fast
 
 
 def test_a_chain_takes_the_shortcut(monkeypatch: pytest.MonkeyPatch) -> None:
-    from flowhost import static
+    from flowhost import static_steps
 
     answers: list[bool] = []
-    known_fit = static._Checker._known_fit
+    known_fit = static_steps.StepChecker._known_fit
 
     def counted(*args: object) -> bool:
         answers.append(known_fit(*args))  # type: ignore[arg-type]
         return answers[-1]
 
-    monkeypatch.setattr(static._Checker, "_known_fit", counted)
+    monkeypatch.setattr(static_steps.StepChecker, "_known_fit", counted)
     _outcome(_references_specs()[0], {})
     assert answers == [False, True, True, True, True]  # the first one is checked in full

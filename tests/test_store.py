@@ -18,7 +18,7 @@ from flowhost.engine import Engine
 from flowhost.events import EventBus
 from flowhost.problems import StorageError, UserInputError
 from flowhost.result import fold
-from flowhost.spec import parse_spec
+from flowhost.spec_loading import parse_spec
 from flowhost.static import check
 from flowhost.store import RunRecord, Store, StoreListener, codec, estimate, read, steplog
 from flowhost.store import listener as listener_module

@@ -13,7 +13,7 @@ from flowhost.engine import Engine
 from flowhost.events import EventBus
 from flowhost.problems import SpecError
 from flowhost.result import RunResult, fold
-from flowhost.spec import parse_spec
+from flowhost.spec_loading import parse_spec
 from flowhost.static import check
 from flowhost.store import Store, StoreCache, StoreListener
 

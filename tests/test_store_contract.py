@@ -303,7 +303,7 @@ def test_only_the_first_answer_to_a_question_counts(open_store: Open) -> None:
 
 def test_the_cache_keeps_what_a_step_returned_and_can_be_cleared(open_store: Open) -> None:
     from flowhost.catalog import Catalog
-    from flowhost.spec import parse_spec
+    from flowhost.spec_loading import parse_spec
     from flowhost.static import check
 
     plan = check(parse_spec("workflow_id: w\nsteps: [{id: a, plugin: noop}]\n"), Catalog(), {})

@@ -30,7 +30,7 @@ from flowhost.plan import Plan
 from flowhost.problems import Problem, SpecError, UserInputError
 from flowhost.questions import settle
 from flowhost.result import RunResult, fold
-from flowhost.spec import LoadedSpec
+from flowhost.spec_loading import LoadedSpec
 from flowhost.static import check_file, check_text
 from flowhost.store import RunRecord, Store, read
 from flowhost.store.checkpoint import Checkpoint

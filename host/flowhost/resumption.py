@@ -28,7 +28,8 @@ from flowhost.problems import SpecError, UserInputError
 from flowhost.redact import MASK
 from flowhost.refs import CDict, Const, iter_refs
 from flowhost.run_state import Earlier
-from flowhost.spec import Step, parse_spec
+from flowhost.spec import Step
+from flowhost.spec_loading import parse_spec
 from flowhost.static import check
 from flowhost.store import Checkpoint, RunRecord
 

@@ -19,7 +19,8 @@ from flowhost.problems import Problem
 if TYPE_CHECKING:
     from flowhost.catalog import RemoteDown
     from flowhost.refs import Ref
-    from flowhost.spec import LoadedSpec, Step
+    from flowhost.spec import Step
+    from flowhost.spec_loading import LoadedSpec
 
 PathKey = tuple[str | int, ...]
 

@@ -8,7 +8,7 @@ import json
 from flowhost.api import check_spec
 from flowhost.commands.run import cli_context
 from flowhost.plan import Plan
-from flowhost.spec import LoadedSpec
+from flowhost.spec_loading import LoadedSpec
 from flowhost.wording import plural
 
 

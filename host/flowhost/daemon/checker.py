@@ -42,7 +42,7 @@ from flowhost.execution import hide_secrets, secret_values
 from flowhost.intervene import outputs_problem
 from flowhost.problems import SpecError, UserInputError
 from flowhost.redact import Redactor, holds_secret
-from flowhost.spec import parse_spec
+from flowhost.spec_loading import parse_spec
 from flowhost.static import check
 
 _SECRET_NAME = re.compile(r"secret\.([A-Za-z_][A-Za-z0-9_]*)")

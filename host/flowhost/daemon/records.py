@@ -30,7 +30,7 @@ from flowhost.events import (
 )
 from flowhost.problems import UserInputError
 from flowhost.runs import folded_result
-from flowhost.spec import parse_spec
+from flowhost.spec_loading import parse_spec
 from flowhost.store import RunRecord, Store, read
 from flowhost.store.db import UNFINISHED
 
