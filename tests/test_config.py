@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from flowhost.config import HostConfig, RemoteTarget, load_config, parse_remote_url
+from flowhost.config import HostConfig, load_config
 from flowhost.problems import UserInputError
+from flowhost.remote_targets import RemoteTarget, parse_remote_url
 
 
 def write(folder: Path, text: str, name: str = "flowhost.toml") -> Path:

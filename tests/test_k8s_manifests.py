@@ -15,7 +15,8 @@ import pytest
 import yaml
 
 from flowhost.cli import build_parser as flowhost_parser
-from flowhost.config import RemoteTarget, parse_config, parse_remote_targets
+from flowhost.config import parse_config
+from flowhost.remote_targets import RemoteTarget, parse_remote_targets
 from flowhost_sdk.cli import build_parser as plugin_parser
 
 K8S = Path(__file__).resolve().parent.parent / "deploy" / "k8s"

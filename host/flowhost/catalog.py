@@ -197,7 +197,7 @@ class Catalog:
         return invoker
 
     def _load(self, name: str) -> Invoker:
-        from flowhost.config import is_remote_url
+        from flowhost.remote_targets import is_remote_url
 
         if is_remote_url(name):
             return self._load_remote(name, name)
@@ -231,11 +231,11 @@ class Catalog:
         ``[grpc] connect_timeout``; inside an event loop, call ``get`` from a thread). Of
         several servers (a list, a ``dns:///`` name) any one that is healthy answers: they
         serve the same plugins."""
-        from flowhost.config import is_remote_url, parse_remote_targets
         from flowhost.invokers.grpc.discovery import list_plugins
         from flowhost.invokers.grpc.endpoint import Endpoint
         from flowhost.invokers.grpc.failures import RemoteUnavailable
         from flowhost.invokers.grpc.invoker import GrpcInvoker
+        from flowhost.remote_targets import is_remote_url, parse_remote_targets
 
         try:
             target, served_as = parse_remote_targets(url)

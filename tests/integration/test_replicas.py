@@ -177,8 +177,8 @@ async def test_a_server_whose_health_says_not_serving_is_left_out_until_it_serve
 
 async def until_health(served: Served, status: str) -> None:
     """Wait until the server's own health service says ``status`` (at most 30 s)."""
-    from flowhost.config import parse_remote_url
     from flowhost.invokers.grpc.endpoint import Endpoint
+    from flowhost.remote_targets import parse_remote_url
 
     endpoint = Endpoint(parse_remote_url(f"grpc://{served.address}")[0])
     for _ in range(300):

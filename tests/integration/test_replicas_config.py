@@ -9,15 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from flowhost.config import (
-    RemoteTarget,
-    TargetList,
-    load_config,
-    parse_remote_targets,
-    parse_remote_url,
-)
+from flowhost.config import load_config
 from flowhost.invokers.grpc.endpoint import BALANCED_SERVICE_CONFIG, Endpoint
 from flowhost.problems import UserInputError
+from flowhost.remote_targets import RemoteTarget, TargetList, parse_remote_targets, parse_remote_url
 from flowhost_sdk.cli import build_parser, load_plugin
 from flowhost_sdk.server import DEFAULT_MAX_CONNECTION_AGE, PluginServer, ServeError
 

@@ -27,10 +27,10 @@ from typing import Any
 import pytest
 from plugin_servers import Served, StartServer
 
-from flowhost.config import parse_remote_url
 from flowhost.invokers.grpc.discovery import list_plugins
 from flowhost.invokers.grpc.endpoint import Endpoint
 from flowhost.invokers.grpc.invoker import GrpcInvoker
+from flowhost.remote_targets import parse_remote_url
 from flowhost_sdk import InvocationContext
 
 pytestmark = [

@@ -18,8 +18,9 @@ from typing import Any
 import grpc
 from grpc import aio
 
-from flowhost.config import HostConfig, TargetList, Targets
+from flowhost.config import HostConfig
 from flowhost.invokers.grpc.failures import RemoteUnavailable
+from flowhost.remote_targets import TargetList, Targets
 from flowhost_sdk import protocol
 
 # Several servers: gRPC's round_robin over those whose health (the whole server, service "")
