@@ -22,8 +22,8 @@ from flowhost.redact import holds_secret
 from flowhost.result import RunResult, fold
 from flowhost.source import parse_document
 from flowhost.store import Checkpoint, RunRecord, read
-from flowhost.store.db import DB_NAME
 from flowhost.store.interface import StateStore
+from flowhost.store.opening import DB_NAME
 
 PathLike = str | os.PathLike[str]
 

@@ -9,9 +9,10 @@ from typing import TYPE_CHECKING
 
 from flowhost.store.cache import StoreCache
 from flowhost.store.checkpoint import Checkpoint, read
-from flowhost.store.db import DEFAULT_STATE_DIR, Store
+from flowhost.store.db import Store
 from flowhost.store.estimate import estimate
 from flowhost.store.listener import StoreListener
+from flowhost.store.opening import DEFAULT_STATE_DIR
 from flowhost.store.rows import RunRecord
 
 __all__ = [

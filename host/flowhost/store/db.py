@@ -1,6 +1,6 @@
-"""The state database: opening it safely, runs, their event logs, ownership (the rows
-themselves: ``flowhost.store.rows``; durations, cache housekeeping and roles:
-``flowhost.store.history``).
+"""The state database: runs, their event logs, ownership (opening it safely:
+``flowhost.store.opening``; the rows themselves: ``flowhost.store.rows``; durations, cache
+housekeeping and roles: ``flowhost.store.history``).
 
 One SQLite file, ``state.db``, in the state dir (default ``./.flowhost/``), in WAL mode with
 ``synchronous=NORMAL``: readers never block the writer, a commit survives the process being
@@ -18,7 +18,7 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -39,6 +39,7 @@ from flowhost.store import codec, steplog
 from flowhost.store.history import History
 from flowhost.store.interface import JournalWriter, Lease
 from flowhost.store.lease import RunLocks
+from flowhost.store.opening import DB_NAME, connect
 from flowhost.store.rows import (
     _RUN_COLUMNS,
     SEQ_BITS,
@@ -50,14 +51,11 @@ from flowhost.store.rows import (
     live_status,
     side_tables,
 )
-from flowhost.store.schema import LATEST, NewerSchemaError, migrate
 
 if TYPE_CHECKING:
     from flowhost.engine import StepCache
     from flowhost.invokers import RecordedSchemas, RemoteDescriptor
 
-DEFAULT_STATE_DIR = ".flowhost"
-DB_NAME = "state.db"
 DEFAULT_BUSY_TIMEOUT = 10.0
 # "cancelled" is final (a person or a program cancelled it); "interrupted" is resumable.
 UNFINISHED = ("queued", "running", "interrupted", "waiting")
@@ -67,43 +65,6 @@ _SQLITE_MAX_INT = 2**63 - 1
 def event_range(run_no: int) -> tuple[int, int]:
     low = run_no << SEQ_BITS
     return low, low + (1 << SEQ_BITS) - 1
-
-
-def _prepare(conn: sqlite3.Connection, timeout: float) -> None:
-    """WAL mode and the schema. Until a new database is in WAL mode, two processes opening
-    it at once can deadlock on SQLite's rollback-journal locks, which fails at once instead
-    of waiting: so "locked" here is retried until the busy timeout is spent."""
-    deadline = time.monotonic() + timeout
-    pause = 0.01
-    while True:
-        try:
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")
-            migrate(conn)
-            conn.execute("SELECT count(*) FROM runs").fetchone()
-            return
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() + pause > deadline:
-                raise
-        time.sleep(pause)
-        pause = min(pause * 2, 0.5)
-
-
-def _check_state_dir(directory: Path, create: bool) -> None:
-    if directory.exists() and not directory.is_dir():
-        raise UserInputError(f"--state-dir {directory}: is a file, not a directory; pass "
-                             "a directory (it is created if missing)")
-    if not create and not (directory / DB_NAME).exists():
-        raise UserInputError(f"no flowhost state in {directory}: no run was recorded "
-                             "there. Pass the --state-dir the run used (default "
-                             f"$FLOWHOST_STATE_DIR or ./{DEFAULT_STATE_DIR})")
-
-
-def _create_private(path: Path) -> None:
-    """An empty database file of mode 0600, unless there is one (SQLite gives its -wal
-    and -shm files the database's mode)."""
-    with suppress(FileExistsError):
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 class Store(History):
@@ -124,35 +85,7 @@ class Store(History):
         """Open (or, with ``create``, make) the state dir; exit-2 errors for what is wrong."""
         directory = Path(state_dir)
         timeout = DEFAULT_BUSY_TIMEOUT if busy_timeout is None else busy_timeout
-        path = directory / DB_NAME
-        if not is_utf8(str(directory)):  # SQLite and the runs' records take UTF-8 paths
-            raise UserInputError(f"--state-dir '{as_bytes(str(directory))}': not valid UTF-8; "
-                                 "name a state dir whose path is UTF-8 text")
-        try:
-            _check_state_dir(directory, create)
-        except OSError as exc:  # a name too long, a symbolic link loop, no permission
-            raise UserInputError(describe(exc, path, timeout)) from None
-        conn: sqlite3.Connection | None = None
-        try:
-            # Made private when flowhost makes them (an existing one keeps its mode): the
-            # results and outputs in them are no other local user's business
-            directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-            if create:
-                _create_private(path)
-            conn = sqlite3.connect(path, timeout=timeout, isolation_level=None)
-            _prepare(conn, timeout)
-        except NewerSchemaError as exc:
-            if conn is not None:
-                conn.close()
-            raise UserInputError(
-                f"{path}: written by a newer flowhost (state schema {exc.found}; this one "
-                f"knows up to {LATEST}). Upgrade flowhost, or pass another --state-dir"
-            ) from None
-        except (sqlite3.Error, OSError) as exc:
-            if conn is not None:
-                conn.close()
-            raise UserInputError(describe(exc, path, timeout)) from None
-        return cls(conn, directory, timeout)
+        return cls(connect(directory, timeout, create), directory, timeout)
 
     def close(self) -> None:
         self.conn.close()
