@@ -104,11 +104,13 @@ def files(directory: Path, run_no: int) -> list[Path]:
     return [directory / name for _, name in found]
 
 
-def read(directory: Path, run_no: int, run_id: str) -> list[Row]:
-    """The rows the run's log files hold, in id order; [] when there are none."""
+def read(directory: Path, run_no: int, run_id: str,
+         paths: Sequence[Path] | None = None) -> list[Row]:
+    """The rows the run's log files (``paths``, else found) hold, in id order; [] when
+    there are none."""
     rows: list[Row] = []
     header = _MAGIC + run_id.encode() + b"\n"
-    for path in files(directory, run_no):
+    for path in files(directory, run_no) if paths is None else paths:
         try:
             data = path.read_bytes()
         except FileNotFoundError:  # moved into the database meanwhile
@@ -169,7 +171,7 @@ def absorb(conn: sqlite3.Connection, directory: Path, run_no: int, run_id: str) 
     found = files(directory, run_no)
     if not found:
         return []
-    rows = read(directory, run_no, run_id)
+    rows = read(directory, run_no, run_id, found)
     conn.executemany("INSERT OR IGNORE INTO events (id, type, step_id, payload) "
                      "VALUES (?, ?, ?, ?)", rows)
     return found
